@@ -1,0 +1,325 @@
+//! The command line: `serve`, `migrate`, `schema`, `workspace`, `token` and `seed`.
+//!
+//! Every flag can also come from a `LEADGATE_*` environment variable (flags win) and from
+//! `leadgate.toml` (the environment wins). Output meant for scripts (a token, the schema) goes
+//! to stdout alone; progress and messages go to stderr.
+
+use crate::app::{self, App};
+use crate::config::{LogFormat, Settings};
+use crate::domain::Role;
+use crate::service::Services;
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(name = "leadgate", version, about = "A GraphQL gateway for sales leads")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug)]
+pub struct GlobalArgs {
+    /// Config file (TOML); `leadgate.toml` is read when present and this is not given.
+    #[arg(long, env = "LEADGATE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Database URL: `sqlite://FILE` or `postgres://USER@HOST/DB`.
+    #[arg(long, env = "LEADGATE_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// HS256 token secret, at least 32 bytes.
+    #[arg(long, env = "LEADGATE_JWT_SECRET", global = true, hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Required token issuer (`iss`).
+    #[arg(long, env = "LEADGATE_JWT_ISSUER", global = true)]
+    pub jwt_issuer: Option<String>,
+    /// Required token audience (`aud`).
+    #[arg(long, env = "LEADGATE_JWT_AUDIENCE", global = true)]
+    pub jwt_audience: Option<String>,
+    /// Log filter, e.g. `info` or `leadgate=debug`.
+    #[arg(long, env = "LEADGATE_LOG", global = true)]
+    pub log: Option<String>,
+    /// Log format.
+    #[arg(long, env = "LEADGATE_LOG_FORMAT", global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTP server (GraphQL at /graphql, GraphiQL at /graphiql).
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL).
+    Schema,
+    /// Manage workspaces.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+    /// Mint a bearer token (printed alone on stdout).
+    Token(TokenArgs),
+    /// Insert synthetic leads into a workspace.
+    Seed(SeedArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LEADGATE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Create the `demo` workspace with 10,000 leads on first start and print an admin token.
+    #[arg(long, env = "LEADGATE_DEMO")]
+    pub demo: bool,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "LEADGATE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Seconds before a request is answered with 408.
+    #[arg(long, env = "LEADGATE_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: Option<u64>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkspaceCommand {
+    /// Create a workspace.
+    Create {
+        /// URL-safe handle: lower-case letters, digits, hyphens.
+        slug: String,
+        /// Display name (defaults to the slug).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List workspaces.
+    List,
+}
+
+#[derive(Args, Debug)]
+pub struct TokenArgs {
+    /// Workspace slug the token is for.
+    #[arg(long, env = "LEADGATE_TOKEN_WORKSPACE")]
+    pub workspace: String,
+    /// Role: admin, member, viewer or partner.
+    #[arg(long, env = "LEADGATE_TOKEN_ROLE", value_parser = parse_role)]
+    pub role: Role,
+    /// Lifetime, e.g. `24h`, `30m`, `7d`.
+    #[arg(long, env = "LEADGATE_TOKEN_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// Subject (`sub` claim).
+    #[arg(long, env = "LEADGATE_TOKEN_SUBJECT", default_value = "cli")]
+    pub subject: String,
+}
+
+#[derive(Args, Debug)]
+pub struct SeedArgs {
+    /// Workspace slug to fill.
+    #[arg(long, env = "LEADGATE_SEED_WORKSPACE")]
+    pub workspace: String,
+    /// How many leads.
+    #[arg(long, env = "LEADGATE_SEED_LEADS")]
+    pub leads: u64,
+    /// Random seed (a fresh one by default).
+    #[arg(long, env = "LEADGATE_SEED")]
+    pub seed: Option<u64>,
+}
+
+fn parse_role(raw: &str) -> Result<Role, String> {
+    Role::parse(raw).ok_or_else(|| format!("'{raw}' is not a role; use admin, member, viewer or partner"))
+}
+
+/// Applies the layers: file (read by `Settings::load`), then environment and flags (clap).
+pub fn settings(global: &GlobalArgs, serve: Option<&ServeArgs>) -> anyhow::Result<Settings> {
+    let mut s = Settings::load(global.config.as_deref())?;
+    if let Some(v) = &global.database_url {
+        s.database_url = v.clone();
+    }
+    if let Some(v) = &global.jwt_secret {
+        s.jwt_secret = Some(SecretString::from(v.clone()));
+    }
+    if let Some(v) = &global.jwt_issuer {
+        s.jwt_issuer = v.clone();
+    }
+    if let Some(v) = &global.jwt_audience {
+        s.jwt_audience = v.clone();
+    }
+    if let Some(v) = &global.log {
+        s.log = v.clone();
+    }
+    if let Some(v) = global.log_format {
+        s.log_format = v;
+    }
+    if let Some(a) = serve {
+        if let Some(v) = a.listen {
+            s.listen = v;
+        }
+        if let Some(v) = a.max_body_bytes {
+            s.max_body_bytes = v;
+        }
+        if let Some(v) = a.request_timeout_secs {
+            s.request_timeout_secs = v;
+        }
+    }
+    s.validate()?;
+    Ok(s)
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Schema = cli.command {
+        print!("{}", crate::graphql::sdl());
+        return Ok(());
+    }
+    let serve_args = match &cli.command {
+        Command::Serve(a) => Some(a),
+        _ => None,
+    };
+    let settings = settings(&cli.global, serve_args)?;
+    crate::telemetry::init(&settings.log, settings.log_format);
+    match cli.command {
+        Command::Serve(args) => serve(&settings, args.demo).await,
+        Command::Migrate => {
+            let store = app::open_store(&settings).await?;
+            eprintln!("migrations applied ({})", store.backend());
+            store.close().await;
+            Ok(())
+        }
+        Command::Schema => Ok(()),
+        Command::Workspace(cmd) => workspace(&settings, cmd).await,
+        Command::Token(args) => token(&settings, args).await,
+        Command::Seed(args) => seed(&settings, args).await,
+    }
+}
+
+async fn serve(settings: &Settings, demo: bool) -> anyhow::Result<()> {
+    let store = app::open_store(settings).await?;
+    let auth = app::authenticator(settings, &store, demo).await?;
+    let services = Services::new(store.clone());
+    let mut banner = Vec::new();
+    let demo_token = if demo {
+        let (ws, added) = app::ensure_demo(&services).await?;
+        let token = app::mint(
+            &auth,
+            "demo-admin",
+            &ws,
+            Role::Admin,
+            Duration::from_secs(7 * 86_400),
+        )?;
+        let counts = services.workspaces.lead_counts(ws.id).await?;
+        banner.push(format!(
+            "Demo workspace `{}`: {} leads{}",
+            ws.slug,
+            counts.active,
+            if added > 0 { " (created now)" } else { "" }
+        ));
+        Some(token)
+    } else {
+        None
+    };
+    let App { router, .. } = app::assemble(settings, store.clone(), auth, demo_token.clone());
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let shown = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "leadgate is serving on http://{shown} ({} database)",
+        store.backend()
+    )?;
+    writeln!(out, "GraphiQL: http://{shown}/graphiql")?;
+    for line in banner {
+        writeln!(out, "{line}")?;
+    }
+    if let Some(token) = &demo_token {
+        writeln!(
+            out,
+            "Admin token for the demo workspace (valid 7 days; preset in GraphiQL):"
+        )?;
+        writeln!(out, "{token}")?;
+    }
+    drop(out);
+    tracing::info!(%addr, backend = store.backend(), "listening");
+    crate::http::serve(listener, router, crate::http::shutdown_signal()).await?;
+    store.close().await;
+    Ok(())
+}
+
+async fn workspace(settings: &Settings, cmd: WorkspaceCommand) -> anyhow::Result<()> {
+    let store = app::open_store(settings).await?;
+    let services = Services::new(store.clone());
+    match cmd {
+        WorkspaceCommand::Create { slug, name } => {
+            let ws = services
+                .workspaces
+                .create(&slug, name.as_deref())
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot create workspace `{slug}`: {e}"))?;
+            println!("{}\t{}", ws.slug, ws.name);
+        }
+        WorkspaceCommand::List => {
+            for ws in services.workspaces.list().await? {
+                let counts = services.workspaces.lead_counts(ws.id).await?;
+                println!("{}\t{}\t{} leads", ws.slug, ws.name, counts.active);
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn token(settings: &Settings, args: TokenArgs) -> anyhow::Result<()> {
+    let store = app::open_store(settings).await?;
+    let auth = app::authenticator(settings, &store, false).await?;
+    let services = Services::new(store.clone());
+    let ws = match services.workspaces.by_slug(&args.workspace).await {
+        Ok(ws) => ws,
+        Err(crate::service::ServiceError::NotFound(_)) => {
+            bail!(
+                "unknown workspace `{}`; see `leadgate workspace list`",
+                args.workspace
+            )
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let token = app::mint(&auth, &args.subject, &ws, args.role, args.ttl)?;
+    println!("{token}");
+    store.close().await;
+    Ok(())
+}
+
+async fn seed(settings: &Settings, args: SeedArgs) -> anyhow::Result<()> {
+    let store = app::open_store(settings).await?;
+    let services = Services::new(store.clone());
+    let ws = services.workspaces.by_slug(&args.workspace).await.map_err(|_| {
+        anyhow::anyhow!(
+            "unknown workspace `{}`; create it with `leadgate workspace create`",
+            args.workspace
+        )
+    })?;
+    let bar = indicatif::ProgressBar::new(args.leads);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} leads ({per_sec})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let n = crate::bulk::seed(&store, &ws, args.leads, seed, |done| bar.set_position(done)).await?;
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "seeded {n} leads into `{}` in {secs:.2} s ({:.0} leads/s)",
+        ws.slug,
+        n as f64 / secs.max(1e-9)
+    );
+    store.close().await;
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! The domain: entities and validated value types, with no I/O and no framework.
+//!
+//! Everything that crosses into the system from a client is parsed here once into a type that
+//! cannot hold an invalid value (`EmailAddress::parse`, `Phone::parse`, …); nothing downstream
+//! validates again. Neither GraphQL nor SQL derives live here: `graphql` and `store` convert.
+
+mod error;
+mod filter;
+mod ids;
+mod lead;
+mod values;
+mod workspace;
+
+pub use error::{FieldError, FieldErrorCode, ValidationErrors};
+pub use filter::{
+    ArchivedFilter, Cursor, Direction, LeadFilter, LeadOrder, LeadQuery, PageDirection, SortField, SortValue,
+    TagMatch,
+};
+pub use ids::{LeadId, WorkspaceId};
+pub use lead::{Lead, LeadDraft, LeadPatch, LeadStatus, Patch, Timestamp, now};
+pub use values::{CountryCode, CustomFields, Domain, EmailAddress, LinkedInUrl, Phone, Score, Tag, Tags};
+pub use workspace::{Role, Workspace, WorkspaceSlug};

@@ -1,0 +1,110 @@
+//! The GraphQL schema: types, resolvers, Relay plumbing and error codes.
+//!
+//! `build_schema` needs no HTTP server, so tests and `leadgate schema` build it directly; the
+//! `http` module is a thin transport around it. This is the only module that imports
+//! async-graphql. Resolvers call `service`, never the store.
+
+mod connection;
+mod errors;
+mod guard;
+mod ids;
+mod inputs;
+mod mutation;
+mod query;
+pub mod transport;
+mod types;
+
+pub use errors::{BAD_USER_INPUT, FORBIDDEN, INTERNAL, NOT_FOUND, UNAUTHENTICATED};
+pub use query::Caller;
+
+use crate::service::Services;
+use async_graphql::{EmptySubscription, Schema};
+
+pub type LeadgateSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
+
+/// Protective limits applied to every operation.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Maximum nesting depth; the standard introspection query needs 13.
+    pub depth: usize,
+    /// Maximum complexity: one per field, multiplied by the page size under connections.
+    pub complexity: usize,
+    /// Maximum number of aliased fields in one document.
+    pub aliases: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            depth: 15,
+            complexity: 20_000,
+            aliases: 30,
+        }
+    }
+}
+
+/// Builds the executable schema around the services.
+pub fn build_schema(services: Services, limits: &Limits) -> LeadgateSchema {
+    Schema::build(query::Query, mutation::Mutation, EmptySubscription)
+        .data(services)
+        .limit_depth(limits.depth)
+        .limit_complexity(limits.complexity)
+        .extension(guard::Guard {
+            max_aliases: limits.aliases,
+        })
+        .finish()
+}
+
+/// The schema in SDL, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    Schema::build(query::Query, mutation::Mutation, EmptySubscription)
+        .finish()
+        .sdl()
+}
+
+/// A GraphQL request as the transport received it.
+pub use async_graphql::{BatchRequest, Request, Response, Variables};
+
+/// Whether the operation a request would run is a mutation (for refusing mutations over GET).
+/// Unparseable documents answer false and fail properly when executed.
+pub fn is_mutation(query: &str, operation_name: Option<&str>) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let Ok(doc) = async_graphql::parser::parse_query(query) else {
+        return false;
+    };
+    let ty = match (&doc.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
+            ops.values().next().map(|op| op.node.ty)
+        }
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    ty == Some(OperationType::Mutation)
+}
+
+/// True when a response failed before execution (parse or validation), so it carries no
+/// `data`: GraphQL-over-HTTP answers those with 400 under `application/graphql-response+json`.
+pub fn is_request_error(response: &Response) -> bool {
+    !response.errors.is_empty()
+        && response.data == async_graphql::Value::Null
+        && response.errors.iter().all(|e| e.path.is_empty())
+}
+
+/// The `extensions.code` of an error, if it has one.
+pub fn error_code(error: &async_graphql::ServerError) -> Option<String> {
+    match error.extensions.as_ref()?.get("code")? {
+        async_graphql::Value::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The GraphiQL playground page for `endpoint`, with the request headers editor preset to
+/// `headers` (a JSON object as text) so callers see where the bearer token goes.
+pub fn graphiql_html(endpoint: &str, authorization: &str) -> String {
+    async_graphql::http::GraphiQLSource::build()
+        .endpoint(endpoint)
+        .title("leadgate GraphiQL")
+        .header("Authorization", authorization)
+        .finish()
+}

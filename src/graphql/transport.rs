@@ -1,0 +1,366 @@
+//! GraphQL over HTTP, without a web framework: request decoding, media-type negotiation and
+//! status codes as the GraphQL-over-HTTP specification sets them
+//! (<https://graphql.github.io/graphql-over-http/draft/>). `http` adapts this to axum.
+//!
+//! Under `application/graphql-response+json` a request that fails before execution (bad
+//! document, failed validation) is a 400 and carries no `data`; under the legacy
+//! `application/json` every well-formed request is a 200.
+
+use super::errors::{BAD_USER_INPUT, UNAUTHENTICATED, coded};
+use super::query::Caller;
+use super::{LeadgateSchema, is_mutation, is_request_error};
+use async_graphql::{BatchRequest, BatchResponse, Request, Response, ServerError, Variables};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+pub const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+pub const APPLICATION_JSON: &str = "application/json";
+
+/// The response media type chosen from the `Accept` header.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MediaType {
+    GraphqlResponseJson,
+    Json,
+}
+
+impl MediaType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaType::GraphqlResponseJson => "application/graphql-response+json; charset=utf-8",
+            MediaType::Json => "application/json; charset=utf-8",
+        }
+    }
+
+    /// Picks the response type: `application/graphql-response+json` when accepted, else
+    /// `application/json` (also for a missing header or wildcards); `None` when neither is
+    /// acceptable (406).
+    pub fn negotiate(accept: Option<&str>) -> Option<MediaType> {
+        let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+            return Some(MediaType::Json);
+        };
+        let mut json = false;
+        for range in accept.split(',') {
+            let essence = range
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            let q_zero = range.split(';').skip(1).any(|p| {
+                matches!(
+                    p.trim().replace(' ', "").as_str(),
+                    "q=0" | "q=0.0" | "q=0.00" | "q=0.000"
+                )
+            });
+            if q_zero {
+                continue;
+            }
+            match essence.as_str() {
+                GRAPHQL_RESPONSE_JSON => return Some(MediaType::GraphqlResponseJson),
+                APPLICATION_JSON | "*/*" | "application/*" => json = true,
+                _ => {}
+            }
+        }
+        json.then_some(MediaType::Json)
+    }
+}
+
+/// What the transport passes in.
+pub struct HttpRequest<'a> {
+    pub is_get: bool,
+    pub query_string: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    pub accept: Option<&'a str>,
+    pub body: &'a [u8],
+    pub max_batch: usize,
+}
+
+/// What the transport sends back.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    /// Value for an `Allow` header (405).
+    pub allow: Option<&'static str>,
+    /// Value for a `WWW-Authenticate` header (401).
+    pub www_authenticate: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a async_graphql::Value>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    errors: &'a [ServerError],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    extensions: &'a BTreeMap<String, async_graphql::Value>,
+}
+
+fn body_of(r: &Response) -> Body<'_> {
+    Body {
+        data: (!is_request_error(r)).then_some(&r.data),
+        errors: &r.errors,
+        extensions: &r.extensions,
+    }
+}
+
+/// A reply that carries only errors: for requests refused before any GraphQL work.
+pub fn error_reply(status: u16, media: MediaType, code: &'static str, message: &str) -> HttpReply {
+    let error = coded(code, message).into_server_error(async_graphql::Pos::default());
+    let error = ServerError {
+        locations: Vec::new(),
+        ..error
+    };
+    let body = serde_json::to_vec(&Body {
+        data: None,
+        errors: std::slice::from_ref(&error),
+        extensions: &BTreeMap::new(),
+    })
+    .unwrap_or_default();
+    HttpReply {
+        status,
+        content_type: media.as_str(),
+        body,
+        allow: None,
+        www_authenticate: None,
+    }
+}
+
+/// The 401 for a missing-or-bad token, with the reason.
+pub fn unauthenticated(media: MediaType, message: &str) -> HttpReply {
+    HttpReply {
+        www_authenticate: Some("Bearer"),
+        ..error_reply(401, media, UNAUTHENTICATED, message)
+    }
+}
+
+fn bad_request(media: MediaType, message: &str) -> HttpReply {
+    error_reply(400, media, BAD_USER_INPUT, message)
+}
+
+/// Decodes, executes and encodes one GraphQL-over-HTTP exchange.
+pub async fn serve(schema: &LeadgateSchema, req: HttpRequest<'_>, caller: Caller) -> HttpReply {
+    let Some(media) = MediaType::negotiate(req.accept) else {
+        return error_reply(
+            406,
+            MediaType::Json,
+            BAD_USER_INPUT,
+            "the Accept header must allow application/graphql-response+json or application/json",
+        );
+    };
+    let batch = if req.is_get {
+        match decode_get(req.query_string.unwrap_or_default()) {
+            Ok(r) => {
+                if is_mutation(&r.query, r.operation_name.as_deref()) {
+                    return HttpReply {
+                        allow: Some("POST"),
+                        ..error_reply(
+                            405,
+                            media,
+                            BAD_USER_INPUT,
+                            "mutations are not allowed over GET; use POST",
+                        )
+                    };
+                }
+                BatchRequest::Single(r)
+            }
+            Err(message) => return bad_request(media, &message),
+        }
+    } else {
+        if !is_json_content_type(req.content_type) {
+            return error_reply(
+                415,
+                media,
+                BAD_USER_INPUT,
+                "POST bodies must be `Content-Type: application/json`",
+            );
+        }
+        match decode_post(req.body, req.max_batch) {
+            Ok(b) => b,
+            Err(message) => return bad_request(media, &message),
+        }
+    };
+    let response = schema.execute_batch(batch.data(caller)).await;
+    encode(media, &response)
+}
+
+fn encode(media: MediaType, response: &BatchResponse) -> HttpReply {
+    let (status, body) = match response {
+        BatchResponse::Single(r) => {
+            let status = if media == MediaType::GraphqlResponseJson && is_request_error(r) {
+                400
+            } else {
+                200
+            };
+            (status, serde_json::to_vec(&body_of(r)))
+        }
+        BatchResponse::Batch(rs) => (
+            200,
+            serde_json::to_vec(&rs.iter().map(body_of).collect::<Vec<_>>()),
+        ),
+    };
+    match body {
+        Ok(body) => HttpReply {
+            status,
+            content_type: media.as_str(),
+            body,
+            allow: None,
+            www_authenticate: None,
+        },
+        Err(_) => error_reply(500, media, super::errors::INTERNAL, "internal error"),
+    }
+}
+
+fn is_json_content_type(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(APPLICATION_JSON))
+}
+
+/// Parses `query`, `operationName`, `variables` and `extensions` from a query string.
+fn decode_get(query_string: &str) -> Result<Request, String> {
+    let mut query = None;
+    let mut operation_name = None;
+    let mut variables = None;
+    let mut extensions = None;
+    for (key, value) in url::form_urlencoded::parse(query_string.as_bytes()) {
+        match key.as_ref() {
+            "query" => query = Some(value.into_owned()),
+            "operationName" => operation_name = Some(value.into_owned()).filter(|v| !v.is_empty()),
+            "variables" => variables = Some(value.into_owned()).filter(|v| !v.is_empty()),
+            "extensions" => extensions = Some(value.into_owned()).filter(|v| !v.is_empty()),
+            _ => {}
+        }
+    }
+    let query = query
+        .filter(|q| !q.trim().is_empty())
+        .ok_or("the `query` parameter is required")?;
+    let mut request = Request::new(query);
+    request.operation_name = operation_name;
+    if let Some(v) = variables {
+        let json: serde_json::Value =
+            serde_json::from_str(&v).map_err(|_| "`variables` must be a JSON object".to_owned())?;
+        request.variables = variables_from(json)?;
+    }
+    if let Some(e) = extensions {
+        let json: serde_json::Value =
+            serde_json::from_str(&e).map_err(|_| "`extensions` must be a JSON object".to_owned())?;
+        request.extensions = async_graphql::Extensions(extensions_from(json)?);
+    }
+    Ok(request)
+}
+
+fn variables_from(json: serde_json::Value) -> Result<Variables, String> {
+    match json {
+        serde_json::Value::Null => Ok(Variables::default()),
+        v @ serde_json::Value::Object(_) => Ok(Variables::from_json(v)),
+        _ => Err("`variables` must be a JSON object".into()),
+    }
+}
+
+fn extensions_from(
+    json: serde_json::Value,
+) -> Result<std::collections::HashMap<String, async_graphql::Value>, String> {
+    match json {
+        serde_json::Value::Null => Ok(Default::default()),
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .map(|(k, v)| {
+                async_graphql::Value::from_json(v)
+                    .map(|v| (k, v))
+                    .map_err(|_| "`extensions` has a value that is not JSON".to_owned())
+            })
+            .collect(),
+        _ => Err("`extensions` must be a JSON object".into()),
+    }
+}
+
+/// Parses a POST body: one request object, or a batch (array) of at most `max_batch`.
+fn decode_post(body: &[u8], max_batch: usize) -> Result<BatchRequest, String> {
+    let json: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+    match json {
+        serde_json::Value::Array(items) => {
+            if items.is_empty() {
+                return Err("a batch must contain at least one request".into());
+            }
+            if items.len() > max_batch {
+                return Err(format!("a batch may contain at most {max_batch} requests"));
+            }
+            items
+                .into_iter()
+                .map(request_from)
+                .collect::<Result<Vec<_>, _>>()
+                .map(BatchRequest::Batch)
+        }
+        other => request_from(other).map(BatchRequest::Single),
+    }
+}
+
+fn request_from(json: serde_json::Value) -> Result<Request, String> {
+    let serde_json::Value::Object(mut map) = json else {
+        return Err("the body must be a JSON object with a `query`".into());
+    };
+    let query = match map.remove("query") {
+        Some(serde_json::Value::String(q)) if !q.trim().is_empty() => q,
+        Some(serde_json::Value::String(_)) | None | Some(serde_json::Value::Null) => {
+            return Err("`query` is required".into());
+        }
+        Some(_) => return Err("`query` must be a string".into()),
+    };
+    let mut request = Request::new(query);
+    request.operation_name = match map.remove("operationName") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(_) => return Err("`operationName` must be a string".into()),
+    };
+    if let Some(v) = map.remove("variables") {
+        request.variables = variables_from(v)?;
+    }
+    if let Some(e) = map.remove("extensions") {
+        request.extensions = async_graphql::Extensions(extensions_from(e)?);
+    }
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_prefers_graphql_response_json() {
+        assert_eq!(
+            MediaType::negotiate(Some("application/json, application/graphql-response+json")),
+            Some(MediaType::GraphqlResponseJson)
+        );
+    }
+
+    #[test]
+    fn accept_defaults_to_json() {
+        assert_eq!(MediaType::negotiate(None), Some(MediaType::Json));
+        assert_eq!(MediaType::negotiate(Some("*/*")), Some(MediaType::Json));
+    }
+
+    #[test]
+    fn accept_without_json_is_not_acceptable() {
+        assert_eq!(MediaType::negotiate(Some("text/html")), None);
+        assert_eq!(MediaType::negotiate(Some("application/json;q=0")), None);
+    }
+
+    #[test]
+    fn post_body_must_be_an_object_with_a_string_query() {
+        assert!(decode_post(b"[]", 10).is_err());
+        assert!(decode_post(b"{\"query\": 1}", 10).is_err());
+        assert!(decode_post(b"{\"query\": \"{a}\", \"variables\": [1]}", 10).is_err());
+        assert!(decode_post(b"{\"query\": \"{a}\", \"operationName\": 3}", 10).is_err());
+        assert!(decode_post(b"{\"query\": \"{a}\", \"variables\": null}", 10).is_ok());
+    }
+
+    #[test]
+    fn batch_size_is_limited() {
+        let two = br#"[{"query":"{a}"},{"query":"{b}"}]"#;
+        assert!(decode_post(two, 2).is_ok());
+        assert!(decode_post(two, 1).is_err());
+    }
+}

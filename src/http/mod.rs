@@ -1,0 +1,241 @@
+//! The HTTP edge (axum): `/graphql` (GET and POST), `/graphiql`, `/healthz`, `/readyz`,
+//! request ids, body and time limits, and graceful shutdown.
+//!
+//! GraphQL-over-HTTP semantics live in `graphql::transport`; this module only moves bytes and
+//! headers, and turns the `Authorization` header into an `Actor`.
+
+use crate::auth::{AuthError, Authenticator};
+use crate::graphql::transport::{self, HttpReply, HttpRequest, MediaType};
+use crate::graphql::{Caller, LeadgateSchema};
+use crate::service::{Actor, Services};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+/// Transport settings.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    pub max_body_bytes: usize,
+    pub max_batch: usize,
+    pub request_timeout: Duration,
+    /// A token to preset in GraphiQL's headers editor (demo mode only).
+    pub graphiql_token: Option<String>,
+}
+
+struct AppState {
+    schema: LeadgateSchema,
+    auth: Authenticator,
+    services: Services,
+    config: HttpConfig,
+}
+
+/// Builds the router; `schema` must have been built around `services`.
+pub fn router(schema: LeadgateSchema, auth: Authenticator, services: Services, config: HttpConfig) -> Router {
+    let timeout = config.request_timeout;
+    let max_body = config.max_body_bytes;
+    let state = Arc::new(AppState {
+        schema,
+        auth,
+        services,
+        config,
+    });
+    Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphiql", get(graphiql))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<Body>| {
+                let request_id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The caller from `Authorization: Bearer …`: `None` without the header, an error reply when
+/// the header is present but not a valid token.
+fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, (StatusCode, &'static str)> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(Caller(None));
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| (StatusCode::UNAUTHORIZED, "the Authorization header is not text"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or((StatusCode::UNAUTHORIZED, "use `Authorization: Bearer <token>`"))?;
+    let principal = state
+        .auth
+        .verify(token)
+        .map_err(|e| (StatusCode::UNAUTHORIZED, auth_message(&e)))?;
+    Ok(Caller(Some(Actor {
+        subject: principal.subject,
+        workspace_id: principal.workspace_id,
+        role: principal.role,
+    })))
+}
+
+fn auth_message(e: &AuthError) -> &'static str {
+    match e {
+        AuthError::Expired => "token expired",
+        AuthError::InvalidSignature => "token signature is invalid",
+        AuthError::UnsupportedAlgorithm => "token algorithm is not accepted",
+        AuthError::UnknownKey => "token signing key is not known",
+        AuthError::WrongIssuer => "token issuer is not accepted",
+        AuthError::WrongAudience => "token audience is not accepted",
+        AuthError::Malformed(_) => "token is malformed",
+        AuthError::MissingClaim(_) => "token is missing a required claim",
+        AuthError::InvalidClaim(_) => "token has an invalid claim",
+    }
+}
+
+async fn graphql_get(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    graphql(&state, &headers, true, query.as_deref(), &Bytes::new()).await
+}
+
+async fn graphql_post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    graphql(&state, &headers, false, None, &body).await
+}
+
+async fn graphql(
+    state: &AppState,
+    headers: &HeaderMap,
+    is_get: bool,
+    query: Option<&str>,
+    body: &Bytes,
+) -> Response {
+    let accept = header_str(headers, header::ACCEPT);
+    let caller = match caller(state, headers) {
+        Ok(c) => c,
+        Err((_, message)) => {
+            let media = MediaType::negotiate(accept).unwrap_or(MediaType::Json);
+            return reply(transport::unauthenticated(media, message));
+        }
+    };
+    let request = HttpRequest {
+        is_get,
+        query_string: query,
+        content_type: header_str(headers, header::CONTENT_TYPE),
+        accept,
+        body,
+        max_batch: state.config.max_batch,
+    };
+    reply(transport::serve(&state.schema, request, caller).await)
+}
+
+fn reply(r: HttpReply) -> Response {
+    let mut response = Response::new(Body::from(r.body));
+    *response.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(r.content_type));
+    if let Some(allow) = r.allow {
+        headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    if let Some(challenge) = r.www_authenticate {
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    }
+    response
+}
+
+async fn graphiql(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let authorization = match &state.config.graphiql_token {
+        Some(token) => format!("Bearer {token}"),
+        None => "Bearer <paste a token from: leadgate token --workspace SLUG --role admin>".to_owned(),
+    };
+    Html(crate::graphql::graphiql_html("/graphql", &authorization))
+}
+
+async fn healthz() -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    match state.services.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"status":"ready"}"#,
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONTENT_TYPE, "application/json")],
+                r#"{"status":"unavailable","reason":"database unreachable"}"#,
+            )
+        }
+    }
+}
+
+/// Resolves when the process receives SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,102 @@
+//! Use cases with authorization: what GraphQL, HTTP and the CLI all call.
+//!
+//! Every method on tenant data takes an `Actor`, and the workspace comes from the actor, never
+//! from the request, so a caller cannot name another tenant. Errors are `ServiceError`, which
+//! the GraphQL layer turns into stable codes; validation and conflicts are `Invalid`, which it
+//! turns into `userErrors`.
+
+mod leads;
+mod workspaces;
+
+pub use leads::{FILTERED_COUNT_CAP, LeadPage, LeadService, MAX_UPSERT, TotalCount};
+pub use workspaces::WorkspaceService;
+
+use crate::domain::{FieldError, FieldErrorCode, Role, ValidationErrors, WorkspaceId};
+use crate::store::{Store, StoreError};
+
+/// Who is calling: the verified subject, its workspace and role.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Actor {
+    pub subject: String,
+    pub workspace_id: WorkspaceId,
+    pub role: Role,
+}
+
+impl Actor {
+    /// Fails with `Forbidden` unless the role may change leads.
+    pub fn require_lead_writer(&self) -> Result<(), ServiceError> {
+        if self.role.can_write_leads() {
+            Ok(())
+        } else {
+            Err(ServiceError::Forbidden(format!(
+                "the {} role cannot change leads",
+                self.role.as_str()
+            )))
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Input the caller can fix: validation failures and conflicts, per field.
+    #[error("invalid input: {0}")]
+    Invalid(ValidationErrors),
+    /// A failure the caller cannot fix; the cause is logged, not shown.
+    #[error("internal error")]
+    Internal(#[source] StoreError),
+}
+
+impl ServiceError {
+    fn invalid(field: &str, code: FieldErrorCode, message: impl Into<String>) -> Self {
+        ServiceError::Invalid(ValidationErrors(vec![FieldError::new(field, code, message)]))
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { field } => ServiceError::invalid(
+                field,
+                FieldErrorCode::Taken,
+                format!("another record already has this {field}"),
+            ),
+            StoreError::VersionMismatch => ServiceError::invalid(
+                "expectedVersion",
+                FieldErrorCode::StaleVersion,
+                "the lead was changed since you read it; reload and retry",
+            ),
+            StoreError::NotFound => ServiceError::NotFound("record"),
+            other => ServiceError::Internal(other),
+        }
+    }
+}
+
+/// Everything the transports need, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Services {
+    pub store: Store,
+    pub leads: LeadService,
+    pub workspaces: WorkspaceService,
+}
+
+impl Services {
+    pub fn new(store: Store) -> Self {
+        Self {
+            leads: LeadService::new(store.clone()),
+            workspaces: WorkspaceService::new(store.clone()),
+            store,
+        }
+    }
+}
+
+impl Services {
+    /// Checks that the database answers, for readiness probes.
+    pub async fn ping(&self) -> Result<(), ServiceError> {
+        use crate::store::AdminRepo;
+        self.store.ping().await.map_err(ServiceError::Internal)
+    }
+}

@@ -1,0 +1,320 @@
+//! Persistence: repository traits, the two backends (`SqliteStore`, `PgStore`) and migrations.
+//!
+//! This is the only module that speaks SQL or names sqlx. Every call that touches tenant data
+//! takes a `WorkspaceId`, and every statement filters on it. `Store` picks a backend from the
+//! database URL and dispatches to it without boxing.
+
+mod postgres;
+mod repo;
+mod sql;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use crate::domain::{
+    Cursor, EmailAddress, Lead, LeadFilter, LeadId, LeadPatch, LeadQuery, Timestamp, Workspace, WorkspaceId,
+};
+use std::future::Future;
+
+/// What can go wrong in the store, with database specifics already interpreted.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint was violated; `field` names the API field (`email`, `slug`).
+    #[error("{field} is already taken")]
+    Conflict { field: &'static str },
+    /// A compare-and-set write found another version than it expected.
+    #[error("the record was changed by someone else")]
+    VersionMismatch,
+    #[error("not found")]
+    NotFound,
+    /// The database URL or a setting is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// Anything else: connection loss, a bug in SQL, a corrupt row.
+    #[error("database error: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Maintained lead counts of a workspace, kept in step with every write.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct LeadCounts {
+    pub active: u64,
+    pub archived: u64,
+}
+
+/// Which side of a cursor an existence check looks at, the cursor's own row included.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Side {
+    AtOrBefore,
+    AtOrAfter,
+}
+
+/// The outcome of one row of an upsert by email.
+#[derive(Clone, PartialEq, Debug)]
+pub enum UpsertOutcome {
+    Created(Lead),
+    Updated(Lead),
+    Unchanged(Lead),
+}
+
+pub trait WorkspaceRepo: Send + Sync {
+    /// Fails with `Conflict { field: "slug" }` when the slug is taken.
+    fn create_workspace(&self, ws: &Workspace) -> impl Future<Output = StoreResult<()>> + Send;
+    fn workspace(&self, id: WorkspaceId) -> impl Future<Output = StoreResult<Option<Workspace>>> + Send;
+    fn workspace_by_slug(&self, slug: &str) -> impl Future<Output = StoreResult<Option<Workspace>>> + Send;
+    fn list_workspaces(&self) -> impl Future<Output = StoreResult<Vec<Workspace>>> + Send;
+    fn lead_counts(&self, ws: WorkspaceId) -> impl Future<Output = StoreResult<LeadCounts>> + Send;
+}
+
+pub trait SettingsRepo: Send + Sync {
+    fn setting(&self, key: &str) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+    /// Stores `value` unless the key has one already; returns the value that is stored now,
+    /// so two processes racing to create a setting agree on the winner.
+    fn setting_or_insert(&self, key: &str, value: &str) -> impl Future<Output = StoreResult<String>> + Send;
+}
+
+pub trait LeadRepo: Send + Sync {
+    fn lead(&self, ws: WorkspaceId, id: LeadId) -> impl Future<Output = StoreResult<Option<Lead>>> + Send;
+    /// The leads among `ids` that exist in `ws`, in no particular order.
+    fn leads_by_ids(
+        &self,
+        ws: WorkspaceId,
+        ids: &[LeadId],
+    ) -> impl Future<Output = StoreResult<Vec<Lead>>> + Send;
+    /// One keyset page: up to `limit + 1` rows in traversal order (reversed for `Backward`),
+    /// the extra row telling the caller that more exist.
+    fn list_leads(
+        &self,
+        ws: WorkspaceId,
+        query: &LeadQuery,
+    ) -> impl Future<Output = StoreResult<Vec<Lead>>> + Send;
+    /// Whether any lead matching `filter` lies on `side` of `cursor`, the cursor's row included.
+    fn any_lead_beside(
+        &self,
+        ws: WorkspaceId,
+        filter: &LeadFilter,
+        cursor: &Cursor,
+        side: Side,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Counts matching leads, stopping at `cap`.
+    fn count_leads(
+        &self,
+        ws: WorkspaceId,
+        filter: &LeadFilter,
+        cap: u64,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Fails with `Conflict { field: "email" }` when the email is taken in the workspace.
+    fn insert_lead(&self, lead: &Lead) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Writes `lead` (whose `version` is already the new one) if the stored version is still
+    /// `expected_version`; `VersionMismatch` otherwise, `NotFound` when the lead is gone.
+    /// `was_archived` is the archive state at `expected_version`, for the maintained counts.
+    fn update_lead(
+        &self,
+        lead: &Lead,
+        expected_version: i64,
+        was_archived: bool,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Creates or patches leads by email in one transaction; one outcome per item, in order.
+    fn upsert_leads(
+        &self,
+        ws: WorkspaceId,
+        items: &[(EmailAddress, LeadPatch)],
+        at: Timestamp,
+    ) -> impl Future<Output = StoreResult<Vec<UpsertOutcome>>> + Send;
+    /// Inserts many new leads with multi-row statements in one transaction (seed, import).
+    fn insert_leads_bulk(
+        &self,
+        ws: WorkspaceId,
+        leads: &[Lead],
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+}
+
+/// Health and maintenance.
+pub trait AdminRepo: Send + Sync {
+    fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Refreshes planner statistics after a bulk load.
+    fn analyze(&self) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+/// The configured backend.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+/// Pool settings shared by both backends.
+#[derive(Clone, Debug)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self { max_connections: 16 }
+    }
+}
+
+impl Store {
+    /// Connects by URL scheme (`sqlite:` or `postgres:`/`postgresql:`), creating a missing
+    /// SQLite file, and applies pending migrations.
+    pub async fn connect(url: &str, options: &PoolOptions) -> StoreResult<Self> {
+        let store = Self::open(url, options).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects without migrating.
+    pub async fn open(url: &str, options: &PoolOptions) -> StoreResult<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Store::Sqlite(SqliteStore::open(url, options).await?))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Store::Postgres(PgStore::open(url, options).await?))
+        } else {
+            Err(StoreError::Config(format!(
+                "unsupported database URL scheme in '{}': use sqlite:// or postgres://",
+                redact_url(url)
+            )))
+        }
+    }
+
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match self {
+            Store::Sqlite(s) => s.migrate().await,
+            Store::Postgres(s) => s.migrate().await,
+        }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(s) => s.close().await,
+            Store::Postgres(s) => s.close().await,
+        }
+    }
+}
+
+/// Hides a password in a database URL before it is shown or logged.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Forwards each trait method to the backend in use.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Sqlite(s) => s.$method($($arg),*).await,
+            Store::Postgres(s) => s.$method($($arg),*).await,
+        }
+    };
+}
+
+impl WorkspaceRepo for Store {
+    async fn create_workspace(&self, ws: &Workspace) -> StoreResult<()> {
+        dispatch!(self.create_workspace(ws))
+    }
+    async fn workspace(&self, id: WorkspaceId) -> StoreResult<Option<Workspace>> {
+        dispatch!(self.workspace(id))
+    }
+    async fn workspace_by_slug(&self, slug: &str) -> StoreResult<Option<Workspace>> {
+        dispatch!(self.workspace_by_slug(slug))
+    }
+    async fn list_workspaces(&self) -> StoreResult<Vec<Workspace>> {
+        dispatch!(self.list_workspaces())
+    }
+    async fn lead_counts(&self, ws: WorkspaceId) -> StoreResult<LeadCounts> {
+        dispatch!(self.lead_counts(ws))
+    }
+}
+
+impl SettingsRepo for Store {
+    async fn setting(&self, key: &str) -> StoreResult<Option<String>> {
+        dispatch!(self.setting(key))
+    }
+    async fn setting_or_insert(&self, key: &str, value: &str) -> StoreResult<String> {
+        dispatch!(self.setting_or_insert(key, value))
+    }
+}
+
+impl LeadRepo for Store {
+    async fn lead(&self, ws: WorkspaceId, id: LeadId) -> StoreResult<Option<Lead>> {
+        dispatch!(self.lead(ws, id))
+    }
+    async fn leads_by_ids(&self, ws: WorkspaceId, ids: &[LeadId]) -> StoreResult<Vec<Lead>> {
+        dispatch!(self.leads_by_ids(ws, ids))
+    }
+    async fn list_leads(&self, ws: WorkspaceId, query: &LeadQuery) -> StoreResult<Vec<Lead>> {
+        dispatch!(self.list_leads(ws, query))
+    }
+    async fn any_lead_beside(
+        &self,
+        ws: WorkspaceId,
+        filter: &LeadFilter,
+        cursor: &Cursor,
+        side: Side,
+    ) -> StoreResult<bool> {
+        dispatch!(self.any_lead_beside(ws, filter, cursor, side))
+    }
+    async fn count_leads(&self, ws: WorkspaceId, filter: &LeadFilter, cap: u64) -> StoreResult<u64> {
+        dispatch!(self.count_leads(ws, filter, cap))
+    }
+    async fn insert_lead(&self, lead: &Lead) -> StoreResult<()> {
+        dispatch!(self.insert_lead(lead))
+    }
+    async fn update_lead(&self, lead: &Lead, expected_version: i64, was_archived: bool) -> StoreResult<()> {
+        dispatch!(self.update_lead(lead, expected_version, was_archived))
+    }
+    async fn upsert_leads(
+        &self,
+        ws: WorkspaceId,
+        items: &[(EmailAddress, LeadPatch)],
+        at: Timestamp,
+    ) -> StoreResult<Vec<UpsertOutcome>> {
+        dispatch!(self.upsert_leads(ws, items, at))
+    }
+    async fn insert_leads_bulk(&self, ws: WorkspaceId, leads: &[Lead]) -> StoreResult<u64> {
+        dispatch!(self.insert_leads_bulk(ws, leads))
+    }
+}
+
+impl AdminRepo for Store {
+    async fn ping(&self) -> StoreResult<()> {
+        dispatch!(self.ping())
+    }
+    async fn analyze(&self) -> StoreResult<()> {
+        dispatch!(self.analyze())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redacts_password_in_url() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/leads"),
+            "postgres://app:***@db:5432/leads"
+        );
+        assert_eq!(redact_url("sqlite://leadgate.db"), "sqlite://leadgate.db");
+    }
+}

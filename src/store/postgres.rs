@@ -1,0 +1,136 @@
+//! The production backend: PostgreSQL through one connection pool.
+//!
+//! Text columns that sort use the "C" collation (see the migration) so ordering and cursors
+//! match the SQLite backend byte for byte.
+
+use super::PoolOptions;
+use super::repo::impl_repos;
+use super::sql::LeadRow;
+use crate::domain::WorkspaceSlug;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{Pool, Postgres, QueryBuilder};
+use std::str::FromStr;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Leads and workspaces in a PostgreSQL database.
+#[derive(Clone, Debug)]
+pub struct PgStore {
+    read: Pool<Postgres>,
+    write: Pool<Postgres>,
+}
+
+impl PgStore {
+    /// Connects to `url`, e.g. `postgres://user@127.0.0.1:5432/leadgate`.
+    pub async fn open(url: &str, options: &PoolOptions) -> Result<Self, StoreError> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?
+            .application_name("leadgate")
+            .statement_cache_capacity(256);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(connect)
+            .await
+            .map_err(super::repo::interpret)?;
+        Ok(Self {
+            read: pool.clone(),
+            write: pool,
+        })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("migrations/postgres")
+            .run(&self.write)
+            .await
+            .map_err(|e| StoreError::Database(Box::new(e)))
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.read)
+            .await
+            .map(drop)
+            .map_err(super::repo::interpret)
+    }
+
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        sqlx::query("ANALYZE leads, lead_tags, workspaces")
+            .execute(&self.write)
+            .await
+            .map(drop)
+            .map_err(super::repo::interpret)
+    }
+
+    pub async fn close(&self) {
+        self.write.close().await;
+    }
+}
+
+impl super::AdminRepo for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        PgStore::ping(self).await
+    }
+    async fn analyze(&self) -> Result<(), StoreError> {
+        PgStore::analyze(self).await
+    }
+}
+
+impl super::sql::Dialect for Postgres {
+    fn builder(init: impl Into<String>) -> QueryBuilder<Self> {
+        QueryBuilder::new(init)
+    }
+    fn push_opt_text(qb: &mut QueryBuilder<Self>, v: Option<String>) {
+        qb.push_bind(v);
+    }
+    fn push_uuid(qb: &mut QueryBuilder<Self>, v: Uuid) {
+        qb.push_bind(v);
+    }
+    fn push_text(qb: &mut QueryBuilder<Self>, v: String) {
+        qb.push_bind(v);
+    }
+    fn push_int(qb: &mut QueryBuilder<Self>, v: i64) {
+        qb.push_bind(v);
+    }
+    fn push_time(qb: &mut QueryBuilder<Self>, v: crate::domain::Timestamp) {
+        qb.push_bind(v);
+    }
+}
+
+fn lead_from_row(r: &PgRow) -> Result<Lead, sqlx::Error> {
+    LeadRow {
+        id: r.try_get(0)?,
+        workspace_id: r.try_get(1)?,
+        email: r.try_get(2)?,
+        first_name: r.try_get(3)?,
+        last_name: r.try_get(4)?,
+        title: r.try_get(5)?,
+        company_name: r.try_get(6)?,
+        company_domain: r.try_get(7)?,
+        phone: r.try_get(8)?,
+        linkedin_url: r.try_get(9)?,
+        country: r.try_get(10)?,
+        source: r.try_get(11)?,
+        status: r.try_get(12)?,
+        owner: r.try_get(13)?,
+        score: i64::from(r.try_get::<i32, _>(14)?),
+        tags: r.try_get(15)?,
+        custom_fields: r.try_get(16)?,
+        created_at: r.try_get(17)?,
+        updated_at: r.try_get(18)?,
+        archived_at: r.try_get(19)?,
+        version: r.try_get(20)?,
+    }
+    .into_lead()
+}
+
+fn workspace_from_row(r: &PgRow) -> Result<Workspace, sqlx::Error> {
+    Ok(Workspace {
+        id: WorkspaceId::from_uuid(r.try_get(0)?),
+        slug: WorkspaceSlug::from_trusted(r.try_get(1)?),
+        name: r.try_get(2)?,
+        created_at: r.try_get(3)?,
+    })
+}
+
+impl_repos!(PgStore, Postgres);

@@ -1,0 +1,398 @@
+//! The repository implementations shared by both backends, stamped out per backend by
+//! `impl_repos!` so that each gets concrete sqlx types and no generic executor bounds.
+//!
+//! A backend module provides: a store struct with `read` and `write` pools, `lead_from_row`,
+//! `workspace_from_row`, and its `Dialect` impl; everything else is here.
+
+use super::StoreError;
+
+/// Interprets a sqlx error once: unique violations become `Conflict` naming the API field.
+pub(crate) fn interpret(e: sqlx::Error) -> StoreError {
+    if let Some(db) = e.as_database_error()
+        && db.is_unique_violation()
+    {
+        let said = format!("{} {}", db.message(), db.constraint().unwrap_or_default());
+        let field = if said.contains("email") {
+            "email"
+        } else if said.contains("slug") {
+            "slug"
+        } else {
+            "id"
+        };
+        return StoreError::Conflict { field };
+    }
+    match e {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        other => StoreError::Database(Box::new(other)),
+    }
+}
+
+macro_rules! impl_repos {
+    ($store:ty, $db:ty) => {
+        use sqlx::Row as _;
+        use $crate::domain::{
+            Cursor, EmailAddress, Lead, LeadFilter, LeadId, LeadPatch, LeadQuery, Timestamp, Workspace,
+            WorkspaceId,
+        };
+        use $crate::store::repo::interpret;
+        use $crate::store::sql::{self, Dialect, KeyValue};
+        use $crate::store::{
+            LeadCounts, LeadRepo, SettingsRepo, Side, StoreError, StoreResult, UpsertOutcome, WorkspaceRepo,
+        };
+
+        type Db = $db;
+
+        fn leads_from_rows(rows: &[<Db as sqlx::Database>::Row]) -> StoreResult<Vec<Lead>> {
+            rows.iter()
+                .map(|r| lead_from_row(r).map_err(interpret))
+                .collect()
+        }
+
+        /// Adds to the maintained counts of a workspace.
+        async fn bump_counts(
+            conn: &mut <Db as sqlx::Database>::Connection,
+            ws: WorkspaceId,
+            active: i64,
+            archived: i64,
+        ) -> StoreResult<()> {
+            if active == 0 && archived == 0 {
+                return Ok(());
+            }
+            let mut qb = Db::builder("UPDATE workspaces SET lead_count = lead_count + ");
+            Db::push_int(&mut qb, active);
+            qb.push(", archived_lead_count = archived_lead_count + ");
+            Db::push_int(&mut qb, archived);
+            qb.push(" WHERE id = ");
+            Db::push_uuid(&mut qb, ws.as_uuid());
+            qb.build().execute(conn).await.map_err(interpret)?;
+            Ok(())
+        }
+
+        async fn insert_tags(
+            conn: &mut <Db as sqlx::Database>::Connection,
+            leads: &[&Lead],
+        ) -> StoreResult<()> {
+            let rows = sql::tag_rows(leads.iter().copied());
+            for chunk in rows.chunks(sql::TAG_CHUNK) {
+                sql::insert_tags_query::<Db>(chunk)
+                    .build()
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(interpret)?;
+            }
+            Ok(())
+        }
+
+        async fn replace_tags(conn: &mut <Db as sqlx::Database>::Connection, lead: &Lead) -> StoreResult<()> {
+            let mut qb = Db::builder("DELETE FROM lead_tags WHERE lead_id = ");
+            Db::push_uuid(&mut qb, lead.id.as_uuid());
+            qb.build().execute(&mut *conn).await.map_err(interpret)?;
+            insert_tags(conn, &[lead]).await
+        }
+
+        async fn insert_one(conn: &mut <Db as sqlx::Database>::Connection, lead: &Lead) -> StoreResult<()> {
+            let mut qb = Db::builder(sql::INSERT_LEAD);
+            qb.push("VALUES ");
+            sql::push_lead_values(&mut qb, lead);
+            qb.build().execute(&mut *conn).await.map_err(interpret)?;
+            insert_tags(conn, &[lead]).await
+        }
+
+        /// The compare-and-set update, telling a vanished lead from a stale version.
+        async fn update_one(
+            conn: &mut <Db as sqlx::Database>::Connection,
+            lead: &Lead,
+            expected_version: i64,
+        ) -> StoreResult<()> {
+            let done = sql::update_query::<Db>(lead, expected_version)
+                .build()
+                .execute(&mut *conn)
+                .await
+                .map_err(interpret)?;
+            if done.rows_affected() == 0 {
+                let mut qb = Db::builder("SELECT 1 FROM leads WHERE workspace_id = ");
+                Db::push_uuid(&mut qb, lead.workspace_id.as_uuid());
+                qb.push(" AND id = ");
+                Db::push_uuid(&mut qb, lead.id.as_uuid());
+                let exists = qb
+                    .build()
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(interpret)?;
+                return Err(if exists.is_some() {
+                    StoreError::VersionMismatch
+                } else {
+                    StoreError::NotFound
+                });
+            }
+            replace_tags(conn, lead).await
+        }
+
+        fn counts_of(leads: &[&Lead]) -> (i64, i64) {
+            let archived = leads.iter().filter(|l| l.archived_at.is_some()).count() as i64;
+            (leads.len() as i64 - archived, archived)
+        }
+
+        impl WorkspaceRepo for $store {
+            async fn create_workspace(&self, ws: &Workspace) -> StoreResult<()> {
+                let mut qb = Db::builder("INSERT INTO workspaces (id, slug, name, created_at) VALUES (");
+                Db::push_uuid(&mut qb, ws.id.as_uuid());
+                qb.push(", ");
+                Db::push_text(&mut qb, ws.slug.as_str().to_owned());
+                qb.push(", ");
+                Db::push_text(&mut qb, ws.name.clone());
+                qb.push(", ");
+                Db::push_time(&mut qb, ws.created_at);
+                qb.push(")");
+                qb.build().execute(&self.write).await.map_err(interpret)?;
+                Ok(())
+            }
+
+            async fn workspace(&self, id: WorkspaceId) -> StoreResult<Option<Workspace>> {
+                let mut qb = Db::builder("SELECT id, slug, name, created_at FROM workspaces WHERE id = ");
+                Db::push_uuid(&mut qb, id.as_uuid());
+                let row = qb
+                    .build()
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(interpret)?;
+                row.as_ref()
+                    .map(workspace_from_row)
+                    .transpose()
+                    .map_err(interpret)
+            }
+
+            async fn workspace_by_slug(&self, slug: &str) -> StoreResult<Option<Workspace>> {
+                let mut qb = Db::builder("SELECT id, slug, name, created_at FROM workspaces WHERE slug = ");
+                Db::push_text(&mut qb, slug.to_owned());
+                let row = qb
+                    .build()
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(interpret)?;
+                row.as_ref()
+                    .map(workspace_from_row)
+                    .transpose()
+                    .map_err(interpret)
+            }
+
+            async fn list_workspaces(&self) -> StoreResult<Vec<Workspace>> {
+                let rows = sqlx::query("SELECT id, slug, name, created_at FROM workspaces ORDER BY slug")
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(interpret)?;
+                rows.iter()
+                    .map(|r| workspace_from_row(r).map_err(interpret))
+                    .collect()
+            }
+
+            async fn lead_counts(&self, ws: WorkspaceId) -> StoreResult<LeadCounts> {
+                let mut qb =
+                    Db::builder("SELECT lead_count, archived_lead_count FROM workspaces WHERE id = ");
+                Db::push_uuid(&mut qb, ws.as_uuid());
+                let row = qb
+                    .build()
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(interpret)?;
+                let Some(row) = row else {
+                    return Ok(LeadCounts::default());
+                };
+                let active: i64 = row.try_get(0).map_err(interpret)?;
+                let archived: i64 = row.try_get(1).map_err(interpret)?;
+                Ok(LeadCounts {
+                    active: active.max(0) as u64,
+                    archived: archived.max(0) as u64,
+                })
+            }
+        }
+
+        impl SettingsRepo for $store {
+            async fn setting(&self, key: &str) -> StoreResult<Option<String>> {
+                let mut qb = Db::builder("SELECT value FROM settings WHERE key = ");
+                Db::push_text(&mut qb, key.to_owned());
+                let row = qb
+                    .build()
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(interpret)?;
+                row.map(|r| r.try_get::<String, _>(0))
+                    .transpose()
+                    .map_err(interpret)
+            }
+
+            async fn setting_or_insert(&self, key: &str, value: &str) -> StoreResult<String> {
+                let mut qb = Db::builder("INSERT INTO settings (key, value) VALUES (");
+                Db::push_text(&mut qb, key.to_owned());
+                qb.push(", ");
+                Db::push_text(&mut qb, value.to_owned());
+                qb.push(") ON CONFLICT (key) DO NOTHING");
+                qb.build().execute(&self.write).await.map_err(interpret)?;
+                let mut qb = Db::builder("SELECT value FROM settings WHERE key = ");
+                Db::push_text(&mut qb, key.to_owned());
+                let row = qb.build().fetch_one(&self.write).await.map_err(interpret)?;
+                row.try_get::<String, _>(0).map_err(interpret)
+            }
+        }
+
+        impl LeadRepo for $store {
+            async fn lead(&self, ws: WorkspaceId, id: LeadId) -> StoreResult<Option<Lead>> {
+                let mut found = self.leads_by_ids(ws, &[id]).await?;
+                Ok(found.pop())
+            }
+
+            async fn leads_by_ids(&self, ws: WorkspaceId, ids: &[LeadId]) -> StoreResult<Vec<Lead>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let keys = ids.iter().map(|id| KeyValue::Uuid(id.as_uuid()));
+                let rows = sql::select_in_query::<Db>(ws, "l.id", keys)
+                    .build()
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(interpret)?;
+                leads_from_rows(&rows)
+            }
+
+            async fn list_leads(&self, ws: WorkspaceId, query: &LeadQuery) -> StoreResult<Vec<Lead>> {
+                let rows = sql::page_query::<Db>(ws, query)
+                    .build()
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(interpret)?;
+                leads_from_rows(&rows)
+            }
+
+            async fn any_lead_beside(
+                &self,
+                ws: WorkspaceId,
+                filter: &LeadFilter,
+                cursor: &Cursor,
+                side: Side,
+            ) -> StoreResult<bool> {
+                let row = sql::beside_query::<Db>(ws, filter, cursor, side)
+                    .build()
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(interpret)?;
+                Ok(row.is_some())
+            }
+
+            async fn count_leads(&self, ws: WorkspaceId, filter: &LeadFilter, cap: u64) -> StoreResult<u64> {
+                let row = sql::count_query::<Db>(ws, filter, cap)
+                    .build()
+                    .fetch_one(&self.read)
+                    .await
+                    .map_err(interpret)?;
+                let n: i64 = row.try_get(0).map_err(interpret)?;
+                Ok(n.max(0) as u64)
+            }
+
+            async fn insert_lead(&self, lead: &Lead) -> StoreResult<()> {
+                let mut tx = self.write.begin().await.map_err(interpret)?;
+                insert_one(&mut tx, lead).await?;
+                let (active, archived) = counts_of(&[lead]);
+                bump_counts(&mut tx, lead.workspace_id, active, archived).await?;
+                tx.commit().await.map_err(interpret)
+            }
+
+            async fn update_lead(
+                &self,
+                lead: &Lead,
+                expected_version: i64,
+                was_archived: bool,
+            ) -> StoreResult<()> {
+                let mut tx = self.write.begin().await.map_err(interpret)?;
+                update_one(&mut tx, lead, expected_version).await?;
+                let delta = match (was_archived, lead.archived_at.is_some()) {
+                    (false, true) => (-1, 1),
+                    (true, false) => (1, -1),
+                    _ => (0, 0),
+                };
+                bump_counts(&mut tx, lead.workspace_id, delta.0, delta.1).await?;
+                tx.commit().await.map_err(interpret)
+            }
+
+            async fn upsert_leads(
+                &self,
+                ws: WorkspaceId,
+                items: &[(EmailAddress, LeadPatch)],
+                at: Timestamp,
+            ) -> StoreResult<Vec<UpsertOutcome>> {
+                let mut tx = self.write.begin().await.map_err(interpret)?;
+                let mut known: std::collections::HashMap<String, Lead> = std::collections::HashMap::new();
+                if !items.is_empty() {
+                    let keys = items
+                        .iter()
+                        .map(|(e, _)| KeyValue::Text(e.as_str().to_owned()));
+                    let rows = sql::select_in_query::<Db>(ws, "l.email", keys)
+                        .build()
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(interpret)?;
+                    for lead in leads_from_rows(&rows)? {
+                        if let Some(email) = &lead.email {
+                            known.insert(email.as_str().to_owned(), lead.clone());
+                        }
+                    }
+                }
+                let mut outcomes = Vec::with_capacity(items.len());
+                let mut created = Vec::new();
+                for (email, patch) in items {
+                    match known.get(email.as_str()) {
+                        Some(existing) => {
+                            let mut lead = existing.clone();
+                            if lead.apply(patch) {
+                                lead.updated_at = at;
+                                lead.version = existing.version + 1;
+                                update_one(&mut tx, &lead, existing.version).await?;
+                                known.insert(email.as_str().to_owned(), lead.clone());
+                                outcomes.push(UpsertOutcome::Updated(lead));
+                            } else {
+                                outcomes.push(UpsertOutcome::Unchanged(lead));
+                            }
+                        }
+                        None => {
+                            let mut lead = Lead::new(ws, at);
+                            lead.apply(patch);
+                            lead.email = Some(email.clone());
+                            insert_one(&mut tx, &lead).await?;
+                            known.insert(email.as_str().to_owned(), lead.clone());
+                            created.push(lead.clone());
+                            outcomes.push(UpsertOutcome::Created(lead));
+                        }
+                    }
+                }
+                bump_counts(&mut tx, ws, created.len() as i64, 0).await?;
+                tx.commit().await.map_err(interpret)?;
+                Ok(outcomes)
+            }
+
+            async fn insert_leads_bulk(&self, ws: WorkspaceId, leads: &[Lead]) -> StoreResult<u64> {
+                if leads.iter().any(|l| l.workspace_id != ws) {
+                    return Err(StoreError::Config("bulk insert mixes workspaces".into()));
+                }
+                let mut tx = self.write.begin().await.map_err(interpret)?;
+                for chunk in leads.chunks(sql::BULK_CHUNK) {
+                    let mut qb = Db::builder(sql::INSERT_LEAD);
+                    qb.push("VALUES ");
+                    for (i, lead) in chunk.iter().enumerate() {
+                        if i > 0 {
+                            qb.push(", ");
+                        }
+                        sql::push_lead_values(&mut qb, lead);
+                    }
+                    qb.build().execute(&mut *tx).await.map_err(interpret)?;
+                }
+                let all: Vec<&Lead> = leads.iter().collect();
+                insert_tags(&mut tx, &all).await?;
+                let (active, archived) = counts_of(&all);
+                bump_counts(&mut tx, ws, active, archived).await?;
+                tx.commit().await.map_err(interpret)?;
+                Ok(leads.len() as u64)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_repos;

@@ -1,0 +1,153 @@
+//! The embedded default backend: one SQLite file in WAL mode.
+//!
+//! Reads go through a pool of connections; writes through a single-connection pool, so writers
+//! queue in the application instead of failing with `SQLITE_BUSY`. Timestamps are stored as
+//! INTEGER microseconds since the Unix epoch.
+
+use super::PoolOptions;
+use super::repo::impl_repos;
+use super::sql::LeadRow;
+use crate::domain::WorkspaceSlug;
+use chrono::DateTime;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Pool, QueryBuilder, Sqlite};
+use std::str::FromStr;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Leads and workspaces in a SQLite database file.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    read: Pool<Sqlite>,
+    write: Pool<Sqlite>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url`, e.g. `sqlite://leadgate.db`.
+    pub async fn open(url: &str, options: &PoolOptions) -> Result<Self, StoreError> {
+        let connect = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Config(format!("invalid SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory")
+            .statement_cache_capacity(256);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(connect.clone())
+            .await
+            .map_err(super::repo::interpret)?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .connect_with(connect.read_only(true))
+            .await
+            .map_err(super::repo::interpret)?;
+        Ok(Self { read, write })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("migrations/sqlite")
+            .run(&self.write)
+            .await
+            .map_err(|e| StoreError::Database(Box::new(e)))
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.read)
+            .await
+            .map(drop)
+            .map_err(super::repo::interpret)
+    }
+
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        sqlx::query("PRAGMA analysis_limit = 1000; ANALYZE")
+            .execute(&self.write)
+            .await
+            .map(drop)
+            .map_err(super::repo::interpret)
+    }
+
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
+
+impl super::AdminRepo for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        SqliteStore::ping(self).await
+    }
+    async fn analyze(&self) -> Result<(), StoreError> {
+        SqliteStore::analyze(self).await
+    }
+}
+
+impl super::sql::Dialect for Sqlite {
+    fn builder(init: impl Into<String>) -> QueryBuilder<Self> {
+        QueryBuilder::new(init)
+    }
+    fn push_opt_text(qb: &mut QueryBuilder<Self>, v: Option<String>) {
+        qb.push_bind(v);
+    }
+    fn push_uuid(qb: &mut QueryBuilder<Self>, v: Uuid) {
+        qb.push_bind(v);
+    }
+    fn push_text(qb: &mut QueryBuilder<Self>, v: String) {
+        qb.push_bind(v);
+    }
+    fn push_int(qb: &mut QueryBuilder<Self>, v: i64) {
+        qb.push_bind(v);
+    }
+    fn push_time(qb: &mut QueryBuilder<Self>, v: crate::domain::Timestamp) {
+        qb.push_bind(v.timestamp_micros());
+    }
+}
+
+fn time(micros: i64) -> Result<crate::domain::Timestamp, sqlx::Error> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| sqlx::Error::Decode("timestamp out of range".into()))
+}
+
+fn lead_from_row(r: &SqliteRow) -> Result<Lead, sqlx::Error> {
+    LeadRow {
+        id: r.try_get(0)?,
+        workspace_id: r.try_get(1)?,
+        email: r.try_get(2)?,
+        first_name: r.try_get(3)?,
+        last_name: r.try_get(4)?,
+        title: r.try_get(5)?,
+        company_name: r.try_get(6)?,
+        company_domain: r.try_get(7)?,
+        phone: r.try_get(8)?,
+        linkedin_url: r.try_get(9)?,
+        country: r.try_get(10)?,
+        source: r.try_get(11)?,
+        status: r.try_get(12)?,
+        owner: r.try_get(13)?,
+        score: r.try_get(14)?,
+        tags: r.try_get(15)?,
+        custom_fields: r.try_get(16)?,
+        created_at: time(r.try_get(17)?)?,
+        updated_at: time(r.try_get(18)?)?,
+        archived_at: r.try_get::<Option<i64>, _>(19)?.map(time).transpose()?,
+        version: r.try_get(20)?,
+    }
+    .into_lead()
+}
+
+fn workspace_from_row(r: &SqliteRow) -> Result<Workspace, sqlx::Error> {
+    Ok(Workspace {
+        id: WorkspaceId::from_uuid(r.try_get(0)?),
+        slug: WorkspaceSlug::from_trusted(r.try_get(1)?),
+        name: r.try_get(2)?,
+        created_at: time(r.try_get(3)?)?,
+    })
+}
+
+impl_repos!(SqliteStore, Sqlite);
