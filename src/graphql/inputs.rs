@@ -163,6 +163,7 @@ pub enum OrderDirection {
 
 /// Sort order of a lead connection, e.g. `{field: COMPANY_NAME, direction: ASC}`.
 #[derive(InputObject)]
+#[graphql(name = "LeadOrder")]
 pub struct LeadOrderInput {
     pub field: LeadOrderField,
     #[graphql(default_with = "OrderDirection::Asc")]

@@ -4,6 +4,7 @@
 //! takes a `WorkspaceId`, and every statement filters on it. `Store` picks a backend from the
 //! database URL and dispatches to it without boxing.
 
+pub mod admin;
 mod postgres;
 mod repo;
 mod sql;

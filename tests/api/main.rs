@@ -1,0 +1,5 @@
+//! The integration suite: one binary, each module a capability, every test run against
+//! SQLite and (when configured) PostgreSQL.
+
+mod helpers;
+mod relay;
