@@ -218,6 +218,7 @@ async fn serve(settings: &Settings, demo: bool) -> anyhow::Result<()> {
         None
     };
     let App { router, .. } = app::assemble(settings, store.clone(), auth, demo_token.clone());
+    let shutdown = crate::http::shutdown_signal();
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -227,26 +228,28 @@ async fn serve(settings: &Settings, demo: bool) -> anyhow::Result<()> {
     } else {
         addr
     };
+    // Best effort: a closed stdout (e.g. piped into `head`) must not stop the server.
+    // Best effort: a closed stdout (e.g. piped into `head`) must not stop the server.
     let mut out = std::io::stdout().lock();
-    writeln!(
+    let _ = writeln!(
         out,
         "leadgate is serving on http://{shown} ({} database)",
         store.backend()
-    )?;
-    writeln!(out, "GraphiQL: http://{shown}/graphiql")?;
+    );
+    let _ = writeln!(out, "GraphiQL: http://{shown}/graphiql");
     for line in banner {
-        writeln!(out, "{line}")?;
+        let _ = writeln!(out, "{line}");
     }
     if let Some(token) = &demo_token {
-        writeln!(
+        let _ = writeln!(
             out,
             "Admin token for the demo workspace (valid 7 days; preset in GraphiQL):"
-        )?;
-        writeln!(out, "{token}")?;
+        );
+        let _ = writeln!(out, "{token}");
     }
     drop(out);
     tracing::info!(%addr, backend = store.backend(), "listening");
-    crate::http::serve(listener, router, crate::http::shutdown_signal()).await?;
+    crate::http::serve(listener, router, shutdown).await?;
     store.close().await;
     Ok(())
 }

@@ -220,3 +220,10 @@ pub struct LeadQuery {
     pub limit: usize,
     pub direction: PageDirection,
 }
+
+/// Which side of a cursor an existence check looks at, the cursor's own row included.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CursorSide {
+    AtOrBefore,
+    AtOrAfter,
+}

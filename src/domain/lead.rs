@@ -180,6 +180,14 @@ fn is_webmail(domain: &str) -> bool {
     )
 }
 
+/// The outcome of one row of an upsert by email.
+#[derive(Clone, PartialEq, Debug)]
+pub enum UpsertOutcome {
+    Created(Lead),
+    Updated(Lead),
+    Unchanged(Lead),
+}
+
 /// One field of a partial update: leave it, clear it, or set it.
 #[derive(Clone, PartialEq, Debug, Default)]
 pub enum Patch<T> {

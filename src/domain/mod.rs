@@ -13,10 +13,10 @@ mod workspace;
 
 pub use error::{FieldError, FieldErrorCode, ValidationErrors};
 pub use filter::{
-    ArchivedFilter, Cursor, Direction, LeadFilter, LeadOrder, LeadQuery, PageDirection, SortField, SortValue,
-    TagMatch,
+    ArchivedFilter, Cursor, CursorSide, Direction, LeadFilter, LeadOrder, LeadQuery, PageDirection,
+    SortField, SortValue, TagMatch,
 };
 pub use ids::{LeadId, WorkspaceId};
-pub use lead::{Lead, LeadDraft, LeadPatch, LeadStatus, Patch, Timestamp, now};
+pub use lead::{Lead, LeadDraft, LeadPatch, LeadStatus, Patch, Timestamp, UpsertOutcome, now};
 pub use values::{CountryCode, CustomFields, Domain, EmailAddress, LinkedInUrl, Phone, Score, Tag, Tags};
 pub use workspace::{Role, Workspace, WorkspaceSlug};

@@ -7,9 +7,8 @@
 use super::errors::{bad_input, to_gql};
 use super::ids::{decode_cursor, encode_cursor};
 use super::types::Lead;
-use crate::domain::{Cursor, LeadFilter, LeadOrder, LeadQuery, PageDirection};
+use crate::domain::{Cursor, CursorSide as Side, LeadFilter, LeadOrder, LeadQuery, PageDirection};
 use crate::service::{Actor, LeadPage, Services, TotalCount};
-use crate::store::Side;
 use async_graphql::{Context, Object, SimpleObject};
 use std::sync::Arc;
 use tokio::sync::OnceCell;

@@ -6,8 +6,8 @@ use super::ids::decode_lead_id;
 use super::inputs::{CreateLeadInput, LeadIdInput, UpdateLeadInput, UpsertLeadsInput};
 use super::query::actor;
 use super::types::Lead;
+use crate::domain::UpsertOutcome as StoreOutcome;
 use crate::service::Services;
-use crate::store::UpsertOutcome as StoreOutcome;
 use async_graphql::{Context, Enum, Object, SimpleObject};
 
 /// The result of a mutation on one lead.

@@ -1,6 +1,6 @@
 //! GraphQL over HTTP, without a web framework: request decoding, media-type negotiation and
 //! status codes as the GraphQL-over-HTTP specification sets them
-//! (<https://graphql.github.io/graphql-over-http/draft/>). `http` adapts this to axum.
+//! (<https://graphql.github.io/graphql-over-http/draft/>). `http` adapts this to its web framework.
 //!
 //! Under `application/graphql-response+json` a request that fails before execution (bad
 //! document, failed validation) is a 400 and carries no `data`; under the legacy

@@ -2,10 +2,10 @@
 
 use super::{Actor, ServiceError};
 use crate::domain::{
-    ArchivedFilter, Cursor, EmailAddress, FieldError, FieldErrorCode, Lead, LeadDraft, LeadFilter, LeadId,
-    LeadPatch, LeadQuery, PageDirection, Patch, ValidationErrors, now,
+    ArchivedFilter, Cursor, CursorSide as Side, EmailAddress, FieldError, FieldErrorCode, Lead, LeadDraft,
+    LeadFilter, LeadId, LeadPatch, LeadQuery, PageDirection, Patch, UpsertOutcome, ValidationErrors, now,
 };
-use crate::store::{LeadRepo, Side, Store, StoreError, UpsertOutcome, WorkspaceRepo};
+use crate::store::{LeadRepo, Store, StoreError, WorkspaceRepo};
 use tracing::instrument;
 
 /// A filtered `totalCount` counts at most this many leads.

@@ -14,7 +14,8 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
-    Cursor, EmailAddress, Lead, LeadFilter, LeadId, LeadPatch, LeadQuery, Timestamp, Workspace, WorkspaceId,
+    Cursor, CursorSide as Side, EmailAddress, Lead, LeadFilter, LeadId, LeadPatch, LeadQuery, Timestamp,
+    UpsertOutcome, Workspace, WorkspaceId,
 };
 use std::future::Future;
 
@@ -44,21 +45,6 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct LeadCounts {
     pub active: u64,
     pub archived: u64,
-}
-
-/// Which side of a cursor an existence check looks at, the cursor's own row included.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Side {
-    AtOrBefore,
-    AtOrAfter,
-}
-
-/// The outcome of one row of an upsert by email.
-#[derive(Clone, PartialEq, Debug)]
-pub enum UpsertOutcome {
-    Created(Lead),
-    Updated(Lead),
-    Unchanged(Lead),
 }
 
 pub trait WorkspaceRepo: Send + Sync {

@@ -1,0 +1,143 @@
+//! The committed contracts and the architecture's invariants, checked on every run:
+//! `schema.graphql` and `leadgate.example.toml` match what the code builds
+//! (`UPDATE_SCHEMA=1 cargo test` rewrites both), and modules import only what they may.
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Compares a generated file with the committed one, or rewrites it under UPDATE_SCHEMA=1.
+fn check_committed(file: &str, generated: &str) {
+    let path = root().join(file);
+    if std::env::var("UPDATE_SCHEMA").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, generated).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{file} is out of date with the code; run `UPDATE_SCHEMA=1 cargo test --test api contracts` and commit it"
+    );
+}
+
+#[test]
+fn schema_graphql_matches_the_code() {
+    check_committed("schema.graphql", &leadgate::graphql::sdl());
+}
+
+#[test]
+fn example_config_matches_the_defaults() {
+    let header = "# leadgate.toml: every setting with its default. Copy to leadgate.toml and edit.\n\
+                  # Secrets (jwt_secret) are best given as LEADGATE_JWT_SECRET instead.\n\n";
+    check_committed(
+        "leadgate.example.toml",
+        &format!("{header}{}", leadgate::config::Settings::default_toml()),
+    );
+}
+
+#[test]
+fn example_config_parses() {
+    let text = std::fs::read_to_string(root().join("leadgate.example.toml")).unwrap();
+    let parsed: leadgate::config::Settings = toml::from_str(&text).unwrap();
+    parsed.validate().unwrap();
+}
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Files under `src/<module>` (or `src/<module>.rs`) that mention any of `words`.
+fn offenders(module: &str, words: &[&str]) -> Vec<String> {
+    let src = root().join("src");
+    let mut files = Vec::new();
+    let dir = src.join(module);
+    if dir.is_dir() {
+        files.extend(rust_files(&dir));
+    }
+    let file = src.join(format!("{module}.rs"));
+    if file.is_file() {
+        files.push(file);
+    }
+    assert!(!files.is_empty(), "module {module} not found");
+    let mut found = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for word in words {
+            if text.contains(word) {
+                found.push(format!(
+                    "{} mentions `{word}`",
+                    path.strip_prefix(&root()).unwrap().display()
+                ));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn only_store_speaks_sql() {
+    for module in ["domain", "service", "graphql", "http", "auth", "bulk"] {
+        let found = offenders(module, &["sqlx"]);
+        assert!(found.is_empty(), "{found:?}");
+    }
+}
+
+#[test]
+fn only_graphql_imports_async_graphql() {
+    for module in ["domain", "store", "service", "http", "auth", "bulk"] {
+        let found = offenders(module, &["async_graphql"]);
+        assert!(found.is_empty(), "{found:?}");
+    }
+}
+
+#[test]
+fn only_http_imports_axum() {
+    for module in ["domain", "store", "service", "graphql", "auth", "bulk"] {
+        let found = offenders(module, &["axum"]);
+        assert!(found.is_empty(), "{found:?}");
+    }
+}
+
+#[test]
+fn domain_does_no_io_and_knows_no_framework() {
+    let found = offenders(
+        "domain",
+        &["tokio", "std::fs", "std::net", "reqwest", "async fn", "tracing"],
+    );
+    assert!(found.is_empty(), "{found:?}");
+}
+
+#[test]
+fn resolvers_never_touch_the_store() {
+    let found = offenders(
+        "graphql",
+        &["crate::store::Store", "LeadRepo", "WorkspaceRepo", ".store."],
+    );
+    assert!(found.is_empty(), "{found:?}");
+}
+
+#[test]
+fn graphql_reads_context_data_checked() {
+    let found = offenders("graphql", &["data_unchecked"]);
+    assert!(found.is_empty(), "{found:?}");
+}
+
+#[test]
+fn graphql_and_http_see_no_store_types() {
+    for module in ["graphql", "http"] {
+        let found = offenders(module, &["crate::store"]);
+        assert!(found.is_empty(), "{found:?}");
+    }
+}
