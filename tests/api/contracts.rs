@@ -141,3 +141,26 @@ fn graphql_and_http_see_no_store_types() {
         assert!(found.is_empty(), "{found:?}");
     }
 }
+
+#[test]
+fn docker_files_use_only_settings_the_cli_reads() {
+    let cli = std::fs::read_to_string(root().join("src/cli.rs")).unwrap();
+    for file in ["docker/Dockerfile", "docker/compose.yml"] {
+        let text = std::fs::read_to_string(root().join(file)).unwrap();
+        for (i, _) in text.match_indices("LEADGATE_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                .collect();
+            assert!(
+                cli.contains(&format!("\"{name}\"")),
+                "{file} uses {name}, which the CLI does not read"
+            );
+        }
+        for command in ["serve", "workspace create", "token --workspace"] {
+            if text.contains(&format!("leadgate {command}")) {
+                assert!(cli.contains(command.split(' ').next().unwrap_or(command)));
+            }
+        }
+    }
+}
