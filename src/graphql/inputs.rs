@@ -247,35 +247,20 @@ pub struct UpdateLeadInput {
     /// When given, the update is refused with a `STALE_VERSION` user error unless the lead is
     /// still at this version.
     pub expected_version: Option<i64>,
-    #[graphql(default)]
     pub email: MaybeUndefined<String>,
-    #[graphql(default)]
     pub first_name: MaybeUndefined<String>,
-    #[graphql(default)]
     pub last_name: MaybeUndefined<String>,
-    #[graphql(default)]
     pub title: MaybeUndefined<String>,
-    #[graphql(default)]
     pub company_name: MaybeUndefined<String>,
-    #[graphql(default)]
     pub company_domain: MaybeUndefined<String>,
-    #[graphql(default)]
     pub phone: MaybeUndefined<String>,
-    #[graphql(default)]
     pub linkedin_url: MaybeUndefined<String>,
-    #[graphql(default)]
     pub country: MaybeUndefined<String>,
-    #[graphql(default)]
     pub source: MaybeUndefined<String>,
-    #[graphql(default)]
     pub status: MaybeUndefined<LeadStatus>,
-    #[graphql(default)]
     pub owner: MaybeUndefined<String>,
-    #[graphql(default)]
     pub score: MaybeUndefined<i32>,
-    #[graphql(default)]
     pub tags: MaybeUndefined<Vec<String>>,
-    #[graphql(default)]
     pub custom_fields: MaybeUndefined<Json<serde_json::Value>>,
 }
 

@@ -21,6 +21,12 @@ pub(crate) fn interpret(e: sqlx::Error) -> StoreError {
         };
         return StoreError::Conflict { field };
     }
+    // a lead written for a workspace that does not exist (a token naming an unknown `ws`)
+    if e.as_database_error()
+        .is_some_and(|db| db.is_foreign_key_violation())
+    {
+        return StoreError::NotFound;
+    }
     match e {
         sqlx::Error::RowNotFound => StoreError::NotFound,
         other => StoreError::Database(Box::new(other)),

@@ -78,7 +78,7 @@ fn offenders(module: &str, words: &[&str]) -> Vec<String> {
             if text.contains(word) {
                 found.push(format!(
                     "{} mentions `{word}`",
-                    path.strip_prefix(&root()).unwrap().display()
+                    path.strip_prefix(root()).unwrap().display()
                 ));
             }
         }

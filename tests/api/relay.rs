@@ -105,7 +105,7 @@ fn expected_order(leads: &[Lead], field: &str, desc: bool) -> Vec<String> {
     if desc {
         sorted.reverse();
     }
-    sorted.into_iter().map(|l| leadgate_global_id(l)).collect()
+    sorted.into_iter().map(leadgate_global_id).collect()
 }
 
 fn leadgate_global_id(l: &Lead) -> String {
