@@ -505,3 +505,75 @@ async fn a_token_for_a_workspace_that_does_not_exist_sees_nothing_and_cannot_wri
         assert_eq!(counts.active, 1);
     }
 }
+
+fn testdata(file: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/auth/testdata")
+        .join(file)
+}
+
+/// Signs with a private key from the auth test data, naming `kid`.
+fn sign_with_key(claims: &Value, alg: Algorithm, kid: &str, private_pem: &str) -> String {
+    let pem = std::fs::read(testdata(private_pem)).unwrap();
+    let key = match alg {
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem).unwrap(),
+        _ => EncodingKey::from_ec_pem(&pem).unwrap(),
+    };
+    let mut header = Header::new(alg);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+#[tokio::test]
+async fn public_keys_verify_rs256_and_es256_tokens_by_kid_over_http() {
+    use leadgate::auth::{KeyAlgorithm, PublicKeyConfig};
+    for backend in backends() {
+        let app = crate::helpers::spawn_app_with(backend, |s| {
+            s.jwt_secret = None;
+            s.jwt_public_keys = vec![
+                PublicKeyConfig {
+                    kid: "rsa-2026".into(),
+                    algorithm: KeyAlgorithm::RS256,
+                    path: testdata("rs256-a.public.pem"),
+                },
+                PublicKeyConfig {
+                    kid: "rsa-2027".into(),
+                    algorithm: KeyAlgorithm::RS256,
+                    path: testdata("rs256-b.public.pem"),
+                },
+                PublicKeyConfig {
+                    kid: "ec-2026".into(),
+                    algorithm: KeyAlgorithm::ES256,
+                    path: testdata("es256-a.public.pem"),
+                },
+            ];
+        })
+        .await;
+        let c = claims(&app);
+        let query = json!({"query": "{ viewer { role workspace { slug } } }"});
+        for (alg, kid, pem) in [
+            (Algorithm::RS256, "rsa-2026", "rs256-a.private.pem"),
+            (Algorithm::RS256, "rsa-2027", "rs256-b.private.pem"),
+            (Algorithm::ES256, "ec-2026", "es256-a.private.pem"),
+        ] {
+            let token = sign_with_key(&c, alg, kid, pem);
+            let (status, body) = app.post(Some(&token), query.clone()).await;
+            assert_eq!(status, 200, "{kid}: {body}");
+            assert_eq!(
+                body["data"]["viewer"]["workspace"]["slug"],
+                json!("acme"),
+                "{kid}"
+            );
+        }
+        // the right key under the wrong kid, an unknown kid, and HS256 with no secret configured
+        for token in [
+            sign_with_key(&c, Algorithm::RS256, "rsa-2027", "rs256-a.private.pem"),
+            sign_with_key(&c, Algorithm::RS256, "rsa-1999", "rs256-a.private.pem"),
+            hs256(&c),
+        ] {
+            let (status, body) = app.post(Some(&token), query.clone()).await;
+            assert_eq!(status, 401, "{body}");
+            assert_eq!(first_code(&body), "UNAUTHENTICATED");
+        }
+    }
+}
