@@ -71,19 +71,14 @@ impl LeadFilter {
         };
         let tags_ok = match &self.tags {
             None => true,
+            Some((_, tags)) if tags.is_empty() => true,
             Some((TagMatch::Any, tags)) => tags.iter().any(|t| lead.tags.iter().any(|l| l == t)),
             Some((TagMatch::All, tags)) => tags.iter().all(|t| lead.tags.iter().any(|l| l == t)),
         };
-        let search_ok = self.search.as_ref().is_none_or(|s| {
-            [&lead.first_name, &lead.last_name, &lead.company_name]
-                .into_iter()
-                .flatten()
-                .any(|v| v.to_lowercase().contains(s))
-                || lead
-                    .email
-                    .as_ref()
-                    .is_some_and(|e| e.as_str().contains(s.as_str()))
-        });
+        let search_ok = self
+            .search
+            .as_ref()
+            .is_none_or(|s| lead.search_text().contains(s.as_str()));
         archived_ok
             && tags_ok
             && search_ok

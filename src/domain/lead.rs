@@ -145,6 +145,23 @@ impl Lead {
         *self != before
     }
 
+    /// What `search` matches: names, email and company, joined by spaces and lower-cased, so
+    /// a full name such as "ann lee" matches too.
+    pub fn search_text(&self) -> String {
+        let email = self.email.as_ref().map(|e| e.as_str());
+        [
+            self.first_name.as_deref(),
+            self.last_name.as_deref(),
+            email,
+            self.company_name.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+    }
+
     /// First and last name joined, when either is present.
     pub fn full_name(&self) -> Option<String> {
         match (&self.first_name, &self.last_name) {

@@ -52,7 +52,8 @@ pub struct LeadFilter {
     pub has_email: Option<bool>,
     /// False or absent: leads that are not archived. True: only archived leads.
     pub archived: Option<bool>,
-    /// Case-insensitive text found in first or last name, email or company name.
+    /// Case-insensitive text found in the lead's first name, last name, email and company name,
+    /// joined by spaces (so `ann lee` finds Ann Lee).
     pub search: Option<String>,
 }
 

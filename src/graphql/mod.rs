@@ -98,13 +98,3 @@ pub fn error_code(error: &async_graphql::ServerError) -> Option<String> {
         _ => None,
     }
 }
-
-/// The GraphiQL playground page for `endpoint`, with the request headers editor preset to
-/// `headers` (a JSON object as text) so callers see where the bearer token goes.
-pub fn graphiql_html(endpoint: &str, authorization: &str) -> String {
-    async_graphql::http::GraphiQLSource::build()
-        .endpoint(endpoint)
-        .title("leadgate GraphiQL")
-        .header("Authorization", authorization)
-        .finish()
-}

@@ -14,6 +14,8 @@ use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+mod graphiql;
+
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -173,11 +175,7 @@ fn reply(r: HttpReply) -> Response {
 }
 
 async fn graphiql(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let authorization = match &state.config.graphiql_token {
-        Some(token) => format!("Bearer {token}"),
-        None => "Bearer <paste a token from: leadgate token --workspace SLUG --role admin>".to_owned(),
-    };
-    Html(crate::graphql::graphiql_html("/graphql", &authorization))
+    Html(graphiql::page("/graphql", state.config.graphiql_token.as_deref()))
 }
 
 async fn healthz() -> impl IntoResponse {

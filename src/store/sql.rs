@@ -112,8 +112,11 @@ pub(crate) fn push_where<DB: Dialect>(qb: &mut QueryBuilder<DB>, ws: WorkspaceId
         DB::push_text(qb, format!("%{}%", escape_like(search)));
         qb.push(" ESCAPE '\\'");
     }
-    if let Some((mode, tags)) = &filter.tags {
-        let tags: Vec<String> = tags.iter().map(|t| t.as_str().to_owned()).collect();
+    if let Some((mode, tags)) = filter.tags.as_ref().filter(|(_, tags)| !tags.is_empty()) {
+        let mut tags: Vec<String> = tags.iter().map(|t| t.as_str().to_owned()).collect();
+        // `All` compares the number of matching tag rows with the number of distinct tags
+        tags.sort();
+        tags.dedup();
         match mode {
             TagMatch::Any => {
                 qb.push(" AND l.id IN (SELECT t.lead_id FROM lead_tags t WHERE t.workspace_id = ");
@@ -214,22 +217,6 @@ fn escape_like(s: &str) -> String {
     out
 }
 
-/// The lower-cased haystack that `search` matches against.
-pub(crate) fn search_text(lead: &Lead) -> String {
-    let parts = [
-        lead.first_name.as_deref(),
-        lead.last_name.as_deref(),
-        lead.email.as_ref().map(|e| e.as_str()),
-        lead.company_name.as_deref(),
-    ];
-    parts
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
-}
-
 /// Stored form of tags: a JSON array of strings.
 pub(crate) fn tags_json(lead: &Lead) -> String {
     serde_json::to_string(&lead.tags.as_strs()).unwrap_or_else(|_| "[]".into())
@@ -277,7 +264,7 @@ pub(crate) fn push_lead_values<DB: Dialect>(qb: &mut QueryBuilder<DB>, lead: &Le
     qb.push(", ");
     DB::push_text(qb, lead.custom_fields.to_json_string());
     qb.push(", ");
-    DB::push_text(qb, search_text(lead));
+    DB::push_text(qb, lead.search_text());
     qb.push(", ");
     DB::push_time(qb, lead.created_at);
     qb.push(", ");
@@ -333,7 +320,7 @@ pub(crate) fn update_query<DB: Dialect>(lead: &Lead, expected_version: i64) -> Q
     qb.push(", custom_fields = ");
     DB::push_text(&mut qb, lead.custom_fields.to_json_string());
     qb.push(", search_text = ");
-    DB::push_text(&mut qb, search_text(lead));
+    DB::push_text(&mut qb, lead.search_text());
     qb.push(", updated_at = ");
     DB::push_time(&mut qb, lead.updated_at);
     qb.push(", archived_at = ");

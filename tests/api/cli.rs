@@ -38,7 +38,10 @@ async fn schema_command_prints_the_committed_sdl() {
     let out = run(dir.path(), &["schema"], &[]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql")).unwrap();
-    assert_eq!(stdout(&out), committed);
+    assert!(
+        stdout(&out) == committed,
+        "`leadgate schema` differs from schema.graphql"
+    );
 }
 
 #[tokio::test]

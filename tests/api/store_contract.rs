@@ -1,0 +1,1216 @@
+//! One contract for the repository traits, run against every backend's `Store` directly (no
+//! HTTP): what each operation promises about conflicts, versions, tenancy, maintained counts
+//! and round-tripping, and that listing, counting and existence checks over thousands of rows
+//! agree with the in-memory `LeadFilter::matches`.
+
+use crate::helpers::{backends, fresh_store};
+use leadgate::bulk::synthetic::Generator;
+use leadgate::domain::{
+    ArchivedFilter, CountryCode, Cursor, CursorSide, CustomFields, Direction, Domain, EmailAddress, Lead,
+    LeadFilter, LeadId, LeadOrder, LeadPatch, LeadQuery, LeadStatus, LinkedInUrl, PageDirection, Patch,
+    Phone, Score, SortField, SortValue, Tag, TagMatch, Tags, Timestamp, UpsertOutcome, Workspace,
+    WorkspaceId, WorkspaceSlug, now,
+};
+use leadgate::store::{LeadCounts, LeadRepo, SettingsRepo, Store, StoreError, WorkspaceRepo};
+use serde_json::json;
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+fn workspace(slug: &str) -> Workspace {
+    Workspace {
+        id: WorkspaceId::new(),
+        slug: WorkspaceSlug::parse(slug).unwrap(),
+        name: format!("The {slug} workspace"),
+        created_at: now(),
+    }
+}
+
+async fn created_workspace(store: &Store, slug: &str) -> Workspace {
+    let ws = workspace(slug);
+    store.create_workspace(&ws).await.unwrap();
+    ws
+}
+
+fn email(raw: &str) -> EmailAddress {
+    EmailAddress::parse("email", raw).unwrap()
+}
+
+/// A lead with every field set, timestamps at microsecond precision.
+fn full_lead(ws: WorkspaceId, address: &str) -> Lead {
+    let at = now();
+    Lead {
+        id: LeadId::new(),
+        workspace_id: ws,
+        email: Some(email(address)),
+        first_name: Some("Zoë".into()),
+        last_name: Some("Müller-O'Brien".into()),
+        title: Some("VP Sales".into()),
+        company_name: Some("Acme Robotics GmbH".into()),
+        company_domain: Some(Domain::parse("companyDomain", "acme-robotics.de").unwrap()),
+        phone: Some(Phone::parse("phone", "+49 30 1234 5678").unwrap()),
+        linkedin_url: Some(LinkedInUrl::parse("linkedinUrl", "linkedin.com/in/zoe-mueller").unwrap()),
+        country: Some(CountryCode::parse("country", "de").unwrap()),
+        source: Some("webinar".into()),
+        status: LeadStatus::Qualified,
+        owner: Some("ana@seller.test".into()),
+        score: Score::parse("score", 73).unwrap(),
+        tags: Tags::parse("tags", &["zeta", "alpha", "Mid Tier", "ünïcode"]).unwrap(),
+        custom_fields: CustomFields::parse(
+            "customFields",
+            json!({"plan": "enterprise", "seats": 250, "trial": false, "nested": {"a": [1, "two", null]}}),
+        )
+        .unwrap(),
+        created_at: at - chrono::Duration::microseconds(1_234_567),
+        updated_at: at,
+        archived_at: None,
+        version: 1,
+    }
+}
+
+fn counts(active: u64, archived: u64) -> LeadCounts {
+    LeadCounts { active, archived }
+}
+
+#[tokio::test]
+async fn contract_create_workspace_rejects_a_duplicate_slug() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let first = created_workspace(&store, "acme").await;
+        let again = workspace("acme");
+        let err = store.create_workspace(&again).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict { field: "slug" }),
+            "{backend:?}: {err:?}"
+        );
+        assert_eq!(store.list_workspaces().await.unwrap(), vec![first.clone()]);
+        assert_eq!(store.workspace(again.id).await.unwrap(), None);
+        assert_eq!(store.workspace_by_slug("acme").await.unwrap(), Some(first));
+    }
+}
+
+#[tokio::test]
+async fn contract_workspace_lookups_round_trip() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        assert_eq!(store.list_workspaces().await.unwrap(), vec![]);
+        let zeta = created_workspace(&store, "zeta").await;
+        let alpha = created_workspace(&store, "alpha-2").await;
+        let mid = created_workspace(&store, "mid").await;
+        assert_eq!(
+            store.workspace(mid.id).await.unwrap(),
+            Some(mid.clone()),
+            "{backend:?}"
+        );
+        assert_eq!(store.workspace_by_slug("zeta").await.unwrap(), Some(zeta.clone()));
+        assert_eq!(store.workspace(WorkspaceId::new()).await.unwrap(), None);
+        assert_eq!(store.workspace_by_slug("nope").await.unwrap(), None);
+        assert_eq!(store.workspace_by_slug("ZETA").await.unwrap(), None);
+        // ordered by slug
+        assert_eq!(
+            store.list_workspaces().await.unwrap(),
+            vec![alpha, mid, zeta.clone()]
+        );
+        assert_eq!(store.lead_counts(zeta.id).await.unwrap(), counts(0, 0));
+    }
+}
+
+#[tokio::test]
+async fn contract_setting_or_insert_keeps_the_first_value() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        assert_eq!(store.setting("auth.key").await.unwrap(), None);
+        assert_eq!(
+            store.setting_or_insert("auth.key", "first").await.unwrap(),
+            "first"
+        );
+        assert_eq!(
+            store.setting_or_insert("auth.key", "second").await.unwrap(),
+            "first",
+            "{backend:?}"
+        );
+        assert_eq!(store.setting("auth.key").await.unwrap().as_deref(), Some("first"));
+        assert_eq!(store.setting_or_insert("other", "").await.unwrap(), "");
+        assert_eq!(store.setting("other").await.unwrap().as_deref(), Some(""));
+        assert_eq!(store.setting("auth.key").await.unwrap().as_deref(), Some("first"));
+    }
+}
+
+#[tokio::test]
+async fn contract_setting_or_insert_agrees_on_one_winner_under_a_race() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.setting_or_insert("race", &format!("v{i}")).await })
+            })
+            .collect();
+        let mut kept = Vec::new();
+        for task in tasks {
+            kept.push(task.await.unwrap().unwrap());
+        }
+        let stored = store.setting("race").await.unwrap().unwrap();
+        assert!(
+            kept.iter().all(|v| *v == stored),
+            "{backend:?}: {kept:?} vs {stored}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn contract_insert_lead_rejects_a_duplicate_email_in_the_same_workspace_only() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let acme = created_workspace(&store, "acme").await;
+        let globex = created_workspace(&store, "globex").await;
+        let first = full_lead(acme.id, "ann@acme.io");
+        store.insert_lead(&first).await.unwrap();
+
+        let duplicate = full_lead(acme.id, "ann@acme.io");
+        let err = store.insert_lead(&duplicate).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict { field: "email" }),
+            "{backend:?}: {err:?}"
+        );
+        assert_eq!(store.lead(acme.id, duplicate.id).await.unwrap(), None);
+        // the failed insert left the maintained counts alone
+        assert_eq!(
+            store.lead_counts(acme.id).await.unwrap(),
+            counts(1, 0),
+            "{backend:?}"
+        );
+
+        // the same address in another workspace is a different lead
+        let elsewhere = full_lead(globex.id, "ann@acme.io");
+        store.insert_lead(&elsewhere).await.unwrap();
+        assert_eq!(
+            store.lead(globex.id, elsewhere.id).await.unwrap(),
+            Some(elsewhere)
+        );
+        assert_eq!(store.lead_counts(globex.id).await.unwrap(), counts(1, 0));
+
+        // any number of leads may have no email
+        for _ in 0..3 {
+            let mut anonymous = full_lead(acme.id, "x@acme.io");
+            anonymous.email = None;
+            store.insert_lead(&anonymous).await.unwrap();
+        }
+        assert_eq!(store.lead_counts(acme.id).await.unwrap(), counts(4, 0));
+    }
+}
+
+#[tokio::test]
+async fn contract_insert_lead_round_trips_every_field() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let acme = created_workspace(&store, "acme").await;
+        let full = full_lead(acme.id, "ann@acme.io");
+        let mut sparse = Lead::new(acme.id, now());
+        sparse.status = LeadStatus::Unqualified;
+        let mut archived = full_lead(acme.id, "old@acme.io");
+        archived.archived_at = Some(archived.updated_at + chrono::Duration::microseconds(1));
+        archived.version = 9;
+        archived.score = Score::parse("score", 100).unwrap();
+        for lead in [&full, &sparse, &archived] {
+            store.insert_lead(lead).await.unwrap();
+            let back = store.lead(acme.id, lead.id).await.unwrap();
+            assert_eq!(back.as_ref(), Some(lead), "{backend:?}");
+        }
+        assert_eq!(store.lead_counts(acme.id).await.unwrap(), counts(2, 1));
+    }
+}
+
+#[tokio::test]
+async fn contract_lead_lookups_never_cross_workspaces() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let acme = created_workspace(&store, "acme").await;
+        let globex = created_workspace(&store, "globex").await;
+        let mine = full_lead(acme.id, "a@acme.io");
+        let also_mine = full_lead(acme.id, "b@acme.io");
+        let theirs = full_lead(globex.id, "a@acme.io");
+        for lead in [&mine, &also_mine, &theirs] {
+            store.insert_lead(lead).await.unwrap();
+        }
+        assert_eq!(store.lead(acme.id, mine.id).await.unwrap(), Some(mine.clone()));
+        assert_eq!(store.lead(acme.id, theirs.id).await.unwrap(), None, "{backend:?}");
+        assert_eq!(store.lead(globex.id, mine.id).await.unwrap(), None, "{backend:?}");
+        assert_eq!(store.lead(acme.id, LeadId::new()).await.unwrap(), None);
+
+        let ids = [theirs.id, mine.id, LeadId::new(), also_mine.id, mine.id];
+        let mut found = store.leads_by_ids(acme.id, &ids).await.unwrap();
+        found.sort_by_key(|l| l.id);
+        let mut expected = vec![mine.clone(), also_mine.clone()];
+        expected.sort_by_key(|l| l.id);
+        assert_eq!(found, expected, "{backend:?}");
+        assert_eq!(
+            store.leads_by_ids(globex.id, &ids).await.unwrap(),
+            vec![theirs.clone()]
+        );
+        assert_eq!(store.leads_by_ids(acme.id, &[]).await.unwrap(), vec![]);
+        let unknown = store.leads_by_ids(WorkspaceId::new(), &ids).await.unwrap();
+        assert_eq!(unknown, vec![]);
+    }
+}
+
+#[tokio::test]
+async fn contract_update_lead_persists_every_field() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let acme = created_workspace(&store, "acme").await;
+        let original = full_lead(acme.id, "ann@acme.io");
+        store.insert_lead(&original).await.unwrap();
+
+        let changed = Lead {
+            id: original.id,
+            workspace_id: acme.id,
+            email: Some(email("Ann.Smith@Globex.COM")),
+            first_name: Some("Ann".into()),
+            last_name: Some("Smith".into()),
+            title: Some("CTO".into()),
+            company_name: Some("Globex".into()),
+            company_domain: Some(Domain::parse("companyDomain", "https://www.globex.com/about").unwrap()),
+            phone: Some(Phone::parse("phone", "+1 (415) 555-0100").unwrap()),
+            linkedin_url: Some(LinkedInUrl::parse("linkedinUrl", "http://www.linkedin.com/in/ann").unwrap()),
+            country: Some(CountryCode::parse("country", "US").unwrap()),
+            source: Some("referral".into()),
+            status: LeadStatus::Customer,
+            owner: Some("ben@seller.test".into()),
+            score: Score::parse("score", 5).unwrap(),
+            tags: Tags::parse("tags", &["mid tier", "zeta", "beta"]).unwrap(),
+            custom_fields: CustomFields::parse("customFields", json!({"seats": -3, "ratio": 0.25})).unwrap(),
+            created_at: original.created_at,
+            updated_at: original.updated_at + chrono::Duration::microseconds(987_654_321),
+            archived_at: None,
+            version: original.version + 1,
+        };
+        store
+            .update_lead(&changed, original.version, false)
+            .await
+            .unwrap();
+        let back = store.lead(acme.id, original.id).await.unwrap();
+        assert_eq!(back.as_ref(), Some(&changed), "{backend:?}");
+
+        // and every optional field cleared
+        let cleared = Lead {
+            email: None,
+            first_name: None,
+            last_name: None,
+            title: None,
+            company_name: None,
+            company_domain: None,
+            phone: None,
+            linkedin_url: None,
+            country: None,
+            source: None,
+            owner: None,
+            status: LeadStatus::New,
+            score: Score::default(),
+            tags: Tags::default(),
+            custom_fields: CustomFields::default(),
+            updated_at: changed.updated_at + chrono::Duration::microseconds(1),
+            version: changed.version + 1,
+            ..changed.clone()
+        };
+        store.update_lead(&cleared, changed.version, false).await.unwrap();
+        let back = store.lead(acme.id, original.id).await.unwrap();
+        assert_eq!(back.as_ref(), Some(&cleared), "{backend:?}");
+        // the old email is free again; tag listings follow the new tags
+        store
+            .insert_lead(&full_lead(acme.id, "ann@acme.io"))
+            .await
+            .unwrap();
+        let tagged = LeadFilter {
+            tags: Some((TagMatch::Any, vec![Tag::parse("tags", "zeta").unwrap()])),
+            ..Default::default()
+        };
+        let rows = store
+            .list_leads(acme.id, &page(tagged, LeadOrder::default(), 10))
+            .await
+            .unwrap();
+        assert!(rows.iter().all(|l| l.id != original.id), "{backend:?}");
+        assert_eq!(rows.len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn contract_update_lead_rejects_a_stale_version() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let acme = created_workspace(&store, "acme").await;
+        let original = full_lead(acme.id, "ann@acme.io");
+        store.insert_lead(&original).await.unwrap();
+        let mut first = original.clone();
+        first.title = Some("First writer".into());
+        first.version = 2;
+        store.update_lead(&first, 1, false).await.unwrap();
+
+        // a second writer that also read version 1
+        let mut second = original.clone();
+        second.title = Some("Second writer".into());
+        second.version = 2;
+        let err = store.update_lead(&second, 1, false).await.unwrap_err();
+        assert!(matches!(err, StoreError::VersionMismatch), "{backend:?}: {err:?}");
+        // a version from the future is just as stale
+        let err = store.update_lead(&second, 7, false).await.unwrap_err();
+        assert!(matches!(err, StoreError::VersionMismatch), "{backend:?}: {err:?}");
+        assert_eq!(
+            store.lead(acme.id, original.id).await.unwrap(),
+            Some(first),
+            "{backend:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn contract_update_lead_reports_a_missing_lead() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let acme = created_workspace(&store, "acme").await;
+        let globex = created_workspace(&store, "globex").await;
+        let never_stored = full_lead(acme.id, "ghost@acme.io");
+        let err = store.update_lead(&never_stored, 1, false).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound), "{backend:?}: {err:?}");
+
+        // a lead addressed through another workspace does not exist there
+        let theirs = full_lead(globex.id, "t@globex.com");
+        store.insert_lead(&theirs).await.unwrap();
+        let mut hijack = theirs.clone();
+        hijack.workspace_id = acme.id;
+        hijack.title = Some("Hijacked".into());
+        hijack.version = 2;
+        let err = store.update_lead(&hijack, 1, false).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound), "{backend:?}: {err:?}");
+        assert_eq!(store.lead(globex.id, theirs.id).await.unwrap(), Some(theirs));
+        assert_eq!(store.lead_counts(acme.id).await.unwrap(), counts(0, 0));
+        assert_eq!(store.lead_counts(globex.id).await.unwrap(), counts(1, 0));
+    }
+}
+
+#[tokio::test]
+async fn contract_update_lead_archiving_adjusts_lead_counts() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let acme = created_workspace(&store, "acme").await;
+        let mut lead = full_lead(acme.id, "ann@acme.io");
+        store.insert_lead(&lead).await.unwrap();
+        store
+            .insert_lead(&full_lead(acme.id, "bob@acme.io"))
+            .await
+            .unwrap();
+        assert_eq!(store.lead_counts(acme.id).await.unwrap(), counts(2, 0));
+
+        lead.archived_at = Some(now());
+        lead.version = 2;
+        store.update_lead(&lead, 1, false).await.unwrap();
+        assert_eq!(
+            store.lead_counts(acme.id).await.unwrap(),
+            counts(1, 1),
+            "{backend:?}"
+        );
+        assert_eq!(store.lead(acme.id, lead.id).await.unwrap(), Some(lead.clone()));
+
+        // a change to an archived lead that keeps it archived moves nothing
+        lead.title = Some("Still archived".into());
+        lead.version = 3;
+        store.update_lead(&lead, 2, true).await.unwrap();
+        assert_eq!(
+            store.lead_counts(acme.id).await.unwrap(),
+            counts(1, 1),
+            "{backend:?}"
+        );
+
+        // a failed compare-and-set moves nothing either
+        let mut stale = lead.clone();
+        stale.archived_at = None;
+        stale.version = 4;
+        assert!(store.update_lead(&stale, 2, true).await.is_err());
+        assert_eq!(
+            store.lead_counts(acme.id).await.unwrap(),
+            counts(1, 1),
+            "{backend:?}"
+        );
+
+        lead.archived_at = None;
+        lead.version = 4;
+        store.update_lead(&lead, 3, true).await.unwrap();
+        assert_eq!(
+            store.lead_counts(acme.id).await.unwrap(),
+            counts(2, 0),
+            "{backend:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn contract_upsert_leads_creates_updates_and_leaves_unchanged() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let acme = created_workspace(&store, "acme").await;
+        let globex = created_workspace(&store, "globex").await;
+        let bea = full_lead(acme.id, "bea@acme.io");
+        let cy = full_lead(acme.id, "cy@acme.io");
+        store.insert_lead(&bea).await.unwrap();
+        store.insert_lead(&cy).await.unwrap();
+
+        let at = now() + chrono::Duration::seconds(60);
+        let set_first = |name: &str| LeadPatch {
+            first_name: Patch::Set(name.to_owned()),
+            ..Default::default()
+        };
+        let items = vec![
+            (email("al@acme.io"), set_first("Al")),
+            (
+                email("bea@acme.io"),
+                LeadPatch {
+                    score: Some(Score::parse("score", 55).unwrap()),
+                    tags: Some(Tags::parse("tags", &["hot"]).unwrap()),
+                    ..Default::default()
+                },
+            ),
+            // the values it already has
+            (email("cy@acme.io"), set_first(cy.first_name.as_deref().unwrap())),
+            // the row created above, seen again in the same call
+            (
+                email("al@acme.io"),
+                LeadPatch {
+                    last_name: Patch::Set("Alpha".into()),
+                    ..Default::default()
+                },
+            ),
+        ];
+        let outcomes = store.upsert_leads(acme.id, &items, at).await.unwrap();
+        assert_eq!(outcomes.len(), 4, "{backend:?}");
+
+        let UpsertOutcome::Created(al) = &outcomes[0] else {
+            panic!("{backend:?}: {:?}", outcomes[0]);
+        };
+        assert_eq!(al.email, Some(email("al@acme.io")));
+        assert_eq!(al.first_name.as_deref(), Some("Al"));
+        assert_eq!((al.created_at, al.updated_at, al.version), (at, at, 1));
+
+        let UpsertOutcome::Updated(bea_now) = &outcomes[1] else {
+            panic!("{backend:?}: {:?}", outcomes[1]);
+        };
+        let mut expected_bea = bea.clone();
+        expected_bea.score = Score::parse("score", 55).unwrap();
+        expected_bea.tags = Tags::parse("tags", &["hot"]).unwrap();
+        expected_bea.updated_at = at;
+        expected_bea.version = 2;
+        assert_eq!(bea_now, &expected_bea, "{backend:?}");
+
+        assert_eq!(outcomes[2], UpsertOutcome::Unchanged(cy.clone()), "{backend:?}");
+
+        let UpsertOutcome::Updated(al_again) = &outcomes[3] else {
+            panic!("{backend:?}: {:?}", outcomes[3]);
+        };
+        assert_eq!(al_again.id, al.id);
+        assert_eq!(al_again.first_name.as_deref(), Some("Al"));
+        assert_eq!(al_again.last_name.as_deref(), Some("Alpha"));
+        assert_eq!(al_again.version, 2);
+
+        // what was reported is what was stored
+        assert_eq!(store.lead(acme.id, al.id).await.unwrap().as_ref(), Some(al_again));
+        assert_eq!(store.lead(acme.id, bea.id).await.unwrap(), Some(expected_bea));
+        assert_eq!(store.lead(acme.id, cy.id).await.unwrap(), Some(cy.clone()));
+        assert_eq!(
+            store.lead_counts(acme.id).await.unwrap(),
+            counts(3, 0),
+            "{backend:?}"
+        );
+        let total = store
+            .count_leads(acme.id, &LeadFilter::default(), u64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(total, 3);
+
+        // matching by email is per workspace
+        let outcomes = store
+            .upsert_leads(globex.id, &[(email("bea@acme.io"), set_first("Other"))], at)
+            .await
+            .unwrap();
+        let UpsertOutcome::Created(other) = &outcomes[0] else {
+            panic!("{backend:?}: {:?}", outcomes[0]);
+        };
+        assert_ne!(other.id, bea.id);
+        assert_eq!(store.lead_counts(globex.id).await.unwrap(), counts(1, 0));
+        assert_eq!(store.lead_counts(acme.id).await.unwrap(), counts(3, 0));
+        assert_eq!(store.upsert_leads(acme.id, &[], at).await.unwrap(), vec![]);
+    }
+}
+
+#[tokio::test]
+async fn contract_tags_round_trip_in_order() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let acme = created_workspace(&store, "acme").await;
+        let orders: [&[&str]; 4] = [
+            &["zeta", "alpha", "mid"],
+            &["mid", "zeta", "alpha"],
+            &["Ünïcode", "a b c", "UPPER", "lower", "100%_off"],
+            &[],
+        ];
+        let mut leads = Vec::new();
+        for (i, tags) in orders.iter().enumerate() {
+            let mut lead = full_lead(acme.id, &format!("t{i}@acme.io"));
+            lead.tags = Tags::parse("tags", tags).unwrap();
+            leads.push(lead);
+        }
+        store.insert_lead(&leads[0]).await.unwrap();
+        store.insert_lead(&leads[1]).await.unwrap();
+        store.insert_leads_bulk(acme.id, &leads[2..]).await.unwrap();
+        for (lead, tags) in leads.iter().zip(orders) {
+            let back = store.lead(acme.id, lead.id).await.unwrap().unwrap();
+            assert_eq!(back.tags.as_strs(), tags.to_vec(), "{backend:?}");
+        }
+        // reordering is a change that persists
+        let mut lead = leads[0].clone();
+        lead.tags = Tags::parse("tags", &["mid", "alpha", "zeta", "new"]).unwrap();
+        lead.version = 2;
+        store.update_lead(&lead, 1, false).await.unwrap();
+        let back = store.lead(acme.id, lead.id).await.unwrap().unwrap();
+        assert_eq!(
+            back.tags.as_strs(),
+            vec!["mid", "alpha", "zeta", "new"],
+            "{backend:?}"
+        );
+        // and the tag filter sees the tags as written
+        let with = |mode, tags: &[&str]| LeadFilter {
+            tags: Some((
+                mode,
+                tags.iter().map(|t| Tag::parse("tags", t).unwrap()).collect(),
+            )),
+            ..Default::default()
+        };
+        for (filter, want) in [
+            (with(TagMatch::Any, &["new"]), vec![lead.id]),
+            (
+                with(TagMatch::All, &["alpha", "zeta"]),
+                vec![leads[0].id, leads[1].id],
+            ),
+            (with(TagMatch::Any, &["100%_off"]), vec![leads[2].id]),
+            (with(TagMatch::Any, &["100%"]), vec![]),
+        ] {
+            let mut got: Vec<LeadId> = store
+                .list_leads(acme.id, &page(filter.clone(), LeadOrder::default(), 10))
+                .await
+                .unwrap()
+                .iter()
+                .map(|l| l.id)
+                .collect();
+            got.sort();
+            let mut want = want;
+            want.sort();
+            assert_eq!(got, want, "{backend:?} {filter:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn contract_custom_fields_round_trip() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let acme = created_workspace(&store, "acme").await;
+        let values = [
+            json!({}),
+            json!({"plan": "pro"}),
+            json!({
+                "int": 42, "negative": -7, "big": i64::MAX, "unsigned": u64::MAX, "float": 1.5,
+                "bool": true, "null": null, "text": "quote \" backslash \\ newline \n tab \t",
+                "unicode": "Zoë 日本 🚀", "list": [1, "two", [3], {"four": 4}],
+                "nested": {"deeper": {"deepest": [null, false]}}, "with space": "ok", "ümlaut-key": 1
+            }),
+        ];
+        let mut ids = Vec::new();
+        for (i, value) in values.iter().enumerate() {
+            let mut lead = full_lead(acme.id, &format!("c{i}@acme.io"));
+            lead.custom_fields = CustomFields::parse("customFields", value.clone()).unwrap();
+            store.insert_lead(&lead).await.unwrap();
+            ids.push(lead.id);
+        }
+        for (id, value) in ids.iter().zip(&values) {
+            let back = store.lead(acme.id, *id).await.unwrap().unwrap();
+            assert_eq!(
+                &serde_json::Value::Object(back.custom_fields.as_map().clone()),
+                value,
+                "{backend:?}"
+            );
+        }
+        // replaced wholesale by an update
+        let mut lead = store.lead(acme.id, ids[2]).await.unwrap().unwrap();
+        lead.custom_fields = CustomFields::parse("customFields", json!({"only": "this"})).unwrap();
+        lead.version += 1;
+        store.update_lead(&lead, lead.version - 1, false).await.unwrap();
+        let back = store.lead(acme.id, ids[2]).await.unwrap().unwrap();
+        assert_eq!(back.custom_fields.as_map().len(), 1, "{backend:?}");
+        assert_eq!(back, lead);
+    }
+}
+
+// ---- listing, counting and existence over a bulk-loaded workspace, against the oracle ----
+
+const BULK: usize = 5_000;
+
+struct Bulk {
+    ws: Workspace,
+    other: Workspace,
+    leads: Vec<Lead>,
+}
+
+/// 5,000 synthetic leads with archived ones, absent sort keys and ties on every sort key, and a
+/// second workspace holding the same emails.
+async fn bulk_load(store: &Store) -> Bulk {
+    let ws = created_workspace(store, "bulk").await;
+    let other = created_workspace(store, "other").await;
+    let end = now();
+    let mut generator = Generator::new(2024);
+    let mut leads: Vec<Lead> = (0..BULK).map(|_| generator.lead(ws.id, end)).collect();
+    let tie = end - chrono::Duration::days(100);
+    for (i, lead) in leads.iter_mut().enumerate() {
+        if i % 17 == 0 {
+            lead.archived_at = Some(lead.updated_at);
+        }
+        if i % 23 == 0 {
+            lead.company_name = None;
+        }
+        if i % 29 == 0 {
+            lead.last_name = None;
+        }
+        if i % 37 == 0 {
+            lead.created_at = tie;
+            lead.updated_at = tie;
+        }
+    }
+    assert_eq!(store.insert_leads_bulk(ws.id, &leads).await.unwrap(), BULK as u64);
+    let mut generator = Generator::new(2024);
+    let theirs: Vec<Lead> = (0..300).map(|_| generator.lead(other.id, end)).collect();
+    store.insert_leads_bulk(other.id, &theirs).await.unwrap();
+    Bulk { ws, other, leads }
+}
+
+/// The sort-key comparison the store promises: key, then id, both in the order's direction.
+fn compare_keys(a: &SortValue, b: &SortValue) -> Ordering {
+    match (a, b) {
+        (SortValue::Time(a), SortValue::Time(b)) => a.cmp(b),
+        (SortValue::Text(a), SortValue::Text(b)) => a.as_bytes().cmp(b.as_bytes()),
+        (SortValue::Int(a), SortValue::Int(b)) => a.cmp(b),
+        _ => panic!("sort values of different kinds: {a:?} {b:?}"),
+    }
+}
+
+/// Where `lead` lies relative to `cursor` in the cursor's traversal order.
+fn position(lead: &Lead, cursor: &Cursor) -> Ordering {
+    let raw = compare_keys(&cursor.order.field.key_of(lead), &cursor.key).then(lead.id.cmp(&cursor.id));
+    match cursor.order.direction {
+        Direction::Asc => raw,
+        Direction::Desc => raw.reverse(),
+    }
+}
+
+fn oracle(leads: &[Lead], filter: &LeadFilter, order: LeadOrder) -> Vec<LeadId> {
+    let mut selected: Vec<&Lead> = leads.iter().filter(|l| filter.matches(l)).collect();
+    selected.sort_by(|a, b| position(a, &Cursor::for_lead(order, b)));
+    selected.into_iter().map(|l| l.id).collect()
+}
+
+fn page(filter: LeadFilter, order: LeadOrder, limit: usize) -> LeadQuery {
+    LeadQuery {
+        filter,
+        order,
+        after: None,
+        before: None,
+        limit,
+        direction: PageDirection::Forward,
+    }
+}
+
+/// Reads every page in `direction` and returns the ids in sort order, and the leads as read.
+async fn walk(
+    store: &Store,
+    ws: WorkspaceId,
+    filter: &LeadFilter,
+    order: LeadOrder,
+    direction: PageDirection,
+    limit: usize,
+) -> (Vec<LeadId>, Vec<Lead>) {
+    let mut cursor: Option<Cursor> = None;
+    let mut read = Vec::new();
+    loop {
+        let query = LeadQuery {
+            filter: filter.clone(),
+            order,
+            after: cursor.clone().filter(|_| direction == PageDirection::Forward),
+            before: cursor.clone().filter(|_| direction == PageDirection::Backward),
+            limit,
+            direction,
+        };
+        let mut rows = store.list_leads(ws, &query).await.unwrap();
+        assert!(
+            rows.len() <= limit + 1,
+            "list_leads returned {} for limit {limit}",
+            rows.len()
+        );
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        if let Some(last) = rows.last() {
+            cursor = Some(Cursor::for_lead(order, last));
+        }
+        read.extend(rows);
+        if !more {
+            break;
+        }
+    }
+    let mut ids: Vec<LeadId> = read.iter().map(|l| l.id).collect();
+    if direction == PageDirection::Backward {
+        ids.reverse();
+    }
+    (ids, read)
+}
+
+fn all_orders() -> Vec<LeadOrder> {
+    SortField::ALL
+        .into_iter()
+        .flat_map(|field| {
+            [Direction::Asc, Direction::Desc]
+                .into_iter()
+                .map(move |direction| LeadOrder { field, direction })
+        })
+        .collect()
+}
+
+/// Filters over the bulk data, each selecting something different.
+fn filters(leads: &[Lead]) -> Vec<(String, LeadFilter)> {
+    let sample = leads
+        .iter()
+        .find(|l| l.archived_at.is_none() && l.last_name.is_some())
+        .unwrap();
+    let tag = |t: &str| Tag::parse("tags", t).unwrap();
+    let country = |c: &str| CountryCode::parse("country", c).unwrap();
+    let at = |i: usize| leads[i].created_at;
+    let mut list = vec![
+        ("everything".to_owned(), LeadFilter::default()),
+        (
+            "archived only".into(),
+            LeadFilter {
+                archived: ArchivedFilter::Only,
+                ..Default::default()
+            },
+        ),
+        (
+            "statuses".into(),
+            LeadFilter {
+                statuses: vec![LeadStatus::Qualified, LeadStatus::Customer],
+                ..Default::default()
+            },
+        ),
+        (
+            "owners".into(),
+            LeadFilter {
+                owners: vec![
+                    "ana@seller.test".into(),
+                    "chen@seller.test".into(),
+                    "nobody".into(),
+                ],
+                ..Default::default()
+            },
+        ),
+        (
+            "countries".into(),
+            LeadFilter {
+                countries: vec![country("DE"), country("FR"), country("JP")],
+                ..Default::default()
+            },
+        ),
+        (
+            "sources".into(),
+            LeadFilter {
+                sources: vec!["webinar".into()],
+                ..Default::default()
+            },
+        ),
+        (
+            "score range".into(),
+            LeadFilter {
+                score_min: Some(Score::from_trusted(20)),
+                score_max: Some(Score::from_trusted(40)),
+                ..Default::default()
+            },
+        ),
+        (
+            "without email".into(),
+            LeadFilter {
+                has_email: Some(false),
+                ..Default::default()
+            },
+        ),
+        (
+            "with email".into(),
+            LeadFilter {
+                has_email: Some(true),
+                ..Default::default()
+            },
+        ),
+        (
+            "any tag".into(),
+            LeadFilter {
+                tags: Some((TagMatch::Any, vec![tag("hot"), tag("trial")])),
+                ..Default::default()
+            },
+        ),
+        (
+            "all tags".into(),
+            LeadFilter {
+                tags: Some((TagMatch::All, vec![tag("hot"), tag("trial")])),
+                ..Default::default()
+            },
+        ),
+        (
+            "all tags, one repeated".into(),
+            LeadFilter {
+                tags: Some((TagMatch::All, vec![tag("hot"), tag("hot")])),
+                ..Default::default()
+            },
+        ),
+        (
+            "created window".into(),
+            LeadFilter {
+                created_from: Some(at(100).min(at(200))),
+                created_to: Some(at(100).max(at(200))),
+                ..Default::default()
+            },
+        ),
+        (
+            "updated window".into(),
+            LeadFilter {
+                updated_from: Some(leads[37].updated_at),
+                updated_to: Some(leads[300].updated_at.max(leads[37].updated_at)),
+                ..Default::default()
+            },
+        ),
+        (
+            "combined".into(),
+            LeadFilter {
+                statuses: vec![LeadStatus::New, LeadStatus::Contacted],
+                countries: vec![country("US")],
+                has_email: Some(true),
+                score_min: Some(Score::from_trusted(30)),
+                tags: Some((TagMatch::Any, vec![tag("enterprise"), tag("smb"), tag("hot")])),
+                archived: ArchivedFilter::Only,
+                ..Default::default()
+            },
+        ),
+        (
+            "nothing".into(),
+            LeadFilter {
+                owners: vec!["nobody".into()],
+                ..Default::default()
+            },
+        ),
+    ];
+    let searches = [
+        "ller".to_owned(),
+        "o'brien".to_owned(),
+        "blue sun".to_owned(),
+        "@".to_owned(),
+        "%".to_owned(),
+        "_".to_owned(),
+        sample.last_name.as_ref().unwrap().to_lowercase(),
+        // a full name spans two fields
+        format!(
+            "{} {}",
+            sample.first_name.as_ref().unwrap(),
+            sample.last_name.as_ref().unwrap()
+        )
+        .to_lowercase(),
+        sample.email.as_ref().unwrap().as_str()[..6].to_owned(),
+    ];
+    for search in searches {
+        list.push((
+            format!("search {search:?}"),
+            LeadFilter {
+                search: Some(search),
+                ..Default::default()
+            },
+        ));
+    }
+    list
+}
+
+#[tokio::test]
+async fn contract_insert_leads_bulk_maintains_lead_counts() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let bulk = bulk_load(&store).await;
+        let archived = bulk.leads.iter().filter(|l| l.archived_at.is_some()).count() as u64;
+        assert_eq!(
+            store.lead_counts(bulk.ws.id).await.unwrap(),
+            counts(BULK as u64 - archived, archived),
+            "{backend:?}"
+        );
+        assert_eq!(store.lead_counts(bulk.other.id).await.unwrap(), counts(300, 0));
+        // a bulk insert that fails part-way leaves nothing behind
+        let mut generator = Generator::new(77);
+        let mut batch: Vec<Lead> = (0..2_000).map(|_| generator.lead(bulk.ws.id, now())).collect();
+        batch[1_999].email = bulk.leads.iter().find_map(|l| l.email.clone());
+        let err = store.insert_leads_bulk(bulk.ws.id, &batch).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict { field: "email" }),
+            "{backend:?}: {err:?}"
+        );
+        assert_eq!(store.lead(bulk.ws.id, batch[0].id).await.unwrap(), None);
+        assert_eq!(
+            store.lead_counts(bulk.ws.id).await.unwrap(),
+            counts(BULK as u64 - archived, archived)
+        );
+        // and one that mixes workspaces is refused outright
+        let mut mixed: Vec<Lead> = (0..3).map(|_| generator.lead(bulk.ws.id, now())).collect();
+        mixed[1].workspace_id = bulk.other.id;
+        assert!(store.insert_leads_bulk(bulk.ws.id, &mixed).await.is_err());
+        assert_eq!(
+            store.lead(bulk.ws.id, mixed[0].id).await.unwrap(),
+            None,
+            "{backend:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn contract_list_leads_pages_every_order_like_the_oracle() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let bulk = bulk_load(&store).await;
+        let by_id: HashMap<LeadId, &Lead> = bulk.leads.iter().map(|l| (l.id, l)).collect();
+        let everything = LeadFilter::default();
+        for order in all_orders() {
+            let want = oracle(&bulk.leads, &everything, order);
+            assert!(want.len() > 4_000);
+            for (direction, limit) in [(PageDirection::Forward, 997), (PageDirection::Backward, 1_500)] {
+                let (got, read) = walk(&store, bulk.ws.id, &everything, order, direction, limit).await;
+                assert_eq!(got.len(), want.len(), "{backend:?} {order:?} {direction:?}");
+                assert!(got == want, "{backend:?} {order:?} {direction:?}: order differs");
+                // rows come back whole
+                for lead in &read {
+                    assert_eq!(Some(lead), by_id.get(&lead.id).copied(), "{backend:?}");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn contract_list_leads_filters_like_the_oracle() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let bulk = bulk_load(&store).await;
+        let orders = all_orders();
+        let mut mismatches = Vec::new();
+        for (i, (name, filter)) in filters(&bulk.leads).into_iter().enumerate() {
+            let order = orders[i % orders.len()];
+            let want = oracle(&bulk.leads, &filter, order);
+            let direction = if i % 2 == 0 {
+                PageDirection::Forward
+            } else {
+                PageDirection::Backward
+            };
+            let (got, _) = walk(&store, bulk.ws.id, &filter, order, direction, 500).await;
+            if got != want {
+                mismatches.push(format!(
+                    "{name}: store {} rows, oracle {} rows",
+                    got.len(),
+                    want.len()
+                ));
+            }
+        }
+        assert!(mismatches.is_empty(), "{backend:?}: {mismatches:#?}");
+    }
+}
+
+#[tokio::test]
+async fn contract_list_leads_returns_the_window_between_two_cursors() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let bulk = bulk_load(&store).await;
+        let by_id: HashMap<LeadId, &Lead> = bulk.leads.iter().map(|l| (l.id, l)).collect();
+        let filter = LeadFilter {
+            statuses: vec![LeadStatus::New, LeadStatus::Contacted],
+            ..Default::default()
+        };
+        for order in all_orders() {
+            let want = oracle(&bulk.leads, &filter, order);
+            let after = Cursor::for_lead(order, by_id[&want[100]]);
+            let before = Cursor::for_lead(order, by_id[&want[400]]);
+            for (direction, expected) in [
+                (PageDirection::Forward, want[101..151].to_vec()),
+                (
+                    PageDirection::Backward,
+                    want[350..400].iter().rev().copied().collect(),
+                ),
+            ] {
+                let query = LeadQuery {
+                    filter: filter.clone(),
+                    order,
+                    after: Some(after.clone()),
+                    before: Some(before.clone()),
+                    limit: 50,
+                    direction,
+                };
+                let rows = store.list_leads(bulk.ws.id, &query).await.unwrap();
+                let ids: Vec<LeadId> = rows.iter().map(|l| l.id).collect();
+                assert_eq!(ids.len(), 51, "{backend:?} {order:?} {direction:?}");
+                assert_eq!(ids[..50], expected[..], "{backend:?} {order:?} {direction:?}");
+            }
+            // a window smaller than the page: exactly its rows, no extra
+            let query = LeadQuery {
+                filter: filter.clone(),
+                order,
+                after: Some(after.clone()),
+                before: Some(Cursor::for_lead(order, by_id[&want[104]])),
+                limit: 50,
+                direction: PageDirection::Forward,
+            };
+            let ids: Vec<LeadId> = store
+                .list_leads(bulk.ws.id, &query)
+                .await
+                .unwrap()
+                .iter()
+                .map(|l| l.id)
+                .collect();
+            assert_eq!(ids, want[101..104].to_vec(), "{backend:?} {order:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn contract_list_leads_never_returns_another_workspaces_rows() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let bulk = bulk_load(&store).await;
+        let (ids, read) = walk(
+            &store,
+            bulk.other.id,
+            &LeadFilter::default(),
+            LeadOrder::default(),
+            PageDirection::Forward,
+            1_000,
+        )
+        .await;
+        assert_eq!(ids.len(), 300, "{backend:?}");
+        assert!(read.iter().all(|l| l.workspace_id == bulk.other.id));
+        let unknown = store
+            .list_leads(
+                WorkspaceId::new(),
+                &page(LeadFilter::default(), LeadOrder::default(), 10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(unknown, vec![]);
+    }
+}
+
+#[tokio::test]
+async fn contract_count_leads_counts_like_the_oracle_up_to_the_cap() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let bulk = bulk_load(&store).await;
+        let mut mismatches = Vec::new();
+        for (name, filter) in filters(&bulk.leads) {
+            let n = bulk.leads.iter().filter(|l| filter.matches(l)).count() as u64;
+            for cap in [u64::MAX, 10_000, n + 1, n, n.saturating_sub(1), 7, 0] {
+                let got = store.count_leads(bulk.ws.id, &filter, cap).await.unwrap();
+                if got != n.min(cap) {
+                    mismatches.push(format!("{name} cap {cap}: store {got}, oracle {}", n.min(cap)));
+                }
+            }
+        }
+        assert!(mismatches.is_empty(), "{backend:?}: {mismatches:#?}");
+        let other = store
+            .count_leads(bulk.other.id, &LeadFilter::default(), u64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(other, 300);
+    }
+}
+
+#[tokio::test]
+async fn contract_any_lead_beside_answers_like_the_oracle() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let bulk = bulk_load(&store).await;
+        let by_id: HashMap<LeadId, &Lead> = bulk.leads.iter().map(|l| (l.id, l)).collect();
+        let orders = all_orders();
+        let mut mismatches = Vec::new();
+        let mut checks = 0;
+        for (i, (name, filter)) in filters(&bulk.leads).into_iter().enumerate() {
+            for order in [orders[i % orders.len()], orders[(i + 3) % orders.len()]] {
+                let selected = oracle(&bulk.leads, &filter, order);
+                let mut cursors: Vec<Cursor> = Vec::new();
+                for at in [0, selected.len() / 2, selected.len().saturating_sub(1)] {
+                    if let Some(id) = selected.get(at) {
+                        cursors.push(Cursor::for_lead(order, by_id[id]));
+                    }
+                }
+                // a lead the filter does not select, and points before and after everything
+                if let Some(outside) = bulk.leads.iter().find(|l| !filter.matches(l)) {
+                    cursors.push(Cursor::for_lead(order, outside));
+                }
+                let (low, high) = match order.field {
+                    SortField::CreatedAt | SortField::UpdatedAt => (
+                        SortValue::Time(Timestamp::from_timestamp(0, 0).unwrap()),
+                        SortValue::Time(now() + chrono::Duration::days(1)),
+                    ),
+                    SortField::LastName | SortField::CompanyName => (
+                        SortValue::Text(String::new()),
+                        SortValue::Text("\u{10FFFF}".into()),
+                    ),
+                    SortField::Score => (SortValue::Int(-1), SortValue::Int(101)),
+                };
+                for key in [low, high] {
+                    cursors.push(Cursor {
+                        order,
+                        key,
+                        id: LeadId::new(),
+                    });
+                }
+                for cursor in &cursors {
+                    for side in [CursorSide::AtOrBefore, CursorSide::AtOrAfter] {
+                        let want = bulk.leads.iter().filter(|l| filter.matches(l)).any(|l| {
+                            let p = position(l, cursor);
+                            match side {
+                                CursorSide::AtOrBefore => p != Ordering::Greater,
+                                CursorSide::AtOrAfter => p != Ordering::Less,
+                            }
+                        });
+                        let got = store
+                            .any_lead_beside(bulk.ws.id, &filter, cursor, side)
+                            .await
+                            .unwrap();
+                        checks += 1;
+                        if got != want {
+                            mismatches.push(format!(
+                                "{name} {order:?} {side:?} at {:?}: store {got}, oracle {want}",
+                                cursor.key
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checks > 300, "{checks}");
+        assert!(mismatches.is_empty(), "{backend:?}: {mismatches:#?}");
+        // the other workspace's rows are invisible to it
+        let order = LeadOrder::default();
+        let theirs = store
+            .list_leads(bulk.other.id, &page(LeadFilter::default(), order, 1))
+            .await
+            .unwrap();
+        let cursor = Cursor::for_lead(order, &theirs[0]);
+        let empty = created_workspace(&store, "empty").await;
+        for side in [CursorSide::AtOrBefore, CursorSide::AtOrAfter] {
+            let found = store
+                .any_lead_beside(empty.id, &LeadFilter::default(), &cursor, side)
+                .await
+                .unwrap();
+            assert!(!found, "{backend:?} {side:?}");
+        }
+    }
+}
