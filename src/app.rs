@@ -4,7 +4,7 @@
 use crate::auth::Authenticator;
 use crate::config::Settings;
 use crate::domain::{Role, Workspace};
-use crate::graphql::{Limits, build_schema};
+use crate::graphql::{Gateway, Limits};
 use crate::http::{HttpConfig, router};
 use crate::service::Services;
 use crate::store::{PoolOptions, SettingsRepo, Store};
@@ -86,15 +86,15 @@ pub fn assemble(
         depth: settings.max_depth,
         complexity: settings.max_complexity,
         aliases: settings.max_aliases,
+        batch: settings.max_batch,
     };
-    let schema = build_schema(services.clone(), &limits);
+    let gateway = Gateway::new(services.clone(), limits);
     let http = HttpConfig {
         max_body_bytes: settings.max_body_bytes,
-        max_batch: settings.max_batch,
         request_timeout: Duration::from_secs(settings.request_timeout_secs),
         graphiql_token,
     };
-    let router = router(schema, auth.clone(), services.clone(), http);
+    let router = router(gateway, auth.clone(), services.clone(), http);
     App {
         services,
         auth,

@@ -1,31 +1,15 @@
-//! A schema extension that labels parse and validation failures with an `extensions.code`
-//! and enforces the alias limit, which async-graphql has no built-in rule for.
+//! Checks on a parsed document that async-graphql has no rule for (the alias limit), and the
+//! `extensions.code` labels for requests that fail before execution.
+//!
+//! These run in `transport` rather than as a schema extension: with any extension registered,
+//! async-graphql takes a slower path for every resolved field.
 
 use super::errors::{GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED};
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation,
-};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{ServerError, ServerResult, ValidationResult, Variables};
-use std::sync::Arc;
+use async_graphql::{Request, ServerError};
 
-pub struct Guard {
-    pub max_aliases: usize,
-}
-
-impl ExtensionFactory for Guard {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(GuardExtension {
-            max_aliases: self.max_aliases,
-        })
-    }
-}
-
-struct GuardExtension {
-    max_aliases: usize,
-}
-
-fn with_code(mut e: ServerError, code: &str) -> ServerError {
+/// Gives an error a code unless it has one.
+pub fn with_code(mut e: ServerError, code: &str) -> ServerError {
     let has_code = e.extensions.as_ref().is_some_and(|x| x.get("code").is_some());
     if !has_code {
         e.extensions
@@ -33,6 +17,14 @@ fn with_code(mut e: ServerError, code: &str) -> ServerError {
             .set("code", code);
     }
     e
+}
+
+/// Labels the errors of a request that failed validation (it parsed: `prepare` saw to that).
+pub fn label_validation_errors(errors: Vec<ServerError>) -> Vec<ServerError> {
+    errors
+        .into_iter()
+        .map(|e| with_code(e, GRAPHQL_VALIDATION_FAILED))
+        .collect()
 }
 
 fn count_aliases(set: &SelectionSet) -> usize {
@@ -62,45 +54,20 @@ fn aliases_in(doc: &ExecutableDocument) -> usize {
     in_ops + in_fragments
 }
 
-#[async_trait::async_trait]
-impl Extension for GuardExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next
-            .run(ctx, query, variables)
-            .await
-            .map_err(|e| with_code(e, GRAPHQL_PARSE_FAILED))?;
-        let aliases = aliases_in(&doc);
-        if aliases > self.max_aliases {
-            return Err(with_code(
-                ServerError::new(
-                    format!(
-                        "the document uses {aliases} aliases; at most {} are allowed",
-                        self.max_aliases
-                    ),
-                    None,
-                ),
-                GRAPHQL_VALIDATION_FAILED,
-            ));
-        }
-        Ok(doc)
+/// Parses the request's document once (execution reuses it) and applies the alias limit.
+pub fn prepare(request: &mut Request, max_aliases: usize) -> Result<(), ServerError> {
+    let doc = request
+        .parsed_query()
+        .map_err(|e| with_code(e, GRAPHQL_PARSE_FAILED))?;
+    let aliases = aliases_in(doc);
+    if aliases > max_aliases {
+        return Err(with_code(
+            ServerError::new(
+                format!("the document uses {aliases} aliases; at most {max_aliases} are allowed"),
+                None,
+            ),
+            GRAPHQL_VALIDATION_FAILED,
+        ));
     }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx).await.map_err(|errors| {
-            errors
-                .into_iter()
-                .map(|e| with_code(e, GRAPHQL_VALIDATION_FAILED))
-                .collect()
-        })
-    }
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! The GraphQL schema: types, resolvers, Relay plumbing and error codes.
 //!
-//! `build_schema` needs no HTTP server, so tests and `leadgate schema` build it directly; the
+//! `Gateway::new` needs no HTTP server, so tests and `leadgate schema` build it directly; the
 //! `http` module is a thin transport around it. This is the only module that imports
 //! async-graphql. Resolvers call `service`, never the store.
 
@@ -31,6 +31,8 @@ pub struct Limits {
     pub complexity: usize,
     /// Maximum number of aliased fields in one document.
     pub aliases: usize,
+    /// Maximum number of requests in one batch.
+    pub batch: usize,
 }
 
 impl Default for Limits {
@@ -39,20 +41,37 @@ impl Default for Limits {
             depth: 15,
             complexity: 20_000,
             aliases: 30,
+            batch: 10,
         }
     }
 }
 
-/// Builds the executable schema around the services.
-pub fn build_schema(services: Services, limits: &Limits) -> LeadgateSchema {
-    Schema::build(query::Query, mutation::Mutation, EmptySubscription)
-        .data(services)
-        .limit_depth(limits.depth)
-        .limit_complexity(limits.complexity)
-        .extension(guard::Guard {
-            max_aliases: limits.aliases,
-        })
-        .finish()
+/// The executable schema and the limits a transport applies around it.
+#[derive(Clone)]
+pub struct Gateway {
+    schema: LeadgateSchema,
+    limits: Limits,
+}
+
+impl Gateway {
+    /// Builds the schema around the services. No extensions are registered: with any,
+    /// async-graphql resolves every field on a slower path (see `guard`).
+    pub fn new(services: Services, limits: Limits) -> Self {
+        let schema = Schema::build(query::Query, mutation::Mutation, EmptySubscription)
+            .data(services)
+            .limit_depth(limits.depth)
+            .limit_complexity(limits.complexity)
+            .finish();
+        Self { schema, limits }
+    }
+
+    pub fn schema(&self) -> &LeadgateSchema {
+        &self.schema
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
 }
 
 /// The schema in SDL, as committed in `schema.graphql`.
@@ -65,13 +84,10 @@ pub fn sdl() -> String {
 /// A GraphQL request as the transport received it.
 pub use async_graphql::{BatchRequest, Request, Response, Variables};
 
-/// Whether the operation a request would run is a mutation (for refusing mutations over GET).
-/// Unparseable documents answer false and fail properly when executed.
-pub fn is_mutation(query: &str, operation_name: Option<&str>) -> bool {
+/// Whether the operation a parsed document would run is a mutation (for refusing mutations
+/// over GET).
+fn is_mutation(doc: &async_graphql::parser::types::ExecutableDocument, operation_name: Option<&str>) -> bool {
     use async_graphql::parser::types::{DocumentOperations, OperationType};
-    let Ok(doc) = async_graphql::parser::parse_query(query) else {
-        return false;
-    };
     let ty = match (&doc.operations, operation_name) {
         (DocumentOperations::Single(op), _) => Some(op.node.ty),
         (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),

@@ -8,7 +8,7 @@
 
 use super::errors::{BAD_USER_INPUT, UNAUTHENTICATED, coded};
 use super::query::Caller;
-use super::{LeadgateSchema, is_mutation, is_request_error};
+use super::{Gateway, guard, is_mutation, is_request_error};
 use async_graphql::{BatchRequest, BatchResponse, Request, Response, ServerError, Variables};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -72,7 +72,6 @@ pub struct HttpRequest<'a> {
     pub content_type: Option<&'a str>,
     pub accept: Option<&'a str>,
     pub body: &'a [u8],
-    pub max_batch: usize,
 }
 
 /// What the transport sends back.
@@ -140,7 +139,7 @@ fn bad_request(media: MediaType, message: &str) -> HttpReply {
 }
 
 /// Decodes, executes and encodes one GraphQL-over-HTTP exchange.
-pub async fn serve(schema: &LeadgateSchema, req: HttpRequest<'_>, caller: Caller) -> HttpReply {
+pub async fn serve(gateway: &Gateway, req: HttpRequest<'_>, caller: Caller) -> HttpReply {
     let Some(media) = MediaType::negotiate(req.accept) else {
         return error_reply(
             406,
@@ -149,10 +148,14 @@ pub async fn serve(schema: &LeadgateSchema, req: HttpRequest<'_>, caller: Caller
             "the Accept header must allow application/graphql-response+json or application/json",
         );
     };
+    let limits = gateway.limits();
     let batch = if req.is_get {
         match decode_get(req.query_string.unwrap_or_default()) {
-            Ok(r) => {
-                if is_mutation(&r.query, r.operation_name.as_deref()) {
+            Ok(mut r) => {
+                let operation = r.operation_name.clone();
+                if let Ok(doc) = r.parsed_query()
+                    && is_mutation(doc, operation.as_deref())
+                {
                     return HttpReply {
                         allow: Some("POST"),
                         ..error_reply(
@@ -176,13 +179,31 @@ pub async fn serve(schema: &LeadgateSchema, req: HttpRequest<'_>, caller: Caller
                 "POST bodies must be `Content-Type: application/json`",
             );
         }
-        match decode_post(req.body, req.max_batch) {
+        match decode_post(req.body, limits.batch) {
             Ok(b) => b,
             Err(message) => return bad_request(media, &message),
         }
     };
-    let response = schema.execute_batch(batch.data(caller)).await;
+    let response = match batch {
+        BatchRequest::Single(r) => BatchResponse::Single(execute(gateway, r, caller).await),
+        BatchRequest::Batch(rs) => {
+            let runs = rs.into_iter().map(|r| execute(gateway, r, caller.clone()));
+            BatchResponse::Batch(futures_util::future::join_all(runs).await)
+        }
+    };
     encode(media, &response)
+}
+
+/// Parses and checks one request, then runs it; failures before execution carry a code.
+async fn execute(gateway: &Gateway, mut request: Request, caller: Caller) -> Response {
+    if let Err(e) = guard::prepare(&mut request, gateway.limits().aliases) {
+        return Response::from_errors(vec![e]);
+    }
+    let mut response = gateway.schema().execute(request.data(caller)).await;
+    if is_request_error(&response) {
+        response.errors = guard::label_validation_errors(std::mem::take(&mut response.errors));
+    }
+    response
 }
 
 fn encode(media: MediaType, response: &BatchResponse) -> HttpReply {

@@ -6,7 +6,7 @@
 
 use crate::auth::{AuthError, Authenticator};
 use crate::graphql::transport::{self, HttpReply, HttpRequest, MediaType};
-use crate::graphql::{Caller, LeadgateSchema};
+use crate::graphql::{Caller, Gateway};
 use crate::service::{Actor, Services};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -27,25 +27,24 @@ use tower_http::trace::TraceLayer;
 #[derive(Clone, Debug)]
 pub struct HttpConfig {
     pub max_body_bytes: usize,
-    pub max_batch: usize,
     pub request_timeout: Duration,
     /// A token to preset in GraphiQL's headers editor (demo mode only).
     pub graphiql_token: Option<String>,
 }
 
 struct AppState {
-    schema: LeadgateSchema,
+    gateway: Gateway,
     auth: Authenticator,
     services: Services,
     config: HttpConfig,
 }
 
 /// Builds the router; `schema` must have been built around `services`.
-pub fn router(schema: LeadgateSchema, auth: Authenticator, services: Services, config: HttpConfig) -> Router {
+pub fn router(gateway: Gateway, auth: Authenticator, services: Services, config: HttpConfig) -> Router {
     let timeout = config.request_timeout;
     let max_body = config.max_body_bytes;
     let state = Arc::new(AppState {
-        schema,
+        gateway,
         auth,
         services,
         config,
@@ -155,9 +154,8 @@ async fn graphql(
         content_type: header_str(headers, header::CONTENT_TYPE),
         accept,
         body,
-        max_batch: state.config.max_batch,
     };
-    reply(transport::serve(&state.schema, request, caller).await)
+    reply(transport::serve(&state.gateway, request, caller).await)
 }
 
 fn reply(r: HttpReply) -> Response {
