@@ -34,7 +34,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
-            .pragma("cache_size", "-65536")
+            // 16 MiB of page cache per connection; the OS page cache holds the rest, so the
+            // process stays small however large the file grows.
+            .pragma("cache_size", "-16384")
             .pragma("temp_store", "memory")
             .statement_cache_capacity(256);
         let write = SqlitePoolOptions::new()
@@ -43,7 +45,7 @@ impl SqliteStore {
             .await
             .map_err(super::repo::interpret)?;
         let read = SqlitePoolOptions::new()
-            .max_connections(options.max_connections.max(1))
+            .max_connections(reader_count(options.max_connections))
             .connect_with(connect.read_only(true))
             .await
             .map_err(super::repo::interpret)?;
@@ -77,6 +79,15 @@ impl SqliteStore {
         self.read.close().await;
         self.write.close().await;
     }
+}
+
+/// Read connections: two per core, capped by the configured maximum. Each sqlx SQLite
+/// connection runs on a thread of its own; beyond a few per core the hand-offs between them
+/// and the runtime cost more than they overlap (measured: 16 readers on 2 cores spent 50 %
+/// more CPU per page than 4).
+fn reader_count(configured: u32) -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+    (cores * 2).clamp(2, configured.max(2))
 }
 
 impl super::AdminRepo for SqliteStore {
