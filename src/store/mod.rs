@@ -9,6 +9,7 @@ mod postgres;
 mod repo;
 mod sql;
 mod sqlite;
+mod sqlite_read;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

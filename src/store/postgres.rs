@@ -76,24 +76,49 @@ impl super::AdminRepo for PgStore {
     }
 }
 
-impl super::sql::Dialect for Postgres {
-    fn builder(init: impl Into<String>) -> QueryBuilder<Self> {
+impl SqlBuilder for QueryBuilder<Postgres> {
+    fn new(init: impl Into<String>) -> Self {
         QueryBuilder::new(init)
     }
-    fn push_opt_text(qb: &mut QueryBuilder<Self>, v: Option<String>) {
-        qb.push_bind(v);
+    fn push(&mut self, sql: impl std::fmt::Display) -> &mut Self {
+        QueryBuilder::push(self, sql)
     }
-    fn push_uuid(qb: &mut QueryBuilder<Self>, v: Uuid) {
-        qb.push_bind(v);
+    fn push_opt_text(&mut self, v: Option<String>) {
+        self.push_bind(v);
     }
-    fn push_text(qb: &mut QueryBuilder<Self>, v: String) {
-        qb.push_bind(v);
+    fn push_uuid(&mut self, v: Uuid) {
+        self.push_bind(v);
     }
-    fn push_int(qb: &mut QueryBuilder<Self>, v: i64) {
-        qb.push_bind(v);
+    fn push_text(&mut self, v: String) {
+        self.push_bind(v);
     }
-    fn push_time(qb: &mut QueryBuilder<Self>, v: crate::domain::Timestamp) {
-        qb.push_bind(v);
+    fn push_int(&mut self, v: i64) {
+        self.push_bind(v);
+    }
+    fn push_time(&mut self, v: crate::domain::Timestamp) {
+        self.push_bind(v);
+    }
+}
+
+/// The read path: the same pool as everything else.
+impl PgStore {
+    async fn fetch_leads(&self, mut qb: QueryBuilder<Postgres>) -> StoreResult<Vec<Lead>> {
+        let rows = qb.build().fetch_all(&self.read).await.map_err(interpret)?;
+        leads_from_rows(&rows)
+    }
+
+    async fn fetch_exists(&self, mut qb: QueryBuilder<Postgres>) -> StoreResult<bool> {
+        let row = qb.build().fetch_optional(&self.read).await.map_err(interpret)?;
+        Ok(row.is_some())
+    }
+
+    /// The integer columns of the first row; empty when there is none.
+    async fn fetch_ints(&self, mut qb: QueryBuilder<Postgres>) -> StoreResult<Vec<i64>> {
+        let row = qb.build().fetch_optional(&self.read).await.map_err(interpret)?;
+        let Some(row) = row else { return Ok(Vec::new()) };
+        (0..row.len())
+            .map(|i| row.try_get::<i64, _>(i).map_err(interpret))
+            .collect()
     }
 }
 
@@ -133,4 +158,4 @@ fn workspace_from_row(r: &PgRow) -> Result<Workspace, sqlx::Error> {
     })
 }
 
-impl_repos!(PgStore, Postgres);
+impl_repos!(PgStore, Postgres, QueryBuilder<Postgres>);

@@ -2,7 +2,9 @@
 //! `impl_repos!` so that each gets concrete sqlx types and no generic executor bounds.
 //!
 //! A backend module provides: a store struct with `read` and `write` pools, `lead_from_row`,
-//! `workspace_from_row`, and its `Dialect` impl; everything else is here.
+//! `workspace_from_row`, `SqlBuilder` for its `QueryBuilder`, and the hot read path:
+//! `fetch_leads`, `fetch_exists` and `fetch_ints` over a statement type of its choice (the
+//! third macro argument); everything else is here.
 
 use super::StoreError;
 
@@ -34,19 +36,23 @@ pub(crate) fn interpret(e: sqlx::Error) -> StoreError {
 }
 
 macro_rules! impl_repos {
-    ($store:ty, $db:ty) => {
+    ($store:ty, $db:ty, $reads:ty) => {
         use sqlx::Row as _;
         use $crate::domain::{
             Cursor, EmailAddress, Lead, LeadFilter, LeadId, LeadPatch, LeadQuery, Timestamp, Workspace,
             WorkspaceId,
         };
         use $crate::store::repo::interpret;
-        use $crate::store::sql::{self, Dialect, KeyValue};
+        use $crate::store::sql::{self, KeyValue, SqlBuilder};
         use $crate::store::{
             LeadCounts, LeadRepo, SettingsRepo, Side, StoreError, StoreResult, UpsertOutcome, WorkspaceRepo,
         };
 
         type Db = $db;
+        /// Statements written through sqlx.
+        type Qb = sqlx::QueryBuilder<Db>;
+        /// Statements for the hot read path (`fetch_leads`, `fetch_exists`, `fetch_ints`).
+        type Rb = $reads;
 
         fn leads_from_rows(rows: &[<Db as sqlx::Database>::Row]) -> StoreResult<Vec<Lead>> {
             rows.iter()
@@ -64,12 +70,12 @@ macro_rules! impl_repos {
             if active == 0 && archived == 0 {
                 return Ok(());
             }
-            let mut qb = Db::builder("UPDATE workspaces SET lead_count = lead_count + ");
-            Db::push_int(&mut qb, active);
+            let mut qb = Qb::new("UPDATE workspaces SET lead_count = lead_count + ");
+            qb.push_int(active);
             qb.push(", archived_lead_count = archived_lead_count + ");
-            Db::push_int(&mut qb, archived);
+            qb.push_int(archived);
             qb.push(" WHERE id = ");
-            Db::push_uuid(&mut qb, ws.as_uuid());
+            qb.push_uuid(ws.as_uuid());
             qb.build().execute(conn).await.map_err(interpret)?;
             Ok(())
         }
@@ -80,7 +86,7 @@ macro_rules! impl_repos {
         ) -> StoreResult<()> {
             let rows = sql::tag_rows(leads.iter().copied());
             for chunk in rows.chunks(sql::TAG_CHUNK) {
-                sql::insert_tags_query::<Db>(chunk)
+                sql::insert_tags_query::<Qb>(chunk)
                     .build()
                     .execute(&mut *conn)
                     .await
@@ -90,14 +96,14 @@ macro_rules! impl_repos {
         }
 
         async fn replace_tags(conn: &mut <Db as sqlx::Database>::Connection, lead: &Lead) -> StoreResult<()> {
-            let mut qb = Db::builder("DELETE FROM lead_tags WHERE lead_id = ");
-            Db::push_uuid(&mut qb, lead.id.as_uuid());
+            let mut qb = Qb::new("DELETE FROM lead_tags WHERE lead_id = ");
+            qb.push_uuid(lead.id.as_uuid());
             qb.build().execute(&mut *conn).await.map_err(interpret)?;
             insert_tags(conn, &[lead]).await
         }
 
         async fn insert_one(conn: &mut <Db as sqlx::Database>::Connection, lead: &Lead) -> StoreResult<()> {
-            let mut qb = Db::builder(sql::INSERT_LEAD);
+            let mut qb = Qb::new(sql::INSERT_LEAD);
             qb.push("VALUES ");
             sql::push_lead_values(&mut qb, lead);
             qb.build().execute(&mut *conn).await.map_err(interpret)?;
@@ -110,16 +116,16 @@ macro_rules! impl_repos {
             lead: &Lead,
             expected_version: i64,
         ) -> StoreResult<()> {
-            let done = sql::update_query::<Db>(lead, expected_version)
+            let done = sql::update_query::<Qb>(lead, expected_version)
                 .build()
                 .execute(&mut *conn)
                 .await
                 .map_err(interpret)?;
             if done.rows_affected() == 0 {
-                let mut qb = Db::builder("SELECT 1 FROM leads WHERE workspace_id = ");
-                Db::push_uuid(&mut qb, lead.workspace_id.as_uuid());
+                let mut qb = Qb::new("SELECT 1 FROM leads WHERE workspace_id = ");
+                qb.push_uuid(lead.workspace_id.as_uuid());
                 qb.push(" AND id = ");
-                Db::push_uuid(&mut qb, lead.id.as_uuid());
+                qb.push_uuid(lead.id.as_uuid());
                 let exists = qb
                     .build()
                     .fetch_optional(&mut *conn)
@@ -141,22 +147,22 @@ macro_rules! impl_repos {
 
         impl WorkspaceRepo for $store {
             async fn create_workspace(&self, ws: &Workspace) -> StoreResult<()> {
-                let mut qb = Db::builder("INSERT INTO workspaces (id, slug, name, created_at) VALUES (");
-                Db::push_uuid(&mut qb, ws.id.as_uuid());
+                let mut qb = Qb::new("INSERT INTO workspaces (id, slug, name, created_at) VALUES (");
+                qb.push_uuid(ws.id.as_uuid());
                 qb.push(", ");
-                Db::push_text(&mut qb, ws.slug.as_str().to_owned());
+                qb.push_text(ws.slug.as_str().to_owned());
                 qb.push(", ");
-                Db::push_text(&mut qb, ws.name.clone());
+                qb.push_text(ws.name.clone());
                 qb.push(", ");
-                Db::push_time(&mut qb, ws.created_at);
+                qb.push_time(ws.created_at);
                 qb.push(")");
                 qb.build().execute(&self.write).await.map_err(interpret)?;
                 Ok(())
             }
 
             async fn workspace(&self, id: WorkspaceId) -> StoreResult<Option<Workspace>> {
-                let mut qb = Db::builder("SELECT id, slug, name, created_at FROM workspaces WHERE id = ");
-                Db::push_uuid(&mut qb, id.as_uuid());
+                let mut qb = Qb::new("SELECT id, slug, name, created_at FROM workspaces WHERE id = ");
+                qb.push_uuid(id.as_uuid());
                 let row = qb
                     .build()
                     .fetch_optional(&self.read)
@@ -169,8 +175,8 @@ macro_rules! impl_repos {
             }
 
             async fn workspace_by_slug(&self, slug: &str) -> StoreResult<Option<Workspace>> {
-                let mut qb = Db::builder("SELECT id, slug, name, created_at FROM workspaces WHERE slug = ");
-                Db::push_text(&mut qb, slug.to_owned());
+                let mut qb = Qb::new("SELECT id, slug, name, created_at FROM workspaces WHERE slug = ");
+                qb.push_text(slug.to_owned());
                 let row = qb
                     .build()
                     .fetch_optional(&self.read)
@@ -193,9 +199,8 @@ macro_rules! impl_repos {
             }
 
             async fn lead_counts(&self, ws: WorkspaceId) -> StoreResult<LeadCounts> {
-                let mut qb =
-                    Db::builder("SELECT lead_count, archived_lead_count FROM workspaces WHERE id = ");
-                Db::push_uuid(&mut qb, ws.as_uuid());
+                let mut qb = Qb::new("SELECT lead_count, archived_lead_count FROM workspaces WHERE id = ");
+                qb.push_uuid(ws.as_uuid());
                 let row = qb
                     .build()
                     .fetch_optional(&self.read)
@@ -215,8 +220,8 @@ macro_rules! impl_repos {
 
         impl SettingsRepo for $store {
             async fn setting(&self, key: &str) -> StoreResult<Option<String>> {
-                let mut qb = Db::builder("SELECT value FROM settings WHERE key = ");
-                Db::push_text(&mut qb, key.to_owned());
+                let mut qb = Qb::new("SELECT value FROM settings WHERE key = ");
+                qb.push_text(key.to_owned());
                 let row = qb
                     .build()
                     .fetch_optional(&self.read)
@@ -228,14 +233,14 @@ macro_rules! impl_repos {
             }
 
             async fn setting_or_insert(&self, key: &str, value: &str) -> StoreResult<String> {
-                let mut qb = Db::builder("INSERT INTO settings (key, value) VALUES (");
-                Db::push_text(&mut qb, key.to_owned());
+                let mut qb = Qb::new("INSERT INTO settings (key, value) VALUES (");
+                qb.push_text(key.to_owned());
                 qb.push(", ");
-                Db::push_text(&mut qb, value.to_owned());
+                qb.push_text(value.to_owned());
                 qb.push(") ON CONFLICT (key) DO NOTHING");
                 qb.build().execute(&self.write).await.map_err(interpret)?;
-                let mut qb = Db::builder("SELECT value FROM settings WHERE key = ");
-                Db::push_text(&mut qb, key.to_owned());
+                let mut qb = Qb::new("SELECT value FROM settings WHERE key = ");
+                qb.push_text(key.to_owned());
                 let row = qb.build().fetch_one(&self.write).await.map_err(interpret)?;
                 row.try_get::<String, _>(0).map_err(interpret)
             }
@@ -252,21 +257,12 @@ macro_rules! impl_repos {
                     return Ok(Vec::new());
                 }
                 let keys = ids.iter().map(|id| KeyValue::Uuid(id.as_uuid()));
-                let rows = sql::select_in_query::<Db>(ws, "l.id", keys)
-                    .build()
-                    .fetch_all(&self.read)
+                self.fetch_leads(sql::select_in_query::<Rb>(ws, "l.id", keys))
                     .await
-                    .map_err(interpret)?;
-                leads_from_rows(&rows)
             }
 
             async fn list_leads(&self, ws: WorkspaceId, query: &LeadQuery) -> StoreResult<Vec<Lead>> {
-                let rows = sql::page_query::<Db>(ws, query)
-                    .build()
-                    .fetch_all(&self.read)
-                    .await
-                    .map_err(interpret)?;
-                leads_from_rows(&rows)
+                self.fetch_leads(sql::page_query::<Rb>(ws, query)).await
             }
 
             async fn any_lead_beside(
@@ -276,22 +272,15 @@ macro_rules! impl_repos {
                 cursor: &Cursor,
                 side: Side,
             ) -> StoreResult<bool> {
-                let row = sql::beside_query::<Db>(ws, filter, cursor, side)
-                    .build()
-                    .fetch_optional(&self.read)
+                self.fetch_exists(sql::beside_query::<Rb>(ws, filter, cursor, side))
                     .await
-                    .map_err(interpret)?;
-                Ok(row.is_some())
             }
 
             async fn count_leads(&self, ws: WorkspaceId, filter: &LeadFilter, cap: u64) -> StoreResult<u64> {
-                let row = sql::count_query::<Db>(ws, filter, cap)
-                    .build()
-                    .fetch_one(&self.read)
-                    .await
-                    .map_err(interpret)?;
-                let n: i64 = row.try_get(0).map_err(interpret)?;
-                Ok(n.max(0) as u64)
+                let row = self
+                    .fetch_ints(sql::count_query::<Rb>(ws, filter, cap))
+                    .await?;
+                Ok(row.first().copied().unwrap_or_default().max(0) as u64)
             }
 
             async fn insert_lead(&self, lead: &Lead) -> StoreResult<()> {
@@ -331,7 +320,7 @@ macro_rules! impl_repos {
                     let keys = items
                         .iter()
                         .map(|(e, _)| KeyValue::Text(e.as_str().to_owned()));
-                    let rows = sql::select_in_query::<Db>(ws, "l.email", keys)
+                    let rows = sql::select_in_query::<Qb>(ws, "l.email", keys)
                         .build()
                         .fetch_all(&mut *tx)
                         .await
@@ -380,7 +369,7 @@ macro_rules! impl_repos {
                 }
                 let mut tx = self.write.begin().await.map_err(interpret)?;
                 for chunk in leads.chunks(sql::BULK_CHUNK) {
-                    let mut qb = Db::builder(sql::INSERT_LEAD);
+                    let mut qb = Qb::new(sql::INSERT_LEAD);
                     qb.push("VALUES ");
                     for (i, lead) in chunk.iter().enumerate() {
                         if i > 0 {

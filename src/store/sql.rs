@@ -1,24 +1,26 @@
 //! SQL written once for both backends: the lead column list, filters and keyset conditions.
 //!
-//! Values always go through `QueryBuilder::push_bind`; the few type differences (timestamps as
-//! microseconds on SQLite, `timestamptz` on PostgreSQL) sit behind `Dialect`.
+//! Values are always bound, never formatted into SQL; the few type differences (timestamps as
+//! microseconds on SQLite, `timestamptz` on PostgreSQL) sit behind `SqlBuilder`.
 
 use super::Side;
 use crate::domain::{
     ArchivedFilter, Cursor, Direction, Lead, LeadFilter, LeadQuery, PageDirection, SortField, SortValue,
     TagMatch, Timestamp, WorkspaceId,
 };
-use sqlx::{Database, QueryBuilder};
 use uuid::Uuid;
 
-/// How each backend binds the value types that differ between them.
-pub(crate) trait Dialect: Database {
-    fn builder(init: impl Into<String>) -> QueryBuilder<Self>;
-    fn push_opt_text(qb: &mut QueryBuilder<Self>, v: Option<String>);
-    fn push_uuid(qb: &mut QueryBuilder<Self>, v: Uuid);
-    fn push_text(qb: &mut QueryBuilder<Self>, v: String);
-    fn push_int(qb: &mut QueryBuilder<Self>, v: i64);
-    fn push_time(qb: &mut QueryBuilder<Self>, v: Timestamp);
+/// Where the shared SQL is written: a statement under construction that takes SQL text and
+/// bound values. Implemented by sqlx's `QueryBuilder` for each backend (which differ in how
+/// timestamps are stored) and by the SQLite read path's own statement type.
+pub(crate) trait SqlBuilder: Sized {
+    fn new(init: impl Into<String>) -> Self;
+    fn push(&mut self, sql: impl std::fmt::Display) -> &mut Self;
+    fn push_opt_text(&mut self, v: Option<String>);
+    fn push_uuid(&mut self, v: Uuid);
+    fn push_text(&mut self, v: String);
+    fn push_int(&mut self, v: i64);
+    fn push_time(&mut self, v: Timestamp);
 }
 
 /// Columns of `leads` in the order the backends decode them.
@@ -37,29 +39,29 @@ pub(crate) fn sort_column(field: SortField) -> &'static str {
     }
 }
 
-fn push_sort_value<DB: Dialect>(qb: &mut QueryBuilder<DB>, v: &SortValue) {
+fn push_sort_value<B: SqlBuilder>(qb: &mut B, v: &SortValue) {
     match v {
-        SortValue::Time(t) => DB::push_time(qb, *t),
-        SortValue::Text(s) => DB::push_text(qb, s.clone()),
-        SortValue::Int(i) => DB::push_int(qb, *i),
+        SortValue::Time(t) => qb.push_time(*t),
+        SortValue::Text(s) => qb.push_text(s.clone()),
+        SortValue::Int(i) => qb.push_int(*i),
     }
 }
 
-fn push_in_list<DB: Dialect>(qb: &mut QueryBuilder<DB>, column: &str, values: &[String]) {
+fn push_in_list<B: SqlBuilder>(qb: &mut B, column: &str, values: &[String]) {
     qb.push(" AND ").push(column).push(" IN (");
     for (i, v) in values.iter().enumerate() {
         if i > 0 {
             qb.push(", ");
         }
-        DB::push_text(qb, v.clone());
+        qb.push_text(v.clone());
     }
     qb.push(")");
 }
 
 /// Appends `WHERE l.workspace_id = … AND <filter>` for the table aliased `l`.
-pub(crate) fn push_where<DB: Dialect>(qb: &mut QueryBuilder<DB>, ws: WorkspaceId, filter: &LeadFilter) {
+pub(crate) fn push_where<B: SqlBuilder>(qb: &mut B, ws: WorkspaceId, filter: &LeadFilter) {
     qb.push(" WHERE l.workspace_id = ");
-    DB::push_uuid(qb, ws.as_uuid());
+    qb.push_uuid(ws.as_uuid());
     qb.push(match filter.archived {
         ArchivedFilter::Exclude => " AND l.archived_at IS NULL",
         ArchivedFilter::Only => " AND l.archived_at IS NOT NULL",
@@ -80,11 +82,11 @@ pub(crate) fn push_where<DB: Dialect>(qb: &mut QueryBuilder<DB>, ws: WorkspaceId
     }
     if let Some(min) = filter.score_min {
         qb.push(" AND l.score >= ");
-        DB::push_int(qb, i64::from(min.value()));
+        qb.push_int(i64::from(min.value()));
     }
     if let Some(max) = filter.score_max {
         qb.push(" AND l.score <= ");
-        DB::push_int(qb, i64::from(max.value()));
+        qb.push_int(i64::from(max.value()));
     }
     let ranges = [
         ("l.created_at >= ", filter.created_from),
@@ -95,7 +97,7 @@ pub(crate) fn push_where<DB: Dialect>(qb: &mut QueryBuilder<DB>, ws: WorkspaceId
     for (cond, bound) in ranges {
         if let Some(t) = bound {
             qb.push(" AND ").push(cond);
-            DB::push_time(qb, t);
+            qb.push_time(t);
         }
     }
     match filter.has_email {
@@ -109,7 +111,7 @@ pub(crate) fn push_where<DB: Dialect>(qb: &mut QueryBuilder<DB>, ws: WorkspaceId
     }
     if let Some(search) = &filter.search {
         qb.push(" AND l.search_text LIKE ");
-        DB::push_text(qb, format!("%{}%", escape_like(search)));
+        qb.push_text(format!("%{}%", escape_like(search)));
         qb.push(" ESCAPE '\\'");
     }
     if let Some((mode, tags)) = filter.tags.as_ref().filter(|(_, tags)| !tags.is_empty()) {
@@ -120,17 +122,17 @@ pub(crate) fn push_where<DB: Dialect>(qb: &mut QueryBuilder<DB>, ws: WorkspaceId
         match mode {
             TagMatch::Any => {
                 qb.push(" AND l.id IN (SELECT t.lead_id FROM lead_tags t WHERE t.workspace_id = ");
-                DB::push_uuid(qb, ws.as_uuid());
+                qb.push_uuid(ws.as_uuid());
                 push_in_list(qb, "t.tag", &tags);
                 qb.push(")");
             }
             TagMatch::All => {
                 qb.push(" AND (SELECT count(*) FROM lead_tags t WHERE t.workspace_id = ");
-                DB::push_uuid(qb, ws.as_uuid());
+                qb.push_uuid(ws.as_uuid());
                 qb.push(" AND t.lead_id = l.id");
                 push_in_list(qb, "t.tag", &tags);
                 qb.push(") = ");
-                DB::push_int(qb, tags.len() as i64);
+                qb.push_int(tags.len() as i64);
             }
         }
     }
@@ -138,7 +140,7 @@ pub(crate) fn push_where<DB: Dialect>(qb: &mut QueryBuilder<DB>, ws: WorkspaceId
 
 /// `AND (key, id) <op> (…, …)`: the row-value comparison both databases serve from the sort
 /// index.
-fn push_keyset<DB: Dialect>(qb: &mut QueryBuilder<DB>, field: SortField, op: &str, cursor: &Cursor) {
+fn push_keyset<B: SqlBuilder>(qb: &mut B, field: SortField, op: &str, cursor: &Cursor) {
     qb.push(" AND (")
         .push(sort_column(field))
         .push(", l.id) ")
@@ -146,13 +148,13 @@ fn push_keyset<DB: Dialect>(qb: &mut QueryBuilder<DB>, field: SortField, op: &st
         .push(" (");
     push_sort_value(qb, &cursor.key);
     qb.push(", ");
-    DB::push_uuid(qb, cursor.id.as_uuid());
+    qb.push_uuid(cursor.id.as_uuid());
     qb.push(")");
 }
 
 /// `SELECT … FROM leads l WHERE … ORDER BY … LIMIT limit + 1` for one keyset page.
-pub(crate) fn page_query<DB: Dialect>(ws: WorkspaceId, q: &LeadQuery) -> QueryBuilder<DB> {
-    let mut qb = DB::builder(format!("SELECT {LEAD_COLUMNS} FROM leads l"));
+pub(crate) fn page_query<B: SqlBuilder>(ws: WorkspaceId, q: &LeadQuery) -> B {
+    let mut qb = B::new(format!("SELECT {LEAD_COLUMNS} FROM leads l"));
     push_where(&mut qb, ws, &q.filter);
     let asc = q.order.direction == Direction::Asc;
     // "after" means later in sort order: greater when ascending, smaller when descending.
@@ -172,18 +174,18 @@ pub(crate) fn page_query<DB: Dialect>(ws: WorkspaceId, q: &LeadQuery) -> QueryBu
         .push(", l.id")
         .push(dir)
         .push(" LIMIT ");
-    DB::push_int(&mut qb, q.limit as i64 + 1);
+    qb.push_int(q.limit as i64 + 1);
     qb
 }
 
 /// `SELECT 1 … LIMIT 1` for a lead at or on one side of a cursor.
-pub(crate) fn beside_query<DB: Dialect>(
+pub(crate) fn beside_query<B: SqlBuilder>(
     ws: WorkspaceId,
     filter: &LeadFilter,
     cursor: &Cursor,
     side: Side,
-) -> QueryBuilder<DB> {
-    let mut qb = DB::builder("SELECT 1 FROM leads l");
+) -> B {
+    let mut qb = B::new("SELECT 1 FROM leads l");
     push_where(&mut qb, ws, filter);
     let asc = cursor.order.direction == Direction::Asc;
     let op = match (side, asc) {
@@ -196,11 +198,11 @@ pub(crate) fn beside_query<DB: Dialect>(
 }
 
 /// `SELECT count(*) FROM (SELECT 1 … LIMIT cap)`: a count that stops at `cap`.
-pub(crate) fn count_query<DB: Dialect>(ws: WorkspaceId, filter: &LeadFilter, cap: u64) -> QueryBuilder<DB> {
-    let mut qb = DB::builder("SELECT count(*) FROM (SELECT 1 FROM leads l");
+pub(crate) fn count_query<B: SqlBuilder>(ws: WorkspaceId, filter: &LeadFilter, cap: u64) -> B {
+    let mut qb = B::new("SELECT count(*) FROM (SELECT 1 FROM leads l");
     push_where(&mut qb, ws, filter);
     qb.push(" LIMIT ");
-    DB::push_int(&mut qb, i64::try_from(cap).unwrap_or(i64::MAX));
+    qb.push_int(i64::try_from(cap).unwrap_or(i64::MAX));
     qb.push(") AS capped");
     qb
 }
@@ -231,12 +233,12 @@ pub(crate) const INSERT_LEAD: &str = "INSERT INTO leads (id, workspace_id, email
     owner, score, tags, custom_fields, search_text, created_at, updated_at, archived_at, version) ";
 
 /// Binds one lead's values in `INSERT_LEAD` column order.
-pub(crate) fn push_lead_values<DB: Dialect>(qb: &mut QueryBuilder<DB>, lead: &Lead) {
+pub(crate) fn push_lead_values<B: SqlBuilder>(qb: &mut B, lead: &Lead) {
     let opt = |v: Option<&str>| v.map(str::to_owned);
     qb.push("(");
-    DB::push_uuid(qb, lead.id.as_uuid());
+    qb.push_uuid(lead.id.as_uuid());
     qb.push(", ");
-    DB::push_uuid(qb, lead.workspace_id.as_uuid());
+    qb.push_uuid(lead.workspace_id.as_uuid());
     let texts: [Option<String>; 10] = [
         opt(lead.email.as_ref().map(|v| v.as_str())),
         lead.first_name.clone(),
@@ -251,39 +253,39 @@ pub(crate) fn push_lead_values<DB: Dialect>(qb: &mut QueryBuilder<DB>, lead: &Le
     ];
     for t in texts {
         qb.push(", ");
-        DB::push_opt_text(qb, t);
+        qb.push_opt_text(t);
     }
     qb.push(", ");
-    DB::push_text(qb, lead.status.as_str().to_owned());
+    qb.push_text(lead.status.as_str().to_owned());
     qb.push(", ");
-    DB::push_opt_text(qb, lead.owner.clone());
+    qb.push_opt_text(lead.owner.clone());
     qb.push(", ");
-    DB::push_int(qb, i64::from(lead.score.value()));
+    qb.push_int(i64::from(lead.score.value()));
     qb.push(", ");
-    DB::push_text(qb, tags_json(lead));
+    qb.push_text(tags_json(lead));
     qb.push(", ");
-    DB::push_text(qb, lead.custom_fields.to_json_string());
+    qb.push_text(lead.custom_fields.to_json_string());
     qb.push(", ");
-    DB::push_text(qb, lead.search_text());
+    qb.push_text(lead.search_text());
     qb.push(", ");
-    DB::push_time(qb, lead.created_at);
+    qb.push_time(lead.created_at);
     qb.push(", ");
-    DB::push_time(qb, lead.updated_at);
+    qb.push_time(lead.updated_at);
     qb.push(", ");
     match lead.archived_at {
-        Some(t) => DB::push_time(qb, t),
+        Some(t) => qb.push_time(t),
         None => {
             qb.push("NULL");
         }
     }
     qb.push(", ");
-    DB::push_int(qb, lead.version);
+    qb.push_int(lead.version);
     qb.push(")");
 }
 
 /// `UPDATE leads SET … WHERE workspace_id, id and version match`: a compare-and-set write.
-pub(crate) fn update_query<DB: Dialect>(lead: &Lead, expected_version: i64) -> QueryBuilder<DB> {
-    let mut qb = DB::builder("UPDATE leads SET ");
+pub(crate) fn update_query<B: SqlBuilder>(lead: &Lead, expected_version: i64) -> B {
+    let mut qb = B::new("UPDATE leads SET ");
     let texts: [(&str, Option<String>); 11] = [
         ("email", lead.email.as_ref().map(|v| v.as_str().to_owned())),
         ("first_name", lead.first_name.clone()),
@@ -308,36 +310,36 @@ pub(crate) fn update_query<DB: Dialect>(lead: &Lead, expected_version: i64) -> Q
     ];
     for (column, value) in texts {
         qb.push(column).push(" = ");
-        DB::push_opt_text(&mut qb, value);
+        qb.push_opt_text(value);
         qb.push(", ");
     }
     qb.push("status = ");
-    DB::push_text(&mut qb, lead.status.as_str().to_owned());
+    qb.push_text(lead.status.as_str().to_owned());
     qb.push(", score = ");
-    DB::push_int(&mut qb, i64::from(lead.score.value()));
+    qb.push_int(i64::from(lead.score.value()));
     qb.push(", tags = ");
-    DB::push_text(&mut qb, tags_json(lead));
+    qb.push_text(tags_json(lead));
     qb.push(", custom_fields = ");
-    DB::push_text(&mut qb, lead.custom_fields.to_json_string());
+    qb.push_text(lead.custom_fields.to_json_string());
     qb.push(", search_text = ");
-    DB::push_text(&mut qb, lead.search_text());
+    qb.push_text(lead.search_text());
     qb.push(", updated_at = ");
-    DB::push_time(&mut qb, lead.updated_at);
+    qb.push_time(lead.updated_at);
     qb.push(", archived_at = ");
     match lead.archived_at {
-        Some(t) => DB::push_time(&mut qb, t),
+        Some(t) => qb.push_time(t),
         None => {
             qb.push("NULL");
         }
     }
     qb.push(", version = ");
-    DB::push_int(&mut qb, lead.version);
+    qb.push_int(lead.version);
     qb.push(" WHERE workspace_id = ");
-    DB::push_uuid(&mut qb, lead.workspace_id.as_uuid());
+    qb.push_uuid(lead.workspace_id.as_uuid());
     qb.push(" AND id = ");
-    DB::push_uuid(&mut qb, lead.id.as_uuid());
+    qb.push_uuid(lead.id.as_uuid());
     qb.push(" AND version = ");
-    DB::push_int(&mut qb, expected_version);
+    qb.push_int(expected_version);
     qb
 }
 
@@ -366,38 +368,38 @@ pub(crate) fn tag_rows<'l>(leads: impl IntoIterator<Item = &'l Lead>) -> Vec<Tag
 pub(crate) const TAG_CHUNK: usize = 10_000;
 
 /// `INSERT INTO lead_tags … VALUES (…), (…)` for a non-empty chunk of rows.
-pub(crate) fn insert_tags_query<DB: Dialect>(rows: &[TagRow]) -> QueryBuilder<DB> {
-    let mut qb = DB::builder("INSERT INTO lead_tags (workspace_id, tag, lead_id) VALUES ");
+pub(crate) fn insert_tags_query<B: SqlBuilder>(rows: &[TagRow]) -> B {
+    let mut qb = B::new("INSERT INTO lead_tags (workspace_id, tag, lead_id) VALUES ");
     for (i, row) in rows.iter().enumerate() {
         qb.push(if i == 0 { "(" } else { ", (" });
-        DB::push_uuid(&mut qb, row.workspace_id);
+        qb.push_uuid(row.workspace_id);
         qb.push(", ");
-        DB::push_text(&mut qb, row.tag.clone());
+        qb.push_text(row.tag.clone());
         qb.push(", ");
-        DB::push_uuid(&mut qb, row.lead_id);
+        qb.push_uuid(row.lead_id);
         qb.push(")");
     }
     qb
 }
 
 /// `SELECT … WHERE workspace_id = … AND <column> IN (…)` for lookups by id or email.
-pub(crate) fn select_in_query<DB: Dialect>(
+pub(crate) fn select_in_query<B: SqlBuilder>(
     ws: WorkspaceId,
     column: &str,
     values: impl Iterator<Item = KeyValue>,
-) -> QueryBuilder<DB> {
-    let mut qb = DB::builder(format!(
+) -> B {
+    let mut qb = B::new(format!(
         "SELECT {LEAD_COLUMNS} FROM leads l WHERE l.workspace_id = "
     ));
-    DB::push_uuid(&mut qb, ws.as_uuid());
+    qb.push_uuid(ws.as_uuid());
     qb.push(" AND ").push(column).push(" IN (");
     for (i, v) in values.enumerate() {
         if i > 0 {
             qb.push(", ");
         }
         match v {
-            KeyValue::Uuid(u) => DB::push_uuid(&mut qb, u),
-            KeyValue::Text(t) => DB::push_text(&mut qb, t),
+            KeyValue::Uuid(u) => qb.push_uuid(u),
+            KeyValue::Text(t) => qb.push_text(t),
         }
     }
     qb.push(")");

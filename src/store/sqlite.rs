@@ -7,6 +7,7 @@
 use super::PoolOptions;
 use super::repo::impl_repos;
 use super::sql::LeadRow;
+use super::sqlite_read::{LiteQuery, Readers};
 use crate::domain::WorkspaceSlug;
 use chrono::DateTime;
 use sqlx::sqlite::{
@@ -14,6 +15,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Pool, QueryBuilder, Sqlite};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -22,6 +24,14 @@ use uuid::Uuid;
 pub struct SqliteStore {
     read: Pool<Sqlite>,
     write: Pool<Sqlite>,
+    /// The hot read path (pages, counts, lookups by id).
+    readers: Arc<Readers>,
+}
+
+impl std::fmt::Debug for Readers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Readers")
+    }
 }
 
 impl SqliteStore {
@@ -44,12 +54,20 @@ impl SqliteStore {
             .connect_with(connect.clone())
             .await
             .map_err(super::repo::interpret)?;
+        let path = connect.get_filename().to_path_buf();
+        // sqlx readers serve the cold reads (workspaces, settings); the hot ones go to `readers`.
         let read = SqlitePoolOptions::new()
-            .max_connections(reader_count(options.max_connections))
+            .max_connections(2)
             .connect_with(connect.read_only(true))
             .await
             .map_err(super::repo::interpret)?;
-        Ok(Self { read, write })
+        if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
+            return Err(StoreError::Config(
+                "in-memory SQLite is not supported; use sqlite://FILE".into(),
+            ));
+        }
+        let readers = Readers::new(&path, reader_count(options.max_connections) as usize);
+        Ok(Self { read, write, readers })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -81,10 +99,9 @@ impl SqliteStore {
     }
 }
 
-/// Read connections: two per core, capped by the configured maximum. Each sqlx SQLite
-/// connection runs on a thread of its own; beyond a few per core the hand-offs between them
-/// and the runtime cost more than they overlap (measured: 16 readers on 2 cores spent 50 %
-/// more CPU per page than 4).
+/// Idle read connections kept: two per core, capped by the configured maximum. Reads are
+/// short and CPU-bound, so more connections than that only add switching (measured with sqlx:
+/// 16 readers on 2 cores spent 50 % more CPU per page than 4).
 fn reader_count(configured: u32) -> u32 {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
     (cores * 2).clamp(2, configured.max(2))
@@ -99,24 +116,42 @@ impl super::AdminRepo for SqliteStore {
     }
 }
 
-impl super::sql::Dialect for Sqlite {
-    fn builder(init: impl Into<String>) -> QueryBuilder<Self> {
+impl SqlBuilder for QueryBuilder<Sqlite> {
+    fn new(init: impl Into<String>) -> Self {
         QueryBuilder::new(init)
     }
-    fn push_opt_text(qb: &mut QueryBuilder<Self>, v: Option<String>) {
-        qb.push_bind(v);
+    fn push(&mut self, sql: impl std::fmt::Display) -> &mut Self {
+        QueryBuilder::push(self, sql)
     }
-    fn push_uuid(qb: &mut QueryBuilder<Self>, v: Uuid) {
-        qb.push_bind(v);
+    fn push_opt_text(&mut self, v: Option<String>) {
+        self.push_bind(v);
     }
-    fn push_text(qb: &mut QueryBuilder<Self>, v: String) {
-        qb.push_bind(v);
+    fn push_uuid(&mut self, v: Uuid) {
+        self.push_bind(v);
     }
-    fn push_int(qb: &mut QueryBuilder<Self>, v: i64) {
-        qb.push_bind(v);
+    fn push_text(&mut self, v: String) {
+        self.push_bind(v);
     }
-    fn push_time(qb: &mut QueryBuilder<Self>, v: crate::domain::Timestamp) {
-        qb.push_bind(v.timestamp_micros());
+    fn push_int(&mut self, v: i64) {
+        self.push_bind(v);
+    }
+    fn push_time(&mut self, v: crate::domain::Timestamp) {
+        self.push_bind(v.timestamp_micros());
+    }
+}
+
+/// The read path: rusqlite on blocking threads (see `sqlite_read`).
+impl SqliteStore {
+    async fn fetch_leads(&self, q: LiteQuery) -> StoreResult<Vec<Lead>> {
+        self.readers.leads(q).await
+    }
+
+    async fn fetch_exists(&self, q: LiteQuery) -> StoreResult<bool> {
+        self.readers.exists(q).await
+    }
+
+    async fn fetch_ints(&self, q: LiteQuery) -> StoreResult<Vec<i64>> {
+        self.readers.ints(q).await
     }
 }
 
@@ -161,4 +196,4 @@ fn workspace_from_row(r: &SqliteRow) -> Result<Workspace, sqlx::Error> {
     })
 }
 
-impl_repos!(SqliteStore, Sqlite);
+impl_repos!(SqliteStore, Sqlite, LiteQuery);
