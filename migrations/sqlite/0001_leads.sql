@@ -43,18 +43,19 @@ CREATE TABLE leads (
     version        INTEGER NOT NULL DEFAULT 1
 );
 
--- one index per offered sort, each ending in the id tiebreaker
-CREATE INDEX leads_created ON leads (workspace_id, created_at, id);
-CREATE INDEX leads_updated ON leads (workspace_id, updated_at, id);
-CREATE INDEX leads_last_name ON leads (workspace_id, last_name, id);
-CREATE INDEX leads_company_name ON leads (workspace_id, company_name, id);
-CREATE INDEX leads_score ON leads (workspace_id, score, id);
+-- One index per offered sort, over the leads listings show by default (not archived), each
+-- ending in the id tiebreaker. Status and country ride along so that the common filters on
+-- them are checked in the index while it is walked in order, without reading rows.
+CREATE INDEX leads_created ON leads (workspace_id, created_at, id, status, country) WHERE archived_at IS NULL;
+CREATE INDEX leads_updated ON leads (workspace_id, updated_at, id, status, country) WHERE archived_at IS NULL;
+CREATE INDEX leads_last_name ON leads (workspace_id, last_name, id, status, country) WHERE archived_at IS NULL;
+CREATE INDEX leads_company_name ON leads (workspace_id, company_name, id, status, country) WHERE archived_at IS NULL;
+CREATE INDEX leads_score ON leads (workspace_id, score, id, status, country) WHERE archived_at IS NULL;
 -- filters
 CREATE UNIQUE INDEX leads_email ON leads (workspace_id, email) WHERE email IS NOT NULL;
-CREATE INDEX leads_status ON leads (workspace_id, status, created_at);
-CREATE INDEX leads_country ON leads (workspace_id, country, status);
 CREATE INDEX leads_owner ON leads (workspace_id, owner) WHERE owner IS NOT NULL;
 CREATE INDEX leads_source ON leads (workspace_id, source) WHERE source IS NOT NULL;
+-- archived leads are few and listed rarely: found by this index, then sorted
 CREATE INDEX leads_archived ON leads (workspace_id, archived_at) WHERE archived_at IS NOT NULL;
 
 CREATE TABLE lead_tags (

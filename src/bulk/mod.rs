@@ -1,34 +1,28 @@
 //! Bulk work on leads: synthetic data for demos, benchmarks and `leadgate seed`.
 //!
-//! Leads are generated and written in chunks, so memory stays flat however many are asked
-//! for; each chunk is one transaction of multi-row inserts.
+//! Leads are generated chunk by chunk while the store loads them, so memory stays flat however
+//! many are asked for.
 
 pub mod synthetic;
 
 use crate::domain::{Workspace, now};
 use crate::store::{AdminRepo, LeadRepo, Store, StoreError};
 
-/// Leads per transaction when seeding.
-pub const SEED_CHUNK: usize = 20_000;
-
-/// Inserts `count` synthetic leads into `workspace`, calling `progress` with the running total
-/// after each chunk. Deterministic for a given `seed`.
+/// Inserts `count` synthetic leads into `workspace` in one bulk load, calling `progress` with
+/// the running total as chunks land. Deterministic for a given `seed`.
 pub async fn seed(
     store: &Store,
     workspace: &Workspace,
     count: u64,
     seed: u64,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64) + Send,
 ) -> Result<u64, StoreError> {
     let mut generator = synthetic::Generator::new(seed);
-    let mut done = 0u64;
     let end = now();
-    while done < count {
-        let n = (count - done).min(SEED_CHUNK as u64) as usize;
-        let chunk: Vec<_> = (0..n).map(|_| generator.lead(workspace.id, end)).collect();
-        done += store.insert_leads_bulk(workspace.id, &chunk).await?;
-        progress(done);
-    }
+    let ws = workspace.id;
+    let next_chunk = move |n: usize| (0..n).map(|_| generator.lead(ws, end)).collect();
+    let rebuild = count >= crate::store::REBUILD_INDEXES_FROM;
+    let done = store.load_leads(ws, count, rebuild, next_chunk, progress).await?;
     store.analyze().await?;
     Ok(done)
 }

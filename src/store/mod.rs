@@ -41,6 +41,10 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// From this many leads on, a bulk load is faster rebuilding the secondary indexes than
+/// maintaining them.
+pub const REBUILD_INDEXES_FROM: u64 = 100_000;
+
 /// Maintained lead counts of a workspace, kept in step with every write.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct LeadCounts {
@@ -112,6 +116,23 @@ pub trait LeadRepo: Send + Sync {
         items: &[(EmailAddress, LeadPatch)],
         at: Timestamp,
     ) -> impl Future<Output = StoreResult<Vec<UpsertOutcome>>> + Send;
+    /// Loads `total` new leads into `ws` in one transaction, asking `next_chunk(n)` for up to
+    /// `n` leads at a time (an empty chunk ends the load early) and reporting the running
+    /// total to `progress`. With `rebuild_indexes` the secondary indexes are dropped first and
+    /// rebuilt at the end, several times faster than maintaining them row by row for large
+    /// loads (see `REBUILD_INDEXES_FROM`); on PostgreSQL that locks the leads table until the
+    /// load commits.
+    fn load_leads<F, P>(
+        &self,
+        ws: WorkspaceId,
+        total: u64,
+        rebuild_indexes: bool,
+        next_chunk: F,
+        progress: P,
+    ) -> impl Future<Output = StoreResult<u64>> + Send
+    where
+        F: FnMut(usize) -> Vec<Lead> + Send,
+        P: FnMut(u64) + Send;
     /// Inserts many new leads with multi-row statements in one transaction (seed, import).
     fn insert_leads_bulk(
         &self,
@@ -281,6 +302,20 @@ impl LeadRepo for Store {
     }
     async fn insert_leads_bulk(&self, ws: WorkspaceId, leads: &[Lead]) -> StoreResult<u64> {
         dispatch!(self.insert_leads_bulk(ws, leads))
+    }
+    async fn load_leads<F, P>(
+        &self,
+        ws: WorkspaceId,
+        total: u64,
+        rebuild_indexes: bool,
+        next_chunk: F,
+        progress: P,
+    ) -> StoreResult<u64>
+    where
+        F: FnMut(usize) -> Vec<Lead> + Send,
+        P: FnMut(u64) + Send,
+    {
+        dispatch!(self.load_leads(ws, total, rebuild_indexes, next_chunk, progress))
     }
 }
 

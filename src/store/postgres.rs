@@ -159,3 +159,135 @@ fn workspace_from_row(r: &PgRow) -> Result<Workspace, sqlx::Error> {
 }
 
 impl_repos!(PgStore, Postgres, QueryBuilder<Postgres>);
+
+/// Rows in PostgreSQL's COPY text format, written through the same `push_lead_values` as the
+/// INSERT path so that column order has one definition.
+struct CopyRows {
+    out: String,
+    fields: usize,
+}
+
+impl CopyRows {
+    fn field(&mut self) {
+        if self.fields > 0 {
+            self.out.push('\t');
+        }
+        self.fields += 1;
+    }
+
+    fn end_row(&mut self) {
+        self.out.push('\n');
+        self.fields = 0;
+    }
+
+    fn escaped(&mut self, v: &str) {
+        for c in v.chars() {
+            match c {
+                '\\' => self.out.push_str("\\\\"),
+                '\n' => self.out.push_str("\\n"),
+                '\r' => self.out.push_str("\\r"),
+                '\t' => self.out.push_str("\\t"),
+                c => self.out.push(c),
+            }
+        }
+    }
+}
+
+impl SqlBuilder for CopyRows {
+    fn new(_: impl Into<String>) -> Self {
+        Self {
+            out: String::new(),
+            fields: 0,
+        }
+    }
+    /// SQL punctuation has no place in COPY data.
+    fn push(&mut self, _: impl std::fmt::Display) -> &mut Self {
+        self
+    }
+    fn push_opt_text(&mut self, v: Option<String>) {
+        match v {
+            Some(v) => self.push_text(v),
+            None => self.push_null(),
+        }
+    }
+    fn push_uuid(&mut self, v: Uuid) {
+        self.field();
+        self.out.push_str(&v.hyphenated().to_string());
+    }
+    fn push_text(&mut self, v: String) {
+        self.field();
+        self.escaped(&v);
+    }
+    fn push_int(&mut self, v: i64) {
+        self.field();
+        self.out.push_str(&v.to_string());
+    }
+    fn push_time(&mut self, v: crate::domain::Timestamp) {
+        self.field();
+        self.out
+            .push_str(&v.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+    }
+    fn push_null(&mut self) {
+        self.field();
+        self.out.push_str("\\N");
+    }
+}
+
+/// Streams data into a `COPY … FROM STDIN` statement.
+async fn copy_in(conn: &mut sqlx::PgConnection, statement: &str, data: String) -> StoreResult<()> {
+    let mut copy = conn.copy_in_raw(statement).await.map_err(interpret)?;
+    copy.send(data.into_bytes()).await.map_err(interpret)?;
+    copy.finish().await.map_err(interpret)?;
+    Ok(())
+}
+
+/// COPY of leads and their tags, within the caller's transaction.
+async fn append_leads(conn: &mut sqlx::PgConnection, leads: &[Lead]) -> StoreResult<()> {
+    let mut rows = CopyRows::new("");
+    rows.out.reserve(leads.len() * 480);
+    for lead in leads {
+        sql::push_lead_values(&mut rows, lead);
+        rows.end_row();
+    }
+    copy_in(conn, sql::COPY_LEADS, rows.out).await?;
+    let mut tags = CopyRows::new("");
+    for row in sql::tag_rows(leads) {
+        tags.push_uuid(row.workspace_id);
+        tags.push_text(row.tag);
+        tags.push_uuid(row.lead_id);
+        tags.end_row();
+    }
+    if !tags.out.is_empty() {
+        copy_in(
+            conn,
+            "COPY lead_tags (workspace_id, tag, lead_id) FROM STDIN",
+            tags.out,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Drops the secondary indexes of `leads` and `lead_tags` (not the primary keys); returns the
+/// statements that recreate them.
+async fn drop_secondary_indexes(conn: &mut sqlx::PgConnection) -> StoreResult<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT i.indexname, i.indexdef FROM pg_indexes i \
+         WHERE i.schemaname = current_schema() AND i.tablename IN ('leads', 'lead_tags') \
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(interpret)?;
+    let mut creates = Vec::with_capacity(rows.len());
+    for row in rows {
+        let name: String = row.try_get(0).map_err(interpret)?;
+        creates.push(row.try_get::<String, _>(1).map_err(interpret)?);
+        let drop = format!("DROP INDEX \"{}\"", name.replace('"', "\"\""));
+        sqlx::query(sqlx::AssertSqlSafe(drop))
+            .execute(&mut *conn)
+            .await
+            .map_err(interpret)?;
+    }
+    Ok(creates)
+}

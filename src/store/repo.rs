@@ -368,23 +368,58 @@ macro_rules! impl_repos {
                     return Err(StoreError::Config("bulk insert mixes workspaces".into()));
                 }
                 let mut tx = self.write.begin().await.map_err(interpret)?;
-                for chunk in leads.chunks(sql::BULK_CHUNK) {
-                    let mut qb = Qb::new(sql::INSERT_LEAD);
-                    qb.push("VALUES ");
-                    for (i, lead) in chunk.iter().enumerate() {
-                        if i > 0 {
-                            qb.push(", ");
-                        }
-                        sql::push_lead_values(&mut qb, lead);
-                    }
-                    qb.build().execute(&mut *tx).await.map_err(interpret)?;
-                }
+                append_leads(&mut tx, leads).await?;
                 let all: Vec<&Lead> = leads.iter().collect();
-                insert_tags(&mut tx, &all).await?;
                 let (active, archived) = counts_of(&all);
                 bump_counts(&mut tx, ws, active, archived).await?;
                 tx.commit().await.map_err(interpret)?;
                 Ok(leads.len() as u64)
+            }
+
+            async fn load_leads<F, P>(
+                &self,
+                ws: WorkspaceId,
+                total: u64,
+                rebuild_indexes: bool,
+                mut next_chunk: F,
+                mut progress: P,
+            ) -> StoreResult<u64>
+            where
+                F: FnMut(usize) -> Vec<Lead> + Send,
+                P: FnMut(u64) + Send,
+            {
+                const CHUNK: u64 = 20_000;
+                let mut tx = self.write.begin().await.map_err(interpret)?;
+                let rebuild = if rebuild_indexes {
+                    drop_secondary_indexes(&mut tx).await?
+                } else {
+                    Vec::new()
+                };
+                let (mut done, mut active, mut archived) = (0u64, 0i64, 0i64);
+                while done < total {
+                    let chunk = next_chunk((total - done).min(CHUNK) as usize);
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    if chunk.iter().any(|l| l.workspace_id != ws) {
+                        return Err(StoreError::Config("bulk load mixes workspaces".into()));
+                    }
+                    append_leads(&mut tx, &chunk).await?;
+                    let (a, r) = counts_of(&chunk.iter().collect::<Vec<_>>());
+                    active += a;
+                    archived += r;
+                    done += chunk.len() as u64;
+                    progress(done);
+                }
+                for create in rebuild {
+                    sqlx::query(sqlx::AssertSqlSafe(create))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(interpret)?;
+                }
+                bump_counts(&mut tx, ws, active, archived).await?;
+                tx.commit().await.map_err(interpret)?;
+                Ok(done)
             }
         }
     };

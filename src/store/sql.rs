@@ -21,6 +21,10 @@ pub(crate) trait SqlBuilder: Sized {
     fn push_text(&mut self, v: String);
     fn push_int(&mut self, v: i64);
     fn push_time(&mut self, v: Timestamp);
+    /// An SQL NULL where a value is expected.
+    fn push_null(&mut self) {
+        self.push("NULL");
+    }
 }
 
 /// Columns of `leads` in the order the backends decode them.
@@ -228,9 +232,19 @@ pub(crate) fn tags_json(lead: &Lead) -> String {
 pub(crate) const INSERT_COLUMNS: usize = 22;
 
 /// The column list for `INSERT INTO leads`.
-pub(crate) const INSERT_LEAD: &str = "INSERT INTO leads (id, workspace_id, email, first_name, \
-    last_name, title, company_name, company_domain, phone, linkedin_url, country, source, status, \
-    owner, score, tags, custom_fields, search_text, created_at, updated_at, archived_at, version) ";
+macro_rules! insert_columns {
+    () => {
+        "id, workspace_id, email, first_name, last_name, title, company_name, company_domain, \
+         phone, linkedin_url, country, source, status, owner, score, tags, custom_fields, \
+         search_text, created_at, updated_at, archived_at, version"
+    };
+}
+
+/// `INSERT INTO leads (…) ` in the column order of `push_lead_values`.
+pub(crate) const INSERT_LEAD: &str = concat!("INSERT INTO leads (", insert_columns!(), ") ");
+
+/// `COPY leads (…) FROM STDIN` in the column order of `push_lead_values` (PostgreSQL).
+pub(crate) const COPY_LEADS: &str = concat!("COPY leads (", insert_columns!(), ") FROM STDIN");
 
 /// Binds one lead's values in `INSERT_LEAD` column order.
 pub(crate) fn push_lead_values<B: SqlBuilder>(qb: &mut B, lead: &Lead) {
@@ -274,9 +288,7 @@ pub(crate) fn push_lead_values<B: SqlBuilder>(qb: &mut B, lead: &Lead) {
     qb.push(", ");
     match lead.archived_at {
         Some(t) => qb.push_time(t),
-        None => {
-            qb.push("NULL");
-        }
+        None => qb.push_null(),
     }
     qb.push(", ");
     qb.push_int(lead.version);

@@ -197,3 +197,42 @@ fn workspace_from_row(r: &SqliteRow) -> Result<Workspace, sqlx::Error> {
 }
 
 impl_repos!(SqliteStore, Sqlite, LiteQuery);
+
+/// Multi-row inserts of leads and their tags, within the caller's transaction.
+async fn append_leads(conn: &mut sqlx::SqliteConnection, leads: &[Lead]) -> StoreResult<()> {
+    for chunk in leads.chunks(sql::BULK_CHUNK) {
+        let mut qb = Qb::new(sql::INSERT_LEAD);
+        qb.push("VALUES ");
+        for (i, lead) in chunk.iter().enumerate() {
+            if i > 0 {
+                qb.push(", ");
+            }
+            sql::push_lead_values(&mut qb, lead);
+        }
+        qb.build().execute(&mut *conn).await.map_err(interpret)?;
+    }
+    insert_tags(conn, &leads.iter().collect::<Vec<_>>()).await
+}
+
+/// Drops the secondary indexes of `leads` and `lead_tags`; returns the statements that
+/// recreate them.
+async fn drop_secondary_indexes(conn: &mut sqlx::SqliteConnection) -> StoreResult<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT name, sql FROM sqlite_master \
+         WHERE type = 'index' AND tbl_name IN ('leads', 'lead_tags') AND sql IS NOT NULL",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(interpret)?;
+    let mut creates = Vec::with_capacity(rows.len());
+    for row in rows {
+        let name: String = row.try_get(0).map_err(interpret)?;
+        creates.push(row.try_get::<String, _>(1).map_err(interpret)?);
+        let drop = format!("DROP INDEX \"{}\"", name.replace('"', "\"\""));
+        sqlx::query(sqlx::AssertSqlSafe(drop))
+            .execute(&mut *conn)
+            .await
+            .map_err(interpret)?;
+    }
+    Ok(creates)
+}

@@ -1214,3 +1214,83 @@ async fn contract_any_lead_beside_answers_like_the_oracle() {
         }
     }
 }
+
+#[tokio::test]
+async fn contract_load_leads_with_index_rebuild_keeps_every_index_working() {
+    use leadgate::domain::{LeadFilter, LeadOrder, LeadQuery, PageDirection};
+    use leadgate::store::{LeadRepo, StoreError, WorkspaceRepo};
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let ws = leadgate::domain::Workspace {
+            id: leadgate::domain::WorkspaceId::new(),
+            slug: leadgate::domain::WorkspaceSlug::parse("bulk").unwrap(),
+            name: "Bulk".into(),
+            created_at: leadgate::domain::now(),
+        };
+        store.create_workspace(&ws).await.unwrap();
+        let mut generator = leadgate::bulk::synthetic::Generator::new(3);
+        let now = leadgate::domain::now();
+        let mut seen = Vec::new();
+        let mut reported = Vec::new();
+        let loaded = store
+            .load_leads(
+                ws.id,
+                2_500,
+                true,
+                |n| {
+                    let chunk: Vec<_> = (0..n.min(1_000)).map(|_| generator.lead(ws.id, now)).collect();
+                    seen.extend(chunk.iter().cloned());
+                    chunk
+                },
+                |done| reported.push(done),
+            )
+            .await
+            .unwrap();
+        assert_eq!(loaded, 2_500, "{backend:?}");
+        assert_eq!(reported, vec![1_000, 2_000, 2_500]);
+        assert_eq!(store.lead_counts(ws.id).await.unwrap().active, 2_500);
+        // the unique email index is back
+        let mut dup = leadgate::domain::Lead::new(ws.id, now);
+        dup.email = seen.iter().find_map(|l| l.email.clone());
+        assert!(matches!(
+            store.insert_lead(&dup).await,
+            Err(StoreError::Conflict { field: "email" })
+        ));
+        // tags and paging work, and agree with the generated data
+        let tagged = seen
+            .iter()
+            .filter(|l| l.tags.iter().any(|t| t.as_str() == "hot"))
+            .count();
+        let filter = LeadFilter {
+            tags: Some((
+                leadgate::domain::TagMatch::Any,
+                vec![leadgate::domain::Tag::parse("tags", "hot").unwrap()],
+            )),
+            ..Default::default()
+        };
+        assert_eq!(
+            store.count_leads(ws.id, &filter, 10_000).await.unwrap(),
+            tagged as u64
+        );
+        let page = store
+            .list_leads(
+                ws.id,
+                &LeadQuery {
+                    filter: LeadFilter::default(),
+                    order: LeadOrder::default(),
+                    after: None,
+                    before: None,
+                    limit: 10,
+                    direction: PageDirection::Forward,
+                },
+            )
+            .await
+            .unwrap();
+        let mut oldest = seen.clone();
+        oldest.sort_by_key(|l| (l.created_at, l.id));
+        assert_eq!(
+            page.iter().map(|l| l.id).collect::<Vec<_>>(),
+            oldest[..11].iter().map(|l| l.id).collect::<Vec<_>>()
+        );
+    }
+}
