@@ -49,7 +49,7 @@ pub struct UpsertLeadResult {
     pub user_errors: Vec<UserError>,
 }
 
-#[derive(SimpleObject)]
+#[derive(SimpleObject, Default)]
 pub struct UpsertLeadsPayload {
     /// One result per input row, in input order.
     pub results: Vec<UpsertLeadResult>,
@@ -134,22 +134,14 @@ impl Mutation {
             (Some(rows), _) => rows,
             (None, user_errors) => {
                 return Ok(UpsertLeadsPayload {
-                    results: Vec::new(),
-                    created_count: 0,
-                    updated_count: 0,
-                    unchanged_count: 0,
-                    failed_count: 0,
                     user_errors,
+                    ..Default::default()
                 });
             }
         };
         let mut payload = UpsertLeadsPayload {
             results: Vec::with_capacity(rows.len()),
-            created_count: 0,
-            updated_count: 0,
-            unchanged_count: 0,
-            failed_count: 0,
-            user_errors: Vec::new(),
+            ..Default::default()
         };
         for (i, row) in rows.into_iter().enumerate() {
             let index = i as i32;

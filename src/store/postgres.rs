@@ -269,8 +269,12 @@ async fn append_leads(conn: &mut sqlx::PgConnection, leads: &[Lead]) -> StoreRes
 }
 
 /// Drops the secondary indexes of `leads` and `lead_tags` (not the primary keys); returns the
-/// statements that recreate them.
+/// statements that recreate them. The rebuild gets more sort memory for this transaction.
 async fn drop_secondary_indexes(conn: &mut sqlx::PgConnection) -> StoreResult<Vec<String>> {
+    sqlx::query("SET LOCAL maintenance_work_mem = '256MB'")
+        .execute(&mut *conn)
+        .await
+        .map_err(interpret)?;
     let rows = sqlx::query(
         "SELECT i.indexname, i.indexdef FROM pg_indexes i \
          WHERE i.schemaname = current_schema() AND i.tablename IN ('leads', 'lead_tags') \
@@ -290,4 +294,9 @@ async fn drop_secondary_indexes(conn: &mut sqlx::PgConnection) -> StoreResult<Ve
             .map_err(interpret)?;
     }
     Ok(creates)
+}
+
+/// Ends a bulk load's index rebuild; `SET LOCAL` settings end with the transaction.
+async fn finish_rebuild(_: &mut sqlx::PgConnection) -> StoreResult<()> {
+    Ok(())
 }

@@ -4,7 +4,8 @@
 //! A backend module provides: a store struct with `read` and `write` pools, `lead_from_row`,
 //! `workspace_from_row`, `SqlBuilder` for its `QueryBuilder`, and the hot read path:
 //! `fetch_leads`, `fetch_exists` and `fetch_ints` over a statement type of its choice (the
-//! third macro argument); everything else is here.
+//! third macro argument), and the bulk path: `append_leads`, `drop_secondary_indexes` and
+//! `finish_rebuild`; everything else is here.
 
 use super::StoreError;
 
@@ -411,11 +412,14 @@ macro_rules! impl_repos {
                     done += chunk.len() as u64;
                     progress(done);
                 }
-                for create in rebuild {
-                    sqlx::query(sqlx::AssertSqlSafe(create))
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(interpret)?;
+                if !rebuild.is_empty() {
+                    for create in rebuild {
+                        sqlx::query(sqlx::AssertSqlSafe(create))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(interpret)?;
+                    }
+                    finish_rebuild(&mut tx).await?;
                 }
                 bump_counts(&mut tx, ws, active, archived).await?;
                 tx.commit().await.map_err(interpret)?;

@@ -57,7 +57,7 @@ impl SqliteStore {
         let path = connect.get_filename().to_path_buf();
         // sqlx readers serve the cold reads (workspaces, settings); the hot ones go to `readers`.
         let read = SqlitePoolOptions::new()
-            .max_connections(2)
+            .max_connections(1)
             .connect_with(connect.read_only(true))
             .await
             .map_err(super::repo::interpret)?;
@@ -214,9 +214,18 @@ async fn append_leads(conn: &mut sqlx::SqliteConnection, leads: &[Lead]) -> Stor
     insert_tags(conn, &leads.iter().collect::<Vec<_>>()).await
 }
 
+/// Page cache of the writer during a bulk load: index builds sort in it.
+const BULK_CACHE: &str = "PRAGMA cache_size = -262144";
+/// The writer's page cache otherwise (as set when connecting).
+const NORMAL_CACHE: &str = "PRAGMA cache_size = -16384";
+
 /// Drops the secondary indexes of `leads` and `lead_tags`; returns the statements that
-/// recreate them.
+/// recreate them. Gives the writer a large page cache until `finish_rebuild`.
 async fn drop_secondary_indexes(conn: &mut sqlx::SqliteConnection) -> StoreResult<Vec<String>> {
+    sqlx::query(BULK_CACHE)
+        .execute(&mut *conn)
+        .await
+        .map_err(interpret)?;
     let rows = sqlx::query(
         "SELECT name, sql FROM sqlite_master \
          WHERE type = 'index' AND tbl_name IN ('leads', 'lead_tags') AND sql IS NOT NULL",
@@ -235,4 +244,17 @@ async fn drop_secondary_indexes(conn: &mut sqlx::SqliteConnection) -> StoreResul
             .map_err(interpret)?;
     }
     Ok(creates)
+}
+
+/// Ends a bulk load's index rebuild: the writer goes back to its usual page cache.
+async fn finish_rebuild(conn: &mut sqlx::SqliteConnection) -> StoreResult<()> {
+    sqlx::query(NORMAL_CACHE)
+        .execute(&mut *conn)
+        .await
+        .map_err(interpret)?;
+    sqlx::query("PRAGMA shrink_memory")
+        .execute(&mut *conn)
+        .await
+        .map_err(interpret)?;
+    Ok(())
 }

@@ -85,7 +85,8 @@ impl Readers {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         let conn = Connection::open_with_flags(&self.path, flags)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "cache_size", -16_384)?;
+        // 8 MiB each: the OS page cache holds the file, this only the hot upper B-tree levels.
+        conn.pragma_update(None, "cache_size", -8_192)?;
         conn.pragma_update(None, "temp_store", "memory")?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(conn)
