@@ -8,7 +8,7 @@ use super::errors::{bad_input, to_gql};
 use super::ids::{decode_cursor, encode_cursor};
 use super::types::Lead;
 use crate::domain::{Cursor, CursorSide as Side, LeadFilter, LeadOrder, LeadQuery, PageDirection};
-use crate::service::{Actor, LeadPage, Services, TotalCount};
+use crate::service::{Actor, LeadCounts, LeadPage, Services, TotalCount};
 use async_graphql::{Context, Object, SimpleObject};
 use std::sync::Arc;
 use tokio::sync::OnceCell;
@@ -64,6 +64,8 @@ pub struct LeadConnection {
     query: LeadQuery,
     leads: Vec<Arc<crate::domain::Lead>>,
     has_more: bool,
+    /// Counts read with the page, when `totalCount` was selected.
+    known_counts: Option<LeadCounts>,
     /// Computed on first use, shared by `totalCount` and `totalCountIsExact`.
     count: OnceCell<TotalCount>,
 }
@@ -75,6 +77,7 @@ impl LeadConnection {
             query,
             leads: page.leads.into_iter().map(Arc::new).collect(),
             has_more: page.has_more,
+            known_counts: page.counts,
             count: OnceCell::new(),
         }
     }
@@ -209,7 +212,11 @@ impl LeadConnection {
         let services = ctx.data::<Services>()?;
         let count = self
             .count
-            .get_or_try_init(|| services.leads.count(&self.actor, &self.query.filter))
+            .get_or_try_init(|| {
+                services
+                    .leads
+                    .count(&self.actor, &self.query.filter, self.known_counts)
+            })
             .await
             .map_err(to_gql)?;
         Ok(*count)

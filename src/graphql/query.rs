@@ -73,7 +73,16 @@ impl Query {
         let filter = filter.unwrap_or_default().into_domain()?;
         let query = page_query(first, after, last, before, filter, order)?;
         let services = ctx.data::<Services>()?;
-        let page = services.leads.page(actor, &query).await.map_err(to_gql)?;
+        // Unfiltered counts come from a maintained counter: read it with the page.
+        let look_ahead = ctx.look_ahead();
+        let wants_count =
+            look_ahead.field("totalCount").exists() || look_ahead.field("totalCountIsExact").exists();
+        let with_counts = wants_count && query.filter.is_unrestricted();
+        let page = services
+            .leads
+            .page(actor, &query, with_counts)
+            .await
+            .map_err(to_gql)?;
         Ok(LeadConnection::new(actor.clone(), query, page))
     }
 

@@ -5,7 +5,7 @@ use crate::domain::{
     ArchivedFilter, Cursor, CursorSide as Side, EmailAddress, FieldError, FieldErrorCode, Lead, LeadDraft,
     LeadFilter, LeadId, LeadPatch, LeadQuery, PageDirection, Patch, UpsertOutcome, ValidationErrors, now,
 };
-use crate::store::{LeadRepo, Store, StoreError, WorkspaceRepo};
+use crate::store::{LeadCounts, LeadRepo, Store, StoreError, WorkspaceRepo};
 use tracing::instrument;
 
 /// A filtered `totalCount` counts at most this many leads.
@@ -20,6 +20,8 @@ pub struct LeadPage {
     /// More leads exist past the end the page was read towards (`first`: after the last edge;
     /// `last`: before the first edge).
     pub has_more: bool,
+    /// The workspace's maintained counts, when asked for with the page and it was not empty.
+    pub counts: Option<LeadCounts>,
 }
 
 /// A `totalCount`: exact, or a lower bound when a filtered count hit the cap.
@@ -51,14 +53,29 @@ impl LeadService {
 
     /// One keyset page, returned in sort order whichever end it was read from.
     #[instrument(skip_all, fields(limit = query.limit))]
-    pub async fn page(&self, actor: &Actor, query: &LeadQuery) -> Result<LeadPage, ServiceError> {
-        let mut leads = self.store.list_leads(actor.workspace_id, query).await?;
+    /// With `with_counts`, the workspace's maintained counts are read in the same statement
+    /// (for a `totalCount` on the same page).
+    pub async fn page(
+        &self,
+        actor: &Actor,
+        query: &LeadQuery,
+        with_counts: bool,
+    ) -> Result<LeadPage, ServiceError> {
+        let (mut leads, counts) = if with_counts {
+            self.store.list_leads_counted(actor.workspace_id, query).await?
+        } else {
+            (self.store.list_leads(actor.workspace_id, query).await?, None)
+        };
         let has_more = leads.len() > query.limit;
         leads.truncate(query.limit);
         if query.direction == PageDirection::Backward {
             leads.reverse();
         }
-        Ok(LeadPage { leads, has_more })
+        Ok(LeadPage {
+            leads,
+            has_more,
+            counts,
+        })
     }
 
     /// Whether a lead matching `filter` lies at or beyond `cursor` on `side`.
@@ -77,9 +94,18 @@ impl LeadService {
 
     /// Exact from the maintained counters when only the archive state filters; otherwise
     /// counted up to `FILTERED_COUNT_CAP`.
-    pub async fn count(&self, actor: &Actor, filter: &LeadFilter) -> Result<TotalCount, ServiceError> {
+    /// `known` are counts already read with the page, if any.
+    pub async fn count(
+        &self,
+        actor: &Actor,
+        filter: &LeadFilter,
+        known: Option<LeadCounts>,
+    ) -> Result<TotalCount, ServiceError> {
         if filter.is_unrestricted() {
-            let counts = self.store.lead_counts(actor.workspace_id).await?;
+            let counts = match known {
+                Some(c) => c,
+                None => self.store.lead_counts(actor.workspace_id).await?,
+            };
             let value = match filter.archived {
                 ArchivedFilter::Exclude => counts.active,
                 ArchivedFilter::Only => counts.archived,

@@ -8,6 +8,8 @@
 mod leads;
 mod workspaces;
 
+/// Maintained lead counts of a workspace, as services report them.
+pub use crate::store::LeadCounts;
 pub use leads::{FILTERED_COUNT_CAP, LeadPage, LeadService, MAX_UPSERT, TotalCount};
 pub use workspaces::WorkspaceService;
 

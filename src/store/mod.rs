@@ -83,6 +83,13 @@ pub trait LeadRepo: Send + Sync {
         ws: WorkspaceId,
         query: &LeadQuery,
     ) -> impl Future<Output = StoreResult<Vec<Lead>>> + Send;
+    /// `list_leads`, plus the workspace's maintained counts read in the same statement (`None`
+    /// when the page is empty).
+    fn list_leads_counted(
+        &self,
+        ws: WorkspaceId,
+        query: &LeadQuery,
+    ) -> impl Future<Output = StoreResult<(Vec<Lead>, Option<LeadCounts>)>> + Send;
     /// Whether any lead matching `filter` lies on `side` of `cursor`, the cursor's row included.
     fn any_lead_beside(
         &self,
@@ -273,6 +280,13 @@ impl LeadRepo for Store {
     }
     async fn list_leads(&self, ws: WorkspaceId, query: &LeadQuery) -> StoreResult<Vec<Lead>> {
         dispatch!(self.list_leads(ws, query))
+    }
+    async fn list_leads_counted(
+        &self,
+        ws: WorkspaceId,
+        query: &LeadQuery,
+    ) -> StoreResult<(Vec<Lead>, Option<LeadCounts>)> {
+        dispatch!(self.list_leads_counted(ws, query))
     }
     async fn any_lead_beside(
         &self,

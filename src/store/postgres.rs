@@ -107,6 +107,22 @@ impl PgStore {
         leads_from_rows(&rows)
     }
 
+    /// Leads with the two count columns that follow them; counts from the first row.
+    async fn fetch_leads_counted(
+        &self,
+        mut qb: QueryBuilder<Postgres>,
+    ) -> StoreResult<(Vec<Lead>, Option<(i64, i64)>)> {
+        let rows = qb.build().fetch_all(&self.read).await.map_err(interpret)?;
+        let counts = match rows.first() {
+            Some(r) => Some((
+                r.try_get(21).map_err(interpret)?,
+                r.try_get(22).map_err(interpret)?,
+            )),
+            None => None,
+        };
+        Ok((leads_from_rows(&rows)?, counts))
+    }
+
     async fn fetch_exists(&self, mut qb: QueryBuilder<Postgres>) -> StoreResult<bool> {
         let row = qb.build().fetch_optional(&self.read).await.map_err(interpret)?;
         Ok(row.is_some())

@@ -263,7 +263,23 @@ macro_rules! impl_repos {
             }
 
             async fn list_leads(&self, ws: WorkspaceId, query: &LeadQuery) -> StoreResult<Vec<Lead>> {
-                self.fetch_leads(sql::page_query::<Rb>(ws, query)).await
+                self.fetch_leads(sql::page_query::<Rb>(ws, query, false))
+                    .await
+            }
+
+            async fn list_leads_counted(
+                &self,
+                ws: WorkspaceId,
+                query: &LeadQuery,
+            ) -> StoreResult<(Vec<Lead>, Option<LeadCounts>)> {
+                let (leads, counts) = self
+                    .fetch_leads_counted(sql::page_query::<Rb>(ws, query, true))
+                    .await?;
+                let counts = counts.map(|(active, archived)| LeadCounts {
+                    active: active.max(0) as u64,
+                    archived: archived.max(0) as u64,
+                });
+                Ok((leads, counts))
             }
 
             async fn any_lead_beside(

@@ -157,8 +157,17 @@ fn push_keyset<B: SqlBuilder>(qb: &mut B, field: SortField, op: &str, cursor: &C
 }
 
 /// `SELECT … FROM leads l WHERE … ORDER BY … LIMIT limit + 1` for one keyset page.
-pub(crate) fn page_query<B: SqlBuilder>(ws: WorkspaceId, q: &LeadQuery) -> B {
-    let mut qb = B::new(format!("SELECT {LEAD_COLUMNS} FROM leads l"));
+/// With `with_counts`, each row also carries the workspace's maintained counts (columns 21
+/// and 22), so a page that shows `totalCount` needs no second round trip.
+pub(crate) fn page_query<B: SqlBuilder>(ws: WorkspaceId, q: &LeadQuery, with_counts: bool) -> B {
+    let mut qb = B::new(if with_counts {
+        format!(
+            "SELECT {LEAD_COLUMNS}, w.lead_count, w.archived_lead_count \
+             FROM leads l JOIN workspaces w ON w.id = l.workspace_id"
+        )
+    } else {
+        format!("SELECT {LEAD_COLUMNS} FROM leads l")
+    });
     push_where(&mut qb, ws, &q.filter);
     let asc = q.order.direction == Direction::Asc;
     // "after" means later in sort order: greater when ascending, smaller when descending.

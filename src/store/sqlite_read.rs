@@ -132,6 +132,28 @@ impl Readers {
             .collect()
     }
 
+    /// Leads with the two count columns that follow them; counts from the first row.
+    pub(crate) async fn leads_counted(
+        self: &Arc<Self>,
+        q: LiteQuery,
+    ) -> Result<(Vec<Lead>, Option<(i64, i64)>), StoreError> {
+        let rows = self
+            .run(move |conn| {
+                let mut stmt = conn.prepare_cached(&q.sql)?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(q.params.iter()), |r| {
+                    Ok((lead_row(r)?, r.get::<_, i64>(21)?, r.get::<_, i64>(22)?))
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        let counts = rows.first().map(|(_, active, archived)| (*active, *archived));
+        let leads = rows
+            .into_iter()
+            .map(|(r, _, _)| r.into_lead().map_err(|e| StoreError::Database(Box::new(e))))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((leads, counts))
+    }
+
     pub(crate) async fn exists(self: &Arc<Self>, q: LiteQuery) -> Result<bool, StoreError> {
         self.run(move |conn| {
             let mut stmt = conn.prepare_cached(&q.sql)?;
