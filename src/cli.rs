@@ -33,6 +33,9 @@ pub struct GlobalArgs {
     /// Database URL: `sqlite://FILE` or `postgres://USER@HOST/DB`.
     #[arg(long, env = "LEADGATE_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
+    /// Maximum database connections per process.
+    #[arg(long, env = "LEADGATE_DATABASE_MAX_CONNECTIONS", global = true)]
+    pub database_max_connections: Option<u32>,
     /// HS256 token secret, at least 32 bytes.
     #[arg(long, env = "LEADGATE_JWT_SECRET", global = true, hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -81,6 +84,18 @@ pub struct ServeArgs {
     /// Seconds before a request is answered with 408.
     #[arg(long, env = "LEADGATE_REQUEST_TIMEOUT_SECS")]
     pub request_timeout_secs: Option<u64>,
+    /// Largest GraphQL batch (JSON array of requests).
+    #[arg(long, env = "LEADGATE_MAX_BATCH")]
+    pub max_batch: Option<usize>,
+    /// Maximum query depth (the introspection query needs 13).
+    #[arg(long, env = "LEADGATE_MAX_DEPTH")]
+    pub max_depth: Option<usize>,
+    /// Maximum query complexity (page size × selected fields under connections).
+    #[arg(long, env = "LEADGATE_MAX_COMPLEXITY")]
+    pub max_complexity: Option<usize>,
+    /// Maximum aliased fields per document.
+    #[arg(long, env = "LEADGATE_MAX_ALIASES")]
+    pub max_aliases: Option<usize>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -136,6 +151,9 @@ pub fn settings(global: &GlobalArgs, serve: Option<&ServeArgs>) -> anyhow::Resul
     if let Some(v) = &global.database_url {
         s.database_url = v.clone();
     }
+    if let Some(v) = global.database_max_connections {
+        s.database_max_connections = v;
+    }
     if let Some(v) = &global.jwt_secret {
         s.jwt_secret = Some(SecretString::from(v.clone()));
     }
@@ -160,6 +178,18 @@ pub fn settings(global: &GlobalArgs, serve: Option<&ServeArgs>) -> anyhow::Resul
         }
         if let Some(v) = a.request_timeout_secs {
             s.request_timeout_secs = v;
+        }
+        if let Some(v) = a.max_batch {
+            s.max_batch = v;
+        }
+        if let Some(v) = a.max_depth {
+            s.max_depth = v;
+        }
+        if let Some(v) = a.max_complexity {
+            s.max_complexity = v;
+        }
+        if let Some(v) = a.max_aliases {
+            s.max_aliases = v;
         }
     }
     s.validate()?;

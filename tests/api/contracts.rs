@@ -164,3 +164,15 @@ fn docker_files_use_only_settings_the_cli_reads() {
         }
     }
 }
+
+#[test]
+fn every_setting_has_an_environment_variable() {
+    let cli = std::fs::read_to_string(root().join("src/cli.rs")).unwrap();
+    let defaults: toml::Table = toml::from_str(&leadgate::config::Settings::default_toml()).unwrap();
+    let mut keys: Vec<String> = defaults.keys().cloned().collect();
+    keys.push("jwt_secret".into());
+    for key in keys.iter().filter(|k| *k != "jwt_public_keys") {
+        let var = format!("\"LEADGATE_{}\"", key.to_uppercase());
+        assert!(cli.contains(&var), "setting `{key}` has no {var}");
+    }
+}
