@@ -4,10 +4,10 @@
 # Usage: tests/http-audit/run.sh [path/to/leadgate]   (needs node and npm)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-bin="${1:-$here/../../target/debug/leadgate}"
+bin="$(realpath "${1:-$here/../../target/debug/leadgate}")"
 work="$(mktemp -d)"
 server_pid=""
-cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; [ -s "$work/err.txt" ] && tail -5 "$work/err.txt" >&2; rm -rf "$work"; }
 trap cleanup EXIT
 
 (cd "$work" && npm init -y >/dev/null && npm install --no-save --silent graphql-http@1.23.1 graphql@16 >/dev/null)
@@ -19,6 +19,7 @@ port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); p
 server_pid=$!
 for _ in $(seq 1 120); do
   curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+  kill -0 "$server_pid" 2>/dev/null || { echo "http-audit: the server exited" >&2; exit 1; }
   sleep 1
 done
 token="$(tail -n 1 "$work/out.txt")"
