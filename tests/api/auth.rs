@@ -256,11 +256,11 @@ async fn bad_tokens_are_refused_with_401_and_a_bearer_challenge() {
                 format!("Bearer {}", hs256(&with(base.clone(), "ws", json!("acme")))),
                 "claim",
             ),
-            ("garbage", "Bearer not-a-jwt-at-all".to_owned(), "malformed"),
+            ("garbage", "Bearer not-a-jwt-at-all".to_owned(), "well-formed"),
             (
                 "three garbage parts",
                 "Bearer aaa.bbb.ccc".to_owned(),
-                "malformed",
+                "header is not readable",
             ),
             ("basic scheme", "Basic dGVzdGVyOnNlY3JldA==".to_owned(), "Bearer"),
             ("token without scheme", hs256(&base), "Bearer"),
