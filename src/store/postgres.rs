@@ -284,32 +284,19 @@ async fn append_leads(conn: &mut sqlx::PgConnection, leads: &[Lead]) -> StoreRes
     Ok(())
 }
 
-/// Drops the secondary indexes of `leads` and `lead_tags` (not the primary keys); returns the
-/// statements that recreate them. The rebuild gets more sort memory for this transaction.
-async fn drop_secondary_indexes(conn: &mut sqlx::PgConnection) -> StoreResult<Vec<String>> {
+/// Names and definitions of the secondary indexes (not the primary keys) a large bulk load
+/// drops and rebuilds.
+const SECONDARY_INDEXES: &str = "SELECT i.indexname, i.indexdef FROM pg_indexes i \
+     WHERE i.schemaname = current_schema() AND i.tablename IN ('leads', 'lead_tags') \
+       AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)";
+
+/// Gives the index rebuild more sort memory, for this transaction only.
+async fn begin_rebuild(conn: &mut sqlx::PgConnection) -> StoreResult<()> {
     sqlx::query("SET LOCAL maintenance_work_mem = '256MB'")
         .execute(&mut *conn)
         .await
         .map_err(interpret)?;
-    let rows = sqlx::query(
-        "SELECT i.indexname, i.indexdef FROM pg_indexes i \
-         WHERE i.schemaname = current_schema() AND i.tablename IN ('leads', 'lead_tags') \
-           AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(interpret)?;
-    let mut creates = Vec::with_capacity(rows.len());
-    for row in rows {
-        let name: String = row.try_get(0).map_err(interpret)?;
-        creates.push(row.try_get::<String, _>(1).map_err(interpret)?);
-        let drop = format!("DROP INDEX \"{}\"", name.replace('"', "\"\""));
-        sqlx::query(sqlx::AssertSqlSafe(drop))
-            .execute(&mut *conn)
-            .await
-            .map_err(interpret)?;
-    }
-    Ok(creates)
+    Ok(())
 }
 
 /// Ends a bulk load's index rebuild; `SET LOCAL` settings end with the transaction.

@@ -4,8 +4,8 @@
 //! A backend module provides: a store struct with `read` and `write` pools, `lead_from_row`,
 //! `workspace_from_row`, `SqlBuilder` for its `QueryBuilder`, and the hot read path:
 //! `fetch_leads`, `fetch_exists` and `fetch_ints` over a statement type of its choice (the
-//! third macro argument), and the bulk path: `append_leads`, `drop_secondary_indexes` and
-//! `finish_rebuild`; everything else is here.
+//! third macro argument), and the bulk path: `append_leads`, `SECONDARY_INDEXES`,
+//! `begin_rebuild` and `finish_rebuild`; everything else is here.
 
 use super::StoreError;
 
@@ -139,6 +139,29 @@ macro_rules! impl_repos {
                 });
             }
             replace_tags(conn, lead).await
+        }
+
+        /// Drops the secondary indexes that `SECONDARY_INDEXES` lists; returns the statements
+        /// that recreate them.
+        async fn drop_secondary_indexes(
+            conn: &mut <Db as sqlx::Database>::Connection,
+        ) -> StoreResult<Vec<String>> {
+            begin_rebuild(conn).await?;
+            let rows = sqlx::query(SECONDARY_INDEXES)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(interpret)?;
+            let mut creates = Vec::with_capacity(rows.len());
+            for row in rows {
+                let name: String = row.try_get(0).map_err(interpret)?;
+                creates.push(row.try_get::<String, _>(1).map_err(interpret)?);
+                let drop = format!("DROP INDEX \"{}\"", name.replace('"', "\"\""));
+                sqlx::query(sqlx::AssertSqlSafe(drop))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(interpret)?;
+            }
+            Ok(creates)
         }
 
         fn counts_of(leads: &[&Lead]) -> (i64, i64) {
