@@ -14,7 +14,6 @@ mod query;
 pub mod transport;
 mod types;
 
-pub use errors::{BAD_USER_INPUT, FORBIDDEN, INTERNAL, NOT_FOUND, UNAUTHENTICATED};
 pub use query::Caller;
 
 use crate::service::Services;
@@ -22,7 +21,7 @@ use async_graphql::{EmptySubscription, Schema};
 
 pub type LeadgateSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
 
-/// Protective limits applied to every operation.
+/// Protective limits applied to every operation; their defaults live in `config::Settings`.
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Maximum nesting depth; the standard introspection query needs 13.
@@ -33,17 +32,6 @@ pub struct Limits {
     pub aliases: usize,
     /// Maximum number of requests in one batch.
     pub batch: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            depth: 15,
-            complexity: 20_000,
-            aliases: 30,
-            batch: 10,
-        }
-    }
 }
 
 /// The executable schema and the limits a transport applies around it.
@@ -81,9 +69,6 @@ pub fn sdl() -> String {
         .sdl()
 }
 
-/// A GraphQL request as the transport received it.
-pub use async_graphql::{BatchRequest, Request, Response, Variables};
-
 /// Whether the operation a parsed document would run is a mutation (for refusing mutations
 /// over GET).
 fn is_mutation(doc: &async_graphql::parser::types::ExecutableDocument, operation_name: Option<&str>) -> bool {
@@ -101,16 +86,8 @@ fn is_mutation(doc: &async_graphql::parser::types::ExecutableDocument, operation
 
 /// True when a response failed before execution (parse or validation), so it carries no
 /// `data`: GraphQL-over-HTTP answers those with 400 under `application/graphql-response+json`.
-pub fn is_request_error(response: &Response) -> bool {
+fn is_request_error(response: &async_graphql::Response) -> bool {
     !response.errors.is_empty()
         && response.data == async_graphql::Value::Null
         && response.errors.iter().all(|e| e.path.is_empty())
-}
-
-/// The `extensions.code` of an error, if it has one.
-pub fn error_code(error: &async_graphql::ServerError) -> Option<String> {
-    match error.extensions.as_ref()?.get("code")? {
-        async_graphql::Value::String(s) => Some(s.clone()),
-        _ => None,
-    }
 }

@@ -76,29 +76,8 @@ impl super::AdminRepo for PgStore {
     }
 }
 
-impl SqlBuilder for QueryBuilder<Postgres> {
-    fn new(init: impl Into<String>) -> Self {
-        QueryBuilder::new(init)
-    }
-    fn push(&mut self, sql: impl std::fmt::Display) -> &mut Self {
-        QueryBuilder::push(self, sql)
-    }
-    fn push_opt_text(&mut self, v: Option<String>) {
-        self.push_bind(v);
-    }
-    fn push_uuid(&mut self, v: Uuid) {
-        self.push_bind(v);
-    }
-    fn push_text(&mut self, v: String) {
-        self.push_bind(v);
-    }
-    fn push_int(&mut self, v: i64) {
-        self.push_bind(v);
-    }
-    fn push_time(&mut self, v: crate::domain::Timestamp) {
-        self.push_bind(v);
-    }
-}
+// timestamps bind as `timestamptz`
+sql::query_builder_impl!(Postgres, |t| t);
 
 /// The read path: the same pool as everything else.
 impl PgStore {

@@ -27,6 +27,37 @@ pub(crate) trait SqlBuilder: Sized {
     }
 }
 
+/// `SqlBuilder` for a backend's sqlx `QueryBuilder`; `$time` turns a timestamp into the
+/// value that backend stores.
+macro_rules! query_builder_impl {
+    ($db:ty, |$t:ident| $time:expr) => {
+        impl $crate::store::sql::SqlBuilder for sqlx::QueryBuilder<$db> {
+            fn new(init: impl Into<String>) -> Self {
+                sqlx::QueryBuilder::new(init)
+            }
+            fn push(&mut self, sql: impl std::fmt::Display) -> &mut Self {
+                sqlx::QueryBuilder::push(self, sql)
+            }
+            fn push_opt_text(&mut self, v: Option<String>) {
+                self.push_bind(v);
+            }
+            fn push_uuid(&mut self, v: uuid::Uuid) {
+                self.push_bind(v);
+            }
+            fn push_text(&mut self, v: String) {
+                self.push_bind(v);
+            }
+            fn push_int(&mut self, v: i64) {
+                self.push_bind(v);
+            }
+            fn push_time(&mut self, $t: $crate::domain::Timestamp) {
+                self.push_bind($time);
+            }
+        }
+    };
+}
+pub(crate) use query_builder_impl;
+
 /// Columns of `leads` in the order the backends decode them.
 pub(crate) const LEAD_COLUMNS: &str = "l.id, l.workspace_id, l.email, l.first_name, l.last_name, \
     l.title, l.company_name, l.company_domain, l.phone, l.linkedin_url, l.country, l.source, \

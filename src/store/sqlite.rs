@@ -13,11 +13,10 @@ use chrono::DateTime;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Pool, QueryBuilder, Sqlite};
+use sqlx::{Pool, Sqlite};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-use uuid::Uuid;
 
 /// Leads and workspaces in a SQLite database file.
 #[derive(Clone, Debug)]
@@ -116,29 +115,8 @@ impl super::AdminRepo for SqliteStore {
     }
 }
 
-impl SqlBuilder for QueryBuilder<Sqlite> {
-    fn new(init: impl Into<String>) -> Self {
-        QueryBuilder::new(init)
-    }
-    fn push(&mut self, sql: impl std::fmt::Display) -> &mut Self {
-        QueryBuilder::push(self, sql)
-    }
-    fn push_opt_text(&mut self, v: Option<String>) {
-        self.push_bind(v);
-    }
-    fn push_uuid(&mut self, v: Uuid) {
-        self.push_bind(v);
-    }
-    fn push_text(&mut self, v: String) {
-        self.push_bind(v);
-    }
-    fn push_int(&mut self, v: i64) {
-        self.push_bind(v);
-    }
-    fn push_time(&mut self, v: crate::domain::Timestamp) {
-        self.push_bind(v.timestamp_micros());
-    }
-}
+// timestamps bind as INTEGER microseconds
+sql::query_builder_impl!(Sqlite, |t| t.timestamp_micros());
 
 /// The read path: rusqlite on blocking threads (see `sqlite_read`).
 impl SqliteStore {
