@@ -4,19 +4,28 @@
 //! cannot hold an invalid value (`EmailAddress::parse`, `Phone::parse`, …); nothing downstream
 //! validates again. Neither GraphQL nor SQL derives live here: `graphql` and `store` convert.
 
+mod enrichment;
 mod error;
+mod event;
 mod filter;
 mod ids;
 mod lead;
+mod providers;
 mod values;
 mod workspace;
 
+pub use enrichment::{
+    CompanyData, EmailStatus, EmailVerificationData, EnrichmentRecord, Fields, Group, GroupData, PersonData,
+    PhoneData, PhoneKind, PhoneNumber, Policy, Source, Subject,
+};
 pub use error::{FieldError, FieldErrorCode, ValidationErrors};
+pub use event::{Event, LEAD_ENRICHED, NewEvent};
 pub use filter::{
     ArchivedFilter, Cursor, CursorSide, Direction, LeadFilter, LeadOrder, LeadQuery, PageDirection,
     SortField, SortValue, TagMatch,
 };
 pub use ids::{LeadId, WorkspaceId};
 pub use lead::{Lead, LeadDraft, LeadPatch, LeadStatus, Patch, Timestamp, UpsertOutcome, now};
+pub use providers::{EnrichmentSettings, ProviderConfig, ProviderKind, SealedKey, Usage, UsagePeriod};
 pub use values::{CountryCode, CustomFields, Domain, EmailAddress, LinkedInUrl, Phone, Score, Tag, Tags};
 pub use workspace::{Role, Workspace, WorkspaceSlug};

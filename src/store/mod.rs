@@ -5,6 +5,7 @@
 //! database URL and dispatches to it without boxing.
 
 pub mod admin;
+mod enrichment;
 mod postgres;
 mod repo;
 mod sql;
@@ -15,8 +16,9 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
-    Cursor, CursorSide as Side, EmailAddress, Lead, LeadFilter, LeadId, LeadPatch, LeadQuery, Timestamp,
-    UpsertOutcome, Workspace, WorkspaceId,
+    Cursor, CursorSide as Side, EmailAddress, EnrichmentRecord, EnrichmentSettings, Event, Group, Lead,
+    LeadFilter, LeadId, LeadPatch, LeadQuery, NewEvent, ProviderConfig, ProviderKind, Timestamp,
+    UpsertOutcome, Usage, UsagePeriod, Workspace, WorkspaceId,
 };
 use std::future::Future;
 
@@ -146,6 +148,88 @@ pub trait LeadRepo: Send + Sync {
         ws: WorkspaceId,
         leads: &[Lead],
     ) -> impl Future<Output = StoreResult<u64>> + Send;
+}
+
+/// Resolved enrichment, provider settings and quota counters.
+pub trait EnrichmentRepo: Send + Sync {
+    /// Stored records of `leads` for `groups`, fresh or not, in no particular order.
+    fn enrichment_records(
+        &self,
+        ws: WorkspaceId,
+        leads: &[LeadId],
+        groups: &[Group],
+    ) -> impl Future<Output = StoreResult<Vec<EnrichmentRecord>>> + Send;
+    /// Upserts records and appends their events in one transaction. Records of leads that no
+    /// longer exist in `ws` are dropped silently.
+    fn save_enrichment(
+        &self,
+        ws: WorkspaceId,
+        records: &[EnrichmentRecord],
+        events: &[NewEvent],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn enrichment_settings(
+        &self,
+        ws: WorkspaceId,
+    ) -> impl Future<Output = StoreResult<Option<EnrichmentSettings>>> + Send;
+    fn save_enrichment_settings(
+        &self,
+        ws: WorkspaceId,
+        settings: &EnrichmentSettings,
+        at: Timestamp,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The providers the workspace has configured, by name.
+    fn provider_configs(
+        &self,
+        ws: WorkspaceId,
+    ) -> impl Future<Output = StoreResult<Vec<ProviderConfig>>> + Send;
+    fn save_provider_config(
+        &self,
+        ws: WorkspaceId,
+        config: &ProviderConfig,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Switches a provider off with a reason admins see (e.g. its key was rejected).
+    fn disable_provider(
+        &self,
+        ws: WorkspaceId,
+        provider: ProviderKind,
+        reason: &str,
+        at: Timestamp,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// How many API keys are stored (sealed) across all workspaces.
+    fn count_sealed_keys(&self) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Atomically adds `amount` to each `(period, cap, amount)` counter of the period `at`
+    /// falls in, unless that would pass a cap; all or nothing. Returns the period whose cap
+    /// refused, or `None` when everything was reserved.
+    fn reserve_usage(
+        &self,
+        ws: WorkspaceId,
+        provider: ProviderKind,
+        at: Timestamp,
+        charges: &[(UsagePeriod, u64, u64)],
+    ) -> impl Future<Output = StoreResult<Option<UsagePeriod>>> + Send;
+    /// Gives back part of a reservation made at `reserved_at` (credits a call did not use),
+    /// unless its period has rolled over since.
+    fn release_usage(
+        &self,
+        ws: WorkspaceId,
+        provider: ProviderKind,
+        reserved_at: Timestamp,
+        releases: &[(UsagePeriod, u64)],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The current counters of every provider of the workspace.
+    fn provider_usage(&self, ws: WorkspaceId) -> impl Future<Output = StoreResult<Vec<Usage>>> + Send;
+}
+
+/// The event log (outbox).
+pub trait EventRepo: Send + Sync {
+    fn append_events(&self, events: &[NewEvent]) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Events of `ws` with an id above `after`, oldest first.
+    fn events_after(
+        &self,
+        ws: WorkspaceId,
+        after: i64,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<Event>>> + Send;
 }
 
 /// Health and maintenance.
@@ -330,6 +414,84 @@ impl LeadRepo for Store {
         P: FnMut(u64) + Send,
     {
         dispatch!(self.load_leads(ws, total, rebuild_indexes, next_chunk, progress))
+    }
+}
+
+impl EnrichmentRepo for Store {
+    async fn enrichment_records(
+        &self,
+        ws: WorkspaceId,
+        leads: &[LeadId],
+        groups: &[Group],
+    ) -> StoreResult<Vec<EnrichmentRecord>> {
+        dispatch!(self.enrichment_records(ws, leads, groups))
+    }
+    async fn save_enrichment(
+        &self,
+        ws: WorkspaceId,
+        records: &[EnrichmentRecord],
+        events: &[NewEvent],
+    ) -> StoreResult<()> {
+        dispatch!(self.save_enrichment(ws, records, events))
+    }
+    async fn enrichment_settings(&self, ws: WorkspaceId) -> StoreResult<Option<EnrichmentSettings>> {
+        dispatch!(self.enrichment_settings(ws))
+    }
+    async fn save_enrichment_settings(
+        &self,
+        ws: WorkspaceId,
+        settings: &EnrichmentSettings,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        dispatch!(self.save_enrichment_settings(ws, settings, at))
+    }
+    async fn provider_configs(&self, ws: WorkspaceId) -> StoreResult<Vec<ProviderConfig>> {
+        dispatch!(self.provider_configs(ws))
+    }
+    async fn save_provider_config(&self, ws: WorkspaceId, config: &ProviderConfig) -> StoreResult<()> {
+        dispatch!(self.save_provider_config(ws, config))
+    }
+    async fn disable_provider(
+        &self,
+        ws: WorkspaceId,
+        provider: ProviderKind,
+        reason: &str,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        dispatch!(self.disable_provider(ws, provider, reason, at))
+    }
+    async fn count_sealed_keys(&self) -> StoreResult<u64> {
+        dispatch!(self.count_sealed_keys())
+    }
+    async fn reserve_usage(
+        &self,
+        ws: WorkspaceId,
+        provider: ProviderKind,
+        at: Timestamp,
+        charges: &[(UsagePeriod, u64, u64)],
+    ) -> StoreResult<Option<UsagePeriod>> {
+        dispatch!(self.reserve_usage(ws, provider, at, charges))
+    }
+    async fn release_usage(
+        &self,
+        ws: WorkspaceId,
+        provider: ProviderKind,
+        reserved_at: Timestamp,
+        releases: &[(UsagePeriod, u64)],
+    ) -> StoreResult<()> {
+        dispatch!(self.release_usage(ws, provider, reserved_at, releases))
+    }
+    async fn provider_usage(&self, ws: WorkspaceId) -> StoreResult<Vec<Usage>> {
+        dispatch!(self.provider_usage(ws))
+    }
+}
+
+impl EventRepo for Store {
+    async fn append_events(&self, events: &[NewEvent]) -> StoreResult<()> {
+        dispatch!(self.append_events(events))
+    }
+    async fn events_after(&self, ws: WorkspaceId, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
+        dispatch!(self.events_after(ws, after, limit))
     }
 }
 

@@ -154,6 +154,12 @@ fn workspace_from_row(r: &PgRow) -> Result<Workspace, sqlx::Error> {
 }
 
 impl_repos!(PgStore, Postgres, QueryBuilder<Postgres>);
+super::enrichment::impl_enrichment_repo!(super::PgStore);
+
+/// A `timestamptz` column.
+fn read_time(r: &PgRow, i: usize) -> Result<crate::domain::Timestamp, sqlx::Error> {
+    r.try_get(i)
+}
 
 /// Rows in PostgreSQL's COPY text format, written through the same `push_lead_values` as the
 /// INSERT path so that column order has one definition.

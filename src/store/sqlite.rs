@@ -179,6 +179,12 @@ fn workspace_from_row(r: &SqliteRow) -> Result<Workspace, sqlx::Error> {
 }
 
 impl_repos!(SqliteStore, Sqlite, LiteQuery);
+super::enrichment::impl_enrichment_repo!(super::SqliteStore);
+
+/// A timestamp column (INTEGER microseconds).
+fn read_time(r: &SqliteRow, i: usize) -> Result<crate::domain::Timestamp, sqlx::Error> {
+    time(r.try_get(i)?)
+}
 
 /// Multi-row inserts of leads and their tags, within the caller's transaction.
 async fn append_leads(conn: &mut sqlx::SqliteConnection, leads: &[Lead]) -> StoreResult<()> {
