@@ -3,11 +3,14 @@
 
 use crate::auth::Authenticator;
 use crate::config::Settings;
-use crate::domain::{Role, Workspace};
+use crate::domain::{Group, ProviderKind, Role, Workspace};
+use crate::enrich::Enricher;
+use crate::enrich::crypto::KeySealer;
+use crate::enrich::metrics::Metrics;
 use crate::graphql::{Gateway, Limits};
 use crate::http::{HttpConfig, router};
 use crate::service::Services;
-use crate::store::{PoolOptions, SettingsRepo, Store};
+use crate::store::{EnrichmentRepo, PoolOptions, SettingsRepo, Store};
 use anyhow::{Context, bail};
 use base64::Engine;
 use secrecy::SecretString;
@@ -67,6 +70,42 @@ pub async fn authenticator(settings: &Settings, store: &Store, demo: bool) -> an
     Authenticator::new(&settings.auth_config(secret)).context("invalid token key configuration")
 }
 
+/// The enrichment pipeline as configured: every adapter, the key sealer when a master key is
+/// set, and the tunables.
+pub fn enricher(settings: &Settings, store: Store) -> anyhow::Result<Enricher> {
+    let sealer = settings
+        .master_key
+        .as_ref()
+        .map(KeySealer::new)
+        .transpose()
+        .context("setting `master_key`")?;
+    Ok(Enricher::new(
+        store,
+        crate::enrich::providers::all(&settings.endpoints()),
+        sealer,
+        settings.enrich_options(),
+        Metrics::new(),
+    ))
+}
+
+/// The services on an opened store.
+pub fn services(settings: &Settings, store: Store) -> anyhow::Result<Services> {
+    let enricher = enricher(settings, store.clone())?;
+    Ok(Services::new(store, enricher))
+}
+
+/// Refuses to serve when API keys are stored but no master key can open them.
+pub async fn check_master_key(settings: &Settings, store: &Store) -> anyhow::Result<()> {
+    let sealed = store.count_sealed_keys().await?;
+    if sealed > 0 && settings.master_key.is_none() {
+        bail!(
+            "{sealed} provider API key(s) are stored sealed, but no master key is configured: \
+             set LEADGATE_MASTER_KEY to the key they were sealed with"
+        );
+    }
+    Ok(())
+}
+
 /// A running application's parts.
 pub struct App {
     pub services: Services,
@@ -77,11 +116,10 @@ pub struct App {
 /// Builds the whole application on an opened store.
 pub fn assemble(
     settings: &Settings,
-    store: Store,
+    services: Services,
     auth: Authenticator,
     graphiql_token: Option<String>,
 ) -> App {
-    let services = Services::new(store);
     let limits = Limits {
         depth: settings.max_depth,
         complexity: settings.max_complexity,
@@ -103,9 +141,23 @@ pub fn assemble(
 }
 
 /// Creates the demo workspace with synthetic leads on first start; later starts find it
-/// and leave it alone. Returns the workspace and how many leads were added now.
+/// and leave it alone. The sandbox provider is put first in every waterfall, so enrichment
+/// works with no keys. Returns the workspace and how many leads were added now.
 pub async fn ensure_demo(services: &Services) -> anyhow::Result<(Workspace, u64)> {
     let (ws, _) = services.workspaces.ensure(DEMO_WORKSPACE, "Demo").await?;
+    let store = &services.store;
+    let mut settings = store.enrichment_settings(ws.id).await?.unwrap_or_default();
+    for group in Group::ALL {
+        let waterfall = settings.waterfalls.entry(group).or_default();
+        if waterfall.first() != Some(&ProviderKind::Sandbox) {
+            waterfall.retain(|p| *p != ProviderKind::Sandbox);
+            waterfall.insert(0, ProviderKind::Sandbox);
+        }
+    }
+    store
+        .save_enrichment_settings(ws.id, &settings, crate::domain::now())
+        .await?;
+    services.enrichment.enricher().settings_changed(ws.id);
     let counts = services.workspaces.lead_counts(ws.id).await?;
     if counts.active + counts.archived > 0 {
         return Ok((ws, 0));

@@ -7,7 +7,6 @@
 use crate::app::{self, App};
 use crate::config::{LogFormat, Settings};
 use crate::domain::Role;
-use crate::service::Services;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
@@ -45,6 +44,9 @@ pub struct GlobalArgs {
     /// Required token audience (`aud`).
     #[arg(long, env = "LEADGATE_JWT_AUDIENCE", global = true)]
     pub jwt_audience: Option<String>,
+    /// Master key sealing provider API keys: 32 bytes, base64.
+    #[arg(long, env = "LEADGATE_MASTER_KEY", global = true, hide_env_values = true)]
+    pub master_key: Option<String>,
     /// Log filter, e.g. `info` or `leadgate=debug`.
     #[arg(long, env = "LEADGATE_LOG", global = true)]
     pub log: Option<String>,
@@ -56,7 +58,7 @@ pub struct GlobalArgs {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the HTTP server (GraphQL at /graphql, GraphiQL at /graphiql).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Print the GraphQL schema (SDL).
@@ -96,6 +98,49 @@ pub struct ServeArgs {
     /// Maximum aliased fields per document.
     #[arg(long, env = "LEADGATE_MAX_ALIASES")]
     pub max_aliases: Option<usize>,
+    #[command(flatten)]
+    pub enrichment: EnrichmentArgs,
+}
+
+/// Provider endpoints and the enrichment pipeline's tunables.
+#[derive(Args, Debug)]
+pub struct EnrichmentArgs {
+    /// Base URL of Hunter's API.
+    #[arg(long, env = "LEADGATE_HUNTER_URL")]
+    pub hunter_url: Option<String>,
+    /// Base URL of People Data Labs' API.
+    #[arg(long, env = "LEADGATE_PDL_URL")]
+    pub pdl_url: Option<String>,
+    /// Base URL of Apollo's API.
+    #[arg(long, env = "LEADGATE_APOLLO_URL")]
+    pub apollo_url: Option<String>,
+    /// Base URL of Clearbit's API.
+    #[arg(long, env = "LEADGATE_CLEARBIT_URL")]
+    pub clearbit_url: Option<String>,
+    /// Milliseconds a provider call may take.
+    #[arg(long, env = "LEADGATE_PROVIDER_TIMEOUT_MS")]
+    pub provider_timeout_ms: Option<u64>,
+    /// Retries after a transient provider failure.
+    #[arg(long, env = "LEADGATE_PROVIDER_RETRIES")]
+    pub provider_retries: Option<u32>,
+    /// Consecutive failures that open a provider's circuit.
+    #[arg(long, env = "LEADGATE_CIRCUIT_FAILURE_THRESHOLD")]
+    pub circuit_failure_threshold: Option<u32>,
+    /// Seconds an open circuit waits before a probe.
+    #[arg(long, env = "LEADGATE_CIRCUIT_COOL_DOWN_SECS")]
+    pub circuit_cool_down_secs: Option<u64>,
+    /// Hours found values stay fresh.
+    #[arg(long, env = "LEADGATE_ENRICHMENT_TTL_HOURS")]
+    pub enrichment_ttl_hours: Option<u64>,
+    /// Hours an email verification stays fresh.
+    #[arg(long, env = "LEADGATE_VERIFICATION_TTL_HOURS")]
+    pub verification_ttl_hours: Option<u64>,
+    /// Hours a miss is remembered.
+    #[arg(long, env = "LEADGATE_MISS_TTL_HOURS")]
+    pub miss_ttl_hours: Option<u64>,
+    /// Enriched records kept in memory.
+    #[arg(long, env = "LEADGATE_ENRICHMENT_CACHE_ENTRIES")]
+    pub enrichment_cache_entries: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -163,6 +208,9 @@ pub fn settings(global: &GlobalArgs, serve: Option<&ServeArgs>) -> anyhow::Resul
     if let Some(v) = &global.jwt_audience {
         s.jwt_audience = v.clone();
     }
+    if let Some(v) = &global.master_key {
+        s.master_key = Some(SecretString::from(v.clone()));
+    }
     if let Some(v) = &global.log {
         s.log = v.clone();
     }
@@ -191,6 +239,41 @@ pub fn settings(global: &GlobalArgs, serve: Option<&ServeArgs>) -> anyhow::Resul
         if let Some(v) = a.max_aliases {
             s.max_aliases = v;
         }
+        let e = &a.enrichment;
+        for (target, value) in [
+            (&mut s.hunter_url, &e.hunter_url),
+            (&mut s.pdl_url, &e.pdl_url),
+            (&mut s.apollo_url, &e.apollo_url),
+            (&mut s.clearbit_url, &e.clearbit_url),
+        ] {
+            if let Some(v) = value {
+                *target = v.clone();
+            }
+        }
+        if let Some(v) = e.provider_timeout_ms {
+            s.provider_timeout_ms = v;
+        }
+        if let Some(v) = e.provider_retries {
+            s.provider_retries = v;
+        }
+        if let Some(v) = e.circuit_failure_threshold {
+            s.circuit_failure_threshold = v;
+        }
+        if let Some(v) = e.circuit_cool_down_secs {
+            s.circuit_cool_down_secs = v;
+        }
+        if let Some(v) = e.enrichment_ttl_hours {
+            s.enrichment_ttl_hours = v;
+        }
+        if let Some(v) = e.verification_ttl_hours {
+            s.verification_ttl_hours = v;
+        }
+        if let Some(v) = e.miss_ttl_hours {
+            s.miss_ttl_hours = v;
+        }
+        if let Some(v) = e.enrichment_cache_entries {
+            s.enrichment_cache_entries = v;
+        }
     }
     s.validate()?;
     Ok(s)
@@ -202,7 +285,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let serve_args = match &cli.command {
-        Command::Serve(a) => Some(a),
+        Command::Serve(a) => Some(a.as_ref()),
         _ => None,
     };
     let settings = settings(&cli.global, serve_args)?;
@@ -224,8 +307,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(settings: &Settings, demo: bool) -> anyhow::Result<()> {
     let store = app::open_store(settings).await?;
+    app::check_master_key(settings, &store).await?;
     let auth = app::authenticator(settings, &store, demo).await?;
-    let services = Services::new(store.clone());
+    let services = app::services(settings, store.clone())?;
     let mut banner = Vec::new();
     let demo_token = if demo {
         let (ws, added) = app::ensure_demo(&services).await?;
@@ -247,7 +331,7 @@ async fn serve(settings: &Settings, demo: bool) -> anyhow::Result<()> {
     } else {
         None
     };
-    let App { router, .. } = app::assemble(settings, store.clone(), auth, demo_token.clone());
+    let App { router, .. } = app::assemble(settings, services, auth, demo_token.clone());
     let shutdown = crate::http::shutdown_signal();
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -286,7 +370,7 @@ async fn serve(settings: &Settings, demo: bool) -> anyhow::Result<()> {
 
 async fn workspace(settings: &Settings, cmd: WorkspaceCommand) -> anyhow::Result<()> {
     let store = app::open_store(settings).await?;
-    let services = Services::new(store.clone());
+    let services = app::services(settings, store.clone())?;
     match cmd {
         WorkspaceCommand::Create { slug, name } => {
             let ws = services
@@ -310,7 +394,7 @@ async fn workspace(settings: &Settings, cmd: WorkspaceCommand) -> anyhow::Result
 async fn token(settings: &Settings, args: TokenArgs) -> anyhow::Result<()> {
     let store = app::open_store(settings).await?;
     let auth = app::authenticator(settings, &store, false).await?;
-    let services = Services::new(store.clone());
+    let services = app::services(settings, store.clone())?;
     let ws = match services.workspaces.by_slug(&args.workspace).await {
         Ok(ws) => ws,
         Err(crate::service::ServiceError::NotFound(_)) => {
@@ -329,7 +413,7 @@ async fn token(settings: &Settings, args: TokenArgs) -> anyhow::Result<()> {
 
 async fn seed(settings: &Settings, args: SeedArgs) -> anyhow::Result<()> {
     let store = app::open_store(settings).await?;
-    let services = Services::new(store.clone());
+    let services = app::services(settings, store.clone())?;
     let ws = services.workspaces.by_slug(&args.workspace).await.map_err(|_| {
         anyhow::anyhow!(
             "unknown workspace `{}`; create it with `leadgate workspace create`",

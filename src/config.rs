@@ -40,6 +40,34 @@ pub struct Settings {
     pub max_aliases: usize,
     /// Seconds a request may take before it is answered with 408.
     pub request_timeout_secs: u64,
+    /// Base64 of 32 random bytes; seals provider API keys at rest. Required once any key is
+    /// stored (`openssl rand -base64 32`).
+    #[serde(skip_serializing)]
+    pub master_key: Option<SecretString>,
+    /// Base URL of Hunter's API (overridden to point at a fake in tests).
+    pub hunter_url: String,
+    /// Base URL of People Data Labs' API.
+    pub pdl_url: String,
+    /// Base URL of Apollo's API.
+    pub apollo_url: String,
+    /// Base URL of Clearbit's API.
+    pub clearbit_url: String,
+    /// Milliseconds a provider call may take unless the provider's settings say otherwise.
+    pub provider_timeout_ms: u64,
+    /// Retries after a transient provider failure.
+    pub provider_retries: u32,
+    /// Consecutive failures that open a provider's circuit.
+    pub circuit_failure_threshold: u32,
+    /// Seconds an open circuit waits before letting a probe through.
+    pub circuit_cool_down_secs: u64,
+    /// Hours found person, company and phone values stay fresh.
+    pub enrichment_ttl_hours: u64,
+    /// Hours an email verification stays fresh.
+    pub verification_ttl_hours: u64,
+    /// Hours a miss (no provider knew anything) is remembered.
+    pub miss_ttl_hours: u64,
+    /// Enriched records kept in memory.
+    pub enrichment_cache_entries: u64,
     /// Log filter, e.g. `info` or `leadgate=debug,info`.
     pub log: String,
     /// `text` or `json`.
@@ -69,6 +97,19 @@ impl Default for Settings {
             max_complexity: 20_000,
             max_aliases: 30,
             request_timeout_secs: 30,
+            master_key: None,
+            hunter_url: "https://api.hunter.io/v2".into(),
+            pdl_url: "https://api.peopledatalabs.com/v5".into(),
+            apollo_url: "https://api.apollo.io/api/v1".into(),
+            clearbit_url: "https://person.clearbit.com/v2".into(),
+            provider_timeout_ms: 3_000,
+            provider_retries: 2,
+            circuit_failure_threshold: 5,
+            circuit_cool_down_secs: 30,
+            enrichment_ttl_hours: 30 * 24,
+            verification_ttl_hours: 7 * 24,
+            miss_ttl_hours: 3 * 24,
+            enrichment_cache_entries: 1_000_000,
             log: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -139,6 +180,31 @@ impl Settings {
         if self.request_timeout_secs == 0 {
             return invalid("request_timeout_secs", "must be at least 1");
         }
+        for (setting, url) in [
+            ("hunter_url", &self.hunter_url),
+            ("pdl_url", &self.pdl_url),
+            ("apollo_url", &self.apollo_url),
+            ("clearbit_url", &self.clearbit_url),
+        ] {
+            match url::Url::parse(url) {
+                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                _ => return invalid(setting, "must be an http(s) URL"),
+            }
+        }
+        if self.provider_timeout_ms < 50 {
+            return invalid("provider_timeout_ms", "must be at least 50");
+        }
+        if self.circuit_failure_threshold == 0 {
+            return invalid("circuit_failure_threshold", "must be at least 1");
+        }
+        if let Some(key) = &self.master_key
+            && crate::enrich::crypto::KeySealer::new(key).is_err()
+        {
+            return invalid(
+                "master_key",
+                "must be 32 bytes, base64-encoded (openssl rand -base64 32)",
+            );
+        }
         if self.jwt_issuer.trim().is_empty() || self.jwt_audience.trim().is_empty() {
             return invalid("jwt_issuer", "issuer and audience must not be blank");
         }
@@ -153,6 +219,43 @@ impl Settings {
             issuer: self.jwt_issuer.clone(),
             audience: self.jwt_audience.clone(),
             leeway_secs: 30,
+        }
+    }
+
+    /// Where each provider's API lives.
+    pub fn endpoints(&self) -> crate::enrich::providers::Endpoints {
+        use crate::enrich::providers::{apollo, clearbit, hunter, pdl};
+        let parse = |raw: &str| url::Url::parse(raw).ok();
+        let mut e = crate::enrich::providers::Endpoints::default();
+        if let Some(u) = parse(&self.hunter_url) {
+            e.hunter = hunter::Config { base_url: u };
+        }
+        if let Some(u) = parse(&self.pdl_url) {
+            e.pdl = pdl::Config { base_url: u };
+        }
+        if let Some(u) = parse(&self.apollo_url) {
+            e.apollo = apollo::Config { base_url: u };
+        }
+        if let Some(u) = parse(&self.clearbit_url) {
+            e.clearbit = clearbit::Config { base_url: u };
+        }
+        e
+    }
+
+    /// The enrichment pipeline's tunables.
+    pub fn enrich_options(&self) -> crate::enrich::EnrichOptions {
+        use std::time::Duration;
+        let hours = |h: u64| Duration::from_secs(h.saturating_mul(3600));
+        crate::enrich::EnrichOptions {
+            call_timeout: Duration::from_millis(self.provider_timeout_ms),
+            retries: self.provider_retries,
+            breaker_threshold: self.circuit_failure_threshold,
+            breaker_cool_down: Duration::from_secs(self.circuit_cool_down_secs),
+            ttl: hours(self.enrichment_ttl_hours),
+            verification_ttl: hours(self.verification_ttl_hours),
+            miss_ttl: hours(self.miss_ttl_hours),
+            cache_capacity: self.enrichment_cache_entries,
+            ..crate::enrich::EnrichOptions::default()
         }
     }
 

@@ -9,6 +9,7 @@ pub mod bulk;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod enrich;
 pub mod graphql;
 pub mod http;
 pub mod service;

@@ -4,6 +4,7 @@
 //! `last`/`before` backward. `hasPreviousPage` (forward) and `hasNextPage` (backward) are
 //! answered with one indexed existence check, and only when selected; so is `totalCount`.
 
+use super::enrichment::Prefetched;
 use super::errors::{bad_input, to_gql};
 use super::ids::{decode_cursor, encode_cursor};
 use super::types::Lead;
@@ -68,6 +69,8 @@ pub struct LeadConnection {
     known_counts: Option<LeadCounts>,
     /// Computed on first use, shared by `totalCount` and `totalCountIsExact`.
     count: OnceCell<TotalCount>,
+    /// Enrichment of the page's leads, resolved in one go for the groups selected.
+    prefetched: Option<Arc<Prefetched>>,
 }
 
 impl LeadConnection {
@@ -79,7 +82,17 @@ impl LeadConnection {
             has_more: page.has_more,
             known_counts: page.counts,
             count: OnceCell::new(),
+            prefetched: None,
         }
+    }
+
+    /// The page's leads, for prefetching.
+    pub fn leads(&self) -> &[Arc<crate::domain::Lead>] {
+        &self.leads
+    }
+
+    pub fn with_prefetched(self, prefetched: Option<Arc<Prefetched>>) -> Self {
+        Self { prefetched, ..self }
     }
 
     fn cursor_at(&self, index: usize) -> Option<String> {
@@ -93,6 +106,7 @@ impl LeadConnection {
 pub struct LeadEdge<'a> {
     lead: &'a Arc<crate::domain::Lead>,
     order: LeadOrder,
+    prefetched: &'a Option<Arc<Prefetched>>,
 }
 
 #[Object]
@@ -102,7 +116,7 @@ impl LeadEdge<'_> {
         encode_cursor(&Cursor::for_lead(self.order, self.lead))
     }
     async fn node(&self) -> Lead {
-        Lead(Arc::clone(self.lead))
+        Lead(Arc::clone(self.lead), self.prefetched.clone())
     }
 }
 
@@ -175,13 +189,17 @@ impl LeadConnection {
             .map(|lead| LeadEdge {
                 lead,
                 order: self.query.order,
+                prefetched: &self.prefetched,
             })
             .collect()
     }
 
     /// The leads of `edges`, without cursors.
     async fn nodes(&self) -> Vec<Lead> {
-        self.leads.iter().cloned().map(Lead).collect()
+        self.leads
+            .iter()
+            .map(|l| Lead(l.clone(), self.prefetched.clone()))
+            .collect()
     }
 
     async fn page_info(&self) -> PageInfo {

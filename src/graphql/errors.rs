@@ -10,6 +10,12 @@ pub const FORBIDDEN: &str = "FORBIDDEN";
 pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
 pub const NOT_FOUND: &str = "NOT_FOUND";
 pub const INTERNAL: &str = "INTERNAL";
+/// The request's `maxCredits` budget did not cover a provider call.
+pub const BUDGET_EXCEEDED: &str = "BUDGET_EXCEEDED";
+/// A provider's daily or monthly credit quota is spent and no other provider could answer.
+pub const QUOTA_EXCEEDED: &str = "QUOTA_EXCEEDED";
+/// Every provider that could answer failed, timed out, was rate limited or is switched off.
+pub const PROVIDER_UNAVAILABLE: &str = "PROVIDER_UNAVAILABLE";
 pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
 pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
 

@@ -5,8 +5,8 @@
 //! async-graphql takes a slower path for every resolved field.
 
 use super::errors::{GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED};
-use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{Request, ServerError};
+use async_graphql::parser::types::{Directive, ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{Positioned, Request, ServerError, Value, Variables};
 
 /// Gives an error a code unless it has one.
 pub fn with_code(mut e: ServerError, code: &str) -> ServerError {
@@ -70,4 +70,54 @@ pub fn prepare(request: &mut Request, max_aliases: usize) -> Result<(), ServerEr
         ));
     }
     Ok(())
+}
+
+/// The smallest `@budget(maxCredits:)` anywhere in the document (operations, fields,
+/// fragments), resolving variables; an error for a negative or non-integer value.
+pub fn budget_in(doc: &ExecutableDocument, variables: &Variables) -> Result<Option<u64>, String> {
+    let mut found: Option<u64> = None;
+    let mut visit = |directives: &[Positioned<Directive>]| -> Result<(), String> {
+        for d in directives {
+            if d.node.name.node.as_str() != super::enrichment_api::BUDGET_DIRECTIVE {
+                continue;
+            }
+            let Some(raw) = d.node.get_argument("maxCredits") else {
+                continue;
+            };
+            let value = raw
+                .node
+                .clone()
+                .into_const_with(|name| variables.get(&name).cloned().ok_or(()))
+                .map_err(|_| "@budget(maxCredits:) uses an undefined variable".to_owned())?;
+            let credits = match value {
+                Value::Number(n) => n.as_u64(),
+                _ => None,
+            }
+            .ok_or_else(|| "@budget(maxCredits:) must be a non-negative integer".to_owned())?;
+            found = Some(found.map_or(credits, |f| f.min(credits)));
+        }
+        Ok(())
+    };
+    type Visit<'v> = dyn FnMut(&[Positioned<Directive>]) -> Result<(), String> + 'v;
+    fn walk(set: &SelectionSet, visit: &mut Visit<'_>) -> Result<(), String> {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(f) => {
+                    visit(&f.node.directives)?;
+                    walk(&f.node.selection_set.node, visit)?;
+                }
+                Selection::InlineFragment(f) => walk(&f.node.selection_set.node, visit)?,
+                Selection::FragmentSpread(_) => {}
+            }
+        }
+        Ok(())
+    }
+    for (_, op) in doc.operations.iter() {
+        visit(&op.node.directives)?;
+        walk(&op.node.selection_set.node, &mut visit)?;
+    }
+    for fragment in doc.fragments.values() {
+        walk(&fragment.node.selection_set.node, &mut visit)?;
+    }
+    Ok(found)
 }

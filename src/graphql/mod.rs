@@ -5,6 +5,8 @@
 //! async-graphql. Resolvers call `service`, never the store.
 
 mod connection;
+mod enrichment;
+mod enrichment_api;
 mod errors;
 mod guard;
 mod ids;
@@ -14,12 +16,29 @@ mod query;
 pub mod transport;
 mod types;
 
+pub use enrichment::EnrichScope;
+pub use enrichment_api::PlanRunner;
 pub use query::Caller;
 
 use crate::service::Services;
-use async_graphql::{EmptySubscription, Schema};
+use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
 
-pub type LeadgateSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
+/// The query root: leads and enrichment.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct QueryRoot(query::Query, enrichment_api::EnrichmentQuery);
+
+/// The mutation root: leads and enrichment settings.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct MutationRoot(mutation::Mutation, enrichment_api::EnrichmentMutation);
+
+pub type LeadgateSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+    Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription)
+        .directive(enrichment_api::BudgetDirective)
+}
 
 /// Protective limits applied to every operation; their defaults live in `config::Settings`.
 #[derive(Clone, Debug)]
@@ -45,7 +64,7 @@ impl Gateway {
     /// Builds the schema around the services. No extensions are registered: with any,
     /// async-graphql resolves every field on a slower path (see `guard`).
     pub fn new(services: Services, limits: Limits) -> Self {
-        let schema = Schema::build(query::Query, mutation::Mutation, EmptySubscription)
+        let schema = builder()
             .data(services)
             .limit_depth(limits.depth)
             .limit_complexity(limits.complexity)
@@ -64,9 +83,7 @@ impl Gateway {
 
 /// The schema in SDL, as committed in `schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(query::Query, mutation::Mutation, EmptySubscription)
-        .finish()
-        .sdl()
+    builder().finish().sdl()
 }
 
 /// Whether the operation a parsed document would run is a mutation (for refusing mutations

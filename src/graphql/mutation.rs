@@ -61,9 +61,10 @@ pub struct UpsertLeadsPayload {
     pub user_errors: Vec<UserError>,
 }
 
+#[derive(Default)]
 pub struct Mutation;
 
-#[Object]
+#[Object(name = "LeadMutations")]
 impl Mutation {
     /// Creates a lead. A duplicate email is a `TAKEN` user error.
     async fn create_lead(

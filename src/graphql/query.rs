@@ -1,6 +1,7 @@
 //! The query root: `viewer`, `lead`, `leads`, `node` and `nodes`.
 
 use super::connection::{LeadConnection, page_query};
+use super::enrichment::prefetch;
 use super::errors::{UNAUTHENTICATED, bad_input, coded, to_gql};
 use super::ids::{NodeType, decode_global_id, decode_lead_id};
 use super::inputs::{LeadFilter, LeadOrderInput};
@@ -26,9 +27,10 @@ pub fn actor<'c>(ctx: &Context<'c>) -> async_graphql::Result<&'c Actor> {
 
 pub const MAX_NODES: usize = 500;
 
+#[derive(Default)]
 pub struct Query;
 
-#[Object]
+#[Object(name = "LeadQueries")]
 impl Query {
     /// The authenticated caller.
     async fn viewer(&self, ctx: &Context<'_>) -> async_graphql::Result<Viewer> {
@@ -83,7 +85,9 @@ impl Query {
             .page(actor, &query, with_counts)
             .await
             .map_err(to_gql)?;
-        Ok(LeadConnection::new(actor.clone(), query, page))
+        let connection = LeadConnection::new(actor.clone(), query, page);
+        let prefetched = prefetch(ctx, &look_ahead, connection.leads()).await?;
+        Ok(connection.with_prefetched(prefetched))
     }
 
     /// Any object by global id; null when it does not exist or is not visible to the caller.

@@ -6,6 +6,8 @@
 //! document, failed validation) is a 400 and carries no `data`; under the legacy
 //! `application/json` every well-formed request is a 200.
 
+use super::EnrichScope;
+use super::enrichment_api::PlanRunner;
 use super::errors::{BAD_USER_INPUT, UNAUTHENTICATED, coded};
 use super::query::Caller;
 use super::{Gateway, guard, is_mutation, is_request_error};
@@ -72,7 +74,12 @@ pub struct HttpRequest<'a> {
     pub content_type: Option<&'a str>,
     pub accept: Option<&'a str>,
     pub body: &'a [u8],
+    /// The `X-Leadgate-Max-Credits` header: the request's enrichment credit budget.
+    pub max_credits: Option<&'a str>,
 }
+
+/// The header that caps what a request may spend on enrichment.
+pub const MAX_CREDITS_HEADER: &str = "x-leadgate-max-credits";
 
 /// What the transport sends back.
 #[derive(Debug)]
@@ -148,6 +155,16 @@ pub async fn serve(gateway: &Gateway, req: HttpRequest<'_>, caller: Caller) -> H
             "the Accept header must allow application/graphql-response+json or application/json",
         );
     };
+    let header_budget = match req.max_credits.map(|v| v.trim().parse::<u64>()) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => {
+            return bad_request(
+                media,
+                "the X-Leadgate-Max-Credits header must be a non-negative integer",
+            );
+        }
+    };
     let limits = gateway.limits();
     let batch = if req.is_get {
         match decode_get(req.query_string.unwrap_or_default()) {
@@ -185,9 +202,11 @@ pub async fn serve(gateway: &Gateway, req: HttpRequest<'_>, caller: Caller) -> H
         }
     };
     let response = match batch {
-        BatchRequest::Single(r) => BatchResponse::Single(execute(gateway, r, caller).await),
+        BatchRequest::Single(r) => BatchResponse::Single(execute(gateway, r, caller, header_budget).await),
         BatchRequest::Batch(rs) => {
-            let runs = rs.into_iter().map(|r| execute(gateway, r, caller.clone()));
+            let runs = rs
+                .into_iter()
+                .map(|r| execute(gateway, r, caller.clone(), header_budget));
             BatchResponse::Batch(futures_util::future::join_all(runs).await)
         }
     };
@@ -195,13 +214,47 @@ pub async fn serve(gateway: &Gateway, req: HttpRequest<'_>, caller: Caller) -> H
 }
 
 /// Parses and checks one request, then runs it; failures before execution carry a code.
-async fn execute(gateway: &Gateway, mut request: Request, caller: Caller) -> Response {
+/// The request's enrichment budget is the smaller of the header's and any `@budget`'s.
+async fn execute(
+    gateway: &Gateway,
+    mut request: Request,
+    caller: Caller,
+    header_budget: Option<u64>,
+) -> Response {
     if let Err(e) = guard::prepare(&mut request, gateway.limits().aliases) {
         return Response::from_errors(vec![e]);
     }
-    let mut response = gateway.schema().execute(request.data(caller)).await;
+    let variables = request.variables.clone();
+    let directive_budget = match request
+        .parsed_query()
+        .map(|doc| guard::budget_in(doc, &variables))
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(message)) => {
+            return Response::from_errors(vec![guard::with_code(
+                async_graphql::ServerError::new(message, None),
+                BAD_USER_INPUT,
+            )]);
+        }
+        Err(e) => return Response::from_errors(vec![e]),
+    };
+    let budget = match (header_budget, directive_budget) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let scope = EnrichScope::new(budget);
+    let request = request
+        .data(caller)
+        .data(scope.clone())
+        .data(PlanRunner(gateway.schema().clone()));
+    let mut response = gateway.schema().execute(request).await;
     if is_request_error(&response) {
         response.errors = guard::label_validation_errors(std::mem::take(&mut response.errors));
+    }
+    if let Some(spend) = scope.spend() {
+        response
+            .extensions
+            .insert("enrichment".to_owned(), super::enrichment::spend_extension(spend));
     }
     response
 }

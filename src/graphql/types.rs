@@ -1,9 +1,13 @@
 //! Output types: `Lead`, `Workspace`, `Viewer` and the `Node` interface.
 
+use super::enrichment::{
+    self, CompanyEnrichment, EmailVerification, EnrichmentPolicy, FieldProvenance, PersonEnrichment,
+    PhoneEnrichment, Prefetched, group_record,
+};
 use super::ids::{lead_global_id, workspace_global_id};
-use crate::domain;
+use crate::domain::{self, Group};
 use crate::service::Actor;
-use async_graphql::{Enum, ID, Interface, Json, Object};
+use async_graphql::{Context, Enum, ID, Interface, Json, Object};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -65,12 +69,12 @@ impl From<domain::Role> for Role {
     }
 }
 
-/// A sales lead.
-pub struct Lead(pub Arc<domain::Lead>);
+/// A sales lead, with the enrichment its page prefetched, if any.
+pub struct Lead(pub Arc<domain::Lead>, pub Option<Arc<Prefetched>>);
 
 impl Lead {
     pub fn new(lead: domain::Lead) -> Self {
-        Self(Arc::new(lead))
+        Self(Arc::new(lead), None)
     }
 }
 
@@ -151,6 +155,62 @@ impl Lead {
     /// Increases with every change; pass it as `expectedVersion` to update safely.
     async fn version(&self) -> i64 {
         self.0.version
+    }
+    /// Who the lead is at work, enriched lazily: from cache when fresh, else from the first
+    /// provider in the workspace's waterfall that knows it. Null when no provider knows; an
+    /// error (`BUDGET_EXCEEDED`, `QUOTA_EXCEEDED`, `PROVIDER_UNAVAILABLE`) when nothing is
+    /// known because a provider could not be asked.
+    async fn person(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Defaults to the workspace's default policy.")] policy: Option<EnrichmentPolicy>,
+    ) -> async_graphql::Result<Option<PersonEnrichment>> {
+        Ok(group_record(ctx, self, Group::Person, policy)
+            .await?
+            .map(enrichment::person))
+    }
+    /// The lead's company: firmographics and technographics, enriched lazily like `person`.
+    async fn company(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Defaults to the workspace's default policy.")] policy: Option<EnrichmentPolicy>,
+    ) -> async_graphql::Result<Option<CompanyEnrichment>> {
+        Ok(group_record(ctx, self, Group::Company, policy)
+            .await?
+            .map(enrichment::company))
+    }
+    /// Whether the lead's email is deliverable, verified lazily like `person`.
+    async fn email_verification(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Defaults to the workspace's default policy.")] policy: Option<EnrichmentPolicy>,
+    ) -> async_graphql::Result<Option<EmailVerification>> {
+        Ok(group_record(ctx, self, Group::EmailVerification, policy)
+            .await?
+            .map(enrichment::verification))
+    }
+    /// Phone numbers found for the lead, enriched lazily like `person`. (`phone` holds the
+    /// number the lead was created with.)
+    async fn phone_enrichment(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Defaults to the workspace's default policy.")] policy: Option<EnrichmentPolicy>,
+    ) -> async_graphql::Result<Option<PhoneEnrichment>> {
+        Ok(group_record(ctx, self, Group::Phone, policy)
+            .await?
+            .map(enrichment::phone))
+    }
+    /// Where every enriched value known for the lead came from. Reads cached and stored values
+    /// only; never calls a provider.
+    async fn enrichment(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<FieldProvenance>> {
+        let actor = super::query::actor(ctx)?;
+        let services = ctx.data::<crate::service::Services>()?;
+        let records = services
+            .enrichment
+            .known(actor, &self.0)
+            .await
+            .map_err(super::errors::to_gql)?;
+        Ok(enrichment::provenance(&records))
     }
 }
 

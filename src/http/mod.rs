@@ -1,4 +1,4 @@
-//! The HTTP edge (axum): `/graphql` (GET and POST), `/graphiql`, `/healthz`, `/readyz`,
+//! The HTTP edge (axum): `/graphql` (GET and POST), `/graphiql`, `/healthz`, `/readyz`, `/metrics`,
 //! request ids, body and time limits, and graceful shutdown.
 //!
 //! GraphQL-over-HTTP semantics live in `graphql::transport`; this module only moves bytes and
@@ -54,6 +54,7 @@ pub fn router(gateway: Gateway, auth: Authenticator, services: Services, config:
         .route("/graphiql", get(graphiql))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TimeoutLayer::with_status_code(
@@ -142,6 +143,9 @@ async fn graphql(
         content_type: header_str(headers, header::CONTENT_TYPE),
         accept,
         body,
+        max_credits: headers
+            .get(transport::MAX_CREDITS_HEADER)
+            .and_then(|v| v.to_str().ok()),
     };
     reply(transport::serve(&state.gateway, request, caller).await)
 }
@@ -162,6 +166,18 @@ fn reply(r: HttpReply) -> Response {
 
 async fn graphiql(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     Html(graphiql::page("/graphql", state.config.graphiql_token.as_deref()))
+}
+
+/// Prometheus metrics (text exposition format): provider calls, latency, credits, skips and
+/// enrichment cache lookups. Labels never carry lead data or keys.
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.services.enrichment.enricher().metrics().render(),
+    )
 }
 
 async fn healthz() -> impl IntoResponse {

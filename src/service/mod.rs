@@ -5,11 +5,16 @@
 //! the GraphQL layer turns into stable codes; validation and conflicts are `Invalid`, which it
 //! turns into `userErrors`.
 
+mod enrichment;
 mod leads;
 mod workspaces;
 
 /// Maintained lead counts of a workspace, as services report them.
 pub use crate::store::LeadCounts;
+pub use enrichment::{
+    EnrichJob, EnrichmentService, JobState, MAX_ENRICH_JOB, MAX_WATERFALL, ProviderStatus, ProviderUpdate,
+    UsageStatus, waterfalls,
+};
 pub use leads::{FILTERED_COUNT_CAP, LeadPage, LeadService, MAX_UPSERT, TotalCount};
 pub use workspaces::WorkspaceService;
 
@@ -25,6 +30,18 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// Fails with `Forbidden` unless the caller is an admin of its workspace.
+    pub fn require_admin(&self) -> Result<(), ServiceError> {
+        if self.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(ServiceError::Forbidden(format!(
+                "only admins may change workspace settings; the {} role cannot",
+                self.role.as_str()
+            )))
+        }
+    }
+
     /// Fails with `Forbidden` unless the role may change leads.
     pub fn require_lead_writer(&self) -> Result<(), ServiceError> {
         if self.role.can_write_leads() {
@@ -83,13 +100,15 @@ pub struct Services {
     pub store: Store,
     pub leads: LeadService,
     pub workspaces: WorkspaceService,
+    pub enrichment: EnrichmentService,
 }
 
 impl Services {
-    pub fn new(store: Store) -> Self {
+    pub fn new(store: Store, enricher: crate::enrich::Enricher) -> Self {
         Self {
             leads: LeadService::new(store.clone()),
             workspaces: WorkspaceService::new(store.clone()),
+            enrichment: EnrichmentService::new(store.clone(), enricher),
             store,
         }
     }

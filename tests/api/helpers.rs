@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 pub const SECRET: &str = "test-secret-that-is-long-enough-for-hs256-0123456789";
+/// 32 bytes, base64: seals provider keys in tests.
+pub const MASTER_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LTMyLWJ5dGVzLWxvbmchISE=";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -100,6 +102,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
         database_url: url,
         database_max_connections: 4,
         jwt_secret: Some(SecretString::from(SECRET)),
+        master_key: Some(SecretString::from(MASTER_KEY)),
         ..Settings::default()
     };
     adjust(&mut settings);
@@ -107,7 +110,8 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
     let auth = app::authenticator(&settings, &store, false)
         .await
         .expect("authenticator");
-    let built = app::assemble(&settings, store, auth.clone(), None);
+    let services = app::services(&settings, store).expect("services");
+    let built = app::assemble(&settings, services, auth.clone(), None);
     let workspace = built
         .services
         .workspaces

@@ -1,0 +1,179 @@
+//! In-process guards around each (workspace, provider): a circuit breaker and a rate gate.
+//!
+//! Both answer at once and never queue: a provider that cannot take a call now is skipped and
+//! the waterfall moves on, so a slow or limited provider never holds a page up. The credit
+//! quotas shared across instances live in the store (`EnrichmentRepo::reserve_usage`).
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Opens after `threshold` consecutive failures; after `cool_down` lets one probe through
+/// (half-open), which closes it on success and opens it again on failure.
+pub struct Breaker {
+    threshold: u32,
+    cool_down: Duration,
+    state: Mutex<BreakerState>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CircuitState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl CircuitState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "CLOSED",
+            CircuitState::Open => "OPEN",
+            CircuitState::HalfOpen => "HALF_OPEN",
+        }
+    }
+}
+
+struct BreakerState {
+    failures: u32,
+    opened_at: Option<Instant>,
+    probing: bool,
+}
+
+impl Breaker {
+    pub fn new(threshold: u32, cool_down: Duration) -> Self {
+        Self {
+            threshold: threshold.max(1),
+            cool_down,
+            state: Mutex::new(BreakerState {
+                failures: 0,
+                opened_at: None,
+                probing: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether a call may go out now; in half-open state only one caller gets `true`.
+    pub fn allow(&self) -> bool {
+        let mut s = self.lock();
+        match s.opened_at {
+            None => true,
+            Some(at) if at.elapsed() >= self.cool_down && !s.probing => {
+                s.probing = true;
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    pub fn state(&self) -> CircuitState {
+        let s = self.lock();
+        match s.opened_at {
+            None => CircuitState::Closed,
+            Some(at) if at.elapsed() >= self.cool_down => CircuitState::HalfOpen,
+            Some(_) => CircuitState::Open,
+        }
+    }
+
+    pub fn record_success(&self) {
+        let mut s = self.lock();
+        s.failures = 0;
+        s.opened_at = None;
+        s.probing = false;
+    }
+
+    pub fn record_failure(&self) {
+        let mut s = self.lock();
+        s.failures = s.failures.saturating_add(1);
+        if s.probing || s.failures >= self.threshold {
+            s.opened_at = Some(Instant::now());
+            s.probing = false;
+        }
+    }
+
+    /// A call that was allowed but did not happen (e.g. refused by a quota) must not leave a
+    /// half-open breaker waiting for a probe result forever.
+    pub fn release_probe(&self) {
+        self.lock().probing = false;
+    }
+}
+
+/// At most `per_second` calls in any one-second window, without bursts: calls are spaced at
+/// least 1/`per_second` apart.
+pub struct RateGate {
+    per_second: u32,
+    limiter: DefaultDirectRateLimiter,
+}
+
+impl RateGate {
+    pub fn new(per_second: u32) -> Self {
+        let rate = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+        Self {
+            per_second,
+            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN)),
+        }
+    }
+
+    pub fn per_second(&self) -> u32 {
+        self.per_second
+    }
+
+    /// Takes a token if one is free now.
+    pub fn try_acquire(&self) -> bool {
+        self.limiter.check().is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_opens_after_the_threshold_and_probes_once() {
+        let b = Breaker::new(3, Duration::ZERO);
+        b.record_failure();
+        b.record_failure();
+        assert_eq!(b.state(), CircuitState::Closed);
+        b.record_failure();
+        // zero cool-down: immediately half-open, one probe allowed
+        assert_eq!(b.state(), CircuitState::HalfOpen);
+        assert!(b.allow());
+        assert!(!b.allow(), "only one probe at a time");
+        b.record_failure();
+        assert!(
+            b.allow(),
+            "a failed probe re-opens, and after the cool-down probes again"
+        );
+        b.record_success();
+        assert_eq!(b.state(), CircuitState::Closed);
+        assert!(b.allow() && b.allow());
+    }
+
+    #[test]
+    fn open_breaker_refuses_until_the_cool_down_passes() {
+        let b = Breaker::new(1, Duration::from_secs(3600));
+        b.record_failure();
+        assert_eq!(b.state(), CircuitState::Open);
+        assert!(!b.allow());
+    }
+
+    #[test]
+    fn success_resets_the_failure_count() {
+        let b = Breaker::new(2, Duration::from_secs(3600));
+        b.record_failure();
+        b.record_success();
+        b.record_failure();
+        assert_eq!(b.state(), CircuitState::Closed);
+    }
+
+    #[test]
+    fn rate_gate_allows_no_burst() {
+        let g = RateGate::new(5);
+        assert!(g.try_acquire());
+        assert!(!g.try_acquire(), "the second call within 200 ms is refused");
+    }
+}
