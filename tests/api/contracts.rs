@@ -30,7 +30,8 @@ fn schema_graphql_matches_the_code() {
 #[test]
 fn example_config_matches_the_defaults() {
     let header = "# leadgate.toml: every setting with its default. Copy to leadgate.toml and edit.\n\
-                  # Secrets (jwt_secret) are best given as LEADGATE_JWT_SECRET instead.\n\n";
+                  # Secrets (jwt_secret, master_key) are best given as LEADGATE_JWT_SECRET and\n\
+                  # LEADGATE_MASTER_KEY instead.\n\n";
     check_committed(
         "leadgate.example.toml",
         &format!("{header}{}", leadgate::config::Settings::default_toml()),
@@ -88,7 +89,7 @@ fn offenders(module: &str, words: &[&str]) -> Vec<String> {
 
 #[test]
 fn only_store_speaks_sql() {
-    for module in ["domain", "service", "graphql", "http", "auth", "bulk"] {
+    for module in ["domain", "service", "graphql", "http", "auth", "bulk", "enrich"] {
         let found = offenders(module, &["sqlx"]);
         assert!(found.is_empty(), "{found:?}");
     }
@@ -96,7 +97,7 @@ fn only_store_speaks_sql() {
 
 #[test]
 fn only_graphql_imports_async_graphql() {
-    for module in ["domain", "store", "service", "http", "auth", "bulk"] {
+    for module in ["domain", "store", "service", "http", "auth", "bulk", "enrich"] {
         let found = offenders(module, &["async_graphql"]);
         assert!(found.is_empty(), "{found:?}");
     }
@@ -104,8 +105,16 @@ fn only_graphql_imports_async_graphql() {
 
 #[test]
 fn only_http_imports_axum() {
-    for module in ["domain", "store", "service", "graphql", "auth", "bulk"] {
+    for module in ["domain", "store", "service", "graphql", "auth", "bulk", "enrich"] {
         let found = offenders(module, &["axum"]);
+        assert!(found.is_empty(), "{found:?}");
+    }
+}
+
+#[test]
+fn only_enrich_calls_out_to_providers() {
+    for module in ["domain", "store", "service", "graphql", "http", "auth", "bulk"] {
+        let found = offenders(module, &["reqwest"]);
         assert!(found.is_empty(), "{found:?}");
     }
 }
@@ -171,6 +180,7 @@ fn every_setting_has_an_environment_variable() {
     let defaults: toml::Table = toml::from_str(&leadgate::config::Settings::default_toml()).unwrap();
     let mut keys: Vec<String> = defaults.keys().cloned().collect();
     keys.push("jwt_secret".into());
+    keys.push("master_key".into());
     for key in keys.iter().filter(|k| *k != "jwt_public_keys") {
         let var = format!("\"LEADGATE_{}\"", key.to_uppercase());
         assert!(cli.contains(&var), "setting `{key}` has no {var}");

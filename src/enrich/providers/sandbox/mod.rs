@@ -116,7 +116,7 @@ pub fn answer(options: &SandboxOptions, group: Group, s: &Subject) -> Answer {
     };
     Answer::Found {
         data,
-        confidence: 0.5 + ((seed >> 16) % 46) as f64 / 100.0,
+        confidence: (50 + (seed >> 16) % 46) as f64 / 100.0,
         credits: options.credits_per_hit,
     }
 }
