@@ -420,24 +420,50 @@ impl Subject {
 
     /// A stable fingerprint of the identifying values (FNV-1a, hex), stored with records.
     pub fn fingerprint(&self) -> String {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        let parts = [
-            &self.email,
-            &self.first_name,
-            &self.last_name,
-            &self.company_name,
-            &self.domain,
-            &self.linkedin_url,
-            &self.phone,
-        ];
-        for part in parts {
-            for byte in part.as_deref().unwrap_or("").bytes().chain([0x1f]) {
-                hash ^= u64::from(byte);
-                hash = hash.wrapping_mul(0x0100_0000_01b3);
-            }
-        }
-        format!("{hash:016x}")
+        fingerprint([
+            self.email.as_deref(),
+            self.first_name.as_deref(),
+            self.last_name.as_deref(),
+            self.company_name.as_deref(),
+            self.domain.as_deref(),
+            self.linkedin_url.as_deref(),
+            self.phone.as_deref(),
+        ])
     }
+
+    /// `Subject::of(lead).fingerprint()` without building the subject (the warm path checks
+    /// every cached record against its lead).
+    pub fn fingerprint_of(lead: &Lead) -> String {
+        let derived;
+        let domain = match (&lead.company_domain, &lead.email) {
+            (Some(d), _) => Some(d.as_str()),
+            (None, Some(e)) => {
+                derived = e.domain().to_owned();
+                Some(derived.as_str())
+            }
+            (None, None) => None,
+        };
+        fingerprint([
+            lead.email.as_ref().map(|e| e.as_str()),
+            lead.first_name.as_deref(),
+            lead.last_name.as_deref(),
+            lead.company_name.as_deref(),
+            domain,
+            lead.linkedin_url.as_ref().map(|u| u.as_str()),
+            lead.phone.as_ref().map(|p| p.as_str()),
+        ])
+    }
+}
+
+fn fingerprint(parts: [Option<&str>; 7]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in part.unwrap_or("").bytes().chain([0x1f]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
 }
 
 #[cfg(test)]
@@ -510,6 +536,16 @@ mod tests {
         assert_eq!(EmailStatus::from_provider("catch-all"), EmailStatus::AcceptAll);
         assert_eq!(EmailStatus::from_provider("deliverable"), EmailStatus::Valid);
         assert_eq!(EmailStatus::from_provider("whatever"), EmailStatus::Unknown);
+    }
+
+    #[test]
+    fn fingerprint_of_a_lead_matches_its_subjects() {
+        let mut lead = Lead::new(crate::domain::WorkspaceId::new(), crate::domain::now());
+        lead.email = Some(crate::domain::EmailAddress::parse("email", "Jane@Acme.com").unwrap());
+        lead.first_name = Some("Jane".into());
+        assert_eq!(Subject::fingerprint_of(&lead), Subject::of(&lead).fingerprint());
+        lead.company_domain = Some(crate::domain::Domain::parse("d", "acme.io").unwrap());
+        assert_eq!(Subject::fingerprint_of(&lead), Subject::of(&lead).fingerprint());
     }
 
     #[test]

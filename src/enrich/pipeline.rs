@@ -344,12 +344,11 @@ impl Enricher {
         let mut pending: Vec<(Arc<Lead>, Subject, Option<EnrichmentRecord>)> = Vec::new();
         let mut memory_hits = 0;
         for lead in leads {
-            let subject = Subject::of(lead);
             if policy != Policy::Refresh
                 && let Some(rec) = self.inner.cache.get(&(ws, lead.id, group))
-                && rec.subject_hash == subject.fingerprint()
                 && rec.is_fresh(at)
                 && complete(&rec)
+                && rec.subject_hash == Subject::fingerprint_of(lead)
             {
                 memory_hits += 1;
                 out.insert(
@@ -361,7 +360,7 @@ impl Enricher {
                 );
                 continue;
             }
-            pending.push((lead.clone(), subject, None));
+            pending.push((lead.clone(), Subject::of(lead), None));
         }
         self.inner.metrics.cache("memory", true, memory_hits);
         self.inner.metrics.cache("memory", false, pending.len() as u64);

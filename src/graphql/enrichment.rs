@@ -496,6 +496,17 @@ fn policy_arg(field: &SelectionField<'_>) -> async_graphql::Result<Option<Policy
 #[derive(Default)]
 pub struct Prefetched {
     by_group: HashMap<(Group, Option<Policy>), HashMap<LeadId, Resolution>>,
+    /// Everything already known per lead, when `enrichment` (provenance) was selected.
+    known: Option<HashMap<LeadId, Vec<Arc<EnrichmentRecord>>>>,
+}
+
+impl Prefetched {
+    /// The records known for a lead, if provenance was prefetched.
+    pub fn known(&self, lead: LeadId) -> Option<Vec<Arc<EnrichmentRecord>>> {
+        self.known
+            .as_ref()
+            .map(|k| k.get(&lead).cloned().unwrap_or_default())
+    }
 }
 
 /// Prefetches every group selected under `edges.node` or `nodes` of a connection, one pipeline
@@ -518,12 +529,32 @@ pub async fn prefetch(
             }
         }
     }
-    if wanted.is_empty() || leads.is_empty() {
+    let wants_provenance = places.iter().any(|p| p.field("enrichment").exists());
+    if (wanted.is_empty() && !wants_provenance) || leads.is_empty() {
         return Ok(None);
     }
     let actor = actor(ctx)?;
     let services = ctx.data::<Services>()?;
     let scope = ctx.data::<EnrichScope>()?;
+    let known = if wants_provenance {
+        // Reading what is known costs nothing and is not the request's spend.
+        let silent = Arc::new(Ledger::new(Some(0)));
+        let mut known: HashMap<LeadId, Vec<Arc<EnrichmentRecord>>> = HashMap::new();
+        for group in Group::ALL {
+            let results = services
+                .enrichment
+                .resolve(actor, leads, group, Some(Policy::CacheOnly), &[], &silent)
+                .await;
+            for (lead, r) in results {
+                if let Some(record) = r.record {
+                    known.entry(lead).or_default().push(record);
+                }
+            }
+        }
+        Some(known)
+    } else {
+        None
+    };
     let runs = wanted.into_iter().map(|((group, policy), m)| async move {
         let fields = if m == u32::MAX {
             Vec::new()
@@ -537,7 +568,7 @@ pub async fn prefetch(
         ((group, policy), results)
     });
     let by_group = futures_util::future::join_all(runs).await.into_iter().collect();
-    Ok(Some(Arc::new(Prefetched { by_group })))
+    Ok(Some(Arc::new(Prefetched { by_group, known })))
 }
 
 /// The resolution of `group` for a lead: prefetched with its page, else through the request's

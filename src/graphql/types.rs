@@ -203,6 +203,9 @@ impl Lead {
     /// Where every enriched value known for the lead came from. Reads cached and stored values
     /// only; never calls a provider.
     async fn enrichment(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<FieldProvenance>> {
+        if let Some(records) = self.1.as_ref().and_then(|p| p.known(self.0.id)) {
+            return Ok(enrichment::provenance(&records));
+        }
         let actor = super::query::actor(ctx)?;
         let services = ctx.data::<crate::service::Services>()?;
         let records = services
