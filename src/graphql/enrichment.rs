@@ -481,15 +481,13 @@ fn policy_arg(field: &SelectionField<'_>) -> async_graphql::Result<Option<Policy
     let Some((_, value)) = args.iter().find(|(name, _)| name.as_str() == "policy") else {
         return Ok(None);
     };
-    Ok(match value {
-        async_graphql::Value::Enum(name) => match name.as_str() {
-            "CACHE_ONLY" => Some(Policy::CacheOnly),
-            "FETCH_IF_MISSING" => Some(Policy::FetchIfMissing),
-            "REFRESH" => Some(Policy::Refresh),
-            _ => None,
-        },
-        _ => None,
-    })
+    // A literal arrives as an enum value, a variable as a string.
+    let name = match value {
+        async_graphql::Value::Enum(name) => name.as_str(),
+        async_graphql::Value::String(name) => name.as_str(),
+        _ => return Ok(None),
+    };
+    Ok(Policy::parse(name))
 }
 
 /// Resolutions prefetched for a page, by (group, policy argument).
