@@ -411,9 +411,16 @@ impl Enricher {
             self.inner.metrics.cache("store", false, pending.len() as u64);
             ledger.note_cache_hits(store_hits);
         }
-        if policy == Policy::CacheOnly {
-            for (lead, _, _) in pending {
-                out.insert(lead.id, Resolution::default());
+        if policy == Policy::CacheOnly || setup.settings.waterfall(group).is_empty() {
+            // nothing may be fetched, or nobody is configured to fetch it
+            for (lead, _, partial) in pending {
+                out.insert(
+                    lead.id,
+                    Resolution {
+                        record: partial.map(Arc::new),
+                        error: None,
+                    },
+                );
             }
             return out;
         }
@@ -655,6 +662,18 @@ impl Enricher {
             let config = setup.config(kind);
             if let Some(reason) = unusable_reason(&config) {
                 self.inner.metrics.skip(kind.as_str(), reason);
+                // Switched off by an admin: silent. Missing a key, or switched off because the
+                // key was rejected: a problem the caller should see if nothing else answers.
+                let visible = match (reason, &config.disabled_reason) {
+                    ("no_key", _) => Some("no API key is configured".to_owned()),
+                    (_, Some(why)) => Some(why.clone()),
+                    _ => None,
+                };
+                if let Some(why) = visible {
+                    for &i in &open {
+                        work[i].problems.push(Problem::Unavailable(kind, why.clone()));
+                    }
+                }
                 continue;
             }
             let key = match self.open_key(ws, &config) {
