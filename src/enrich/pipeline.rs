@@ -650,8 +650,12 @@ impl Enricher {
                         && !w.record.tried.iter().any(|t| t == kind.as_str())
                 })
                 .collect();
-            if open.is_empty() {
+            if work.iter().all(|w| w.out_of_budget || w.record.covers(wanted)) {
                 break;
+            }
+            if open.is_empty() {
+                // every open lead already asked this provider: go on to the next one
+                continue;
             }
             let Some(provider) = self.inner.providers.get(&kind).cloned() else {
                 continue;
@@ -756,6 +760,64 @@ impl Enricher {
         u64::from(provider.credits_per_hit(group))
     }
 
+    /// Reserves quota for up to `n` hits of `unit` credits (and one call against the rate):
+    /// all of them, or as many as the credits left allow. `Err(Some(period))` names the
+    /// period that refused outright, `Err(None)` a store failure (logged).
+    async fn reserve_quota(
+        &self,
+        ws: WorkspaceId,
+        kind: ProviderKind,
+        at: crate::domain::Timestamp,
+        limits: &[(UsagePeriod, u64)],
+        unit: u64,
+        n: usize,
+    ) -> Result<usize, Option<UsagePeriod>> {
+        let store = &self.inner.store;
+        let charges = |count: usize| -> Vec<(UsagePeriod, u64, u64)> {
+            limits
+                .iter()
+                .map(|&(period, cap)| {
+                    let amount = if period == UsagePeriod::Second { 1 } else { unit * count as u64 };
+                    (period, cap, amount)
+                })
+                .collect()
+        };
+        let failed = |e: StoreError| {
+            tracing::error!(error = %e, provider = kind.as_str(), "cannot reserve provider usage");
+            None
+        };
+        let period = match store.reserve_usage(ws, kind, at, &charges(n)).await {
+            Ok(None) => return Ok(n),
+            Ok(Some(period)) => period,
+            Err(e) => return Err(failed(e)),
+        };
+        if period == UsagePeriod::Second || n <= 1 || unit == 0 {
+            return Err(Some(period));
+        }
+        let usage = store.provider_usage(ws).await.map_err(failed)?;
+        let room = limits
+            .iter()
+            .filter(|(p, _)| *p != UsagePeriod::Second)
+            .map(|&(p, cap)| {
+                let used = usage
+                    .iter()
+                    .find(|u| u.provider == kind && u.period == p && u.period_start == p.start(at))
+                    .map_or(0, |u| u.used);
+                cap.saturating_sub(used)
+            })
+            .min()
+            .unwrap_or(0);
+        let fit = ((room / unit) as usize).min(n - 1);
+        if fit == 0 {
+            return Err(Some(period));
+        }
+        match store.reserve_usage(ws, kind, at, &charges(fit)).await {
+            Ok(None) => Ok(fit),
+            Ok(Some(period)) => Err(Some(period)),
+            Err(e) => Err(failed(e)),
+        }
+    }
+
     /// One provider call for a batch, guarded by breaker, rate gate, budget and quotas, with
     /// retries on transient failures.
     #[allow(clippy::too_many_arguments)]
@@ -788,9 +850,12 @@ impl Enricher {
             metrics.skip(name, "budget");
             return CallOutcome::OverBudget { granted: 0 };
         }
-        let over_budget = granted < subjects.len();
+        let mut cuts = Cuts {
+            quota_at: granted,
+            budget_at: granted,
+        };
         subjects.truncate(granted);
-        let reserved = unit * granted as u64;
+        let mut reserved = unit * granted as u64;
         let limits = config.limits();
         if let Some(rate) = config.rate_per_second
             && !self.gate(ws, kind, rate).try_acquire()
@@ -804,45 +869,37 @@ impl Enricher {
             ));
         }
         let reserved_at = now();
-        let charges: Vec<(UsagePeriod, u64, u64)> = limits
-            .iter()
-            .map(|&(period, cap)| {
-                let amount = if period == UsagePeriod::Second {
-                    1
-                } else {
-                    reserved
-                };
-                (period, cap, amount)
-            })
-            .collect();
-        match self
-            .inner
-            .store
-            .reserve_usage(ws, kind, reserved_at, &charges)
-            .await
-        {
-            Ok(None) => {}
-            Ok(Some(period)) => {
-                ledger.settle(reserved, 0);
-                breaker.release_probe();
-                if period == UsagePeriod::Second {
-                    metrics.skip(name, "rate_limited");
-                    return CallOutcome::Skipped(Problem::Unavailable(
-                        kind,
-                        "rate limit reached across instances".into(),
-                    ));
+        match self.reserve_quota(ws, kind, reserved_at, &limits, unit, subjects.len()).await {
+            Ok(fit) => {
+                if fit < subjects.len() {
+                    // the quota covers part of the batch: ask about that part, pass the rest on
+                    metrics.skip(name, "quota");
+                    ledger.settle(unit * (subjects.len() - fit) as u64, 0);
+                    subjects.truncate(fit);
+                    reserved = unit * fit as u64;
+                    cuts.quota_at = fit;
                 }
-                metrics.skip(name, "quota");
-                return CallOutcome::Skipped(Problem::Quota(kind));
             }
-            Err(e) => {
-                tracing::error!(error = %e, provider = name, "cannot reserve provider usage");
+            Err(refusal) => {
                 ledger.settle(reserved, 0);
                 breaker.release_probe();
-                return CallOutcome::Skipped(Problem::Unavailable(
-                    kind,
-                    "usage could not be recorded".into(),
-                ));
+                return match refusal {
+                    Some(UsagePeriod::Second) => {
+                        metrics.skip(name, "rate_limited");
+                        CallOutcome::Skipped(Problem::Unavailable(
+                            kind,
+                            "rate limit reached across instances".into(),
+                        ))
+                    }
+                    Some(_) => {
+                        metrics.skip(name, "quota");
+                        CallOutcome::Skipped(Problem::Quota(kind))
+                    }
+                    None => CallOutcome::Skipped(Problem::Unavailable(
+                        kind,
+                        "usage could not be recorded".into(),
+                    )),
+                };
             }
         }
 
@@ -883,7 +940,7 @@ impl Enricher {
         match result {
             Ok(answers) => {
                 breaker.record_success();
-                CallOutcome::Answered { answers, over_budget }
+                CallOutcome::Answered { answers, cuts }
             }
             Err(e) => {
                 match &e {
@@ -894,7 +951,7 @@ impl Enricher {
                     ProviderError::Rejected(_) | ProviderError::QuotaExhausted => breaker.release_probe(),
                     _ => breaker.record_failure(),
                 }
-                CallOutcome::Failed(e)
+                CallOutcome::Failed(e, cuts)
             }
         }
     }
@@ -1073,10 +1130,32 @@ impl Enricher {
 
 /// The result of one guarded call.
 enum CallOutcome {
-    Answered { answers: Vec<Answer>, over_budget: bool },
+    Answered { answers: Vec<Answer>, cuts: Cuts },
     OverBudget { granted: usize },
     Skipped(Problem),
-    Failed(ProviderError),
+    Failed(ProviderError, Cuts),
+}
+
+/// Where a batch was cut before the call: subjects from `quota_at` on were left out for the
+/// provider's quota, from `budget_at` on for the request's budget.
+#[derive(Clone, Copy, Debug)]
+struct Cuts {
+    quota_at: usize,
+    budget_at: usize,
+}
+
+impl Cuts {
+    /// Marks the subjects that were cut off.
+    fn apply(self, kind: ProviderKind, indices: &[usize], work: &mut [Work]) {
+        let budget_at = self.budget_at.min(indices.len());
+        let quota_at = self.quota_at.min(budget_at);
+        for &i in &indices[quota_at..budget_at] {
+            work[i].problems.push(Problem::Quota(kind));
+        }
+        for &i in &indices[budget_at..] {
+            work[i].out_of_budget = true;
+        }
+    }
 }
 
 /// Applies a call's outcome to the leads it was for.
@@ -1090,8 +1169,8 @@ fn apply(
 ) {
     let name = kind.as_str();
     match outcome {
-        CallOutcome::Answered { answers, over_budget } => {
-            let answered = answers.len();
+        CallOutcome::Answered { answers, cuts } => {
+            cuts.apply(kind, &indices, work);
             let at = now();
             let ttl = if group == Group::EmailVerification {
                 options.verification_ttl
@@ -1151,11 +1230,6 @@ fn apply(
                     Answer::Failed(e) => w.problems.push(problem_of(kind, &e)),
                 }
             }
-            if over_budget {
-                for &i in &indices[answered..] {
-                    work[i].out_of_budget = true;
-                }
-            }
         }
         CallOutcome::OverBudget { granted } => {
             for &i in &indices[granted..] {
@@ -1167,9 +1241,10 @@ fn apply(
                 work[i].problems.push(problem.clone());
             }
         }
-        CallOutcome::Failed(e) => {
+        CallOutcome::Failed(e, cuts) => {
+            cuts.apply(kind, &indices, work);
             let problem = problem_of(kind, &e);
-            for &i in &indices {
+            for &i in &indices[..cuts.quota_at.min(indices.len())] {
                 work[i].problems.push(problem.clone());
             }
         }

@@ -534,6 +534,20 @@ pub async fn prefetch(
     let actor = actor(ctx)?;
     let services = ctx.data::<Services>()?;
     let scope = ctx.data::<EnrichScope>()?;
+    let runs = wanted.into_iter().map(|((group, policy), m)| async move {
+        let fields = if m == u32::MAX {
+            Vec::new()
+        } else {
+            unmask(group, m)
+        };
+        let results = services
+            .enrichment
+            .resolve(actor, leads, group, policy, &fields, scope.ledger())
+            .await;
+        ((group, policy), results)
+    });
+    let by_group = futures_util::future::join_all(runs).await.into_iter().collect();
+    // After the groups above, so provenance includes what this very request fetched.
     let known = if wants_provenance {
         // Reading what is known costs nothing and is not the request's spend.
         let silent = Arc::new(Ledger::new(Some(0)));
@@ -553,19 +567,6 @@ pub async fn prefetch(
     } else {
         None
     };
-    let runs = wanted.into_iter().map(|((group, policy), m)| async move {
-        let fields = if m == u32::MAX {
-            Vec::new()
-        } else {
-            unmask(group, m)
-        };
-        let results = services
-            .enrichment
-            .resolve(actor, leads, group, policy, &fields, scope.ledger())
-            .await;
-        ((group, policy), results)
-    });
-    let by_group = futures_util::future::join_all(runs).await.into_iter().collect();
     Ok(Some(Arc::new(Prefetched { by_group, known })))
 }
 

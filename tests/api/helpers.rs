@@ -221,3 +221,160 @@ pub fn first_code(body: &Value) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+// ---- Enrichment: used by `enrichment.rs` and `provider_controls.rs` ----
+
+impl TestApp {
+    /// POSTs a GraphQL request as `role` in the test workspace with extra headers; returns
+    /// (status, body) whatever the body holds.
+    pub async fn post_with_headers(&self, role: Role, headers: &[(&str, &str)], body: Value) -> (u16, Value) {
+        let mut req = self
+            .client
+            .post(self.url("/graphql"))
+            .header("content-type", "application/json")
+            .header("accept", "application/graphql-response+json")
+            .bearer_auth(self.token(role))
+            .body(body.to_string());
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        let text = res.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+        (status, json)
+    }
+
+    /// Runs a query as `role` and returns the whole body (`data`, `errors`, `extensions`),
+    /// errors or not; asserts only that the request itself was answered with 200.
+    pub async fn gql_body(&self, role: Role, query: &str, variables: Value) -> Value {
+        let (status, body) = self
+            .post_with_headers(role, &[], json!({"query": query, "variables": variables}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// The `/metrics` page (Prometheus text).
+    pub async fn metrics(&self) -> String {
+        let res = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics");
+        assert_eq!(res.status().as_u16(), 200);
+        res.text().await.expect("metrics body")
+    }
+
+    /// `configureProvider` as an admin, expecting no user errors; returns the provider.
+    pub async fn configure_provider(&self, input: Value) -> Value {
+        let data = self
+            .gql(Role::Admin, CONFIGURE_PROVIDER, json!({ "input": input }))
+            .await;
+        let payload = &data["configureProvider"];
+        assert_eq!(payload["userErrors"], json!([]), "{payload}");
+        payload["provider"].clone()
+    }
+
+    /// `setWaterfall` as an admin, expecting no user errors.
+    pub async fn set_waterfall(&self, group: &str, providers: &[&str]) {
+        let data = self
+            .gql(
+                Role::Admin,
+                "mutation($g: EnrichmentGroup!, $p: [ProviderName!]!) { setWaterfall(group: $g, providers: $p) { userErrors { field message code } } }",
+                json!({ "g": group, "p": providers }),
+            )
+            .await;
+        assert_eq!(data["setWaterfall"]["userErrors"], json!([]), "{data}");
+    }
+
+    /// Creates leads with one `upsertLeads`; returns their ids in input order.
+    pub async fn create_leads(&self, leads: Vec<Value>) -> Vec<String> {
+        let data = self
+            .gql(
+                Role::Member,
+                "mutation($leads: [CreateLeadInput!]!) { upsertLeads(input: {leads: $leads}) { results { lead { id } userErrors { message } } userErrors { message } } }",
+                json!({ "leads": leads }),
+            )
+            .await;
+        let payload = &data["upsertLeads"];
+        assert_eq!(payload["userErrors"], json!([]), "{payload}");
+        payload["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|r| {
+                assert_eq!(r["userErrors"], json!([]), "{r}");
+                r["lead"]["id"].as_str().expect("lead id").to_owned()
+            })
+            .collect()
+    }
+}
+
+/// `configureProvider` with everything an assertion may want to look at.
+pub const CONFIGURE_PROVIDER: &str = "mutation($input: ConfigureProviderInput!) {
+  configureProvider(input: $input) {
+    provider { name enabled disabledReason hasApiKey apiKeyLast4 dailyCreditCap monthlyCreditCap ratePerSecond timeoutMs options circuit usage { period used limit remaining resetsAt } }
+    userErrors { field message code }
+  }
+}";
+
+/// The value of one sample in Prometheus text (`name{labels}` exactly as rendered); 0 when the
+/// sample is absent, as an untouched counter is.
+pub fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(sample))
+        .filter_map(|rest| rest.strip_prefix(' '))
+        .find_map(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most `deadline`.
+pub async fn poll_until<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let give_up = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "gave up after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A second server instance on the same database as `first`, with the same settings and
+/// workspaces, as two leadgate processes sharing one PostgreSQL would be.
+pub async fn spawn_second_app(first: &TestApp) -> TestApp {
+    let settings = first.settings.clone();
+    let store = app::open_store(&settings).await.expect("store");
+    let auth = app::authenticator(&settings, &store, false)
+        .await
+        .expect("authenticator");
+    let services = app::services(&settings, store).expect("services");
+    let built = app::assemble(&settings, services, auth, None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = built.router;
+    let server = tokio::spawn(async move {
+        let _ = leadgate::http::serve(listener, router, std::future::pending()).await;
+    });
+    TestApp {
+        backend: first.backend,
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        services: built.services,
+        auth: built.auth,
+        workspace: first.workspace.clone(),
+        other: first.other.clone(),
+        settings,
+        _db: None,
+        _server: server,
+    }
+}

@@ -4,10 +4,14 @@
 mod auth;
 mod cli;
 mod contracts;
+mod enrichment;
+mod enrichment_store;
+mod fakes;
 mod helpers;
 mod http_protocol;
 mod limits;
 mod mutations;
+mod provider_controls;
 mod relay;
 mod store_contract;
 mod tenancy;
