@@ -366,6 +366,9 @@ impl Enricher {
         self.inner.metrics.cache("memory", false, pending.len() as u64);
         ledger.note_cache_hits(memory_hits);
         if pending.is_empty() {
+            if ledger.is_planning() {
+                self.plan(ws, &setup, group, leads.len(), &pending, ledger);
+            }
             return out;
         }
         if policy != Policy::Refresh {
@@ -777,7 +780,11 @@ impl Enricher {
             limits
                 .iter()
                 .map(|&(period, cap)| {
-                    let amount = if period == UsagePeriod::Second { 1 } else { unit * count as u64 };
+                    let amount = if period == UsagePeriod::Second {
+                        1
+                    } else {
+                        unit * count as u64
+                    };
                     (period, cap, amount)
                 })
                 .collect()
@@ -869,7 +876,10 @@ impl Enricher {
             ));
         }
         let reserved_at = now();
-        match self.reserve_quota(ws, kind, reserved_at, &limits, unit, subjects.len()).await {
+        match self
+            .reserve_quota(ws, kind, reserved_at, &limits, unit, subjects.len())
+            .await
+        {
             Ok(fit) => {
                 if fit < subjects.len() {
                     // the quota covers part of the batch: ask about that part, pass the rest on
@@ -895,10 +905,9 @@ impl Enricher {
                         metrics.skip(name, "quota");
                         CallOutcome::Skipped(Problem::Quota(kind))
                     }
-                    None => CallOutcome::Skipped(Problem::Unavailable(
-                        kind,
-                        "usage could not be recorded".into(),
-                    )),
+                    None => {
+                        CallOutcome::Skipped(Problem::Unavailable(kind, "usage could not be recorded".into()))
+                    }
                 };
             }
         }
