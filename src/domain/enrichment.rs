@@ -431,19 +431,16 @@ impl Subject {
         ])
     }
 
-    /// `Subject::of(lead).fingerprint()` without building the subject (the warm path checks
-    /// every cached record against its lead).
-    pub fn fingerprint_of(lead: &Lead) -> String {
-        let derived;
+    /// Whether `hash` (a stored `subject_hash`) is this lead's fingerprint; the same as
+    /// comparing with `Subject::of(lead).fingerprint()`, without building the subject or a
+    /// string (the warm path checks every cached record against its lead).
+    pub fn matches(lead: &Lead, hash: &str) -> bool {
         let domain = match (&lead.company_domain, &lead.email) {
             (Some(d), _) => Some(d.as_str()),
-            (None, Some(e)) => {
-                derived = e.domain().to_owned();
-                Some(derived.as_str())
-            }
+            (None, Some(e)) => Some(e.domain()),
             (None, None) => None,
         };
-        fingerprint([
+        let fp = fnv([
             lead.email.as_ref().map(|e| e.as_str()),
             lead.first_name.as_deref(),
             lead.last_name.as_deref(),
@@ -451,11 +448,16 @@ impl Subject {
             domain,
             lead.linkedin_url.as_ref().map(|u| u.as_str()),
             lead.phone.as_ref().map(|p| p.as_str()),
-        ])
+        ]);
+        u64::from_str_radix(hash, 16) == Ok(fp)
     }
 }
 
 fn fingerprint(parts: [Option<&str>; 7]) -> String {
+    format!("{:016x}", fnv(parts))
+}
+
+fn fnv(parts: [Option<&str>; 7]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
         for byte in part.unwrap_or("").bytes().chain([0x1f]) {
@@ -463,7 +465,7 @@ fn fingerprint(parts: [Option<&str>; 7]) -> String {
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    format!("{hash:016x}")
+    hash
 }
 
 #[cfg(test)]
@@ -543,9 +545,12 @@ mod tests {
         let mut lead = Lead::new(crate::domain::WorkspaceId::new(), crate::domain::now());
         lead.email = Some(crate::domain::EmailAddress::parse("email", "Jane@Acme.com").unwrap());
         lead.first_name = Some("Jane".into());
-        assert_eq!(Subject::fingerprint_of(&lead), Subject::of(&lead).fingerprint());
+        assert!(Subject::matches(&lead, &Subject::of(&lead).fingerprint()));
+        let before = Subject::of(&lead).fingerprint();
         lead.company_domain = Some(crate::domain::Domain::parse("d", "acme.io").unwrap());
-        assert_eq!(Subject::fingerprint_of(&lead), Subject::of(&lead).fingerprint());
+        assert!(Subject::matches(&lead, &Subject::of(&lead).fingerprint()));
+        assert!(!Subject::matches(&lead, &before));
+        assert!(!Subject::matches(&lead, "not hex"));
     }
 
     #[test]

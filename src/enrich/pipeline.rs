@@ -348,7 +348,7 @@ impl Enricher {
                 && let Some(rec) = self.inner.cache.get(&(ws, lead.id, group))
                 && rec.is_fresh(at)
                 && complete(&rec)
-                && rec.subject_hash == Subject::fingerprint_of(lead)
+                && Subject::matches(lead, &rec.subject_hash)
             {
                 memory_hits += 1;
                 out.insert(
@@ -692,10 +692,15 @@ impl Enricher {
                     continue;
                 }
             };
-            let candidates: Vec<usize> = open
+            let (candidates, unaskable): (Vec<usize>, Vec<usize>) = open
                 .into_iter()
-                .filter(|&i| provider.can_look_up(group, &work[i].subject))
-                .collect();
+                .partition(|&i| provider.can_look_up(group, &work[i].subject));
+            // A lead this provider cannot look up (say, no email) is a free miss for it,
+            // remembered like one, so later requests do not walk the waterfall again for it.
+            for i in unaskable {
+                work[i].record.note_miss(kind.as_str());
+                work[i].changed = true;
+            }
             if candidates.is_empty() {
                 continue;
             }
