@@ -4,8 +4,7 @@
 //! the waterfall moves on, so a slow or limited provider never holds a page up. The credit
 //! quotas shared across instances live in the store (`EnrichmentRepo::reserve_usage`).
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use std::num::NonZeroU32;
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -102,19 +101,22 @@ impl Breaker {
     }
 }
 
-/// At most `per_second` calls in any one-second window, without bursts: calls are spaced at
-/// least 1/`per_second` apart.
+/// At most `per_second` calls in any one-second window (a sliding log of the last calls,
+/// with a small margin so that scheduling jitter between here and the provider cannot squeeze
+/// more into one of its seconds). Answers at once; never queues.
 pub struct RateGate {
     per_second: u32,
-    limiter: DefaultDirectRateLimiter,
+    calls: Mutex<VecDeque<Instant>>,
 }
+
+/// Added to the window to absorb the time between taking a token and the request arriving.
+const WINDOW_MARGIN: Duration = Duration::from_millis(25);
 
 impl RateGate {
     pub fn new(per_second: u32) -> Self {
-        let rate = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         Self {
-            per_second,
-            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(NonZeroU32::MIN)),
+            per_second: per_second.max(1),
+            calls: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -122,9 +124,41 @@ impl RateGate {
         self.per_second
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Instant>> {
+        self.calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn room_at(&self, calls: &mut VecDeque<Instant>, at: Instant) -> bool {
+        let window = Duration::from_secs(1) + WINDOW_MARGIN;
+        while calls
+            .front()
+            .is_some_and(|t| at.saturating_duration_since(*t) >= window)
+        {
+            calls.pop_front();
+        }
+        calls.len() < self.per_second as usize
+    }
+
+    /// Whether a call could go out now, without taking a token.
+    pub fn has_room(&self) -> bool {
+        self.room_at(&mut self.lock(), Instant::now())
+    }
+
     /// Takes a token if one is free now.
     pub fn try_acquire(&self) -> bool {
-        self.limiter.check().is_ok()
+        self.try_acquire_after(Duration::ZERO)
+    }
+
+    /// Takes a token for a call that will go out after `delay`, if one is free then.
+    pub fn try_acquire_after(&self, delay: Duration) -> bool {
+        let at = Instant::now() + delay;
+        let mut calls = self.lock();
+        if self.room_at(&mut calls, at) {
+            calls.push_back(at);
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -171,9 +205,16 @@ mod tests {
     }
 
     #[test]
-    fn rate_gate_allows_no_burst() {
-        let g = RateGate::new(5);
-        assert!(g.try_acquire());
-        assert!(!g.try_acquire(), "the second call within 200 ms is refused");
+    fn rate_gate_allows_at_most_the_rate_in_any_second() {
+        let g = RateGate::new(3);
+        assert!(g.has_room());
+        assert!(g.try_acquire() && g.try_acquire() && g.try_acquire());
+        assert!(!g.has_room());
+        assert!(!g.try_acquire(), "a fourth call within the second is refused");
+        assert!(!g.try_acquire_after(Duration::from_millis(900)));
+        assert!(
+            g.try_acquire_after(Duration::from_millis(1100)),
+            "the window slides"
+        );
     }
 }

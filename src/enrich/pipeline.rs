@@ -830,6 +830,34 @@ impl Enricher {
         }
     }
 
+    /// Gives back `amount` credits of a reservation made at `reserved_at` (calls against the
+    /// rate stay counted).
+    async fn release_quota(
+        &self,
+        ws: WorkspaceId,
+        kind: ProviderKind,
+        reserved_at: crate::domain::Timestamp,
+        limits: &[(UsagePeriod, u64)],
+        amount: u64,
+    ) {
+        let releases: Vec<(UsagePeriod, u64)> = limits
+            .iter()
+            .filter(|(p, _)| *p != UsagePeriod::Second)
+            .map(|&(p, _)| (p, amount))
+            .collect();
+        if releases.is_empty() || amount == 0 {
+            return;
+        }
+        if let Err(e) = self
+            .inner
+            .store
+            .release_usage(ws, kind, reserved_at, &releases)
+            .await
+        {
+            tracing::error!(error = %e, provider = kind.as_str(), "cannot release provider usage");
+        }
+    }
+
     /// One provider call for a batch, guarded by breaker, rate gate, budget and quotas, with
     /// retries on transient failures.
     #[allow(clippy::too_many_arguments)]
@@ -869,9 +897,13 @@ impl Enricher {
         subjects.truncate(granted);
         let mut reserved = unit * granted as u64;
         let limits = config.limits();
-        if let Some(rate) = config.rate_per_second
-            && !self.gate(ws, kind, rate).try_acquire()
+        let gate = config.rate_per_second.map(|rate| self.gate(ws, kind, rate));
+        // A cheap look first; the token itself is taken right before the request leaves, so
+        // time spent reserving quota cannot bunch calls up at the provider.
+        if let Some(gate) = &gate
+            && !gate.has_room()
         {
+            let rate = gate.per_second();
             ledger.settle(reserved, 0);
             breaker.release_probe();
             metrics.skip(name, "rate_limited");
@@ -917,8 +949,21 @@ impl Enricher {
             }
         }
 
+        if let Some(gate) = &gate
+            && !gate.try_acquire()
+        {
+            ledger.settle(reserved, 0);
+            breaker.release_probe();
+            self.release_quota(ws, kind, reserved_at, &limits, reserved).await;
+            metrics.skip(name, "rate_limited");
+            return CallOutcome::Skipped(Problem::Unavailable(
+                kind,
+                format!("rate limit of {} calls/s reached", gate.per_second()),
+            ));
+        }
+
         let result = self
-            .call_with_retries(provider, config, key, group, &subjects, ledger)
+            .call_with_retries(provider, config, key, group, &subjects, ledger, gate.as_deref())
             .await;
 
         let spent: u64 = match &result {
@@ -936,21 +981,8 @@ impl Enricher {
         let spent = spent.min(reserved);
         ledger.settle(reserved, spent);
         metrics.spent(name, spent);
-        let releases: Vec<(UsagePeriod, u64)> = limits
-            .iter()
-            .filter(|(p, _)| *p != UsagePeriod::Second)
-            .map(|&(p, _)| (p, reserved - spent))
-            .collect();
-        if !releases.is_empty()
-            && reserved > spent
-            && let Err(e) = self
-                .inner
-                .store
-                .release_usage(ws, kind, reserved_at, &releases)
-                .await
-        {
-            tracing::error!(error = %e, provider = name, "cannot release provider usage");
-        }
+        self.release_quota(ws, kind, reserved_at, &limits, reserved - spent)
+            .await;
         match result {
             Ok(answers) => {
                 breaker.record_success();
@@ -970,6 +1002,7 @@ impl Enricher {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn call_with_retries(
         &self,
         provider: &Arc<dyn Provider>,
@@ -978,6 +1011,7 @@ impl Enricher {
         group: Group,
         subjects: &[Subject],
         ledger: &Arc<Ledger>,
+        gate: Option<&RateGate>,
     ) -> Result<Vec<Answer>, ProviderError> {
         let kind = provider.kind();
         let options = &self.inner.options;
@@ -1043,6 +1077,10 @@ impl Enricher {
                         Duration::from_millis(rand::random::<u64>() % (backoff.as_millis() as u64 + 1));
                     let wait = e.retry_after().unwrap_or(backoff + jitter);
                     if wait > options.max_retry_wait {
+                        return Err(e);
+                    }
+                    // a retry is a call like any other: it needs a token of the rate
+                    if gate.is_some_and(|g| !g.try_acquire_after(wait)) {
                         return Err(e);
                     }
                     tracing::debug!(
