@@ -371,7 +371,21 @@ impl Enricher {
             }
             return out;
         }
-        if policy != Policy::Refresh {
+        // Keys already in flight are followed at once: reading their stored records too would
+        // only repeat, once per waiting request, the read their leader has done.
+        let mut followers: Vec<(LeadId, Waiter)> = Vec::new();
+        let may_fetch = policy != Policy::CacheOnly && !setup.settings.waterfall(group).is_empty();
+        if may_fetch && !ledger.is_planning() {
+            let inflight = self.inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            pending.retain(|(lead, _, _)| match inflight.get(&(ws, lead.id, group)) {
+                Some(waiter) => {
+                    followers.push((lead.id, waiter.clone()));
+                    false
+                }
+                None => true,
+            });
+        }
+        if policy != Policy::Refresh && !pending.is_empty() {
             let ids: Vec<LeadId> = pending.iter().map(|(l, _, _)| l.id).collect();
             let stored = match self.inner.store.enrichment_records(ws, &ids, &[group]).await {
                 Ok(s) => s,
@@ -442,7 +456,6 @@ impl Enricher {
         }
 
         // 3. single flight: lead what nobody is resolving yet, follow the rest
-        let mut followers: Vec<(LeadId, Waiter)> = Vec::new();
         let mut leading: Vec<(
             Subject,
             Option<EnrichmentRecord>,
