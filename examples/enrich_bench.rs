@@ -80,7 +80,7 @@ struct Args {
     /// The leadgate binary (default: target/release/leadgate).
     #[arg(long)]
     bin: Option<PathBuf>,
-    /// An extra `LEADGATE_*` setting for the server, e.g. `LEADGATE_ENRICHMENT_CACHE_ENTRIES=100000`
+    /// An extra `LEADGATE_*` setting for the server, e.g. `LEADGATE_ENRICHMENT_CACHE_MB=64`
     /// (repeatable; recorded in the results).
     #[arg(long, value_name = "KEY=VALUE")]
     server_env: Vec<String>,

@@ -138,9 +138,9 @@ pub struct EnrichmentArgs {
     /// Hours a miss is remembered.
     #[arg(long, env = "LEADGATE_MISS_TTL_HOURS")]
     pub miss_ttl_hours: Option<u64>,
-    /// Enriched records kept in memory.
-    #[arg(long, env = "LEADGATE_ENRICHMENT_CACHE_ENTRIES")]
-    pub enrichment_cache_entries: Option<u64>,
+    /// Megabytes of enriched records kept in memory.
+    #[arg(long, env = "LEADGATE_ENRICHMENT_CACHE_MB")]
+    pub enrichment_cache_mb: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -271,8 +271,8 @@ pub fn settings(global: &GlobalArgs, serve: Option<&ServeArgs>) -> anyhow::Resul
         if let Some(v) = e.miss_ttl_hours {
             s.miss_ttl_hours = v;
         }
-        if let Some(v) = e.enrichment_cache_entries {
-            s.enrichment_cache_entries = v;
+        if let Some(v) = e.enrichment_cache_mb {
+            s.enrichment_cache_mb = v;
         }
     }
     s.validate()?;

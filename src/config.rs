@@ -66,8 +66,8 @@ pub struct Settings {
     pub verification_ttl_hours: u64,
     /// Hours a miss (no provider knew anything) is remembered.
     pub miss_ttl_hours: u64,
-    /// Enriched records kept in memory.
-    pub enrichment_cache_entries: u64,
+    /// Megabytes of enriched records kept in memory (approximate; least valuable evicted first).
+    pub enrichment_cache_mb: u64,
     /// Log filter, e.g. `info` or `leadgate=debug,info`.
     pub log: String,
     /// `text` or `json`.
@@ -109,7 +109,7 @@ impl Default for Settings {
             enrichment_ttl_hours: 30 * 24,
             verification_ttl_hours: 7 * 24,
             miss_ttl_hours: 3 * 24,
-            enrichment_cache_entries: 1_000_000,
+            enrichment_cache_mb: 256,
             log: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -254,7 +254,7 @@ impl Settings {
             ttl: hours(self.enrichment_ttl_hours),
             verification_ttl: hours(self.verification_ttl_hours),
             miss_ttl: hours(self.miss_ttl_hours),
-            cache_capacity: self.enrichment_cache_entries,
+            cache_bytes: self.enrichment_cache_mb.saturating_mul(1024 * 1024),
             ..crate::enrich::EnrichOptions::default()
         }
     }

@@ -50,8 +50,8 @@ pub struct EnrichOptions {
     pub breaker_cool_down: Duration,
     /// Concurrent calls per provider when it has no bulk endpoint.
     pub concurrency: usize,
-    /// Entries in the in-process cache.
-    pub cache_capacity: u64,
+    /// Approximate bytes the in-process cache may hold (records are weighed by their size).
+    pub cache_bytes: u64,
     /// How long a workspace's provider settings are reused before being read again (changes
     /// made through this instance apply at once).
     pub settings_ttl: Duration,
@@ -70,7 +70,7 @@ impl Default for EnrichOptions {
             breaker_threshold: 5,
             breaker_cool_down: Duration::from_secs(30),
             concurrency: 8,
-            cache_capacity: 1_000_000,
+            cache_bytes: 256 * 1024 * 1024,
             settings_ttl: Duration::from_secs(5),
         }
     }
@@ -169,6 +169,23 @@ struct Inner {
     permits: HashMap<ProviderKind, Arc<Semaphore>>,
 }
 
+/// Roughly how many bytes a cached record holds: its values, provenance and bookkeeping.
+fn weight(record: &EnrichmentRecord) -> u32 {
+    let values: usize = record
+        .fields
+        .0
+        .iter()
+        .map(|(k, v)| k.len() + 48 + v.as_str().map_or(16, str::len))
+        .sum();
+    let sources: usize = record
+        .sources
+        .iter()
+        .map(|s| 96 + s.provider.len() + s.fields.iter().map(|f| f.len() + 24).sum::<usize>())
+        .sum();
+    let tried: usize = record.tried.iter().map(|t| t.len() + 24).sum();
+    u32::try_from(256 + values + sources + tried).unwrap_or(u32::MAX)
+}
+
 /// Expires cached records when their own `expires_at` passes.
 struct RecordExpiry;
 
@@ -224,7 +241,8 @@ impl Enricher {
             .map(|p| (p.kind(), Arc::new(Semaphore::new(options.concurrency.max(1)))))
             .collect();
         let cache = Cache::builder()
-            .max_capacity(options.cache_capacity)
+            .max_capacity(options.cache_bytes)
+            .weigher(|_key, record: &Arc<EnrichmentRecord>| weight(record))
             .expire_after(RecordExpiry)
             .build();
         let setups = Cache::builder()
@@ -1405,5 +1423,40 @@ impl Drop for LandGuard<'_> {
                 },
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{CompanyData, GroupData};
+
+    #[test]
+    fn records_weigh_more_with_more_values() {
+        let at = now();
+        let empty = EnrichmentRecord::empty(LeadId::new(), Group::Company, "fp".into(), at);
+        let mut full = empty.clone();
+        let fields = GroupData::Company(CompanyData {
+            name: Some("A company with a long enough name".into()),
+            industry: Some("Software".into()),
+            ..Default::default()
+        })
+        .into_fields();
+        let source = Source {
+            provider: "pdl".into(),
+            fetched_at: at,
+            expires_at: at,
+            confidence: 0.5,
+            credits: 1,
+            fields: vec![],
+        };
+        full.merge("pdl", fields, source);
+        assert!(weight(&empty) >= 256);
+        assert!(
+            weight(&full) > weight(&empty) + 100,
+            "{} vs {}",
+            weight(&full),
+            weight(&empty)
+        );
     }
 }
