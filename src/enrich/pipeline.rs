@@ -312,18 +312,6 @@ impl Enricher {
         self.breaker(ws, kind).state()
     }
 
-    /// Cached records of a lead, without calling anything (for `Lead.enrichment`).
-    pub fn cached(&self, ws: WorkspaceId, lead: LeadId, group: Group) -> Option<Arc<EnrichmentRecord>> {
-        self.inner.cache.get(&(ws, lead, group))
-    }
-
-    /// Drops the cached records of a lead (after it changed or was erased).
-    pub fn forget(&self, ws: WorkspaceId, lead: LeadId) {
-        for group in Group::ALL {
-            self.inner.cache.invalidate(&(ws, lead, group));
-        }
-    }
-
     /// Resolves `group` for `leads`: one entry per lead. `wanted` names the fields the caller
     /// needs (empty for all); the waterfall stops early for a lead once they are filled.
     pub async fn resolve(

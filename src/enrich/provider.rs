@@ -35,6 +35,16 @@ pub enum Answer {
     Failed(ProviderError),
 }
 
+impl Answer {
+    /// The same answer with `api_key` removed from a failure's text.
+    pub fn redacted(self, api_key: &str) -> Self {
+        match self {
+            Answer::Failed(e) => Answer::Failed(e.redacted(api_key)),
+            other => other,
+        }
+    }
+}
+
 /// Why a call (or one subject in a bulk call) failed.
 #[derive(Clone, PartialEq, Debug, thiserror::Error)]
 pub enum ProviderError {
@@ -77,6 +87,24 @@ impl ProviderError {
                 *retry_after
             }
             _ => None,
+        }
+    }
+
+    /// The same error with `api_key` removed from its text: provider bodies and parse
+    /// messages end up in error texts and could echo the key back.
+    pub fn redacted(self, api_key: &str) -> Self {
+        if api_key.is_empty() {
+            return self;
+        }
+        let scrub = |text: String| text.replace(api_key, "[redacted]");
+        match self {
+            ProviderError::Transient { message, retry_after } => ProviderError::Transient {
+                message: scrub(message),
+                retry_after,
+            },
+            ProviderError::Rejected(text) => ProviderError::Rejected(scrub(text)),
+            ProviderError::Malformed(text) => ProviderError::Malformed(scrub(text)),
+            other => other,
         }
     }
 

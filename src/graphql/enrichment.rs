@@ -549,21 +549,7 @@ pub async fn prefetch(
     let by_group = futures_util::future::join_all(runs).await.into_iter().collect();
     // After the groups above, so provenance includes what this very request fetched.
     let known = if wants_provenance {
-        // Reading what is known costs nothing and is not the request's spend.
-        let silent = Arc::new(Ledger::new(Some(0)));
-        let mut known: HashMap<LeadId, Vec<Arc<EnrichmentRecord>>> = HashMap::new();
-        for group in Group::ALL {
-            let results = services
-                .enrichment
-                .resolve(actor, leads, group, Some(Policy::CacheOnly), &[], &silent)
-                .await;
-            for (lead, r) in results {
-                if let Some(record) = r.record {
-                    known.entry(lead).or_default().push(record);
-                }
-            }
-        }
-        Some(known)
+        Some(services.enrichment.known(actor, leads).await)
     } else {
         None
     };

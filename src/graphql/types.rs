@@ -210,9 +210,10 @@ impl Lead {
         let services = ctx.data::<crate::service::Services>()?;
         let records = services
             .enrichment
-            .known(actor, &self.0)
+            .known(actor, std::slice::from_ref(&self.0))
             .await
-            .map_err(super::errors::to_gql)?;
+            .remove(&self.0.id)
+            .unwrap_or_default();
         Ok(enrichment::provenance(&records))
     }
 }

@@ -130,30 +130,26 @@ impl EnrichmentService {
             .await
     }
 
-    /// Whatever is known about a lead's groups without calling anyone (for provenance).
+    /// Whatever is known about each lead's groups, without calling anyone (for provenance).
+    /// Reading it is free and not part of any request's spend.
     pub async fn known(
         &self,
         actor: &Actor,
-        lead: &Arc<Lead>,
-    ) -> Result<Vec<Arc<crate::domain::EnrichmentRecord>>, ServiceError> {
-        let ledger = Arc::new(Ledger::new(Some(0)));
-        let mut out = Vec::new();
+        leads: &[Arc<Lead>],
+    ) -> HashMap<LeadId, Vec<Arc<crate::domain::EnrichmentRecord>>> {
+        let silent = Arc::new(Ledger::new(Some(0)));
+        let mut known: HashMap<LeadId, Vec<Arc<crate::domain::EnrichmentRecord>>> = HashMap::new();
         for group in Group::ALL {
-            let res = self
-                .resolve(
-                    actor,
-                    std::slice::from_ref(lead),
-                    group,
-                    Some(Policy::CacheOnly),
-                    &[],
-                    &ledger,
-                )
+            let results = self
+                .resolve(actor, leads, group, Some(Policy::CacheOnly), &[], &silent)
                 .await;
-            if let Some(record) = res.get(&lead.id).and_then(|r| r.record.clone()) {
-                out.push(record);
+            for (lead, r) in results {
+                if let Some(record) = r.record {
+                    known.entry(lead).or_default().push(record);
+                }
             }
         }
-        Ok(out)
+        known
     }
 
     pub async fn settings(&self, actor: &Actor) -> Result<EnrichmentSettings, ServiceError> {

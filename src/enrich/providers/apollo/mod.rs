@@ -62,7 +62,7 @@ impl Apollo {
         Ok(url)
     }
 
-    /// The lookup proper; its errors may still carry provider text (see `scrub`).
+    /// The lookup proper; its errors may still carry provider text (see `ProviderError::redacted`).
     async fn dispatch(
         &self,
         ctx: &CallContext<'_>,
@@ -202,13 +202,8 @@ impl Provider for Apollo {
         // sure the key never does, whatever Apollo echoes back.
         self.dispatch(ctx, group, subjects)
             .await
-            .map(|answers| {
-                answers
-                    .into_iter()
-                    .map(|a| scrub_answer(a, ctx.api_key))
-                    .collect()
-            })
-            .map_err(|e| scrub(e, ctx.api_key))
+            .map(|answers| answers.into_iter().map(|a| a.redacted(ctx.api_key)).collect())
+            .map_err(|e| e.redacted(ctx.api_key))
     }
 }
 
@@ -657,30 +652,4 @@ fn trimmed(value: &Option<String>) -> Option<String> {
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
-}
-
-fn redact(text: String, api_key: &str) -> String {
-    if api_key.is_empty() || !text.contains(api_key) {
-        return text;
-    }
-    text.replace(api_key, "[redacted]")
-}
-
-fn scrub(error: ProviderError, api_key: &str) -> ProviderError {
-    match error {
-        ProviderError::Transient { message, retry_after } => ProviderError::Transient {
-            message: redact(message, api_key),
-            retry_after,
-        },
-        ProviderError::Rejected(message) => ProviderError::Rejected(redact(message, api_key)),
-        ProviderError::Malformed(message) => ProviderError::Malformed(redact(message, api_key)),
-        other => other,
-    }
-}
-
-fn scrub_answer(answer: Answer, api_key: &str) -> Answer {
-    match answer {
-        Answer::Failed(error) => Answer::Failed(scrub(error, api_key)),
-        other => other,
-    }
 }

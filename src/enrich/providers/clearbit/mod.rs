@@ -126,7 +126,7 @@ impl Provider for Clearbit {
             let answer = self
                 .look_up_one(ctx, group, subject)
                 .await
-                .map_err(|e| without_key(e, ctx.api_key))?;
+                .map_err(|e| e.redacted(ctx.api_key))?;
             answers.push(answer);
         }
         Ok(answers)
@@ -198,23 +198,6 @@ fn with_clearbit_reason(status: String, reply: &HttpReply) -> String {
         (Some(kind), Some(message)) => format!("{status} {kind}: {message}"),
         (Some(reason), None) | (None, Some(reason)) => format!("{status}: {reason}"),
         (None, None) => status,
-    }
-}
-
-/// Clearbit's own messages end up in errors; should one ever echo the key, it stops here.
-fn without_key(error: ProviderError, api_key: &str) -> ProviderError {
-    if api_key.is_empty() {
-        return error;
-    }
-    let scrub = |text: String| text.replace(api_key, "[redacted]");
-    match error {
-        ProviderError::Rejected(message) => ProviderError::Rejected(scrub(message)),
-        ProviderError::Malformed(message) => ProviderError::Malformed(scrub(message)),
-        ProviderError::Transient { message, retry_after } => ProviderError::Transient {
-            message: scrub(message),
-            retry_after,
-        },
-        other => other,
     }
 }
 

@@ -67,7 +67,7 @@ impl Hunter {
                 "Hunter does not offer the {group} group"
             ))),
         };
-        answer.map_err(|e| redact(e, ctx.api_key))
+        answer.map_err(|e| e.redacted(ctx.api_key))
     }
 
     async fn find_person(&self, ctx: &CallContext<'_>, subject: &Subject) -> Result<Answer, ProviderError> {
@@ -254,24 +254,6 @@ fn data_of<T: serde::de::DeserializeOwned>(reply: &HttpReply) -> Result<Option<T
         )));
     }
     Ok(reply.json::<Envelope<T>>()?.data)
-}
-
-/// Removes the API key from an error's text: Hunter's error details or a serde message quoting
-/// the body could echo it back.
-fn redact(error: ProviderError, api_key: &str) -> ProviderError {
-    if api_key.is_empty() {
-        return error;
-    }
-    let scrub = |text: String| text.replace(api_key, "[redacted]");
-    match error {
-        ProviderError::Transient { message, retry_after } => ProviderError::Transient {
-            message: scrub(message),
-            retry_after,
-        },
-        ProviderError::Rejected(text) => ProviderError::Rejected(scrub(text)),
-        ProviderError::Malformed(text) => ProviderError::Malformed(scrub(text)),
-        other => other,
-    }
 }
 
 /// The trimmed value, or `None` when blank: Hunter sends `""` as often as `null`.

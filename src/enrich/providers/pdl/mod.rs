@@ -629,28 +629,6 @@ fn texts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::E
 /// Error texts are built from the provider's bodies, which could echo anything back; the key is
 /// scrubbed from every one before it leaves the adapter.
 fn without_key(result: Result<Vec<Answer>, ProviderError>, key: &str) -> Result<Vec<Answer>, ProviderError> {
-    let answers = result.map_err(|e| scrub(e, key))?;
-    Ok(answers
-        .into_iter()
-        .map(|answer| match answer {
-            Answer::Failed(e) => Answer::Failed(scrub(e, key)),
-            other => other,
-        })
-        .collect())
-}
-
-fn scrub(error: ProviderError, key: &str) -> ProviderError {
-    if key.is_empty() {
-        return error;
-    }
-    let clean = |text: String| text.replace(key, "[redacted]");
-    match error {
-        ProviderError::Transient { message, retry_after } => ProviderError::Transient {
-            message: clean(message),
-            retry_after,
-        },
-        ProviderError::Rejected(message) => ProviderError::Rejected(clean(message)),
-        ProviderError::Malformed(message) => ProviderError::Malformed(clean(message)),
-        other => other,
-    }
+    let answers = result.map_err(|e| e.redacted(key))?;
+    Ok(answers.into_iter().map(|answer| answer.redacted(key)).collect())
 }
