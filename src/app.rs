@@ -7,6 +7,7 @@ use crate::domain::{Group, ProviderKind, Role, Workspace};
 use crate::enrich::Enricher;
 use crate::enrich::crypto::KeySealer;
 use crate::enrich::metrics::Metrics;
+use crate::events::Bus;
 use crate::graphql::{Gateway, Limits};
 use crate::http::{HttpConfig, router};
 use crate::service::Services;
@@ -14,6 +15,7 @@ use crate::store::{EnrichmentRepo, PoolOptions, SettingsRepo, Store};
 use anyhow::{Context, bail};
 use base64::Engine;
 use secrecy::SecretString;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where the HS256 secret generated for demos is kept.
@@ -72,7 +74,7 @@ pub async fn authenticator(settings: &Settings, store: &Store, demo: bool) -> an
 
 /// The enrichment pipeline as configured: every adapter, the key sealer when a master key is
 /// set, and the tunables.
-pub fn enricher(settings: &Settings, store: Store) -> anyhow::Result<Enricher> {
+pub fn enricher(settings: &Settings, store: Store, bus: Bus) -> anyhow::Result<Enricher> {
     let sealer = settings
         .master_key
         .as_ref()
@@ -85,13 +87,15 @@ pub fn enricher(settings: &Settings, store: Store) -> anyhow::Result<Enricher> {
         sealer,
         settings.enrich_options(),
         Metrics::new(),
+        Arc::new(move |events| bus.publish(events)),
     ))
 }
 
-/// The services on an opened store.
+/// The services on an opened store, with the event bus they publish to. Needs a Tokio runtime.
 pub fn services(settings: &Settings, store: Store) -> anyhow::Result<Services> {
-    let enricher = enricher(settings, store.clone())?;
-    Ok(Services::new(store, enricher))
+    let bus = Bus::start(store.clone(), settings.bus_options());
+    let enricher = enricher(settings, store.clone(), bus.clone())?;
+    Ok(Services::new(store, enricher, bus))
 }
 
 /// Refuses to serve when API keys are stored but no master key can open them.

@@ -100,6 +100,19 @@ pub struct ServeArgs {
     pub max_aliases: Option<usize>,
     #[command(flatten)]
     pub enrichment: EnrichmentArgs,
+    #[command(flatten)]
+    pub events: EventArgs,
+}
+
+/// The event log, its readers and outbound webhooks.
+#[derive(Args, Debug)]
+pub struct EventArgs {
+    /// Milliseconds between checks for events written by other processes.
+    #[arg(long, env = "LEADGATE_EVENT_POLL_MS")]
+    pub event_poll_ms: Option<u64>,
+    /// Days events are kept in the log.
+    #[arg(long, env = "LEADGATE_EVENT_RETENTION_DAYS")]
+    pub event_retention_days: Option<u64>,
 }
 
 /// Provider endpoints and the enrichment pipeline's tunables.
@@ -273,6 +286,13 @@ pub fn settings(global: &GlobalArgs, serve: Option<&ServeArgs>) -> anyhow::Resul
         }
         if let Some(v) = e.enrichment_cache_mb {
             s.enrichment_cache_mb = v;
+        }
+        let e = &a.events;
+        if let Some(v) = e.event_poll_ms {
+            s.event_poll_ms = v;
+        }
+        if let Some(v) = e.event_retention_days {
+            s.event_retention_days = v;
         }
     }
     s.validate()?;

@@ -68,6 +68,11 @@ pub struct Settings {
     pub miss_ttl_hours: u64,
     /// Megabytes of enriched records kept in memory (approximate; least valuable evicted first).
     pub enrichment_cache_mb: u64,
+    /// Milliseconds between checks for events written by other processes (PostgreSQL
+    /// instances are also woken at once by `NOTIFY`).
+    pub event_poll_ms: u64,
+    /// Days events are kept in the log; a cursor older than that cannot be resumed.
+    pub event_retention_days: u64,
     /// Log filter, e.g. `info` or `leadgate=debug,info`.
     pub log: String,
     /// `text` or `json`.
@@ -110,6 +115,8 @@ impl Default for Settings {
             verification_ttl_hours: 7 * 24,
             miss_ttl_hours: 3 * 24,
             enrichment_cache_mb: 256,
+            event_poll_ms: 500,
+            event_retention_days: 7,
             log: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -256,6 +263,14 @@ impl Settings {
             miss_ttl: hours(self.miss_ttl_hours),
             cache_bytes: self.enrichment_cache_mb.saturating_mul(1024 * 1024),
             ..crate::enrich::EnrichOptions::default()
+        }
+    }
+
+    /// How the event bus learns of events written elsewhere.
+    pub fn bus_options(&self) -> crate::events::BusOptions {
+        crate::events::BusOptions {
+            poll_interval: std::time::Duration::from_millis(self.event_poll_ms.max(10)),
+            ..crate::events::BusOptions::default()
         }
     }
 

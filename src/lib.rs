@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod enrich;
+pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod service;

@@ -1,32 +1,309 @@
 //! Domain events as written to the event log (outbox), in the same transaction as the change
-//! they describe. Payloads carry ids and names, never personal data.
+//! they describe. Each workspace numbers its events 1, 2, 3, … (`seq`) with no gaps, so a
+//! reader that has seen `n` knows exactly what it missed.
+//!
+//! Lead events carry a snapshot of the lead after the change (subscriptions and webhooks
+//! deliver it without reading the store again); enrichment events carry ids and field names.
 
-use super::ids::WorkspaceId;
-use super::lead::Timestamp;
+use super::ids::{LeadId, WorkspaceId};
+use super::lead::{Lead, LeadStatus, Timestamp};
+use super::values::{CountryCode, CustomFields, Domain, EmailAddress, LinkedInUrl, Phone, Score, Tags};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use uuid::Uuid;
 
+/// `lead.created`: a lead was created (by `createLead` or an upsert).
+pub const LEAD_CREATED: &str = "lead.created";
+/// `lead.updated`: fields of a lead changed.
+pub const LEAD_UPDATED: &str = "lead.updated";
+/// `lead.archived`: a lead was archived.
+pub const LEAD_ARCHIVED: &str = "lead.archived";
+/// `lead.restored`: an archived lead was restored.
+pub const LEAD_RESTORED: &str = "lead.restored";
 /// `lead.enriched`: a (lead, group) was resolved from providers.
 pub const LEAD_ENRICHED: &str = "lead.enriched";
+/// `job.dead`: a job of the workspace exhausted its attempts and was dead-lettered.
+pub const JOB_DEAD: &str = "job.dead";
+/// `webhook.disabled`: an outbound webhook endpoint kept failing and was switched off.
+pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
+
+/// Every event type the log holds, in the order they are documented.
+pub const EVENT_TYPES: [&str; 7] = [
+    LEAD_CREATED,
+    LEAD_UPDATED,
+    LEAD_ARCHIVED,
+    LEAD_RESTORED,
+    LEAD_ENRICHED,
+    JOB_DEAD,
+    WEBHOOK_DISABLED,
+];
+
+/// The lead change types, which carry a lead snapshot.
+pub const LEAD_CHANGE_TYPES: [&str; 4] = [LEAD_CREATED, LEAD_UPDATED, LEAD_ARCHIVED, LEAD_RESTORED];
 
 /// An event about to be appended to the log.
 #[derive(Clone, PartialEq, Debug)]
 pub struct NewEvent {
     pub workspace_id: WorkspaceId,
-    /// e.g. `lead.enriched`.
+    /// One of `EVENT_TYPES`.
     pub kind: &'static str,
     /// The entity the event is about.
     pub subject_id: Option<Uuid>,
-    pub payload: serde_json::Value,
+    pub payload: Value,
     pub at: Timestamp,
 }
 
-/// An event read back from the log; `id` increases with every append.
+impl NewEvent {
+    /// The event for a lead written by `kind` (one of `LEAD_CHANGE_TYPES`), with the lead as it
+    /// is after the change and the names of the fields that changed.
+    pub fn lead_change(kind: &'static str, lead: &Lead, changed: &[&'static str]) -> Self {
+        Self {
+            workspace_id: lead.workspace_id,
+            kind,
+            subject_id: Some(lead.id.as_uuid()),
+            payload: serde_json::json!({
+                "lead": LeadDoc::from(lead),
+                "changedFields": changed,
+            }),
+            at: lead.updated_at,
+        }
+    }
+
+    /// The event for a lead that went from `before` to `after` in one write: archived,
+    /// restored or updated, with the fields that changed.
+    pub fn lead_transition(before: &Lead, after: &Lead) -> Self {
+        let kind = match (before.archived_at.is_some(), after.archived_at.is_some()) {
+            (false, true) => LEAD_ARCHIVED,
+            (true, false) => LEAD_RESTORED,
+            _ => LEAD_UPDATED,
+        };
+        Self::lead_change(kind, after, &changed_fields(before, after))
+    }
+}
+
+/// An event read back from the log.
 #[derive(Clone, PartialEq, Debug)]
 pub struct Event {
-    pub id: i64,
+    /// Position in the workspace's log: 1, 2, 3, … without gaps.
+    pub seq: i64,
     pub workspace_id: WorkspaceId,
     pub kind: String,
     pub subject_id: Option<Uuid>,
-    pub payload: serde_json::Value,
+    pub payload: Value,
     pub at: Timestamp,
+}
+
+/// What a lead event says: the lead after the change and the fields that changed.
+#[derive(Clone, PartialEq, Debug)]
+pub struct LeadChange {
+    pub lead: Lead,
+    pub changed_fields: Vec<String>,
+}
+
+impl Event {
+    /// The lead change this event describes; `None` for other types or a payload that was
+    /// scrubbed.
+    pub fn lead_change(&self) -> Option<LeadChange> {
+        if !LEAD_CHANGE_TYPES.contains(&self.kind.as_str()) {
+            return None;
+        }
+        let doc: LeadDoc = serde_json::from_value(self.payload.get("lead")?.clone()).ok()?;
+        let changed_fields = self
+            .payload
+            .get("changedFields")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        Some(LeadChange {
+            lead: doc.into_lead(self.workspace_id)?,
+            changed_fields,
+        })
+    }
+
+    /// The lead this event is about, for lead and enrichment events.
+    pub fn lead_id(&self) -> Option<LeadId> {
+        self.kind
+            .starts_with("lead.")
+            .then_some(self.subject_id.map(LeadId::from_uuid))
+            .flatten()
+    }
+}
+
+/// The names (as in the API) of the fields that differ between two versions of a lead.
+pub fn changed_fields(before: &Lead, after: &Lead) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let mut check = |name: &'static str, differs: bool| {
+        if differs {
+            out.push(name);
+        }
+    };
+    check("email", before.email != after.email);
+    check("firstName", before.first_name != after.first_name);
+    check("lastName", before.last_name != after.last_name);
+    check("title", before.title != after.title);
+    check("companyName", before.company_name != after.company_name);
+    check("companyDomain", before.company_domain != after.company_domain);
+    check("phone", before.phone != after.phone);
+    check("linkedinUrl", before.linkedin_url != after.linkedin_url);
+    check("country", before.country != after.country);
+    check("source", before.source != after.source);
+    check("status", before.status != after.status);
+    check("owner", before.owner != after.owner);
+    check("score", before.score != after.score);
+    check("tags", before.tags != after.tags);
+    check("customFields", before.custom_fields != after.custom_fields);
+    check("archivedAt", before.archived_at != after.archived_at);
+    out
+}
+
+/// A lead as stored in an event payload: plain JSON in the API's field names.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LeadDoc {
+    id: Uuid,
+    email: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    title: Option<String>,
+    company_name: Option<String>,
+    company_domain: Option<String>,
+    phone: Option<String>,
+    linkedin_url: Option<String>,
+    country: Option<String>,
+    source: Option<String>,
+    status: String,
+    owner: Option<String>,
+    score: i64,
+    tags: Vec<String>,
+    custom_fields: serde_json::Map<String, Value>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    archived_at: Option<Timestamp>,
+    version: i64,
+}
+
+impl From<&Lead> for LeadDoc {
+    fn from(l: &Lead) -> Self {
+        let text = |v: Option<&str>| v.map(str::to_owned);
+        Self {
+            id: l.id.as_uuid(),
+            email: text(l.email.as_ref().map(EmailAddress::as_str)),
+            first_name: l.first_name.clone(),
+            last_name: l.last_name.clone(),
+            title: l.title.clone(),
+            company_name: l.company_name.clone(),
+            company_domain: text(l.company_domain.as_ref().map(Domain::as_str)),
+            phone: text(l.phone.as_ref().map(Phone::as_str)),
+            linkedin_url: text(l.linkedin_url.as_ref().map(LinkedInUrl::as_str)),
+            country: text(l.country.as_ref().map(CountryCode::as_str)),
+            source: l.source.clone(),
+            status: l.status.as_str().to_owned(),
+            owner: l.owner.clone(),
+            score: i64::from(l.score.value()),
+            tags: l.tags.as_strs().into_iter().map(str::to_owned).collect(),
+            custom_fields: l.custom_fields.as_map().clone(),
+            created_at: l.created_at,
+            updated_at: l.updated_at,
+            archived_at: l.archived_at,
+            version: l.version,
+        }
+    }
+}
+
+impl LeadDoc {
+    /// Values in an event were valid when written, so they are trusted back.
+    fn into_lead(self, workspace_id: WorkspaceId) -> Option<Lead> {
+        Some(Lead {
+            id: LeadId::from_uuid(self.id),
+            workspace_id,
+            email: self.email.map(EmailAddress::from_trusted),
+            first_name: self.first_name,
+            last_name: self.last_name,
+            title: self.title,
+            company_name: self.company_name,
+            company_domain: self.company_domain.map(Domain::from_trusted),
+            phone: self.phone.map(Phone::from_trusted),
+            linkedin_url: self.linkedin_url.map(LinkedInUrl::from_trusted),
+            country: self.country.map(CountryCode::from_trusted),
+            source: self.source,
+            status: LeadStatus::parse(&self.status)?,
+            owner: self.owner,
+            score: Score::from_trusted(self.score),
+            tags: Tags::from_trusted(self.tags),
+            custom_fields: CustomFields::from_trusted(self.custom_fields),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            archived_at: self.archived_at,
+            version: self.version,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{LeadPatch, Patch, now};
+
+    fn lead() -> Lead {
+        let mut lead = Lead::new(WorkspaceId::new(), now());
+        lead.email = Some(EmailAddress::from_trusted("ann@acme.com".into()));
+        lead.first_name = Some("Ann".into());
+        lead.tags = Tags::from_trusted(vec!["vip".into()]);
+        lead
+    }
+
+    #[test]
+    fn a_lead_survives_the_round_trip_through_an_event() {
+        let lead = lead();
+        let event = NewEvent::lead_change(LEAD_CREATED, &lead, &[]);
+        let read = Event {
+            seq: 1,
+            workspace_id: event.workspace_id,
+            kind: event.kind.to_owned(),
+            subject_id: event.subject_id,
+            payload: event.payload,
+            at: event.at,
+        };
+        assert_eq!(read.lead_change().map(|c| c.lead), Some(lead.clone()));
+        assert_eq!(read.lead_id(), Some(lead.id));
+    }
+
+    #[test]
+    fn a_transition_names_its_type_and_changed_fields() {
+        let before = lead();
+        let mut after = before.clone();
+        after.apply(&LeadPatch {
+            title: Patch::Set("CTO".into()),
+            ..LeadPatch::default()
+        });
+        let e = NewEvent::lead_transition(&before, &after);
+        assert_eq!(
+            (e.kind, e.payload["changedFields"].clone()),
+            (LEAD_UPDATED, serde_json::json!(["title"]))
+        );
+        after.archived_at = Some(now());
+        assert_eq!(NewEvent::lead_transition(&before, &after).kind, LEAD_ARCHIVED);
+        assert_eq!(NewEvent::lead_transition(&after, &before).kind, LEAD_RESTORED);
+    }
+
+    #[test]
+    fn other_events_and_scrubbed_payloads_carry_no_lead() {
+        let event = Event {
+            seq: 1,
+            workspace_id: WorkspaceId::new(),
+            kind: LEAD_UPDATED.into(),
+            subject_id: None,
+            payload: serde_json::json!({"lead": null}),
+            at: now(),
+        };
+        assert!(event.lead_change().is_none());
+        assert!(
+            Event {
+                kind: JOB_DEAD.into(),
+                ..event
+            }
+            .lead_change()
+            .is_none()
+        );
+    }
 }

@@ -19,7 +19,10 @@ pub use enrichment::{
     PhoneData, PhoneKind, PhoneNumber, Policy, Source, Subject,
 };
 pub use error::{FieldError, FieldErrorCode, ValidationErrors};
-pub use event::{Event, LEAD_ENRICHED, NewEvent};
+pub use event::{
+    EVENT_TYPES, Event, JOB_DEAD, LEAD_ARCHIVED, LEAD_CHANGE_TYPES, LEAD_CREATED, LEAD_ENRICHED,
+    LEAD_RESTORED, LEAD_UPDATED, LeadChange, NewEvent, WEBHOOK_DISABLED, changed_fields,
+};
 pub use filter::{
     ArchivedFilter, Cursor, CursorSide, Direction, LeadFilter, LeadOrder, LeadQuery, PageDirection,
     SortField, SortValue, TagMatch,

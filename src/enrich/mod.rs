@@ -14,4 +14,4 @@ pub mod provider;
 pub mod providers;
 
 pub use ledger::{Ledger, PlannedGroup, PlannedStep, Spend};
-pub use pipeline::{EnrichError, EnrichOptions, Enricher, Resolution, WorkspaceSetup};
+pub use pipeline::{EnrichError, EnrichOptions, Enricher, EventSink, Resolution, WorkspaceSetup};

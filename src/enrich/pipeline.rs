@@ -16,7 +16,7 @@ use super::metrics::Metrics;
 use super::provider::{Answer, CallContext, Provider, ProviderError};
 use super::providers::sandbox::SandboxOptions;
 use crate::domain::{
-    EnrichmentRecord, EnrichmentSettings, Group, LEAD_ENRICHED, Lead, LeadId, NewEvent, Policy,
+    EnrichmentRecord, EnrichmentSettings, Event, Group, LEAD_ENRICHED, Lead, LeadId, NewEvent, Policy,
     ProviderConfig, ProviderKind, Source, Subject, UsagePeriod, WorkspaceId, now,
 };
 use crate::store::{EnrichmentRepo, Store, StoreError};
@@ -167,7 +167,11 @@ struct Inner {
     breakers: Mutex<HashMap<(WorkspaceId, ProviderKind), Arc<Breaker>>>,
     gates: Mutex<HashMap<(WorkspaceId, ProviderKind), Arc<RateGate>>>,
     permits: HashMap<ProviderKind, Arc<Semaphore>>,
+    committed: EventSink,
 }
+
+/// Told of the `lead.enriched` events once they are committed, to pass them on to readers.
+pub type EventSink = Arc<dyn Fn(Vec<Event>) + Send + Sync>;
 
 /// Roughly how many bytes a cached record holds: its values, provenance and bookkeeping.
 fn weight(record: &EnrichmentRecord) -> u32 {
@@ -235,6 +239,7 @@ impl Enricher {
         sealer: Option<KeySealer>,
         options: EnrichOptions,
         metrics: Metrics,
+        committed: EventSink,
     ) -> Self {
         let permits = providers
             .iter()
@@ -268,6 +273,7 @@ impl Enricher {
                 breakers: Mutex::new(HashMap::new()),
                 gates: Mutex::new(HashMap::new()),
                 permits,
+                committed,
             }),
         }
     }
@@ -627,9 +633,10 @@ impl Enricher {
             }
             to_save.push(w.record.clone());
         }
-        if let Err(e) = self.inner.store.save_enrichment(ws, &to_save, &events).await {
+        match self.inner.store.save_enrichment(ws, &to_save, &events).await {
+            Ok(events) => (self.inner.committed)(events),
             // The answers were paid for: still serve them from memory.
-            tracing::error!(error = %e, "cannot store enrichment records");
+            Err(e) => tracing::error!(error = %e, "cannot store enrichment records"),
         }
 
         let mut results = HashMap::with_capacity(work.len());

@@ -13,6 +13,7 @@ mod ids;
 mod inputs;
 mod mutation;
 mod query;
+mod subscription;
 pub mod transport;
 mod types;
 
@@ -21,7 +22,8 @@ pub use enrichment_api::PlanRunner;
 pub use query::Caller;
 
 use crate::service::Services;
-use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{MergedObject, Schema, SchemaBuilder};
+pub use subscription::SubscriptionRoot;
 
 /// The query root: leads and enrichment.
 #[derive(MergedObject, Default)]
@@ -33,10 +35,10 @@ pub struct QueryRoot(query::Query, enrichment_api::EnrichmentQuery);
 #[graphql(name = "Mutation")]
 pub struct MutationRoot(mutation::Mutation, enrichment_api::EnrichmentMutation);
 
-pub type LeadgateSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type LeadgateSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
-    Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription)
+fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
+    Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot)
         .directive(enrichment_api::BudgetDirective)
 }
 

@@ -5,6 +5,7 @@ use crate::domain::{
     ArchivedFilter, Cursor, CursorSide as Side, EmailAddress, FieldError, FieldErrorCode, Lead, LeadDraft,
     LeadFilter, LeadId, LeadPatch, LeadQuery, PageDirection, Patch, UpsertOutcome, ValidationErrors, now,
 };
+use crate::events::Bus;
 use crate::store::{LeadCounts, LeadRepo, Store, StoreError, WorkspaceRepo};
 use tracing::instrument;
 
@@ -34,11 +35,13 @@ pub struct TotalCount {
 #[derive(Clone, Debug)]
 pub struct LeadService {
     store: Store,
+    /// Told of every committed lead event.
+    bus: Bus,
 }
 
 impl LeadService {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, bus: Bus) -> Self {
+        Self { store, bus }
     }
 
     #[instrument(skip_all, fields(lead.id = %id))]
@@ -128,7 +131,8 @@ impl LeadService {
         let patch = LeadPatch::parse(draft).map_err(ServiceError::Invalid)?;
         let mut lead = Lead::new(actor.workspace_id, now());
         lead.apply(&patch);
-        self.store.insert_lead(&lead).await?;
+        let events = self.store.insert_lead(&lead).await?;
+        self.bus.publish(events);
         Ok(lead)
     }
 
@@ -192,13 +196,15 @@ impl LeadService {
         }
         lead.updated_at = now().max(current.updated_at);
         lead.version = current.version + 1;
-        self.store
-            .update_lead(&lead, current.version, current.archived_at.is_some())
+        let events = self
+            .store
+            .update_lead(&lead, &current)
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => ServiceError::NotFound("lead"),
                 other => other.into(),
             })?;
+        self.bus.publish(events);
         Ok(lead)
     }
 
@@ -232,7 +238,7 @@ impl LeadService {
         }
         let items: Vec<(EmailAddress, LeadPatch)> =
             valid.iter().map(|(_, e, p)| (e.clone(), p.clone())).collect();
-        let outcomes = match self.store.upsert_leads(actor.workspace_id, &items, now()).await {
+        let (outcomes, events) = match self.store.upsert_leads(actor.workspace_id, &items, now()).await {
             // A concurrent writer created one of the emails between our read and write: the
             // second attempt sees it and updates instead.
             Err(StoreError::Conflict { .. }) => {
@@ -240,6 +246,7 @@ impl LeadService {
             }
             other => other?,
         };
+        self.bus.publish(events);
         for ((i, _, _), outcome) in valid.iter().zip(outcomes) {
             results[*i] = Some(Ok(outcome));
         }

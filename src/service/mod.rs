@@ -6,6 +6,7 @@
 //! turns into `userErrors`.
 
 mod enrichment;
+mod events;
 mod leads;
 mod workspaces;
 
@@ -15,6 +16,7 @@ pub use enrichment::{
     EnrichJob, EnrichmentService, JobState, MAX_ENRICH_JOB, MAX_WATERFALL, ProviderStatus, ProviderUpdate,
     UsageStatus, waterfalls,
 };
+pub use events::EventService;
 pub use leads::{FILTERED_COUNT_CAP, LeadPage, LeadService, MAX_UPSERT, TotalCount};
 pub use workspaces::WorkspaceService;
 
@@ -101,14 +103,17 @@ pub struct Services {
     pub leads: LeadService,
     pub workspaces: WorkspaceService,
     pub enrichment: EnrichmentService,
+    pub events: EventService,
 }
 
 impl Services {
-    pub fn new(store: Store, enricher: crate::enrich::Enricher) -> Self {
+    /// `bus` must run on `store`; `enricher` should publish its events to it.
+    pub fn new(store: Store, enricher: crate::enrich::Enricher, bus: crate::events::Bus) -> Self {
         Self {
-            leads: LeadService::new(store.clone()),
+            leads: LeadService::new(store.clone(), bus.clone()),
             workspaces: WorkspaceService::new(store.clone()),
             enrichment: EnrichmentService::new(store.clone(), enricher),
+            events: EventService::new(bus),
             store,
         }
     }

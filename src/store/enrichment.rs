@@ -1,5 +1,6 @@
 //! Enrichment persistence shared by both backends: resolved records, provider settings, usage
-//! counters for quotas, and the event log they append to. Stamped out per backend by
+//! counters for quotas. Enrichment events go to the log (`store::events`) in the same
+//! transaction as the records they describe. Stamped out per backend by
 //! `impl_enrichment_repo!`, like `repo::impl_repos!`; a backend provides `read_time`.
 //!
 //! Quotas are enforced here, not in memory: `reserve_usage` is one conditional upsert per
@@ -16,11 +17,10 @@ macro_rules! impl_enrichment_repo {
             };
             use $crate::store::repo::interpret;
             use $crate::store::sql::SqlBuilder;
-            use $crate::store::{EnrichmentRepo, EventRepo, StoreResult};
+            use $crate::store::{EnrichmentRepo, StoreResult};
 
             type Qb = sqlx::QueryBuilder<super::Db>;
             type Row = <super::Db as sqlx::Database>::Row;
-            type Conn = <super::Db as sqlx::Database>::Connection;
 
             fn decode_json<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, sqlx::Error> {
                 serde_json::from_str(raw).map_err(|e| sqlx::Error::Decode(Box::new(e)))
@@ -70,32 +70,6 @@ macro_rules! impl_enrichment_repo {
                 }))
             }
 
-            async fn append_events(conn: &mut Conn, events: &[NewEvent]) -> StoreResult<()> {
-                for chunk in events.chunks(500) {
-                    let mut qb = Qb::new(
-                        "INSERT INTO events (workspace_id, type, subject_id, payload, created_at) VALUES ",
-                    );
-                    for (i, e) in chunk.iter().enumerate() {
-                        qb.push(if i == 0 { "(" } else { ", (" });
-                        qb.push_uuid(e.workspace_id.as_uuid());
-                        qb.push(", ");
-                        qb.push_text(e.kind.to_owned());
-                        qb.push(", ");
-                        match e.subject_id {
-                            Some(id) => qb.push_uuid(id),
-                            None => qb.push_null(),
-                        }
-                        qb.push(", ");
-                        qb.push_text(e.payload.to_string());
-                        qb.push(", ");
-                        qb.push_time(e.at);
-                        qb.push(")");
-                    }
-                    qb.build().execute(&mut *conn).await.map_err(interpret)?;
-                }
-                Ok(())
-            }
-
             impl EnrichmentRepo for $store {
                 async fn enrichment_records(
                     &self,
@@ -135,9 +109,9 @@ macro_rules! impl_enrichment_repo {
                     ws: WorkspaceId,
                     records: &[EnrichmentRecord],
                     events: &[NewEvent],
-                ) -> StoreResult<()> {
+                ) -> StoreResult<Vec<Event>> {
                     if records.is_empty() && events.is_empty() {
-                        return Ok(());
+                        return Ok(Vec::new());
                     }
                     let mut tx = self.write.begin().await.map_err(interpret)?;
                     for chunk in records.chunks(200) {
@@ -177,8 +151,9 @@ macro_rules! impl_enrichment_repo {
                         );
                         qb.build().execute(&mut *tx).await.map_err(interpret)?;
                     }
-                    append_events(&mut tx, events).await?;
-                    tx.commit().await.map_err(interpret)
+                    let events = super::event_repo::append(&mut tx, events).await?;
+                    tx.commit().await.map_err(interpret)?;
+                    Ok(events)
                 }
 
                 async fn enrichment_settings(&self, ws: WorkspaceId) -> StoreResult<Option<EnrichmentSettings>> {
@@ -408,39 +383,6 @@ macro_rules! impl_enrichment_repo {
                         }
                     }
                     Ok(out)
-                }
-            }
-
-            impl EventRepo for $store {
-                async fn append_events(&self, events: &[NewEvent]) -> StoreResult<()> {
-                    let mut conn = self.write.acquire().await.map_err(interpret)?;
-                    append_events(&mut conn, events).await
-                }
-
-                async fn events_after(&self, ws: WorkspaceId, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
-                    let mut qb = Qb::new(
-                        "SELECT id, workspace_id, type, subject_id, payload, created_at FROM events WHERE workspace_id = ",
-                    );
-                    qb.push_uuid(ws.as_uuid());
-                    qb.push(" AND id > ");
-                    qb.push_int(after);
-                    qb.push(" ORDER BY id LIMIT ");
-                    qb.push_int(i64::from(limit));
-                    let rows = qb.build().fetch_all(&self.read).await.map_err(interpret)?;
-                    rows.iter()
-                        .map(|r| -> Result<Event, sqlx::Error> {
-                            let payload: String = r.try_get(4)?;
-                            Ok(Event {
-                                id: r.try_get(0)?,
-                                workspace_id: WorkspaceId::from_uuid(r.try_get(1)?),
-                                kind: r.try_get(2)?,
-                                subject_id: r.try_get(3)?,
-                                payload: decode_json(&payload)?,
-                                at: read_time(r, 5)?,
-                            })
-                        })
-                        .collect::<Result<_, _>>()
-                        .map_err(interpret)
                 }
             }
         }

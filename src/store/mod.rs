@@ -6,6 +6,7 @@
 
 pub mod admin;
 mod enrichment;
+mod events;
 mod postgres;
 mod repo;
 mod sql;
@@ -108,23 +109,25 @@ pub trait LeadRepo: Send + Sync {
         cap: u64,
     ) -> impl Future<Output = StoreResult<u64>> + Send;
     /// Fails with `Conflict { field: "email" }` when the email is taken in the workspace.
-    fn insert_lead(&self, lead: &Lead) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Appends the `lead.created` event in the same transaction and returns it.
+    fn insert_lead(&self, lead: &Lead) -> impl Future<Output = StoreResult<Vec<Event>>> + Send;
     /// Writes `lead` (whose `version` is already the new one) if the stored version is still
-    /// `expected_version`; `VersionMismatch` otherwise, `NotFound` when the lead is gone.
-    /// `was_archived` is the archive state at `expected_version`, for the maintained counts.
+    /// `previous.version`; `VersionMismatch` otherwise, `NotFound` when the lead is gone.
+    /// Appends the event of the change from `previous` (updated, archived or restored) in the
+    /// same transaction and returns it.
     fn update_lead(
         &self,
         lead: &Lead,
-        expected_version: i64,
-        was_archived: bool,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
-    /// Creates or patches leads by email in one transaction; one outcome per item, in order.
+        previous: &Lead,
+    ) -> impl Future<Output = StoreResult<Vec<Event>>> + Send;
+    /// Creates or patches leads by email in one transaction; one outcome per item, in order,
+    /// and the events of the leads created or changed.
     fn upsert_leads(
         &self,
         ws: WorkspaceId,
         items: &[(EmailAddress, LeadPatch)],
         at: Timestamp,
-    ) -> impl Future<Output = StoreResult<Vec<UpsertOutcome>>> + Send;
+    ) -> impl Future<Output = StoreResult<(Vec<UpsertOutcome>, Vec<Event>)>> + Send;
     /// Loads `total` new leads into `ws` in one transaction, asking `next_chunk(n)` for up to
     /// `n` leads at a time (an empty chunk ends the load early) and reporting the running
     /// total to `progress`. With `rebuild_indexes` the secondary indexes are dropped first and
@@ -143,6 +146,7 @@ pub trait LeadRepo: Send + Sync {
         F: FnMut(usize) -> Vec<Lead> + Send,
         P: FnMut(u64) + Send;
     /// Inserts many new leads with multi-row statements in one transaction (seed, import).
+    /// Bulk paths write no per-lead events.
     fn insert_leads_bulk(
         &self,
         ws: WorkspaceId,
@@ -166,7 +170,7 @@ pub trait EnrichmentRepo: Send + Sync {
         ws: WorkspaceId,
         records: &[EnrichmentRecord],
         events: &[NewEvent],
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+    ) -> impl Future<Output = StoreResult<Vec<Event>>> + Send;
     fn enrichment_settings(
         &self,
         ws: WorkspaceId,
@@ -220,16 +224,24 @@ pub trait EnrichmentRepo: Send + Sync {
     fn provider_usage(&self, ws: WorkspaceId) -> impl Future<Output = StoreResult<Vec<Usage>>> + Send;
 }
 
-/// The event log (outbox).
+/// The event log (outbox). Events are numbered per workspace without gaps.
 pub trait EventRepo: Send + Sync {
-    fn append_events(&self, events: &[NewEvent]) -> impl Future<Output = StoreResult<()>> + Send;
-    /// Events of `ws` with an id above `after`, oldest first.
+    /// Appends events in their own transaction and returns them numbered (writes of leads and
+    /// enrichment append theirs in the transaction of the change instead).
+    fn append_events(&self, events: &[NewEvent]) -> impl Future<Output = StoreResult<Vec<Event>>> + Send;
+    /// Events of `ws` numbered above `after`, oldest first.
     fn events_after(
         &self,
         ws: WorkspaceId,
         after: i64,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<Event>>> + Send;
+    /// The number of the newest event of `ws` (0 when it has none).
+    fn event_head(&self, ws: WorkspaceId) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// The newest event number of every workspace.
+    fn event_heads(&self) -> impl Future<Output = StoreResult<Vec<(WorkspaceId, i64)>>> + Send;
+    /// Deletes events older than `before` (retention); returns how many.
+    fn prune_events(&self, before: Timestamp) -> impl Future<Output = StoreResult<u64>> + Send;
 }
 
 /// Health and maintenance.
@@ -318,6 +330,38 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Wake-ups for events committed by any instance sharing a PostgreSQL database. A
+/// notification only says "look": the log is the truth, and one lost while the connection was
+/// re-established is found by the next poll.
+pub struct EventListener(sqlx::postgres::PgListener);
+
+impl EventListener {
+    /// The next `(workspace, newest number)` announced; reconnects when the connection drops.
+    pub async fn recv(&mut self) -> StoreResult<(WorkspaceId, i64)> {
+        loop {
+            let note = self.0.recv().await.map_err(repo::interpret)?;
+            let parsed = note
+                .payload()
+                .split_once(':')
+                .and_then(|(ws, top)| Some((WorkspaceId::from_uuid(ws.parse().ok()?), top.parse().ok()?)));
+            if let Some(wake) = parsed {
+                return Ok(wake);
+            }
+        }
+    }
+}
+
+impl Store {
+    /// A listener for other instances' events: `Some` on PostgreSQL, `None` on SQLite, whose
+    /// other processes are only seen by polling.
+    pub async fn event_listener(&self) -> StoreResult<Option<EventListener>> {
+        match self {
+            Store::Sqlite(_) => Ok(None),
+            Store::Postgres(pg) => pg.listen_events().await.map(Some),
+        }
+    }
+}
+
 /// Forwards each trait method to the backend in use.
 macro_rules! dispatch {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {
@@ -384,18 +428,18 @@ impl LeadRepo for Store {
     async fn count_leads(&self, ws: WorkspaceId, filter: &LeadFilter, cap: u64) -> StoreResult<u64> {
         dispatch!(self.count_leads(ws, filter, cap))
     }
-    async fn insert_lead(&self, lead: &Lead) -> StoreResult<()> {
+    async fn insert_lead(&self, lead: &Lead) -> StoreResult<Vec<Event>> {
         dispatch!(self.insert_lead(lead))
     }
-    async fn update_lead(&self, lead: &Lead, expected_version: i64, was_archived: bool) -> StoreResult<()> {
-        dispatch!(self.update_lead(lead, expected_version, was_archived))
+    async fn update_lead(&self, lead: &Lead, previous: &Lead) -> StoreResult<Vec<Event>> {
+        dispatch!(self.update_lead(lead, previous))
     }
     async fn upsert_leads(
         &self,
         ws: WorkspaceId,
         items: &[(EmailAddress, LeadPatch)],
         at: Timestamp,
-    ) -> StoreResult<Vec<UpsertOutcome>> {
+    ) -> StoreResult<(Vec<UpsertOutcome>, Vec<Event>)> {
         dispatch!(self.upsert_leads(ws, items, at))
     }
     async fn insert_leads_bulk(&self, ws: WorkspaceId, leads: &[Lead]) -> StoreResult<u64> {
@@ -431,7 +475,7 @@ impl EnrichmentRepo for Store {
         ws: WorkspaceId,
         records: &[EnrichmentRecord],
         events: &[NewEvent],
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Vec<Event>> {
         dispatch!(self.save_enrichment(ws, records, events))
     }
     async fn enrichment_settings(&self, ws: WorkspaceId) -> StoreResult<Option<EnrichmentSettings>> {
@@ -487,11 +531,20 @@ impl EnrichmentRepo for Store {
 }
 
 impl EventRepo for Store {
-    async fn append_events(&self, events: &[NewEvent]) -> StoreResult<()> {
+    async fn append_events(&self, events: &[NewEvent]) -> StoreResult<Vec<Event>> {
         dispatch!(self.append_events(events))
     }
     async fn events_after(&self, ws: WorkspaceId, after: i64, limit: u32) -> StoreResult<Vec<Event>> {
         dispatch!(self.events_after(ws, after, limit))
+    }
+    async fn event_head(&self, ws: WorkspaceId) -> StoreResult<i64> {
+        dispatch!(self.event_head(ws))
+    }
+    async fn event_heads(&self) -> StoreResult<Vec<(WorkspaceId, i64)>> {
+        dispatch!(self.event_heads())
+    }
+    async fn prune_events(&self, before: Timestamp) -> StoreResult<u64> {
+        dispatch!(self.prune_events(before))
     }
 }
 

@@ -39,6 +39,18 @@ impl PgStore {
         })
     }
 
+    /// A connection listening for new events committed by any instance.
+    pub async fn listen_events(&self) -> Result<super::EventListener, StoreError> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.read)
+            .await
+            .map_err(super::repo::interpret)?;
+        listener
+            .listen(EVENTS_CHANNEL)
+            .await
+            .map_err(super::repo::interpret)?;
+        Ok(super::EventListener(listener))
+    }
+
     pub async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("migrations/postgres")
             .run(&self.write)
@@ -155,6 +167,21 @@ fn workspace_from_row(r: &PgRow) -> Result<Workspace, sqlx::Error> {
 
 impl_repos!(PgStore, Postgres, QueryBuilder<Postgres>);
 super::enrichment::impl_enrichment_repo!(super::PgStore);
+super::events::impl_event_repo!(super::PgStore);
+
+/// The channel other instances `LISTEN` on for new events.
+pub(super) const EVENTS_CHANNEL: &str = "leadgate_events";
+
+/// Wakes listening instances when the transaction commits: `<workspace>:<newest number>`.
+async fn notify_events(conn: &mut sqlx::PgConnection, ws: WorkspaceId, top: i64) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(EVENTS_CHANNEL)
+        .bind(format!("{ws}:{top}"))
+        .execute(conn)
+        .await
+        .map_err(interpret)?;
+    Ok(())
+}
 
 /// A `timestamptz` column.
 fn read_time(r: &PgRow, i: usize) -> Result<crate::domain::Timestamp, sqlx::Error> {

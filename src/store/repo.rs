@@ -40,8 +40,8 @@ macro_rules! impl_repos {
     ($store:ty, $db:ty, $reads:ty) => {
         use sqlx::Row as _;
         use $crate::domain::{
-            Cursor, EmailAddress, Lead, LeadFilter, LeadId, LeadPatch, LeadQuery, Timestamp, Workspace,
-            WorkspaceId,
+            Cursor, EmailAddress, Event, LEAD_CREATED, Lead, LeadFilter, LeadId, LeadPatch, LeadQuery,
+            NewEvent, Timestamp, Workspace, WorkspaceId,
         };
         use $crate::store::repo::interpret;
         use $crate::store::sql::{self, KeyValue, SqlBuilder};
@@ -323,29 +323,30 @@ macro_rules! impl_repos {
                 Ok(row.first().copied().unwrap_or_default().max(0) as u64)
             }
 
-            async fn insert_lead(&self, lead: &Lead) -> StoreResult<()> {
+            async fn insert_lead(&self, lead: &Lead) -> StoreResult<Vec<Event>> {
                 let mut tx = self.write.begin().await.map_err(interpret)?;
                 insert_one(&mut tx, lead).await?;
                 let (active, archived) = counts_of(&[lead]);
                 bump_counts(&mut tx, lead.workspace_id, active, archived).await?;
-                tx.commit().await.map_err(interpret)
+                let events =
+                    event_repo::append(&mut tx, &[NewEvent::lead_change(LEAD_CREATED, lead, &[])]).await?;
+                tx.commit().await.map_err(interpret)?;
+                Ok(events)
             }
 
-            async fn update_lead(
-                &self,
-                lead: &Lead,
-                expected_version: i64,
-                was_archived: bool,
-            ) -> StoreResult<()> {
+            async fn update_lead(&self, lead: &Lead, previous: &Lead) -> StoreResult<Vec<Event>> {
                 let mut tx = self.write.begin().await.map_err(interpret)?;
-                update_one(&mut tx, lead, expected_version).await?;
-                let delta = match (was_archived, lead.archived_at.is_some()) {
+                update_one(&mut tx, lead, previous.version).await?;
+                let delta = match (previous.archived_at.is_some(), lead.archived_at.is_some()) {
                     (false, true) => (-1, 1),
                     (true, false) => (1, -1),
                     _ => (0, 0),
                 };
                 bump_counts(&mut tx, lead.workspace_id, delta.0, delta.1).await?;
-                tx.commit().await.map_err(interpret)
+                let events =
+                    event_repo::append(&mut tx, &[NewEvent::lead_transition(previous, lead)]).await?;
+                tx.commit().await.map_err(interpret)?;
+                Ok(events)
             }
 
             async fn upsert_leads(
@@ -353,7 +354,7 @@ macro_rules! impl_repos {
                 ws: WorkspaceId,
                 items: &[(EmailAddress, LeadPatch)],
                 at: Timestamp,
-            ) -> StoreResult<Vec<UpsertOutcome>> {
+            ) -> StoreResult<(Vec<UpsertOutcome>, Vec<Event>)> {
                 let mut tx = self.write.begin().await.map_err(interpret)?;
                 let mut known: std::collections::HashMap<String, Lead> = std::collections::HashMap::new();
                 if !items.is_empty() {
@@ -373,6 +374,8 @@ macro_rules! impl_repos {
                 }
                 let mut outcomes = Vec::with_capacity(items.len());
                 let mut created = Vec::new();
+                // each updated lead as it was before this upsert, for its event
+                let mut previous: std::collections::HashMap<LeadId, Lead> = std::collections::HashMap::new();
                 for (email, patch) in items {
                     match known.get(email.as_str()) {
                         Some(existing) => {
@@ -381,6 +384,7 @@ macro_rules! impl_repos {
                                 lead.updated_at = at;
                                 lead.version = existing.version + 1;
                                 update_one(&mut tx, &lead, existing.version).await?;
+                                previous.entry(lead.id).or_insert_with(|| existing.clone());
                                 known.insert(email.as_str().to_owned(), lead.clone());
                                 outcomes.push(UpsertOutcome::Updated(lead));
                             } else {
@@ -399,8 +403,20 @@ macro_rules! impl_repos {
                     }
                 }
                 bump_counts(&mut tx, ws, created.len() as i64, 0).await?;
+                let events: Vec<NewEvent> = outcomes
+                    .iter()
+                    .filter_map(|o| match o {
+                        UpsertOutcome::Created(lead) => Some(NewEvent::lead_change(LEAD_CREATED, lead, &[])),
+                        UpsertOutcome::Updated(lead) => {
+                            let before = &previous[&lead.id];
+                            Some(NewEvent::lead_transition(before, lead))
+                        }
+                        UpsertOutcome::Unchanged(_) => None,
+                    })
+                    .collect();
+                let events = event_repo::append(&mut tx, &events).await?;
                 tx.commit().await.map_err(interpret)?;
-                Ok(outcomes)
+                Ok((outcomes, events))
             }
 
             async fn insert_leads_bulk(&self, ws: WorkspaceId, leads: &[Lead]) -> StoreResult<u64> {

@@ -180,6 +180,12 @@ fn workspace_from_row(r: &SqliteRow) -> Result<Workspace, sqlx::Error> {
 
 impl_repos!(SqliteStore, Sqlite, LiteQuery);
 super::enrichment::impl_enrichment_repo!(super::SqliteStore);
+super::events::impl_event_repo!(super::SqliteStore);
+
+/// Other processes on one SQLite file learn of new events by polling (see `events::Bus`).
+async fn notify_events(_: &mut sqlx::SqliteConnection, _: WorkspaceId, _: i64) -> StoreResult<()> {
+    Ok(())
+}
 
 /// A timestamp column (INTEGER microseconds).
 fn read_time(r: &SqliteRow, i: usize) -> Result<crate::domain::Timestamp, sqlx::Error> {

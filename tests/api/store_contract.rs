@@ -11,7 +11,7 @@ use leadgate::domain::{
     Phone, Score, SortField, SortValue, Tag, TagMatch, Tags, Timestamp, UpsertOutcome, Workspace,
     WorkspaceId, WorkspaceSlug, now,
 };
-use leadgate::store::{LeadCounts, LeadRepo, SettingsRepo, Store, StoreError, WorkspaceRepo};
+use leadgate::store::{EventRepo, LeadCounts, LeadRepo, SettingsRepo, Store, StoreError, WorkspaceRepo};
 use serde_json::json;
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -285,7 +285,7 @@ async fn contract_update_lead_persists_every_field() {
             version: original.version + 1,
         };
         store
-            .update_lead(&changed, original.version, false)
+            .update_lead(&changed, &was(&changed, original.version, false))
             .await
             .unwrap();
         let back = store.lead(acme.id, original.id).await.unwrap();
@@ -312,7 +312,10 @@ async fn contract_update_lead_persists_every_field() {
             version: changed.version + 1,
             ..changed.clone()
         };
-        store.update_lead(&cleared, changed.version, false).await.unwrap();
+        store
+            .update_lead(&cleared, &was(&cleared, changed.version, false))
+            .await
+            .unwrap();
         let back = store.lead(acme.id, original.id).await.unwrap();
         assert_eq!(back.as_ref(), Some(&cleared), "{backend:?}");
         // the old email is free again; tag listings follow the new tags
@@ -343,16 +346,22 @@ async fn contract_update_lead_rejects_a_stale_version() {
         let mut first = original.clone();
         first.title = Some("First writer".into());
         first.version = 2;
-        store.update_lead(&first, 1, false).await.unwrap();
+        store.update_lead(&first, &was(&first, 1, false)).await.unwrap();
 
         // a second writer that also read version 1
         let mut second = original.clone();
         second.title = Some("Second writer".into());
         second.version = 2;
-        let err = store.update_lead(&second, 1, false).await.unwrap_err();
+        let err = store
+            .update_lead(&second, &was(&second, 1, false))
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::VersionMismatch), "{backend:?}: {err:?}");
         // a version from the future is just as stale
-        let err = store.update_lead(&second, 7, false).await.unwrap_err();
+        let err = store
+            .update_lead(&second, &was(&second, 7, false))
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::VersionMismatch), "{backend:?}: {err:?}");
         assert_eq!(
             store.lead(acme.id, original.id).await.unwrap(),
@@ -369,7 +378,10 @@ async fn contract_update_lead_reports_a_missing_lead() {
         let acme = created_workspace(&store, "acme").await;
         let globex = created_workspace(&store, "globex").await;
         let never_stored = full_lead(acme.id, "ghost@acme.io");
-        let err = store.update_lead(&never_stored, 1, false).await.unwrap_err();
+        let err = store
+            .update_lead(&never_stored, &was(&never_stored, 1, false))
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::NotFound), "{backend:?}: {err:?}");
 
         // a lead addressed through another workspace does not exist there
@@ -379,7 +391,10 @@ async fn contract_update_lead_reports_a_missing_lead() {
         hijack.workspace_id = acme.id;
         hijack.title = Some("Hijacked".into());
         hijack.version = 2;
-        let err = store.update_lead(&hijack, 1, false).await.unwrap_err();
+        let err = store
+            .update_lead(&hijack, &was(&hijack, 1, false))
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::NotFound), "{backend:?}: {err:?}");
         assert_eq!(store.lead(globex.id, theirs.id).await.unwrap(), Some(theirs));
         assert_eq!(store.lead_counts(acme.id).await.unwrap(), counts(0, 0));
@@ -402,7 +417,7 @@ async fn contract_update_lead_archiving_adjusts_lead_counts() {
 
         lead.archived_at = Some(now());
         lead.version = 2;
-        store.update_lead(&lead, 1, false).await.unwrap();
+        store.update_lead(&lead, &was(&lead, 1, false)).await.unwrap();
         assert_eq!(
             store.lead_counts(acme.id).await.unwrap(),
             counts(1, 1),
@@ -413,7 +428,7 @@ async fn contract_update_lead_archiving_adjusts_lead_counts() {
         // a change to an archived lead that keeps it archived moves nothing
         lead.title = Some("Still archived".into());
         lead.version = 3;
-        store.update_lead(&lead, 2, true).await.unwrap();
+        store.update_lead(&lead, &was(&lead, 2, true)).await.unwrap();
         assert_eq!(
             store.lead_counts(acme.id).await.unwrap(),
             counts(1, 1),
@@ -424,7 +439,7 @@ async fn contract_update_lead_archiving_adjusts_lead_counts() {
         let mut stale = lead.clone();
         stale.archived_at = None;
         stale.version = 4;
-        assert!(store.update_lead(&stale, 2, true).await.is_err());
+        assert!(store.update_lead(&stale, &was(&stale, 2, true)).await.is_err());
         assert_eq!(
             store.lead_counts(acme.id).await.unwrap(),
             counts(1, 1),
@@ -433,7 +448,7 @@ async fn contract_update_lead_archiving_adjusts_lead_counts() {
 
         lead.archived_at = None;
         lead.version = 4;
-        store.update_lead(&lead, 3, true).await.unwrap();
+        store.update_lead(&lead, &was(&lead, 3, true)).await.unwrap();
         assert_eq!(
             store.lead_counts(acme.id).await.unwrap(),
             counts(2, 0),
@@ -479,7 +494,7 @@ async fn contract_upsert_leads_creates_updates_and_leaves_unchanged() {
                 },
             ),
         ];
-        let outcomes = store.upsert_leads(acme.id, &items, at).await.unwrap();
+        let (outcomes, events) = store.upsert_leads(acme.id, &items, at).await.unwrap();
         assert_eq!(outcomes.len(), 4, "{backend:?}");
 
         let UpsertOutcome::Created(al) = &outcomes[0] else {
@@ -509,6 +524,31 @@ async fn contract_upsert_leads_creates_updates_and_leaves_unchanged() {
         assert_eq!(al_again.last_name.as_deref(), Some("Alpha"));
         assert_eq!(al_again.version, 2);
 
+        // one event per write, numbered in order, naming what changed
+        let described: Vec<_> = events
+            .iter()
+            .map(|e| (e.kind.as_str(), e.subject_id, e.payload["changedFields"].clone()))
+            .collect();
+        assert_eq!(
+            described,
+            vec![
+                ("lead.created", Some(al.id.as_uuid()), json!([])),
+                ("lead.updated", Some(bea.id.as_uuid()), json!(["score", "tags"])),
+                ("lead.updated", Some(al.id.as_uuid()), json!(["lastName"])),
+            ],
+            "{backend:?}"
+        );
+        let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+        assert_eq!(
+            seqs.windows(2).filter(|w| w[1] != w[0] + 1).count(),
+            0,
+            "{seqs:?}"
+        );
+        assert_eq!(
+            store.events_after(acme.id, 0, 100).await.unwrap().last(),
+            events.last()
+        );
+
         // what was reported is what was stored
         assert_eq!(store.lead(acme.id, al.id).await.unwrap().as_ref(), Some(al_again));
         assert_eq!(store.lead(acme.id, bea.id).await.unwrap(), Some(expected_bea));
@@ -525,7 +565,7 @@ async fn contract_upsert_leads_creates_updates_and_leaves_unchanged() {
         assert_eq!(total, 3);
 
         // matching by email is per workspace
-        let outcomes = store
+        let (outcomes, _) = store
             .upsert_leads(globex.id, &[(email("bea@acme.io"), set_first("Other"))], at)
             .await
             .unwrap();
@@ -535,7 +575,10 @@ async fn contract_upsert_leads_creates_updates_and_leaves_unchanged() {
         assert_ne!(other.id, bea.id);
         assert_eq!(store.lead_counts(globex.id).await.unwrap(), counts(1, 0));
         assert_eq!(store.lead_counts(acme.id).await.unwrap(), counts(3, 0));
-        assert_eq!(store.upsert_leads(acme.id, &[], at).await.unwrap(), vec![]);
+        assert_eq!(
+            store.upsert_leads(acme.id, &[], at).await.unwrap(),
+            (vec![], vec![])
+        );
     }
 }
 
@@ -567,7 +610,7 @@ async fn contract_tags_round_trip_in_order() {
         let mut lead = leads[0].clone();
         lead.tags = Tags::parse("tags", &["mid", "alpha", "zeta", "new"]).unwrap();
         lead.version = 2;
-        store.update_lead(&lead, 1, false).await.unwrap();
+        store.update_lead(&lead, &was(&lead, 1, false)).await.unwrap();
         let back = store.lead(acme.id, lead.id).await.unwrap().unwrap();
         assert_eq!(
             back.tags.as_strs(),
@@ -640,7 +683,10 @@ async fn contract_custom_fields_round_trip() {
         let mut lead = store.lead(acme.id, ids[2]).await.unwrap().unwrap();
         lead.custom_fields = CustomFields::parse("customFields", json!({"only": "this"})).unwrap();
         lead.version += 1;
-        store.update_lead(&lead, lead.version - 1, false).await.unwrap();
+        store
+            .update_lead(&lead, &was(&lead, lead.version - 1, false))
+            .await
+            .unwrap();
         let back = store.lead(acme.id, ids[2]).await.unwrap().unwrap();
         assert_eq!(back.custom_fields.as_map().len(), 1, "{backend:?}");
         assert_eq!(back, lead);
@@ -1292,5 +1338,14 @@ async fn contract_load_leads_with_index_rebuild_keeps_every_index_working() {
             page.iter().map(|l| l.id).collect::<Vec<_>>(),
             oldest[..11].iter().map(|l| l.id).collect::<Vec<_>>()
         );
+    }
+}
+
+/// `lead` as the store held it before a write: at `version`, archived or not.
+fn was(lead: &Lead, version: i64, archived: bool) -> Lead {
+    Lead {
+        version,
+        archived_at: archived.then(|| lead.archived_at.unwrap_or(lead.updated_at)),
+        ..lead.clone()
     }
 }
