@@ -3,9 +3,9 @@
 
 use crate::auth::Authenticator;
 use crate::config::Settings;
+use crate::crypto::KeySealer;
 use crate::domain::{Group, ProviderKind, Role, Workspace};
 use crate::enrich::Enricher;
-use crate::enrich::crypto::KeySealer;
 use crate::enrich::metrics::Metrics;
 use crate::events::Bus;
 use crate::graphql::{Gateway, Limits};
@@ -75,27 +75,31 @@ pub async fn authenticator(settings: &Settings, store: &Store, demo: bool) -> an
 /// The enrichment pipeline as configured: every adapter, the key sealer when a master key is
 /// set, and the tunables.
 pub fn enricher(settings: &Settings, store: Store, bus: Bus) -> anyhow::Result<Enricher> {
-    let sealer = settings
-        .master_key
-        .as_ref()
-        .map(KeySealer::new)
-        .transpose()
-        .context("setting `master_key`")?;
     Ok(Enricher::new(
         store,
         crate::enrich::providers::all(&settings.endpoints()),
-        sealer,
+        sealer(settings)?,
         settings.enrich_options(),
         Metrics::new(),
         Arc::new(move |events| bus.publish(events)),
     ))
 }
 
+/// What seals provider keys and webhook secrets, when a master key is configured.
+pub fn sealer(settings: &Settings) -> anyhow::Result<Option<KeySealer>> {
+    settings
+        .master_key
+        .as_ref()
+        .map(KeySealer::new)
+        .transpose()
+        .context("setting `master_key`")
+}
+
 /// The services on an opened store, with the event bus they publish to. Needs a Tokio runtime.
 pub fn services(settings: &Settings, store: Store) -> anyhow::Result<Services> {
     let bus = Bus::start(store.clone(), settings.bus_options());
     let enricher = enricher(settings, store.clone(), bus.clone())?;
-    Ok(Services::new(store, enricher, bus))
+    Ok(Services::new(store, enricher, bus, sealer(settings)?))
 }
 
 /// Refuses to serve when API keys are stored but no master key can open them.

@@ -205,7 +205,7 @@ impl Settings {
             return invalid("circuit_failure_threshold", "must be at least 1");
         }
         if let Some(key) = &self.master_key
-            && crate::enrich::crypto::KeySealer::new(key).is_err()
+            && crate::crypto::KeySealer::new(key).is_err()
         {
             return invalid(
                 "master_key",

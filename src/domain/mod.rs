@@ -12,6 +12,7 @@ mod ids;
 mod lead;
 mod providers;
 mod values;
+mod webhook;
 mod workspace;
 
 pub use enrichment::{
@@ -31,4 +32,5 @@ pub use ids::{LeadId, WorkspaceId};
 pub use lead::{Lead, LeadDraft, LeadPatch, LeadStatus, Patch, Timestamp, UpsertOutcome, now};
 pub use providers::{EnrichmentSettings, ProviderConfig, ProviderKind, SealedKey, Usage, UsagePeriod};
 pub use values::{CountryCode, CustomFields, Domain, EmailAddress, LinkedInUrl, Phone, Score, Tag, Tags};
+pub use webhook::{WebhookDelivery, WebhookEndpoint, parse_event_types, parse_webhook_url};
 pub use workspace::{Role, Workspace, WorkspaceSlug};

@@ -6,7 +6,6 @@
 //! `provider::Provider`. Nothing here knows about GraphQL or HTTP servers.
 
 pub mod controls;
-pub mod crypto;
 pub mod ledger;
 pub mod metrics;
 pub mod pipeline;

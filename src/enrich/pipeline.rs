@@ -10,11 +10,11 @@
 //! stored with their `lead.enriched` events in one transaction, then cached.
 
 use super::controls::{Breaker, CircuitState, RateGate};
-use super::crypto::KeySealer;
 use super::ledger::{Ledger, PlannedStep};
 use super::metrics::Metrics;
 use super::provider::{Answer, CallContext, Provider, ProviderError};
 use super::providers::sandbox::SandboxOptions;
+use crate::crypto::KeySealer;
 use crate::domain::{
     EnrichmentRecord, EnrichmentSettings, Event, Group, LEAD_ENRICHED, Lead, LeadId, NewEvent, Policy,
     ProviderConfig, ProviderKind, Source, Subject, UsagePeriod, WorkspaceId, now,

@@ -1,5 +1,6 @@
 //! Events for partners: the bus that tells readers of the event log (subscriptions, webhook
-//! dispatch) that something new was committed, and the resumable reader they use.
+//! dispatch) that something new was committed, the resumable reader they use, and outbound
+//! webhooks (`webhooks`).
 //!
 //! The log in the store is the truth; the bus only carries copies and wake-ups. A reader keeps
 //! its own cursor (the workspace's event number it saw last) and reads the log whenever the
@@ -7,5 +8,6 @@
 //! nobody sees an event twice.
 
 mod bus;
+pub mod webhooks;
 
 pub use bus::{Bus, BusOptions, ReadError};

@@ -17,6 +17,7 @@ use uuid::Uuid;
 pub enum NodeType {
     Lead,
     Workspace,
+    WebhookEndpoint,
 }
 
 impl NodeType {
@@ -24,6 +25,7 @@ impl NodeType {
         match self {
             NodeType::Lead => "Lead",
             NodeType::Workspace => "Workspace",
+            NodeType::WebhookEndpoint => "WebhookEndpoint",
         }
     }
 }
@@ -43,21 +45,28 @@ pub fn decode_global_id(id: &str) -> async_graphql::Result<(NodeType, Uuid)> {
     let kind = match kind {
         "Lead" => NodeType::Lead,
         "Workspace" => NodeType::Workspace,
+        "WebhookEndpoint" => NodeType::WebhookEndpoint,
         _ => return Err(invalid()),
     };
     let uuid = Uuid::parse_str(raw).map_err(|_| invalid())?;
     Ok((kind, uuid))
 }
 
-/// Decodes a global id that must name a lead.
-pub fn decode_lead_id(id: &str) -> async_graphql::Result<LeadId> {
+/// Decodes a global id that must name an object of type `kind`.
+pub fn decode_typed_id(id: &str, kind: NodeType) -> async_graphql::Result<Uuid> {
     match decode_global_id(id)? {
-        (NodeType::Lead, uuid) => Ok(LeadId::from_uuid(uuid)),
+        (found, uuid) if found == kind => Ok(uuid),
         (other, _) => Err(bad_input(format!(
-            "expected a Lead id, got a {} id",
+            "expected a {} id, got a {} id",
+            kind.name(),
             other.name()
         ))),
     }
+}
+
+/// Decodes a global id that must name a lead.
+pub fn decode_lead_id(id: &str) -> async_graphql::Result<LeadId> {
+    decode_typed_id(id, NodeType::Lead).map(LeadId::from_uuid)
 }
 
 pub fn lead_global_id(id: LeadId) -> ID {

@@ -16,6 +16,7 @@ mod query;
 mod subscription;
 pub mod transport;
 mod types;
+mod webhooks;
 
 pub use enrichment::EnrichScope;
 pub use enrichment_api::PlanRunner;
@@ -25,15 +26,23 @@ use crate::service::Services;
 use async_graphql::{MergedObject, Schema, SchemaBuilder};
 pub use subscription::SubscriptionRoot;
 
-/// The query root: leads and enrichment.
+/// The query root: leads, enrichment and webhooks.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(query::Query, enrichment_api::EnrichmentQuery);
+pub struct QueryRoot(
+    query::Query,
+    enrichment_api::EnrichmentQuery,
+    webhooks::WebhookQuery,
+);
 
-/// The mutation root: leads and enrichment settings.
+/// The mutation root: leads, enrichment settings and webhooks.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(mutation::Mutation, enrichment_api::EnrichmentMutation);
+pub struct MutationRoot(
+    mutation::Mutation,
+    enrichment_api::EnrichmentMutation,
+    webhooks::WebhookMutation,
+);
 
 pub type LeadgateSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 

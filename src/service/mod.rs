@@ -8,6 +8,7 @@
 mod enrichment;
 mod events;
 mod leads;
+mod webhooks;
 mod workspaces;
 
 /// Maintained lead counts of a workspace, as services report them.
@@ -18,6 +19,7 @@ pub use enrichment::{
 };
 pub use events::EventService;
 pub use leads::{FILTERED_COUNT_CAP, LeadPage, LeadService, MAX_UPSERT, TotalCount};
+pub use webhooks::{MAX_WEBHOOKS, WebhookService, WebhookUpdate};
 pub use workspaces::WorkspaceService;
 
 use crate::domain::{FieldError, FieldErrorCode, Role, ValidationErrors, WorkspaceId};
@@ -104,12 +106,20 @@ pub struct Services {
     pub workspaces: WorkspaceService,
     pub enrichment: EnrichmentService,
     pub events: EventService,
+    pub webhooks: WebhookService,
 }
 
 impl Services {
-    /// `bus` must run on `store`; `enricher` should publish its events to it.
-    pub fn new(store: Store, enricher: crate::enrich::Enricher, bus: crate::events::Bus) -> Self {
+    /// `bus` must run on `store`; `enricher` should publish its events to it; `sealer` seals
+    /// webhook secrets (none without a master key).
+    pub fn new(
+        store: Store,
+        enricher: crate::enrich::Enricher,
+        bus: crate::events::Bus,
+        sealer: Option<crate::crypto::KeySealer>,
+    ) -> Self {
         Self {
+            webhooks: WebhookService::new(store.clone(), sealer, bus.clone()),
             leads: LeadService::new(store.clone(), bus.clone()),
             workspaces: WorkspaceService::new(store.clone()),
             enrichment: EnrichmentService::new(store.clone(), enricher),

@@ -277,7 +277,10 @@ macro_rules! impl_enrichment_repo {
                 }
 
                 async fn count_sealed_keys(&self) -> StoreResult<u64> {
-                    let row = Qb::new("SELECT COUNT(*) FROM provider_configs WHERE api_key_sealed IS NOT NULL")
+                    let row = Qb::new(
+                        "SELECT (SELECT COUNT(*) FROM provider_configs WHERE api_key_sealed IS NOT NULL) \
+                         + (SELECT COUNT(*) FROM webhook_endpoints)",
+                    )
                         .build()
                         .fetch_one(&self.read)
                         .await

@@ -12,6 +12,7 @@ mod repo;
 mod sql;
 mod sqlite;
 mod sqlite_read;
+mod webhooks;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -19,9 +20,10 @@ pub use sqlite::SqliteStore;
 use crate::domain::{
     Cursor, CursorSide as Side, EmailAddress, EnrichmentRecord, EnrichmentSettings, Event, Group, Lead,
     LeadFilter, LeadId, LeadPatch, LeadQuery, NewEvent, ProviderConfig, ProviderKind, Timestamp,
-    UpsertOutcome, Usage, UsagePeriod, Workspace, WorkspaceId,
+    UpsertOutcome, Usage, UsagePeriod, WebhookDelivery, WebhookEndpoint, Workspace, WorkspaceId,
 };
 use std::future::Future;
+use uuid::Uuid;
 
 /// What can go wrong in the store, with database specifics already interpreted.
 #[derive(Debug, thiserror::Error)]
@@ -199,7 +201,8 @@ pub trait EnrichmentRepo: Send + Sync {
         reason: &str,
         at: Timestamp,
     ) -> impl Future<Output = StoreResult<()>> + Send;
-    /// How many API keys are stored (sealed) across all workspaces.
+    /// How many secrets (provider API keys, webhook signing secrets) are stored sealed, across
+    /// all workspaces.
     fn count_sealed_keys(&self) -> impl Future<Output = StoreResult<u64>> + Send;
     /// Atomically adds `amount` to each `(period, cap, amount)` counter of the period `at`
     /// falls in, unless that would pass a cap; all or nothing. Returns the period whose cap
@@ -242,6 +245,49 @@ pub trait EventRepo: Send + Sync {
     fn event_heads(&self) -> impl Future<Output = StoreResult<Vec<(WorkspaceId, i64)>>> + Send;
     /// Deletes events older than `before` (retention); returns how many.
     fn prune_events(&self, before: Timestamp) -> impl Future<Output = StoreResult<u64>> + Send;
+}
+
+/// Outbound webhook endpoints and their delivery log.
+pub trait WebhookRepo: Send + Sync {
+    /// Creates or replaces an endpoint (never moving it to another workspace).
+    fn save_webhook(&self, endpoint: &WebhookEndpoint) -> impl Future<Output = StoreResult<()>> + Send;
+    fn webhooks(&self, ws: WorkspaceId) -> impl Future<Output = StoreResult<Vec<WebhookEndpoint>>> + Send;
+    fn webhook(
+        &self,
+        ws: WorkspaceId,
+        id: Uuid,
+    ) -> impl Future<Output = StoreResult<Option<WebhookEndpoint>>> + Send;
+    /// Deletes an endpoint and its delivery log; false when there was none.
+    fn delete_webhook(&self, ws: WorkspaceId, id: Uuid) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// The enabled endpoints of every workspace, for the dispatcher that queues deliveries.
+    fn enabled_webhooks(&self) -> impl Future<Output = StoreResult<Vec<WebhookEndpoint>>> + Send;
+    /// Moves an endpoint's cursor from `from` to `to`; false when another dispatcher moved it.
+    fn advance_webhook(
+        &self,
+        ws: WorkspaceId,
+        id: Uuid,
+        from: i64,
+        to: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Logs one attempt; a success also resets the endpoint's run of failures.
+    fn record_delivery(&self, delivery: &WebhookDelivery) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Counts a dead-lettered delivery; at `threshold` in a row the endpoint is switched off and
+    /// the returned `webhook.disabled` event is appended in the same transaction.
+    fn webhook_dead(
+        &self,
+        ws: WorkspaceId,
+        id: Uuid,
+        threshold: u32,
+        at: Timestamp,
+    ) -> impl Future<Output = StoreResult<Vec<Event>>> + Send;
+    /// An endpoint's attempts, newest first, older than `before` (a delivery id).
+    fn deliveries(
+        &self,
+        ws: WorkspaceId,
+        endpoint: Uuid,
+        before: Option<i64>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<WebhookDelivery>>> + Send;
 }
 
 /// Health and maintenance.
@@ -545,6 +591,48 @@ impl EventRepo for Store {
     }
     async fn prune_events(&self, before: Timestamp) -> StoreResult<u64> {
         dispatch!(self.prune_events(before))
+    }
+}
+
+impl WebhookRepo for Store {
+    async fn save_webhook(&self, endpoint: &WebhookEndpoint) -> StoreResult<()> {
+        dispatch!(self.save_webhook(endpoint))
+    }
+    async fn webhooks(&self, ws: WorkspaceId) -> StoreResult<Vec<WebhookEndpoint>> {
+        dispatch!(self.webhooks(ws))
+    }
+    async fn webhook(&self, ws: WorkspaceId, id: Uuid) -> StoreResult<Option<WebhookEndpoint>> {
+        dispatch!(self.webhook(ws, id))
+    }
+    async fn delete_webhook(&self, ws: WorkspaceId, id: Uuid) -> StoreResult<bool> {
+        dispatch!(self.delete_webhook(ws, id))
+    }
+    async fn enabled_webhooks(&self) -> StoreResult<Vec<WebhookEndpoint>> {
+        dispatch!(self.enabled_webhooks())
+    }
+    async fn advance_webhook(&self, ws: WorkspaceId, id: Uuid, from: i64, to: i64) -> StoreResult<bool> {
+        dispatch!(self.advance_webhook(ws, id, from, to))
+    }
+    async fn record_delivery(&self, delivery: &WebhookDelivery) -> StoreResult<()> {
+        dispatch!(self.record_delivery(delivery))
+    }
+    async fn webhook_dead(
+        &self,
+        ws: WorkspaceId,
+        id: Uuid,
+        threshold: u32,
+        at: Timestamp,
+    ) -> StoreResult<Vec<Event>> {
+        dispatch!(self.webhook_dead(ws, id, threshold, at))
+    }
+    async fn deliveries(
+        &self,
+        ws: WorkspaceId,
+        endpoint: Uuid,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<WebhookDelivery>> {
+        dispatch!(self.deliveries(ws, endpoint, before, limit))
     }
 }
 

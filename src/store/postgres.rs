@@ -168,6 +168,7 @@ fn workspace_from_row(r: &PgRow) -> Result<Workspace, sqlx::Error> {
 impl_repos!(PgStore, Postgres, QueryBuilder<Postgres>);
 super::enrichment::impl_enrichment_repo!(super::PgStore);
 super::events::impl_event_repo!(super::PgStore);
+super::webhooks::impl_webhook_repo!(super::PgStore);
 
 /// The channel other instances `LISTEN` on for new events.
 pub(super) const EVENTS_CHANNEL: &str = "leadgate_events";
@@ -185,6 +186,11 @@ async fn notify_events(conn: &mut sqlx::PgConnection, ws: WorkspaceId, top: i64)
 
 /// A `timestamptz` column.
 fn read_time(r: &PgRow, i: usize) -> Result<crate::domain::Timestamp, sqlx::Error> {
+    r.try_get(i)
+}
+
+/// A nullable `timestamptz` column.
+fn read_opt_time(r: &PgRow, i: usize) -> Result<Option<crate::domain::Timestamp>, sqlx::Error> {
     r.try_get(i)
 }
 

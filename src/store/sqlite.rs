@@ -181,6 +181,7 @@ fn workspace_from_row(r: &SqliteRow) -> Result<Workspace, sqlx::Error> {
 impl_repos!(SqliteStore, Sqlite, LiteQuery);
 super::enrichment::impl_enrichment_repo!(super::SqliteStore);
 super::events::impl_event_repo!(super::SqliteStore);
+super::webhooks::impl_webhook_repo!(super::SqliteStore);
 
 /// Other processes on one SQLite file learn of new events by polling (see `events::Bus`).
 async fn notify_events(_: &mut sqlx::SqliteConnection, _: WorkspaceId, _: i64) -> StoreResult<()> {
@@ -190,6 +191,11 @@ async fn notify_events(_: &mut sqlx::SqliteConnection, _: WorkspaceId, _: i64) -
 /// A timestamp column (INTEGER microseconds).
 fn read_time(r: &SqliteRow, i: usize) -> Result<crate::domain::Timestamp, sqlx::Error> {
     time(r.try_get(i)?)
+}
+
+/// A nullable timestamp column.
+fn read_opt_time(r: &SqliteRow, i: usize) -> Result<Option<crate::domain::Timestamp>, sqlx::Error> {
+    r.try_get::<Option<i64>, _>(i)?.map(time).transpose()
 }
 
 /// Multi-row inserts of leads and their tags, within the caller's transaction.

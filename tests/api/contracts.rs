@@ -89,7 +89,9 @@ fn offenders(module: &str, words: &[&str]) -> Vec<String> {
 
 #[test]
 fn only_store_speaks_sql() {
-    for module in ["domain", "service", "graphql", "http", "auth", "bulk", "enrich"] {
+    for module in [
+        "domain", "service", "graphql", "http", "auth", "bulk", "enrich", "events", "crypto",
+    ] {
         let found = offenders(module, &["sqlx"]);
         assert!(found.is_empty(), "{found:?}");
     }
@@ -97,7 +99,9 @@ fn only_store_speaks_sql() {
 
 #[test]
 fn only_graphql_imports_async_graphql() {
-    for module in ["domain", "store", "service", "http", "auth", "bulk", "enrich"] {
+    for module in [
+        "domain", "store", "service", "http", "auth", "bulk", "enrich", "events", "crypto",
+    ] {
         let found = offenders(module, &["async_graphql"]);
         assert!(found.is_empty(), "{found:?}");
     }
@@ -105,15 +109,19 @@ fn only_graphql_imports_async_graphql() {
 
 #[test]
 fn only_http_imports_axum() {
-    for module in ["domain", "store", "service", "graphql", "auth", "bulk", "enrich"] {
+    for module in [
+        "domain", "store", "service", "graphql", "auth", "bulk", "enrich", "events", "crypto",
+    ] {
         let found = offenders(module, &["axum"]);
         assert!(found.is_empty(), "{found:?}");
     }
 }
 
 #[test]
-fn only_enrich_calls_out_to_providers() {
-    for module in ["domain", "store", "service", "graphql", "http", "auth", "bulk"] {
+fn only_enrich_and_webhooks_call_out() {
+    for module in [
+        "domain", "store", "service", "graphql", "http", "auth", "bulk", "crypto",
+    ] {
         let found = offenders(module, &["reqwest"]);
         assert!(found.is_empty(), "{found:?}");
     }

@@ -1,6 +1,7 @@
-//! Provider API keys at rest: sealed with XChaCha20-Poly1305 under the master key from config,
-//! with the workspace and provider as associated data, so a sealed key copied to another row
-//! does not open. Plain keys live only in `SecretString`s and only for the length of a call.
+//! Secrets at rest (provider API keys, webhook signing secrets): sealed with
+//! XChaCha20-Poly1305 under the master key from config, with the workspace and what the secret
+//! is for as associated data, so a sealed secret copied to another row does not open. Plain
+//! secrets live only in `SecretString`s and only for as long as they are used.
 
 use crate::domain::{ProviderKind, SealedKey, WorkspaceId};
 use base64::Engine;
@@ -50,8 +51,22 @@ impl KeySealer {
     }
 
     pub fn seal(&self, ws: WorkspaceId, provider: ProviderKind, key: &SecretString) -> SealedKey {
+        self.seal_for(ws, provider.as_str(), key)
+    }
+
+    pub fn open(
+        &self,
+        ws: WorkspaceId,
+        provider: ProviderKind,
+        key: &SealedKey,
+    ) -> Result<SecretString, KeyError> {
+        self.open_for(ws, provider.as_str(), key)
+    }
+
+    /// Seals a secret of `ws` used for `purpose` (a provider name, `webhook:<id>`, …).
+    pub fn seal_for(&self, ws: WorkspaceId, purpose: &str, key: &SecretString) -> SealedKey {
         let nonce_bytes: [u8; NONCE_LEN] = rand::random();
-        let aad = associated_data(ws, provider);
+        let aad = associated_data(ws, purpose);
         let plain = key.expose_secret();
         // Encryption with a valid key and nonce length cannot fail.
         let ciphertext = self
@@ -74,10 +89,11 @@ impl KeySealer {
         }
     }
 
-    pub fn open(
+    /// Opens what `seal_for` sealed for the same workspace and purpose.
+    pub fn open_for(
         &self,
         ws: WorkspaceId,
-        provider: ProviderKind,
+        purpose: &str,
         key: &SealedKey,
     ) -> Result<SecretString, KeyError> {
         let raw = STANDARD.decode(&key.sealed).map_err(|_| KeyError::CannotOpen)?;
@@ -86,7 +102,7 @@ impl KeySealer {
         }
         let (nonce, ciphertext) = raw.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| KeyError::CannotOpen)?;
-        let aad = associated_data(ws, provider);
+        let aad = associated_data(ws, purpose);
         let plain = self
             .cipher
             .decrypt(
@@ -103,9 +119,9 @@ impl KeySealer {
     }
 }
 
-fn associated_data(ws: WorkspaceId, provider: ProviderKind) -> Vec<u8> {
+fn associated_data(ws: WorkspaceId, purpose: &str) -> Vec<u8> {
     let mut aad = ws.as_uuid().as_bytes().to_vec();
-    aad.extend_from_slice(provider.as_str().as_bytes());
+    aad.extend_from_slice(purpose.as_bytes());
     aad
 }
 
