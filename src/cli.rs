@@ -113,6 +113,18 @@ pub struct EventArgs {
     /// Days events are kept in the log.
     #[arg(long, env = "LEADGATE_EVENT_RETENTION_DAYS")]
     pub event_retention_days: Option<u64>,
+    /// Milliseconds a webhook receiver may take to answer.
+    #[arg(long, env = "LEADGATE_WEBHOOK_TIMEOUT_MS")]
+    pub webhook_timeout_ms: Option<u64>,
+    /// Attempts per webhook delivery before it is dead-lettered.
+    #[arg(long, env = "LEADGATE_WEBHOOK_MAX_ATTEMPTS")]
+    pub webhook_max_attempts: Option<u32>,
+    /// Milliseconds before a failed delivery's first retry.
+    #[arg(long, env = "LEADGATE_WEBHOOK_RETRY_BASE_MS")]
+    pub webhook_retry_base_ms: Option<u64>,
+    /// Dead-lettered deliveries in a row that switch an endpoint off.
+    #[arg(long, env = "LEADGATE_WEBHOOK_DISABLE_AFTER")]
+    pub webhook_disable_after: Option<u32>,
 }
 
 /// Provider endpoints and the enrichment pipeline's tunables.
@@ -293,6 +305,18 @@ pub fn settings(global: &GlobalArgs, serve: Option<&ServeArgs>) -> anyhow::Resul
         }
         if let Some(v) = e.event_retention_days {
             s.event_retention_days = v;
+        }
+        if let Some(v) = e.webhook_timeout_ms {
+            s.webhook_timeout_ms = v;
+        }
+        if let Some(v) = e.webhook_max_attempts {
+            s.webhook_max_attempts = v;
+        }
+        if let Some(v) = e.webhook_retry_base_ms {
+            s.webhook_retry_base_ms = v;
+        }
+        if let Some(v) = e.webhook_disable_after {
+            s.webhook_disable_after = v;
         }
     }
     s.validate()?;

@@ -71,8 +71,17 @@ pub struct Settings {
     /// Milliseconds between checks for events written by other processes (PostgreSQL
     /// instances are also woken at once by `NOTIFY`).
     pub event_poll_ms: u64,
-    /// Days events are kept in the log; a cursor older than that cannot be resumed.
+    /// Days events (and webhook delivery attempts) are kept; a cursor older than that cannot
+    /// be resumed.
     pub event_retention_days: u64,
+    /// Milliseconds a webhook receiver may take to answer.
+    pub webhook_timeout_ms: u64,
+    /// Attempts per webhook delivery before it is dead-lettered.
+    pub webhook_max_attempts: u32,
+    /// Milliseconds before a failed delivery's first retry, doubled per attempt up to an hour.
+    pub webhook_retry_base_ms: u64,
+    /// Dead-lettered deliveries in a row after which an endpoint is switched off.
+    pub webhook_disable_after: u32,
     /// Log filter, e.g. `info` or `leadgate=debug,info`.
     pub log: String,
     /// `text` or `json`.
@@ -117,6 +126,10 @@ impl Default for Settings {
             enrichment_cache_mb: 256,
             event_poll_ms: 500,
             event_retention_days: 7,
+            webhook_timeout_ms: 10_000,
+            webhook_max_attempts: 8,
+            webhook_retry_base_ms: 30_000,
+            webhook_disable_after: 5,
             log: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -271,6 +284,15 @@ impl Settings {
         crate::events::BusOptions {
             poll_interval: std::time::Duration::from_millis(self.event_poll_ms.max(10)),
             ..crate::events::BusOptions::default()
+        }
+    }
+
+    /// How webhooks are delivered.
+    pub fn webhook_options(&self) -> crate::events::webhooks::WebhookOptions {
+        crate::events::webhooks::WebhookOptions {
+            timeout: std::time::Duration::from_millis(self.webhook_timeout_ms.max(1)),
+            disable_after: self.webhook_disable_after.max(1),
+            max_attempts: self.webhook_max_attempts.max(1),
         }
     }
 

@@ -141,6 +141,12 @@ impl Bus {
         }
     }
 
+    /// Every event as it is relayed, for readers that only need waking (they read the log
+    /// themselves and do not mind lagging).
+    pub fn watch(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.tx.subscribe()
+    }
+
     /// The number of the newest event of `ws`: where a reader that wants only new events starts.
     pub async fn head(&self, ws: WorkspaceId) -> Result<i64, StoreError> {
         self.store.event_head(ws).await

@@ -32,6 +32,7 @@ pub use subscription::SubscriptionRoot;
 pub struct QueryRoot(
     query::Query,
     enrichment_api::EnrichmentQuery,
+    subscription::EventQuery,
     webhooks::WebhookQuery,
 );
 

@@ -200,6 +200,21 @@ impl LeadEnrichedEvent {
     }
 }
 
+#[derive(Default)]
+pub struct EventQuery;
+
+#[Object]
+impl EventQuery {
+    /// The cursor of the newest event in your workspace's log. Subscribe with `after:` it to
+    /// receive everything from this point on, including what happens while the subscription
+    /// is being set up.
+    async fn latest_event_cursor(&self, ctx: &Context<'_>) -> async_graphql::Result<EventCursor> {
+        let services = ctx.data::<Services>()?;
+        let head = services.events.head(actor(ctx)?).await.map_err(to_gql)?;
+        Ok(EventCursor(head))
+    }
+}
+
 /// The subscription root.
 #[derive(Default)]
 pub struct SubscriptionRoot;

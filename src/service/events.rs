@@ -46,6 +46,11 @@ impl EventService {
         }))
     }
 
+    /// The number of the newest event in the actor's workspace's log.
+    pub async fn head(&self, actor: &Actor) -> Result<i64, ServiceError> {
+        Ok(self.bus.head(actor.workspace_id).await?)
+    }
+
     /// Publishes events committed outside the services (worker jobs) without waiting for the
     /// next poll.
     pub fn publish(&self, events: Vec<Event>) {

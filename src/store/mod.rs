@@ -280,6 +280,8 @@ pub trait WebhookRepo: Send + Sync {
         threshold: u32,
         at: Timestamp,
     ) -> impl Future<Output = StoreResult<Vec<Event>>> + Send;
+    /// Deletes delivery attempts older than `before` (retention); returns how many.
+    fn prune_deliveries(&self, before: Timestamp) -> impl Future<Output = StoreResult<u64>> + Send;
     /// An endpoint's attempts, newest first, older than `before` (a delivery id).
     fn deliveries(
         &self,
@@ -624,6 +626,9 @@ impl WebhookRepo for Store {
         at: Timestamp,
     ) -> StoreResult<Vec<Event>> {
         dispatch!(self.webhook_dead(ws, id, threshold, at))
+    }
+    async fn prune_deliveries(&self, before: Timestamp) -> StoreResult<u64> {
+        dispatch!(self.prune_deliveries(before))
     }
     async fn deliveries(
         &self,

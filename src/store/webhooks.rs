@@ -265,6 +265,13 @@ macro_rules! impl_webhook_repo {
                     Ok(events)
                 }
 
+                async fn prune_deliveries(&self, before: Timestamp) -> StoreResult<u64> {
+                    let mut qb = Qb::new("DELETE FROM webhook_deliveries WHERE created_at < ");
+                    qb.push_time(before);
+                    let done = qb.build().execute(&self.write).await.map_err(interpret)?;
+                    Ok(done.rows_affected())
+                }
+
                 async fn deliveries(
                     &self,
                     ws: WorkspaceId,

@@ -177,15 +177,15 @@ async fn bad_settings_name_the_setting() {
 }
 
 /// A `serve` process and what it printed before it was ready.
-struct Server {
+pub struct Server {
     child: Child,
-    base: String,
+    pub base: String,
     token: Option<String>,
     banner: String,
 }
 
 /// Starts `serve` with `args` and reads its banner up to the ready line(s).
-async fn start(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)], demo: bool) -> Server {
+pub async fn start(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)], demo: bool) -> Server {
     let mut cmd = Command::new(BIN);
     cmd.arg("serve")
         .args(args)
