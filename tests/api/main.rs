@@ -15,3 +15,4 @@ mod provider_controls;
 mod relay;
 mod store_contract;
 mod tenancy;
+mod ws_protocol;
