@@ -139,6 +139,7 @@ pub fn assemble(
         max_body_bytes: settings.max_body_bytes,
         request_timeout: Duration::from_secs(settings.request_timeout_secs),
         graphiql_token,
+        ws: settings.ws_config(),
     };
     let router = router(gateway, auth.clone(), services.clone(), http);
     App {

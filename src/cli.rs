@@ -99,6 +99,8 @@ pub struct ServeArgs {
     #[arg(long, env = "LEADGATE_MAX_ALIASES")]
     pub max_aliases: Option<usize>,
     #[command(flatten)]
+    pub ws: WsArgs,
+    #[command(flatten)]
     pub enrichment: EnrichmentArgs,
     #[command(flatten)]
     pub events: EventArgs,
@@ -125,6 +127,26 @@ pub struct EventArgs {
     /// Dead-lettered deliveries in a row that switch an endpoint off.
     #[arg(long, env = "LEADGATE_WEBHOOK_DISABLE_AFTER")]
     pub webhook_disable_after: Option<u32>,
+}
+
+/// GraphQL over WebSocket (`/graphql/ws`).
+#[derive(Args, Debug)]
+pub struct WsArgs {
+    /// Milliseconds a client may take to send `connection_init`.
+    #[arg(long, env = "LEADGATE_WS_INIT_TIMEOUT_MS")]
+    pub ws_init_timeout_ms: Option<u64>,
+    /// Milliseconds between legacy `graphql-ws` keep-alives.
+    #[arg(long, env = "LEADGATE_WS_KEEPALIVE_MS")]
+    pub ws_keepalive_ms: Option<u64>,
+    /// Active subscriptions allowed per connection.
+    #[arg(long, env = "LEADGATE_WS_MAX_SUBSCRIPTIONS")]
+    pub ws_max_subscriptions: Option<usize>,
+    /// Connections allowed at once per token.
+    #[arg(long, env = "LEADGATE_WS_MAX_CONNECTIONS_PER_TOKEN")]
+    pub ws_max_connections_per_token: Option<usize>,
+    /// Frames queued per connection before a shared subscription is ended as slow.
+    #[arg(long, env = "LEADGATE_WS_SEND_QUEUE")]
+    pub ws_send_queue: Option<usize>,
 }
 
 /// Provider endpoints and the enrichment pipeline's tunables.
@@ -264,6 +286,7 @@ pub fn settings(global: &GlobalArgs, serve: Option<&ServeArgs>) -> anyhow::Resul
         if let Some(v) = a.max_aliases {
             s.max_aliases = v;
         }
+        apply_ws(&mut s, &a.ws);
         let e = &a.enrichment;
         for (target, value) in [
             (&mut s.hunter_url, &e.hunter_url),
@@ -321,6 +344,24 @@ pub fn settings(global: &GlobalArgs, serve: Option<&ServeArgs>) -> anyhow::Resul
     }
     s.validate()?;
     Ok(s)
+}
+
+fn apply_ws(s: &mut Settings, a: &WsArgs) {
+    if let Some(v) = a.ws_init_timeout_ms {
+        s.ws_init_timeout_ms = v;
+    }
+    if let Some(v) = a.ws_keepalive_ms {
+        s.ws_keepalive_ms = v;
+    }
+    if let Some(v) = a.ws_max_subscriptions {
+        s.ws_max_subscriptions = v;
+    }
+    if let Some(v) = a.ws_max_connections_per_token {
+        s.ws_max_connections_per_token = v;
+    }
+    if let Some(v) = a.ws_send_queue {
+        s.ws_send_queue = v;
+    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {

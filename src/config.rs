@@ -40,6 +40,17 @@ pub struct Settings {
     pub max_aliases: usize,
     /// Seconds a request may take before it is answered with 408.
     pub request_timeout_secs: u64,
+    /// Milliseconds a WebSocket client may take to send `connection_init` (then 4408).
+    pub ws_init_timeout_ms: u64,
+    /// Milliseconds between `ka` keep-alive messages on legacy `graphql-ws` connections.
+    pub ws_keepalive_ms: u64,
+    /// Active subscriptions allowed on one WebSocket connection.
+    pub ws_max_subscriptions: usize,
+    /// WebSocket connections allowed at once for one token (more close with 1008).
+    pub ws_max_connections_per_token: usize,
+    /// Frames queued for one WebSocket connection; a shared subscription that finds the
+    /// queue full is ended with `SLOW_CONSUMER`.
+    pub ws_send_queue: usize,
     /// Base64 of 32 random bytes; seals provider API keys at rest. Required once any key is
     /// stored (`openssl rand -base64 32`).
     #[serde(skip_serializing)]
@@ -111,6 +122,11 @@ impl Default for Settings {
             max_complexity: 20_000,
             max_aliases: 30,
             request_timeout_secs: 30,
+            ws_init_timeout_ms: 10_000,
+            ws_keepalive_ms: 12_000,
+            ws_max_subscriptions: 50,
+            ws_max_connections_per_token: 20,
+            ws_send_queue: 256,
             master_key: None,
             hunter_url: "https://api.hunter.io/v2".into(),
             pdl_url: "https://api.peopledatalabs.com/v5".into(),
@@ -200,6 +216,23 @@ impl Settings {
         if self.request_timeout_secs == 0 {
             return invalid("request_timeout_secs", "must be at least 1");
         }
+        for (setting, value) in [
+            ("ws_init_timeout_ms", self.ws_init_timeout_ms),
+            ("ws_keepalive_ms", self.ws_keepalive_ms),
+        ] {
+            if value < 10 {
+                return invalid(setting, "must be at least 10");
+            }
+        }
+        for (setting, value) in [
+            ("ws_max_subscriptions", self.ws_max_subscriptions),
+            ("ws_max_connections_per_token", self.ws_max_connections_per_token),
+            ("ws_send_queue", self.ws_send_queue),
+        ] {
+            if value == 0 {
+                return invalid(setting, "must be at least 1");
+            }
+        }
         for (setting, url) in [
             ("hunter_url", &self.hunter_url),
             ("pdl_url", &self.pdl_url),
@@ -260,6 +293,18 @@ impl Settings {
             e.clearbit = clearbit::Config { base_url: u };
         }
         e
+    }
+
+    /// The WebSocket transport's settings.
+    pub fn ws_config(&self) -> crate::graphql::ws::WsConfig {
+        use std::time::Duration;
+        crate::graphql::ws::WsConfig {
+            init_timeout: Duration::from_millis(self.ws_init_timeout_ms),
+            keepalive: Duration::from_millis(self.ws_keepalive_ms),
+            max_subscriptions: self.ws_max_subscriptions,
+            max_connections_per_token: self.ws_max_connections_per_token,
+            send_queue: self.ws_send_queue,
+        }
     }
 
     /// The enrichment pipeline's tunables.

@@ -17,6 +17,7 @@ mod subscription;
 pub mod transport;
 mod types;
 mod webhooks;
+pub mod ws;
 
 pub use enrichment::EnrichScope;
 pub use enrichment_api::PlanRunner;
@@ -98,19 +99,32 @@ pub fn sdl() -> String {
     builder().finish().sdl()
 }
 
+/// The operation a parsed document would run: the named one, or the only one.
+fn selected_operation<'d>(
+    doc: &'d async_graphql::parser::types::ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<&'d async_graphql::Positioned<async_graphql::parser::types::OperationDefinition>> {
+    use async_graphql::parser::types::DocumentOperations;
+    match (&doc.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
+        (DocumentOperations::Multiple(_), None) => None,
+    }
+}
+
+/// The type of the operation a parsed document would run.
+fn operation_type(
+    doc: &async_graphql::parser::types::ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<async_graphql::parser::types::OperationType> {
+    selected_operation(doc, operation_name).map(|op| op.node.ty)
+}
+
 /// Whether the operation a parsed document would run is a mutation (for refusing mutations
 /// over GET).
 fn is_mutation(doc: &async_graphql::parser::types::ExecutableDocument, operation_name: Option<&str>) -> bool {
-    use async_graphql::parser::types::{DocumentOperations, OperationType};
-    let ty = match (&doc.operations, operation_name) {
-        (DocumentOperations::Single(op), _) => Some(op.node.ty),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            ops.values().next().map(|op| op.node.ty)
-        }
-        (DocumentOperations::Multiple(_), None) => None,
-    };
-    ty == Some(OperationType::Mutation)
+    operation_type(doc, operation_name) == Some(async_graphql::parser::types::OperationType::Mutation)
 }
 
 /// True when a response failed before execution (parse or validation), so it carries no

@@ -94,7 +94,7 @@ pub struct HttpReply {
 }
 
 #[derive(Serialize)]
-struct Body<'a> {
+pub(super) struct Body<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<&'a async_graphql::Value>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
@@ -103,7 +103,8 @@ struct Body<'a> {
     extensions: &'a BTreeMap<String, async_graphql::Value>,
 }
 
-fn body_of(r: &Response) -> Body<'_> {
+/// The JSON shape of an execution result: no `data` for a request that failed before execution.
+pub(super) fn body_of(r: &Response) -> Body<'_> {
     Body {
         data: (!is_request_error(r)).then_some(&r.data),
         errors: &r.errors,
@@ -214,15 +215,37 @@ pub async fn serve(gateway: &Gateway, req: HttpRequest<'_>, caller: Caller) -> H
 }
 
 /// Parses and checks one request, then runs it; failures before execution carry a code.
-/// The request's enrichment budget is the smaller of the header's and any `@budget`'s.
 async fn execute(
+    gateway: &Gateway,
+    request: Request,
+    caller: Caller,
+    header_budget: Option<u64>,
+) -> Response {
+    let (request, scope) = match prepare_execution(gateway, request, caller, header_budget) {
+        Ok(prepared) => prepared,
+        Err(response) => return *response,
+    };
+    let mut response = gateway.schema().execute(request).await;
+    label_request_errors(&mut response);
+    if let Some(spend) = scope.spend() {
+        response
+            .extensions
+            .insert("enrichment".to_owned(), super::enrichment::spend_extension(spend));
+    }
+    response
+}
+
+/// Everything before execution, shared with the WebSocket transport: parse, alias limit,
+/// `@budget`, and the request data resolvers read (caller, enrichment scope, plan runner).
+/// The request's enrichment budget is the smaller of the header's and any `@budget`'s.
+pub(super) fn prepare_execution(
     gateway: &Gateway,
     mut request: Request,
     caller: Caller,
     header_budget: Option<u64>,
-) -> Response {
+) -> Result<(Request, EnrichScope), Box<Response>> {
     if let Err(e) = guard::prepare(&mut request, gateway.limits().aliases) {
-        return Response::from_errors(vec![e]);
+        return Err(Box::new(Response::from_errors(vec![e])));
     }
     let variables = request.variables.clone();
     let directive_budget = match request
@@ -231,12 +254,12 @@ async fn execute(
     {
         Ok(Ok(b)) => b,
         Ok(Err(message)) => {
-            return Response::from_errors(vec![guard::with_code(
+            return Err(Box::new(Response::from_errors(vec![guard::with_code(
                 async_graphql::ServerError::new(message, None),
                 BAD_USER_INPUT,
-            )]);
+            )])));
         }
-        Err(e) => return Response::from_errors(vec![e]),
+        Err(e) => return Err(Box::new(Response::from_errors(vec![e]))),
     };
     let budget = match (header_budget, directive_budget) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -247,16 +270,14 @@ async fn execute(
         .data(caller)
         .data(scope.clone())
         .data(PlanRunner(gateway.schema().clone()));
-    let mut response = gateway.schema().execute(request).await;
-    if is_request_error(&response) {
+    Ok((request, scope))
+}
+
+/// Gives the errors of a response that failed before execution their `extensions.code`.
+pub(super) fn label_request_errors(response: &mut Response) {
+    if is_request_error(response) {
         response.errors = guard::label_validation_errors(std::mem::take(&mut response.errors));
     }
-    if let Some(spend) = scope.spend() {
-        response
-            .extensions
-            .insert("enrichment".to_owned(), super::enrichment::spend_extension(spend));
-    }
-    response
 }
 
 fn encode(media: MediaType, response: &BatchResponse) -> HttpReply {

@@ -1,11 +1,12 @@
-//! The HTTP edge (axum): `/graphql` (GET and POST), `/graphiql`, `/healthz`, `/readyz`, `/metrics`,
-//! request ids, body and time limits, and graceful shutdown.
+//! The HTTP edge (axum): `/graphql` (GET and POST), `/graphql/ws` (WebSocket), `/graphiql`,
+//! `/healthz`, `/readyz`, `/metrics`, request ids, body and time limits, and graceful shutdown.
 //!
 //! GraphQL-over-HTTP semantics live in `graphql::transport`; this module only moves bytes and
 //! headers, and turns the `Authorization` header into an `Actor`.
 
 use crate::auth::Authenticator;
 use crate::graphql::transport::{self, HttpReply, HttpRequest, MediaType};
+use crate::graphql::ws::{ConnectionLimiter, Hub, TokenVerifier, WsConfig, WsContext};
 use crate::graphql::{Caller, Gateway};
 use crate::service::{Actor, Services};
 use axum::Router;
@@ -15,6 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 mod graphiql;
+mod ws;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +32,8 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// A token to preset in GraphiQL's headers editor (demo mode only).
     pub graphiql_token: Option<String>,
+    /// GraphQL over WebSocket.
+    pub ws: WsConfig,
 }
 
 struct AppState {
@@ -37,20 +41,32 @@ struct AppState {
     auth: Authenticator,
     services: Services,
     config: HttpConfig,
+    ws: Arc<WsContext<Gateway>>,
 }
 
 /// Builds the router; `schema` must have been built around `services`.
 pub fn router(gateway: Gateway, auth: Authenticator, services: Services, config: HttpConfig) -> Router {
     let timeout = config.request_timeout;
     let max_body = config.max_body_bytes;
+    let verify_with = auth.clone();
+    let verify: TokenVerifier = Arc::new(move |token: &str| actor_for(&verify_with, token));
+    let ws = Arc::new(WsContext {
+        engine: gateway.clone(),
+        verify,
+        limiter: ConnectionLimiter::new(config.ws.max_connections_per_token),
+        hub: Hub::new(),
+        config: config.ws.clone(),
+    });
     let state = Arc::new(AppState {
         gateway,
         auth,
         services,
         config,
+        ws,
     });
     Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphql/ws", get(ws::graphql_ws))
         .route("/graphiql", get(graphiql))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -92,22 +108,29 @@ fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, String> {
     let value = value
         .to_str()
         .map_err(|_| "the Authorization header is not text".to_owned())?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
+    let token = strip_bearer(value)
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| "use `Authorization: Bearer <token>`".to_owned())?;
-    let principal = state
-        .auth
-        .verify(token)
-        // the auth errors' messages are written to be shown: they never echo the token
-        .map_err(|e| e.to_string())?;
-    Ok(Caller(Some(Actor {
+    actor_for(&state.auth, token).map(|actor| Caller(Some(actor)))
+}
+
+/// The token of an `Authorization: Bearer …` value.
+fn strip_bearer(value: &str) -> Option<&str> {
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+}
+
+/// The actor a token speaks for; the error is the reason, written to be shown (the auth
+/// errors never echo the token).
+fn actor_for(auth: &Authenticator, token: &str) -> Result<Actor, String> {
+    let principal = auth.verify(token).map_err(|e| e.to_string())?;
+    Ok(Actor {
         subject: principal.subject,
         workspace_id: principal.workspace_id,
         role: principal.role,
-    })))
+    })
 }
 
 async fn graphql_get(

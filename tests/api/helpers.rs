@@ -378,3 +378,197 @@ pub async fn spawn_second_app(first: &TestApp) -> TestApp {
         _server: server,
     }
 }
+
+// ---- GraphQL over WebSocket: used by `ws_protocol.rs` and subscription tests ----
+
+use futures_util::{SinkExt, StreamExt};
+pub use leadgate::graphql::ws::Protocol;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+/// How long a WebSocket test waits for one frame.
+pub const WS_WAIT: Duration = Duration::from_secs(10);
+
+/// A WebSocket client speaking one of the two subprotocols to `/graphql/ws`.
+pub struct WsClient {
+    pub protocol: Protocol,
+    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl TestApp {
+    /// Connects to `/graphql/ws` offering `protocol`.
+    pub async fn ws(&self, protocol: Protocol) -> WsClient {
+        self.ws_with(Some(protocol.name()), None)
+            .await
+            .unwrap_or_else(|e| panic!("WebSocket handshake failed: {e}"))
+    }
+
+    /// Connects offering `protocols` (the raw `Sec-WebSocket-Protocol` value) and sending
+    /// `Authorization: Bearer <token>` when given; the handshake's error when refused.
+    pub async fn ws_with(
+        &self,
+        protocols: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<WsClient, tungstenite::Error> {
+        let url = self.url("/graphql/ws").replacen("http://", "ws://", 1);
+        let mut request = url.into_client_request()?;
+        if let Some(protocols) = protocols {
+            request
+                .headers_mut()
+                .insert("sec-websocket-protocol", protocols.parse().expect("header value"));
+        }
+        if let Some(token) = token {
+            request.headers_mut().insert(
+                "authorization",
+                format!("Bearer {token}").parse().expect("header value"),
+            );
+        }
+        let (socket, response) = tokio_tungstenite::connect_async(request).await?;
+        let chosen = response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Protocol::negotiate([v]))
+            .expect("the server selects a subprotocol");
+        Ok(WsClient {
+            protocol: chosen,
+            socket,
+        })
+    }
+
+    /// A connection already acknowledged for a token of `role` in the test workspace.
+    pub async fn ws_ready(&self, protocol: Protocol, role: Role) -> WsClient {
+        let mut client = self.ws(protocol).await;
+        client.init(&self.token(role)).await;
+        client
+    }
+}
+
+impl WsClient {
+    pub async fn send(&mut self, message: Value) {
+        self.send_raw(&message.to_string()).await;
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.socket
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send a frame");
+    }
+
+    /// The next message, keep-alives (`ka`) included; panics on a close.
+    pub async fn recv_any(&mut self) -> Value {
+        loop {
+            let frame = tokio::time::timeout(WS_WAIT, self.socket.next())
+                .await
+                .expect("a frame in time")
+                .expect("the socket is open")
+                .expect("a readable frame");
+            match frame {
+                Message::Text(text) => return serde_json::from_str(text.as_str()).expect("JSON message"),
+                Message::Close(close) => panic!("closed: {close:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next message, or `None` when the server closed the socket instead.
+    pub async fn recv_or_close(&mut self) -> Option<Value> {
+        loop {
+            let frame = tokio::time::timeout(WS_WAIT, self.socket.next())
+                .await
+                .expect("a frame in time");
+            match frame {
+                Some(Ok(Message::Text(text))) => return serde_json::from_str(text.as_str()).ok(),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    /// The next message that is not a `ka`.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let message = self.recv_any().await;
+            if message["type"] != "ka" {
+                return message;
+            }
+        }
+    }
+
+    /// Waits for the server's close frame (skipping keep-alives) and returns its code and reason.
+    pub async fn closed(&mut self) -> (u16, String) {
+        loop {
+            let frame = tokio::time::timeout(WS_WAIT, self.socket.next())
+                .await
+                .expect("a close in time");
+            match frame {
+                Some(Ok(Message::Close(Some(CloseFrame { code, reason })))) => {
+                    return (u16::from(code), reason.as_str().to_owned());
+                }
+                Some(Ok(Message::Text(text))) if text.as_str().contains("\"ka\"") => continue,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// `connection_init` with `{"Authorization": "Bearer <token>"}`; expects the ack.
+    pub async fn init(&mut self, token: &str) {
+        self.init_with(json!({"Authorization": format!("Bearer {token}")}))
+            .await;
+    }
+
+    /// `connection_init` with this payload; expects the ack (and the first `ka` on graphql-ws).
+    pub async fn init_with(&mut self, payload: Value) {
+        self.send(json!({"type": "connection_init", "payload": payload}))
+            .await;
+        assert_eq!(self.recv_any().await, json!({"type": "connection_ack"}));
+        if self.protocol == Protocol::LegacyWs {
+            assert_eq!(self.recv_any().await, json!({"type": "ka"}));
+        }
+    }
+
+    /// Starts an operation: `subscribe` or `start`, as the protocol names it.
+    pub async fn start(&mut self, id: &str, query: &str, variables: Value) {
+        let kind = match self.protocol {
+            Protocol::TransportWs => "subscribe",
+            Protocol::LegacyWs => "start",
+        };
+        self.send(json!({"id": id, "type": kind, "payload": {"query": query, "variables": variables}}))
+            .await;
+    }
+
+    /// Stops an operation: `complete` or `stop`.
+    pub async fn stop(&mut self, id: &str) {
+        let kind = match self.protocol {
+            Protocol::TransportWs => "complete",
+            Protocol::LegacyWs => "stop",
+        };
+        self.send(json!({"id": id, "type": kind})).await;
+    }
+
+    /// The type of a result message on this protocol (`next` or `data`).
+    pub fn result_type(&self) -> &'static str {
+        match self.protocol {
+            Protocol::TransportWs => "next",
+            Protocol::LegacyWs => "data",
+        }
+    }
+
+    /// Runs a query or mutation: expects one result then `complete`; returns the result payload.
+    pub async fn execute(&mut self, id: &str, query: &str, variables: Value) -> Value {
+        self.start(id, query, variables).await;
+        let result = self.recv().await;
+        assert_eq!(result["id"], id, "{result}");
+        assert_eq!(result["type"], self.result_type(), "{result}");
+        assert_eq!(self.recv().await, json!({"id": id, "type": "complete"}));
+        result["payload"].clone()
+    }
+
+    /// Closes the socket normally.
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+}

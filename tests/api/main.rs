@@ -14,5 +14,7 @@ mod mutations;
 mod provider_controls;
 mod relay;
 mod store_contract;
+mod subscriptions;
 mod tenancy;
 mod webhooks;
+mod ws_protocol;
