@@ -12,6 +12,7 @@ pub mod domain;
 pub mod enrich;
 pub mod graphql;
 pub mod http;
+pub mod jobs;
 pub mod service;
 pub mod store;
 pub mod telemetry;

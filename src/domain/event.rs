@@ -7,6 +7,8 @@ use uuid::Uuid;
 
 /// `lead.enriched`: a (lead, group) was resolved from providers.
 pub const LEAD_ENRICHED: &str = "lead.enriched";
+/// `job.dead`: a job of the workspace ran out of attempts or failed permanently.
+pub const JOB_DEAD: &str = "job.dead";
 
 /// An event about to be appended to the log.
 #[derive(Clone, PartialEq, Debug)]

@@ -9,6 +9,7 @@ mod error;
 mod event;
 mod filter;
 mod ids;
+mod job;
 mod lead;
 mod providers;
 mod values;
@@ -19,12 +20,16 @@ pub use enrichment::{
     PhoneData, PhoneKind, PhoneNumber, Policy, Source, Subject,
 };
 pub use error::{FieldError, FieldErrorCode, ValidationErrors};
-pub use event::{Event, LEAD_ENRICHED, NewEvent};
+pub use event::{Event, JOB_DEAD, LEAD_ENRICHED, NewEvent};
 pub use filter::{
     ArchivedFilter, Cursor, CursorSide, Direction, LeadFilter, LeadOrder, LeadQuery, PageDirection,
     SortField, SortValue, TagMatch,
 };
 pub use ids::{LeadId, WorkspaceId};
+pub use job::{
+    Duplicate, Enqueued, Jitter, Job, JobFailure, JobId, JobScope, JobSelection, JobState, NewJob, QueueStat,
+    RetryPolicy, Schedule,
+};
 pub use lead::{Lead, LeadDraft, LeadPatch, LeadStatus, Patch, Timestamp, UpsertOutcome, now};
 pub use providers::{EnrichmentSettings, ProviderConfig, ProviderKind, SealedKey, Usage, UsagePeriod};
 pub use values::{CountryCode, CustomFields, Domain, EmailAddress, LinkedInUrl, Phone, Score, Tag, Tags};

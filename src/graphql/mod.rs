@@ -11,6 +11,7 @@ mod errors;
 mod guard;
 mod ids;
 mod inputs;
+mod jobs;
 mod mutation;
 mod query;
 pub mod transport;
@@ -23,15 +24,19 @@ pub use query::Caller;
 use crate::service::Services;
 use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder};
 
-/// The query root: leads and enrichment.
+/// The query root: leads, enrichment and the job queue.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(query::Query, enrichment_api::EnrichmentQuery);
+pub struct QueryRoot(query::Query, enrichment_api::EnrichmentQuery, jobs::JobsQuery);
 
-/// The mutation root: leads and enrichment settings.
+/// The mutation root: leads, enrichment settings and dead jobs.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(mutation::Mutation, enrichment_api::EnrichmentMutation);
+pub struct MutationRoot(
+    mutation::Mutation,
+    enrichment_api::EnrichmentMutation,
+    jobs::JobsMutation,
+);
 
 pub type LeadgateSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 

@@ -6,15 +6,17 @@
 //! turns into `userErrors`.
 
 mod enrichment;
+mod jobs;
 mod leads;
 mod workspaces;
 
 /// Maintained lead counts of a workspace, as services report them.
 pub use crate::store::LeadCounts;
 pub use enrichment::{
-    EnrichJob, EnrichmentService, JobState, MAX_ENRICH_JOB, MAX_WATERFALL, ProviderStatus, ProviderUpdate,
-    UsageStatus, waterfalls,
+    ENRICH_LEADS, EnrichJob, EnrichLeadsHandler, EnrichProgress, EnrichmentService, JobState, MAX_ENRICH_JOB,
+    MAX_WATERFALL, ProviderStatus, ProviderUpdate, UsageStatus, waterfalls,
 };
+pub use jobs::{DeadPage, JobService, MAX_DEAD_PAGE, MAX_JOB_IDS};
 pub use leads::{FILTERED_COUNT_CAP, LeadPage, LeadService, MAX_UPSERT, TotalCount};
 pub use workspaces::WorkspaceService;
 
@@ -101,14 +103,17 @@ pub struct Services {
     pub leads: LeadService,
     pub workspaces: WorkspaceService,
     pub enrichment: EnrichmentService,
+    pub jobs: JobService,
 }
 
 impl Services {
     pub fn new(store: Store, enricher: crate::enrich::Enricher) -> Self {
+        let queue = crate::jobs::Queue::new(store.clone());
         Self {
             leads: LeadService::new(store.clone()),
             workspaces: WorkspaceService::new(store.clone()),
-            enrichment: EnrichmentService::new(store.clone(), enricher),
+            enrichment: EnrichmentService::new(store.clone(), enricher, queue.clone()),
+            jobs: JobService::new(queue),
             store,
         }
     }

@@ -70,7 +70,7 @@ macro_rules! impl_enrichment_repo {
                 }))
             }
 
-            async fn append_events(conn: &mut Conn, events: &[NewEvent]) -> StoreResult<()> {
+            pub(super) async fn append_events(conn: &mut Conn, events: &[NewEvent]) -> StoreResult<()> {
                 for chunk in events.chunks(500) {
                     let mut qb = Qb::new(
                         "INSERT INTO events (workspace_id, type, subject_id, payload, created_at) VALUES ",

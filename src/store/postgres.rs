@@ -155,9 +155,15 @@ fn workspace_from_row(r: &PgRow) -> Result<Workspace, sqlx::Error> {
 
 impl_repos!(PgStore, Postgres, QueryBuilder<Postgres>);
 super::enrichment::impl_enrichment_repo!(super::PgStore);
+super::jobs::impl_job_repo!(super::PgStore, skip_locked = " FOR UPDATE SKIP LOCKED");
 
 /// A `timestamptz` column.
 fn read_time(r: &PgRow, i: usize) -> Result<crate::domain::Timestamp, sqlx::Error> {
+    r.try_get(i)
+}
+
+/// A nullable `timestamptz` column.
+fn read_opt_time(r: &PgRow, i: usize) -> Result<Option<crate::domain::Timestamp>, sqlx::Error> {
     r.try_get(i)
 }
 

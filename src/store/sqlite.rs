@@ -180,10 +180,16 @@ fn workspace_from_row(r: &SqliteRow) -> Result<Workspace, sqlx::Error> {
 
 impl_repos!(SqliteStore, Sqlite, LiteQuery);
 super::enrichment::impl_enrichment_repo!(super::SqliteStore);
+super::jobs::impl_job_repo!(super::SqliteStore, skip_locked = "");
 
 /// A timestamp column (INTEGER microseconds).
 fn read_time(r: &SqliteRow, i: usize) -> Result<crate::domain::Timestamp, sqlx::Error> {
     time(r.try_get(i)?)
+}
+
+/// A nullable timestamp column (INTEGER microseconds).
+fn read_opt_time(r: &SqliteRow, i: usize) -> Result<Option<crate::domain::Timestamp>, sqlx::Error> {
+    r.try_get::<Option<i64>, _>(i)?.map(time).transpose()
 }
 
 /// Multi-row inserts of leads and their tags, within the caller's transaction.

@@ -89,7 +89,9 @@ fn offenders(module: &str, words: &[&str]) -> Vec<String> {
 
 #[test]
 fn only_store_speaks_sql() {
-    for module in ["domain", "service", "graphql", "http", "auth", "bulk", "enrich"] {
+    for module in [
+        "domain", "service", "graphql", "http", "auth", "bulk", "enrich", "jobs",
+    ] {
         let found = offenders(module, &["sqlx"]);
         assert!(found.is_empty(), "{found:?}");
     }
@@ -97,7 +99,9 @@ fn only_store_speaks_sql() {
 
 #[test]
 fn only_graphql_imports_async_graphql() {
-    for module in ["domain", "store", "service", "http", "auth", "bulk", "enrich"] {
+    for module in [
+        "domain", "store", "service", "http", "auth", "bulk", "enrich", "jobs",
+    ] {
         let found = offenders(module, &["async_graphql"]);
         assert!(found.is_empty(), "{found:?}");
     }
@@ -105,7 +109,9 @@ fn only_graphql_imports_async_graphql() {
 
 #[test]
 fn only_http_imports_axum() {
-    for module in ["domain", "store", "service", "graphql", "auth", "bulk", "enrich"] {
+    for module in [
+        "domain", "store", "service", "graphql", "auth", "bulk", "enrich", "jobs",
+    ] {
         let found = offenders(module, &["axum"]);
         assert!(found.is_empty(), "{found:?}");
     }
@@ -113,7 +119,9 @@ fn only_http_imports_axum() {
 
 #[test]
 fn only_enrich_calls_out_to_providers() {
-    for module in ["domain", "store", "service", "graphql", "http", "auth", "bulk"] {
+    for module in [
+        "domain", "store", "service", "graphql", "http", "auth", "bulk", "jobs",
+    ] {
         let found = offenders(module, &["reqwest"]);
         assert!(found.is_empty(), "{found:?}");
     }
