@@ -1,5 +1,6 @@
 //! Assembles the application from settings: store, services, authenticator, schema and
-//! router. `main` and the integration tests both start leadgate through here.
+//! router, and the job registry and workers. `main` and the integration tests both start
+//! leadgate through here.
 
 use crate::auth::Authenticator;
 use crate::config::Settings;
@@ -10,7 +11,9 @@ use crate::enrich::metrics::Metrics;
 use crate::events::Bus;
 use crate::graphql::{Gateway, Limits};
 use crate::http::{HttpConfig, router};
-use crate::service::Services;
+use crate::jobs::worker::Workers;
+use crate::jobs::{Registry, builtin};
+use crate::service::{EnrichLeadsHandler, Services};
 use crate::store::{EnrichmentRepo, PoolOptions, SettingsRepo, Store};
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -102,6 +105,31 @@ pub fn services(settings: &Settings, store: Store) -> anyhow::Result<Services> {
     Ok(Services::new(store, enricher, bus, sealer(settings)?))
 }
 
+/// The job kinds this build runs and their schedules: `enrich.leads`, pruning, and (with
+/// `job_test_kinds`) the test kinds. Modules with jobs of their own register them here.
+pub fn registry(settings: &Settings, services: &Services) -> anyhow::Result<Registry> {
+    let mut registry = Registry::new();
+    registry.register(EnrichLeadsHandler(services.enrichment.clone()));
+    let retention = Duration::from_secs(settings.job_retention_hours.saturating_mul(3600));
+    builtin::register_prune(&mut registry, services.store.clone(), retention)?;
+    if settings.job_test_kinds {
+        builtin::register_test_kinds(&mut registry);
+    }
+    services.jobs.queue().install(&registry);
+    Ok(registry)
+}
+
+/// Starts this process's job workers (claim loop, lease reclaim, schedules, metrics).
+pub async fn start_workers(
+    settings: &Settings,
+    services: &Services,
+    registry: Registry,
+) -> anyhow::Result<Workers> {
+    Workers::start(services.jobs.queue().clone(), registry, settings.worker_config())
+        .await
+        .context("cannot start job workers")
+}
+
 /// Refuses to serve when API keys are stored but no master key can open them.
 pub async fn check_master_key(settings: &Settings, store: &Store) -> anyhow::Result<()> {
     let sealed = store.count_sealed_keys().await?;
@@ -119,15 +147,24 @@ pub struct App {
     pub services: Services,
     pub auth: Authenticator,
     pub router: axum::Router,
+    /// The in-process workers, unless `workers` is off.
+    pub workers: Option<Workers>,
 }
 
-/// Builds the whole application on an opened store.
-pub fn assemble(
+/// Builds the whole application on an opened store, with its job workers when `workers` is
+/// on.
+pub async fn assemble(
     settings: &Settings,
     services: Services,
     auth: Authenticator,
     graphiql_token: Option<String>,
-) -> App {
+) -> anyhow::Result<App> {
+    let registry = registry(settings, &services)?;
+    let workers = if settings.workers {
+        Some(start_workers(settings, &services, registry).await?)
+    } else {
+        None
+    };
     let limits = Limits {
         depth: settings.max_depth,
         complexity: settings.max_complexity,
@@ -142,11 +179,12 @@ pub fn assemble(
         ws: settings.ws_config(),
     };
     let router = router(gateway, auth.clone(), services.clone(), http);
-    App {
+    Ok(App {
         services,
         auth,
         router,
-    }
+        workers,
+    })
 }
 
 /// Creates the demo workspace with synthetic leads on first start; later starts find it

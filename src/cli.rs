@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `schema`, `workspace`, `token` and `seed`.
+//! The command line: `serve`, `worker`, `migrate`, `schema`, `workspace`, `token` and `seed`.
 //!
 //! Every flag can also come from a `LEADGATE_*` environment variable (flags win) and from
 //! `leadgate.toml` (the environment wins). Output meant for scripts (a token, the schema) goes
@@ -57,8 +57,10 @@ pub struct GlobalArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the HTTP server (GraphQL at /graphql, GraphiQL at /graphiql).
+    /// Run the HTTP server (GraphQL at /graphql, GraphiQL at /graphiql) and job workers.
     Serve(Box<ServeArgs>),
+    /// Run only job workers, no HTTP, until SIGTERM; several may run at once.
+    Worker(Box<WorkerCommandArgs>),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Print the GraphQL schema (SDL).
@@ -98,12 +100,20 @@ pub struct ServeArgs {
     /// Maximum aliased fields per document.
     #[arg(long, env = "LEADGATE_MAX_ALIASES")]
     pub max_aliases: Option<usize>,
+    /// Run no job workers in this process (run `leadgate worker` elsewhere).
+    #[arg(long, env = "LEADGATE_NO_WORKERS")]
+    pub no_workers: bool,
+    /// Whether to run job workers in this process (`--no-workers` wins).
+    #[arg(long, env = "LEADGATE_WORKERS", value_name = "BOOL")]
+    pub workers: Option<bool>,
     #[command(flatten)]
     pub ws: WsArgs,
     #[command(flatten)]
     pub enrichment: EnrichmentArgs,
     #[command(flatten)]
     pub events: EventArgs,
+    #[command(flatten)]
+    pub jobs: WorkerArgs,
 }
 
 /// The event log, its readers and outbound webhooks.
@@ -127,6 +137,41 @@ pub struct EventArgs {
     /// Dead-lettered deliveries in a row that switch an endpoint off.
     #[arg(long, env = "LEADGATE_WEBHOOK_DISABLE_AFTER")]
     pub webhook_disable_after: Option<u32>,
+}
+
+/// `leadgate worker`: the workers' settings and the providers their jobs call.
+#[derive(Args, Debug)]
+pub struct WorkerCommandArgs {
+    #[command(flatten)]
+    pub jobs: WorkerArgs,
+    #[command(flatten)]
+    pub enrichment: EnrichmentArgs,
+    #[command(flatten)]
+    pub events: EventArgs,
+}
+
+/// How job workers run.
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// Jobs one process runs at once.
+    #[arg(long, env = "LEADGATE_WORKER_CONCURRENCY")]
+    pub worker_concurrency: Option<usize>,
+    /// Seconds a worker owns a job without a heartbeat before another may take it.
+    #[arg(long, env = "LEADGATE_JOB_VISIBILITY_TIMEOUT_SECS")]
+    pub job_visibility_timeout_secs: Option<u64>,
+    /// Milliseconds between looks for due jobs.
+    #[arg(long, env = "LEADGATE_JOB_POLL_INTERVAL_MS")]
+    pub job_poll_interval_ms: Option<u64>,
+    /// Milliseconds between reclaiming expired leases and checking schedules.
+    #[arg(long, env = "LEADGATE_JOB_MAINTENANCE_INTERVAL_MS")]
+    pub job_maintenance_interval_ms: Option<u64>,
+    /// Hours succeeded jobs are kept.
+    #[arg(long, env = "LEADGATE_JOB_RETENTION_HOURS")]
+    pub job_retention_hours: Option<u64>,
+    /// Register the test job kinds `noop`, `sleep` (`{"ms": N}`) and `flaky`
+    /// (`{"failures": N}` or `{"permanent": true}`), for benchmarks and tests.
+    #[arg(long, env = "LEADGATE_JOB_TEST_KINDS")]
+    pub job_test_kinds: bool,
 }
 
 /// GraphQL over WebSocket (`/graphql/ws`).
@@ -238,7 +283,7 @@ fn parse_role(raw: &str) -> Result<Role, String> {
 }
 
 /// Applies the layers: file (read by `Settings::load`), then environment and flags (clap).
-pub fn settings(global: &GlobalArgs, serve: Option<&ServeArgs>) -> anyhow::Result<Settings> {
+pub fn settings(global: &GlobalArgs, command: &Command) -> anyhow::Result<Settings> {
     let mut s = Settings::load(global.config.as_deref())?;
     if let Some(v) = &global.database_url {
         s.database_url = v.clone();
@@ -264,7 +309,7 @@ pub fn settings(global: &GlobalArgs, serve: Option<&ServeArgs>) -> anyhow::Resul
     if let Some(v) = global.log_format {
         s.log_format = v;
     }
-    if let Some(a) = serve {
+    if let Command::Serve(a) = command {
         if let Some(v) = a.listen {
             s.listen = v;
         }
@@ -287,60 +332,20 @@ pub fn settings(global: &GlobalArgs, serve: Option<&ServeArgs>) -> anyhow::Resul
             s.max_aliases = v;
         }
         apply_ws(&mut s, &a.ws);
-        let e = &a.enrichment;
-        for (target, value) in [
-            (&mut s.hunter_url, &e.hunter_url),
-            (&mut s.pdl_url, &e.pdl_url),
-            (&mut s.apollo_url, &e.apollo_url),
-            (&mut s.clearbit_url, &e.clearbit_url),
-        ] {
-            if let Some(v) = value {
-                *target = v.clone();
-            }
+        apply_enrichment(&mut s, &a.enrichment);
+        apply_workers(&mut s, &a.jobs);
+        apply_events(&mut s, &a.events);
+        if let Some(v) = a.workers {
+            s.workers = v;
         }
-        if let Some(v) = e.provider_timeout_ms {
-            s.provider_timeout_ms = v;
+        if a.no_workers {
+            s.workers = false;
         }
-        if let Some(v) = e.provider_retries {
-            s.provider_retries = v;
-        }
-        if let Some(v) = e.circuit_failure_threshold {
-            s.circuit_failure_threshold = v;
-        }
-        if let Some(v) = e.circuit_cool_down_secs {
-            s.circuit_cool_down_secs = v;
-        }
-        if let Some(v) = e.enrichment_ttl_hours {
-            s.enrichment_ttl_hours = v;
-        }
-        if let Some(v) = e.verification_ttl_hours {
-            s.verification_ttl_hours = v;
-        }
-        if let Some(v) = e.miss_ttl_hours {
-            s.miss_ttl_hours = v;
-        }
-        if let Some(v) = e.enrichment_cache_mb {
-            s.enrichment_cache_mb = v;
-        }
-        let e = &a.events;
-        if let Some(v) = e.event_poll_ms {
-            s.event_poll_ms = v;
-        }
-        if let Some(v) = e.event_retention_days {
-            s.event_retention_days = v;
-        }
-        if let Some(v) = e.webhook_timeout_ms {
-            s.webhook_timeout_ms = v;
-        }
-        if let Some(v) = e.webhook_max_attempts {
-            s.webhook_max_attempts = v;
-        }
-        if let Some(v) = e.webhook_retry_base_ms {
-            s.webhook_retry_base_ms = v;
-        }
-        if let Some(v) = e.webhook_disable_after {
-            s.webhook_disable_after = v;
-        }
+    }
+    if let Command::Worker(a) = command {
+        apply_enrichment(&mut s, &a.enrichment);
+        apply_workers(&mut s, &a.jobs);
+        apply_events(&mut s, &a.events);
     }
     s.validate()?;
     Ok(s)
@@ -364,19 +369,95 @@ fn apply_ws(s: &mut Settings, a: &WsArgs) {
     }
 }
 
+fn apply_events(s: &mut Settings, e: &EventArgs) {
+    if let Some(v) = e.event_poll_ms {
+        s.event_poll_ms = v;
+    }
+    if let Some(v) = e.event_retention_days {
+        s.event_retention_days = v;
+    }
+    if let Some(v) = e.webhook_timeout_ms {
+        s.webhook_timeout_ms = v;
+    }
+    if let Some(v) = e.webhook_max_attempts {
+        s.webhook_max_attempts = v;
+    }
+    if let Some(v) = e.webhook_retry_base_ms {
+        s.webhook_retry_base_ms = v;
+    }
+    if let Some(v) = e.webhook_disable_after {
+        s.webhook_disable_after = v;
+    }
+}
+
+fn apply_enrichment(s: &mut Settings, e: &EnrichmentArgs) {
+    for (target, value) in [
+        (&mut s.hunter_url, &e.hunter_url),
+        (&mut s.pdl_url, &e.pdl_url),
+        (&mut s.apollo_url, &e.apollo_url),
+        (&mut s.clearbit_url, &e.clearbit_url),
+    ] {
+        if let Some(v) = value {
+            *target = v.clone();
+        }
+    }
+    if let Some(v) = e.provider_timeout_ms {
+        s.provider_timeout_ms = v;
+    }
+    if let Some(v) = e.provider_retries {
+        s.provider_retries = v;
+    }
+    if let Some(v) = e.circuit_failure_threshold {
+        s.circuit_failure_threshold = v;
+    }
+    if let Some(v) = e.circuit_cool_down_secs {
+        s.circuit_cool_down_secs = v;
+    }
+    if let Some(v) = e.enrichment_ttl_hours {
+        s.enrichment_ttl_hours = v;
+    }
+    if let Some(v) = e.verification_ttl_hours {
+        s.verification_ttl_hours = v;
+    }
+    if let Some(v) = e.miss_ttl_hours {
+        s.miss_ttl_hours = v;
+    }
+    if let Some(v) = e.enrichment_cache_mb {
+        s.enrichment_cache_mb = v;
+    }
+}
+
+fn apply_workers(s: &mut Settings, w: &WorkerArgs) {
+    if let Some(v) = w.worker_concurrency {
+        s.worker_concurrency = v;
+    }
+    if let Some(v) = w.job_visibility_timeout_secs {
+        s.job_visibility_timeout_secs = v;
+    }
+    if let Some(v) = w.job_poll_interval_ms {
+        s.job_poll_interval_ms = v;
+    }
+    if let Some(v) = w.job_maintenance_interval_ms {
+        s.job_maintenance_interval_ms = v;
+    }
+    if let Some(v) = w.job_retention_hours {
+        s.job_retention_hours = v;
+    }
+    if w.job_test_kinds {
+        s.job_test_kinds = true;
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Schema = cli.command {
         print!("{}", crate::graphql::sdl());
         return Ok(());
     }
-    let serve_args = match &cli.command {
-        Command::Serve(a) => Some(a.as_ref()),
-        _ => None,
-    };
-    let settings = settings(&cli.global, serve_args)?;
+    let settings = settings(&cli.global, &cli.command)?;
     crate::telemetry::init(&settings.log, settings.log_format);
     match cli.command {
         Command::Serve(args) => serve(&settings, args.demo).await,
+        Command::Worker(_) => worker(&settings).await,
         Command::Migrate => {
             let store = app::open_store(&settings).await?;
             eprintln!("migrations applied ({})", store.backend());
@@ -416,7 +497,7 @@ async fn serve(settings: &Settings, demo: bool) -> anyhow::Result<()> {
     } else {
         None
     };
-    let App { router, .. } = app::assemble(settings, services, auth, demo_token.clone());
+    let App { router, workers, .. } = app::assemble(settings, services, auth, demo_token.clone()).await?;
     let shutdown = crate::http::shutdown_signal();
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -449,6 +530,30 @@ async fn serve(settings: &Settings, demo: bool) -> anyhow::Result<()> {
     drop(out);
     tracing::info!(%addr, backend = store.backend(), "listening");
     crate::http::serve(listener, router, shutdown).await?;
+    if let Some(workers) = workers {
+        workers.shutdown().await;
+    }
+    store.close().await;
+    Ok(())
+}
+
+async fn worker(settings: &Settings) -> anyhow::Result<()> {
+    let store = app::open_store(settings).await?;
+    app::check_master_key(settings, &store).await?;
+    let services = app::services(settings, store.clone())?;
+    let registry = app::registry(settings, &services)?;
+    let kinds = registry.kinds().join(", ");
+    let shutdown = crate::http::shutdown_signal();
+    let workers = app::start_workers(settings, &services, registry).await?;
+    // Best effort, as for `serve`.
+    let _ = writeln!(
+        std::io::stdout().lock(),
+        "leadgate worker running ({} database; kinds: {kinds})",
+        store.backend()
+    );
+    tracing::info!(backend = store.backend(), "worker running");
+    shutdown.await;
+    workers.shutdown().await;
     store.close().await;
     Ok(())
 }

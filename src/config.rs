@@ -93,6 +93,21 @@ pub struct Settings {
     pub webhook_retry_base_ms: u64,
     /// Dead-lettered deliveries in a row after which an endpoint is switched off.
     pub webhook_disable_after: u32,
+    /// Whether `serve` runs job workers in-process (`--no-workers` turns them off).
+    pub workers: bool,
+    /// Jobs one process runs at once.
+    pub worker_concurrency: usize,
+    /// Seconds a worker owns a job without a heartbeat; after that another worker may run it.
+    pub job_visibility_timeout_secs: u64,
+    /// Milliseconds between looks for due jobs when nothing woke the workers.
+    pub job_poll_interval_ms: u64,
+    /// Milliseconds between reclaiming expired leases and checking schedules.
+    pub job_maintenance_interval_ms: u64,
+    /// Hours succeeded jobs are kept before the hourly prune deletes them (dead jobs stay
+    /// until an admin replays or discards them).
+    pub job_retention_hours: u64,
+    /// Registers the built-in test job kinds `noop`, `sleep` and `flaky` (benchmarks, tests).
+    pub job_test_kinds: bool,
     /// Log filter, e.g. `info` or `leadgate=debug,info`.
     pub log: String,
     /// `text` or `json`.
@@ -146,6 +161,13 @@ impl Default for Settings {
             webhook_max_attempts: 8,
             webhook_retry_base_ms: 30_000,
             webhook_disable_after: 5,
+            workers: true,
+            worker_concurrency: 8,
+            job_visibility_timeout_secs: 60,
+            job_poll_interval_ms: 1_000,
+            job_maintenance_interval_ms: 5_000,
+            job_retention_hours: 7 * 24,
+            job_test_kinds: false,
             log: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -250,6 +272,18 @@ impl Settings {
         if self.circuit_failure_threshold == 0 {
             return invalid("circuit_failure_threshold", "must be at least 1");
         }
+        if self.worker_concurrency == 0 {
+            return invalid("worker_concurrency", "must be at least 1");
+        }
+        if self.job_visibility_timeout_secs == 0 {
+            return invalid("job_visibility_timeout_secs", "must be at least 1");
+        }
+        if self.job_poll_interval_ms < 10 {
+            return invalid("job_poll_interval_ms", "must be at least 10");
+        }
+        if self.job_maintenance_interval_ms < 10 {
+            return invalid("job_maintenance_interval_ms", "must be at least 10");
+        }
         if let Some(key) = &self.master_key
             && crate::crypto::KeySealer::new(key).is_err()
         {
@@ -338,6 +372,19 @@ impl Settings {
             timeout: std::time::Duration::from_millis(self.webhook_timeout_ms.max(1)),
             disable_after: self.webhook_disable_after.max(1),
             max_attempts: self.webhook_max_attempts.max(1),
+        }
+    }
+
+    /// How this process runs its job workers.
+    pub fn worker_config(&self) -> crate::jobs::worker::WorkerConfig {
+        use std::time::Duration;
+        crate::jobs::worker::WorkerConfig {
+            concurrency: self.worker_concurrency,
+            batch_size: (self.worker_concurrency.min(256) as u32).max(1),
+            visibility_timeout: Duration::from_secs(self.job_visibility_timeout_secs),
+            poll_interval: Duration::from_millis(self.job_poll_interval_ms),
+            maintenance_interval: Duration::from_millis(self.job_maintenance_interval_ms),
+            ..crate::jobs::worker::WorkerConfig::default()
         }
     }
 

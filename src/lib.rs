@@ -14,6 +14,7 @@ pub mod enrich;
 pub mod events;
 pub mod graphql;
 pub mod http;
+pub mod jobs;
 pub mod service;
 pub mod store;
 pub mod telemetry;

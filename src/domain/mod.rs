@@ -9,6 +9,7 @@ mod error;
 mod event;
 mod filter;
 mod ids;
+mod job;
 mod lead;
 mod providers;
 mod values;
@@ -29,6 +30,10 @@ pub use filter::{
     SortField, SortValue, TagMatch,
 };
 pub use ids::{LeadId, WorkspaceId};
+pub use job::{
+    Duplicate, Enqueued, Jitter, Job, JobFailure, JobId, JobScope, JobSelection, JobState, NewJob, QueueStat,
+    RetryPolicy, Schedule,
+};
 pub use lead::{Lead, LeadDraft, LeadPatch, LeadStatus, Patch, Timestamp, UpsertOutcome, now};
 pub use providers::{EnrichmentSettings, ProviderConfig, ProviderKind, SealedKey, Usage, UsagePeriod};
 pub use values::{CountryCode, CustomFields, Domain, EmailAddress, LinkedInUrl, Phone, Score, Tag, Tags};

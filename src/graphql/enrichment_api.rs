@@ -3,7 +3,7 @@
 //! `enrichLeads` on the mutation root; and the `@budget` directive.
 
 use super::enrichment::{EnrichScope, EnrichmentGroup, EnrichmentPolicy, ProviderName};
-use super::errors::{UserError, bad_input, split};
+use super::errors::{UserError, bad_input, split, to_gql};
 use super::ids::decode_lead_id;
 use super::query::{Caller, actor};
 use crate::domain::{Group, ProviderKind};
@@ -266,7 +266,7 @@ pub struct EnrichmentJob {
 impl From<service::EnrichJob> for EnrichmentJob {
     fn from(j: service::EnrichJob) -> Self {
         Self {
-            id: ID(j.id.to_string()),
+            id: super::jobs::job_global_id(j.id),
             state: match j.state {
                 JobState::Running => EnrichmentJobState::Running,
                 JobState::Succeeded => EnrichmentJobState::Succeeded,
@@ -275,10 +275,10 @@ impl From<service::EnrichJob> for EnrichmentJob {
             groups: j.groups.iter().map(|g| (*g).into()).collect(),
             policy: j.policy.into(),
             total: j.total as i64,
-            processed: j.processed as i64,
-            filled: j.filled as i64,
-            failed: j.failed as i64,
-            credits_spent: j.credits as i64,
+            processed: j.progress.processed as i64,
+            filled: j.progress.filled as i64,
+            failed: j.progress.failed as i64,
+            credits_spent: j.progress.credits as i64,
             created_at: j.created_at,
             finished_at: j.finished_at,
         }
@@ -356,19 +356,18 @@ impl EnrichmentQuery {
         Ok(plan_from(scope.ledger().planned(), errors))
     }
 
-    /// A bulk refresh of the caller's workspace; null when unknown (jobs are kept in memory
-    /// until the server restarts).
+    /// A bulk refresh of the caller's workspace; null when unknown (finished jobs are pruned
+    /// after `job_retention_hours`).
     async fn enrichment_job(
         &self,
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<Option<EnrichmentJob>> {
         let actor = actor(ctx)?;
-        let Ok(uuid) = uuid::Uuid::parse_str(&id) else {
-            return Err(bad_input("`id` is not an enrichment job id"));
-        };
+        let id = super::jobs::decode_job_id(&id)?;
         let services = ctx.data::<Services>()?;
-        Ok(services.enrichment.job(actor, uuid).map(Into::into))
+        let job = services.enrichment.job(actor, id).await.map_err(to_gql)?;
+        Ok(job.map(Into::into))
     }
 }
 
@@ -495,8 +494,8 @@ impl EnrichmentMutation {
         })
     }
 
-    /// Refreshes groups of many leads in the background (up to 10,000 leads); returns at once
-    /// with the job. Leads not in the caller's workspace are counted as failed.
+    /// Refreshes groups of many leads in the background (up to 10,000 leads) as a job on the
+    /// queue; returns at once with the job. Leads not in the caller's workspace are counted as failed.
     async fn enrich_leads(
         &self,
         ctx: &Context<'_>,

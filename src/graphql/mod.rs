@@ -11,6 +11,7 @@ mod errors;
 mod guard;
 mod ids;
 mod inputs;
+mod jobs;
 mod mutation;
 mod query;
 mod subscription;
@@ -27,7 +28,7 @@ use crate::service::Services;
 use async_graphql::{MergedObject, Schema, SchemaBuilder};
 pub use subscription::SubscriptionRoot;
 
-/// The query root: leads, enrichment and webhooks.
+/// The query root: leads, enrichment, the event log, webhooks and the job queue.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
 pub struct QueryRoot(
@@ -35,15 +36,17 @@ pub struct QueryRoot(
     enrichment_api::EnrichmentQuery,
     subscription::EventQuery,
     webhooks::WebhookQuery,
+    jobs::JobsQuery,
 );
 
-/// The mutation root: leads, enrichment settings and webhooks.
+/// The mutation root: leads, enrichment settings, webhooks and dead jobs.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
 pub struct MutationRoot(
     mutation::Mutation,
     enrichment_api::EnrichmentMutation,
     webhooks::WebhookMutation,
+    jobs::JobsMutation,
 );
 
 pub type LeadgateSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;

@@ -191,15 +191,20 @@ async fn graphiql(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     Html(graphiql::page("/graphql", state.config.graphiql_token.as_deref()))
 }
 
-/// Prometheus metrics (text exposition format): provider calls, latency, credits, skips and
-/// enrichment cache lookups. Labels never carry lead data or keys.
+/// Prometheus metrics (text exposition format): job queue depth, age and outcomes, then
+/// provider calls, latency, credits, skips and enrichment cache lookups. Labels never carry
+/// lead data or keys.
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        state.services.enrichment.enricher().metrics().render(),
+        format!(
+            "{}{}",
+            state.services.jobs.queue().metrics().render_families(),
+            state.services.enrichment.enricher().metrics().render()
+        ),
     )
 }
 

@@ -1,29 +1,31 @@
 //! Enrichment use cases: resolving groups for leads the caller may see, provider settings
-//! (admins only), usage and circuit status, and bulk refresh jobs.
+//! (admins only), usage and circuit status, and bulk refreshes (`enrich.leads` jobs on the
+//! queue, whose handler is `EnrichLeadsHandler`).
 //!
 //! Keys enter here in clear exactly once, are sealed at once, and leave only as their last
 //! four characters.
 
 use super::{Actor, ServiceError};
 use crate::domain::{
-    EnrichmentSettings, FieldErrorCode, Group, Lead, LeadId, Policy, ProviderConfig, ProviderKind, Timestamp,
-    UsagePeriod, now,
+    EnrichmentSettings, FieldErrorCode, Group, Job, JobId, JobScope, JobState as StoredState, Lead, LeadId,
+    NewJob, Policy, ProviderConfig, ProviderKind, RetryPolicy, Timestamp, UsagePeriod, now,
 };
 use crate::enrich::controls::CircuitState;
 use crate::enrich::providers::sandbox::SandboxOptions;
 use crate::enrich::{Enricher, Ledger, Resolution};
-use crate::store::{EnrichmentRepo, LeadRepo, Store};
+use crate::jobs::{Handler, JobContext, JobError, Queue};
+use crate::store::{EnrichmentRepo, JobRepo, LeadRepo, Store, StoreError};
+use futures_util::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Most leads one `enrichLeads` job takes.
 pub const MAX_ENRICH_JOB: usize = 10_000;
 /// Most providers in one waterfall.
 pub const MAX_WATERFALL: usize = 5;
-/// Finished jobs remembered for `enrichmentJob`.
-const KEPT_JOBS: usize = 1_000;
 
 /// A change to one provider's settings; `None` leaves a setting as it is.
 #[derive(Debug, Default)]
@@ -60,23 +62,60 @@ pub struct UsageStatus {
     pub resets_at: Timestamp,
 }
 
-/// Progress of a bulk refresh.
+/// A bulk refresh: an `enrich.leads` job seen through its payload and progress.
 #[derive(Clone, Debug)]
 pub struct EnrichJob {
-    pub id: Uuid,
+    pub id: JobId,
     pub workspace_id: crate::domain::WorkspaceId,
     pub groups: Vec<Group>,
     pub policy: Policy,
     pub state: JobState,
+    /// Leads in the job.
     pub total: u64,
-    pub processed: u64,
-    pub filled: u64,
-    pub failed: u64,
-    pub credits: u64,
+    pub progress: EnrichProgress,
     pub created_at: Timestamp,
     pub finished_at: Option<Timestamp>,
 }
 
+impl EnrichJob {
+    fn from_job(job: &Job) -> Option<Self> {
+        let payload: EnrichPayload = serde_json::from_value(job.payload.clone()).ok()?;
+        let (ids, groups, policy) = payload.parse().ok()?;
+        let progress = job
+            .progress
+            .clone()
+            .and_then(|p| serde_json::from_value(p).ok())
+            .unwrap_or_default();
+        Some(Self {
+            id: job.id,
+            workspace_id: job.workspace_id?,
+            groups,
+            policy,
+            state: match job.state {
+                StoredState::Queued | StoredState::Running => JobState::Running,
+                StoredState::Succeeded => JobState::Succeeded,
+                StoredState::Dead => JobState::Failed,
+            },
+            total: ids.len() as u64,
+            progress,
+            created_at: job.created_at,
+            finished_at: job.finished_at,
+        })
+    }
+}
+
+/// Counts an `enrich.leads` job reports as it goes.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct EnrichProgress {
+    pub processed: u64,
+    /// (lead, group) pairs that have values now.
+    pub filled: u64,
+    /// (lead, group) pairs that could not be filled.
+    pub failed: u64,
+    pub credits: u64,
+}
+
+/// A bulk refresh's state as clients see it: queued and running jobs are both `Running`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobState {
     Running,
@@ -88,21 +127,15 @@ pub enum JobState {
 pub struct EnrichmentService {
     store: Store,
     enricher: Enricher,
-    jobs: Arc<Mutex<JobTable>>,
-}
-
-#[derive(Debug, Default)]
-struct JobTable {
-    jobs: HashMap<Uuid, EnrichJob>,
-    order: VecDeque<Uuid>,
+    queue: Queue,
 }
 
 impl EnrichmentService {
-    pub fn new(store: Store, enricher: Enricher) -> Self {
+    pub fn new(store: Store, enricher: Enricher, queue: Queue) -> Self {
         Self {
             store,
             enricher,
-            jobs: Arc::new(Mutex::new(JobTable::default())),
+            queue,
         }
     }
 
@@ -386,7 +419,8 @@ impl EnrichmentService {
         }
     }
 
-    /// Starts refreshing `groups` of the given leads in the background; returns the job.
+    /// Queues a refresh of `groups` of the given leads (job kind `enrich.leads`); returns the
+    /// job as queued.
     pub async fn enrich_leads(
         &self,
         actor: &Actor,
@@ -427,111 +461,136 @@ impl EnrichmentService {
                 unique.push(id);
             }
         }
-        let job = EnrichJob {
-            id: Uuid::now_v7(),
+        let payload = EnrichPayload {
+            ids: unique.iter().map(LeadId::as_uuid).collect(),
+            groups: groups.iter().map(|g| g.as_str().to_owned()).collect(),
+            policy: policy.as_str().to_owned(),
+        };
+        let payload = serde_json::to_value(&payload)
+            .map_err(|e| ServiceError::Internal(StoreError::Database(Box::new(e))))?;
+        let enqueued = self
+            .queue
+            .enqueue(NewJob::new(ENRICH_LEADS, payload).in_workspace(actor.workspace_id))
+            .await?;
+        Ok(EnrichJob {
+            id: enqueued.id,
             workspace_id: actor.workspace_id,
-            groups: groups.clone(),
+            groups,
             policy,
             state: JobState::Running,
             total: unique.len() as u64,
-            processed: 0,
-            filled: 0,
-            failed: 0,
-            credits: 0,
+            progress: EnrichProgress::default(),
             created_at: now(),
             finished_at: None,
-        };
-        self.remember(job.clone());
-        let this = self.clone();
-        let actor = actor.clone();
-        let id = job.id;
-        tokio::spawn(async move {
-            let state = match this.run_job(&actor, id, &unique, &groups, policy).await {
-                Ok(()) => JobState::Succeeded,
-                Err(e) => {
-                    tracing::error!(error = %e, job = %id, "enrichment job failed");
-                    JobState::Failed
-                }
-            };
-            this.update(id, |j| {
-                j.state = state;
-                j.finished_at = Some(now());
-            });
-        });
-        Ok(job)
+        })
     }
 
-    async fn run_job(
-        &self,
-        actor: &Actor,
-        id: Uuid,
-        ids: &[LeadId],
-        groups: &[Group],
-        policy: Policy,
-    ) -> Result<(), ServiceError> {
+    /// Runs one attempt of an `enrich.leads` job, reporting progress after each chunk.
+    async fn run_job(&self, job: &Job, ctx: &JobContext) -> Result<(), JobError> {
+        let ws = job
+            .workspace_id
+            .ok_or_else(|| JobError::Permanent("an enrich.leads job needs a workspace".into()))?;
+        let payload: EnrichPayload = serde_json::from_value(job.payload.clone())
+            .map_err(|e| JobError::Permanent(format!("bad enrich.leads payload: {e}")))?;
+        let (ids, groups, policy) = payload.parse().map_err(JobError::Permanent)?;
+        let actor = Actor {
+            subject: format!("job:{}", job.id),
+            workspace_id: ws,
+            role: crate::domain::Role::Member,
+        };
+        let mut progress = EnrichProgress::default();
         for chunk in ids.chunks(100) {
+            if ctx.lease_lost() {
+                return Err(JobError::Transient("lease lost".into()));
+            }
             let leads: Vec<Arc<Lead>> = self
                 .store
-                .leads_by_ids(actor.workspace_id, chunk)
-                .await?
+                .leads_by_ids(ws, chunk)
+                .await
+                .map_err(|e| JobError::Transient(e.to_string()))?
                 .into_iter()
                 .map(Arc::new)
                 .collect();
             let ledger = Arc::new(Ledger::new(None));
-            let mut filled = 0;
-            let mut failed = 0;
-            for &group in groups {
+            for &group in &groups {
                 let results = self
-                    .resolve(actor, &leads, group, Some(policy), &[], &ledger)
+                    .resolve(&actor, &leads, group, Some(policy), &[], &ledger)
                     .await;
                 for r in results.values() {
                     if r.record.as_ref().is_some_and(|rec| !rec.is_miss()) {
-                        filled += 1;
+                        progress.filled += 1;
                     }
                     if r.error.is_some() {
-                        failed += 1;
+                        progress.failed += 1;
                     }
                 }
             }
             let missing = (chunk.len() - leads.len()) as u64;
-            let credits = ledger.spend().credits_spent;
-            self.update(id, |j| {
-                j.processed += chunk.len() as u64;
-                j.filled += filled;
-                j.failed += failed + missing * groups.len() as u64;
-                j.credits += credits;
-            });
+            progress.processed += chunk.len() as u64;
+            progress.failed += missing * groups.len() as u64;
+            progress.credits += ledger.spend().credits_spent;
+            let report = serde_json::to_value(progress).map_err(|e| JobError::Permanent(e.to_string()))?;
+            ctx.progress(report).await?;
         }
         Ok(())
     }
 
-    /// A job of the caller's workspace.
-    pub fn job(&self, actor: &Actor, id: Uuid) -> Option<EnrichJob> {
-        let table = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        table
-            .jobs
-            .get(&id)
-            .filter(|j| j.workspace_id == actor.workspace_id)
-            .cloned()
+    /// An `enrich.leads` job of the caller's workspace, read from the queue.
+    pub async fn job(&self, actor: &Actor, id: JobId) -> Result<Option<EnrichJob>, ServiceError> {
+        let job = self
+            .store
+            .job(JobScope::Workspace(actor.workspace_id), id)
+            .await?;
+        Ok(job
+            .filter(|j| j.kind == ENRICH_LEADS)
+            .and_then(|j| EnrichJob::from_job(&j)))
+    }
+}
+
+/// The job kind of `enrichLeads`.
+pub const ENRICH_LEADS: &str = "enrich.leads";
+
+/// What an `enrich.leads` job stores as its payload.
+#[derive(Serialize, Deserialize)]
+struct EnrichPayload {
+    ids: Vec<Uuid>,
+    groups: Vec<String>,
+    policy: String,
+}
+
+impl EnrichPayload {
+    fn parse(&self) -> Result<(Vec<LeadId>, Vec<Group>, Policy), String> {
+        let groups = self
+            .groups
+            .iter()
+            .map(|g| Group::parse(g).ok_or_else(|| format!("unknown group {g}")))
+            .collect::<Result<_, _>>()?;
+        let policy = Policy::parse(&self.policy).ok_or_else(|| format!("unknown policy {}", self.policy))?;
+        Ok((
+            self.ids.iter().copied().map(LeadId::from_uuid).collect(),
+            groups,
+            policy,
+        ))
+    }
+}
+
+/// Runs `enrich.leads` jobs.
+pub struct EnrichLeadsHandler(pub EnrichmentService);
+
+impl Handler for EnrichLeadsHandler {
+    fn kind(&self) -> &'static str {
+        ENRICH_LEADS
     }
 
-    fn remember(&self, job: EnrichJob) {
-        let mut table = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        while table.order.len() >= KEPT_JOBS {
-            let Some(oldest) = table.order.pop_front() else {
-                break;
-            };
-            table.jobs.remove(&oldest);
+    fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
         }
-        table.order.push_back(job.id);
-        table.jobs.insert(job.id, job);
     }
 
-    fn update(&self, id: Uuid, change: impl FnOnce(&mut EnrichJob)) {
-        let mut table = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(job) = table.jobs.get_mut(&id) {
-            change(job);
-        }
+    fn run<'a>(&'a self, job: &'a Job, ctx: &'a JobContext) -> BoxFuture<'a, Result<(), JobError>> {
+        Box::pin(self.0.run_job(job, ctx))
     }
 }
 

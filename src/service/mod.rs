@@ -7,6 +7,7 @@
 
 mod enrichment;
 mod events;
+mod jobs;
 mod leads;
 mod webhooks;
 mod workspaces;
@@ -14,10 +15,11 @@ mod workspaces;
 /// Maintained lead counts of a workspace, as services report them.
 pub use crate::store::LeadCounts;
 pub use enrichment::{
-    EnrichJob, EnrichmentService, JobState, MAX_ENRICH_JOB, MAX_WATERFALL, ProviderStatus, ProviderUpdate,
-    UsageStatus, waterfalls,
+    ENRICH_LEADS, EnrichJob, EnrichLeadsHandler, EnrichProgress, EnrichmentService, JobState, MAX_ENRICH_JOB,
+    MAX_WATERFALL, ProviderStatus, ProviderUpdate, UsageStatus, waterfalls,
 };
 pub use events::EventService;
+pub use jobs::{DeadPage, JobService, MAX_DEAD_PAGE, MAX_JOB_IDS};
 pub use leads::{FILTERED_COUNT_CAP, LeadPage, LeadService, MAX_UPSERT, TotalCount};
 pub use webhooks::{MAX_WEBHOOKS, WebhookService, WebhookUpdate};
 pub use workspaces::WorkspaceService;
@@ -107,6 +109,7 @@ pub struct Services {
     pub enrichment: EnrichmentService,
     pub events: EventService,
     pub webhooks: WebhookService,
+    pub jobs: JobService,
 }
 
 impl Services {
@@ -118,12 +121,14 @@ impl Services {
         bus: crate::events::Bus,
         sealer: Option<crate::crypto::KeySealer>,
     ) -> Self {
+        let queue = crate::jobs::Queue::new(store.clone());
         Self {
             webhooks: WebhookService::new(store.clone(), sealer, bus.clone()),
             leads: LeadService::new(store.clone(), bus.clone()),
             workspaces: WorkspaceService::new(store.clone()),
-            enrichment: EnrichmentService::new(store.clone(), enricher),
+            enrichment: EnrichmentService::new(store.clone(), enricher, queue.clone()),
             events: EventService::new(bus),
+            jobs: JobService::new(queue),
             store,
         }
     }

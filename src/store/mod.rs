@@ -7,6 +7,7 @@
 pub mod admin;
 mod enrichment;
 mod events;
+mod jobs;
 mod postgres;
 mod repo;
 mod sql;
@@ -18,9 +19,10 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
-    Cursor, CursorSide as Side, EmailAddress, EnrichmentRecord, EnrichmentSettings, Event, Group, Lead,
-    LeadFilter, LeadId, LeadPatch, LeadQuery, NewEvent, ProviderConfig, ProviderKind, Timestamp,
-    UpsertOutcome, Usage, UsagePeriod, WebhookDelivery, WebhookEndpoint, Workspace, WorkspaceId,
+    Cursor, CursorSide as Side, EmailAddress, Enqueued, EnrichmentRecord, EnrichmentSettings, Event, Group,
+    Job, JobFailure, JobId, JobScope, JobSelection, Lead, LeadFilter, LeadId, LeadPatch, LeadQuery, NewEvent,
+    NewJob, ProviderConfig, ProviderKind, QueueStat, Schedule, Timestamp, UpsertOutcome, Usage, UsagePeriod,
+    WebhookDelivery, WebhookEndpoint, Workspace, WorkspaceId,
 };
 use std::future::Future;
 use uuid::Uuid;
@@ -290,6 +292,127 @@ pub trait WebhookRepo: Send + Sync {
         before: Option<i64>,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<WebhookDelivery>>> + Send;
+}
+
+/// A claim's lease on the jobs it took: whoever holds `token` owns them until `until`.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Lease {
+    pub token: String,
+    pub until: Timestamp,
+}
+
+/// What `reclaim_expired_jobs` did with jobs whose worker stopped heartbeating.
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct Reclaimed {
+    /// Put back in the queue for another attempt.
+    pub requeued: u64,
+    /// Out of attempts: now dead (as stored, error history included).
+    pub dead: Vec<Job>,
+}
+
+/// The durable job queue and its recurring schedules. Jobs a worker holds are changed only
+/// with the lease token of its claim, so a worker whose lease expired cannot overwrite what
+/// another worker did since. Admin operations take a `JobScope`; the GraphQL side always
+/// passes the caller's workspace.
+pub trait JobRepo: Send + Sync {
+    /// Inserts a queued job with `max_attempts` (the kind's policy when the job names none).
+    /// With a unique key already held by a queued or running job, nothing is inserted:
+    /// `Duplicate::Keep` returns that job, `Duplicate::Replace` first gives a still-queued one
+    /// the new payload, priority and `run_at`.
+    fn enqueue_job(
+        &self,
+        job: &NewJob,
+        max_attempts: u32,
+        at: Timestamp,
+    ) -> impl Future<Output = StoreResult<Enqueued>> + Send;
+    /// Leases up to `limit` due queued jobs of `kinds` (highest priority, then earliest
+    /// `run_at`, first), starting an attempt of each; returned in that order.
+    fn claim_jobs(
+        &self,
+        kinds: &[&str],
+        limit: u32,
+        lease: &Lease,
+        at: Timestamp,
+    ) -> impl Future<Output = StoreResult<Vec<Job>>> + Send;
+    /// Extends the lease of a running job; false when `token` no longer owns it.
+    fn heartbeat_job(
+        &self,
+        id: JobId,
+        token: &str,
+        until: Timestamp,
+        at: Timestamp,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Records what a running job reports about itself; false when `token` no longer owns it.
+    fn save_job_progress(
+        &self,
+        id: JobId,
+        token: &str,
+        progress: &serde_json::Value,
+        at: Timestamp,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Marks jobs succeeded, each only if its token still owns it; returns how many were.
+    fn complete_jobs(
+        &self,
+        done: &[(JobId, String)],
+        at: Timestamp,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Records a failed attempt of a claimed `job` (its history gains `failure`): queued again
+    /// at `retry_at`, or dead when `None` (appending `job.dead` to the workspace's events in the
+    /// same transaction). False when the job's token no longer owns it.
+    fn fail_job(
+        &self,
+        job: &Job,
+        failure: &JobFailure,
+        retry_at: Option<Timestamp>,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Running jobs whose lease ended before `at` go back to the queue, or die with the error
+    /// "lease expired" when their attempts are used up.
+    fn reclaim_expired_jobs(&self, at: Timestamp) -> impl Future<Output = StoreResult<Reclaimed>> + Send;
+    /// A job by id within `scope`.
+    fn job(&self, scope: JobScope, id: JobId) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
+    /// Counts by (kind, state) within `scope`, with the earliest `run_at` of queued jobs.
+    fn job_stats(&self, scope: JobScope) -> impl Future<Output = StoreResult<Vec<QueueStat>>> + Send;
+    /// Dead jobs, newest first, with an id below `before` (keyset), up to `limit`.
+    fn dead_jobs(
+        &self,
+        scope: JobScope,
+        kind: Option<&str>,
+        before: Option<JobId>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<Job>>> + Send;
+    /// Queues the selected dead jobs again with fresh attempts (their history is kept);
+    /// returns how many. A job whose unique key a live job holds now stays dead.
+    fn replay_jobs(
+        &self,
+        scope: JobScope,
+        selection: &JobSelection,
+        at: Timestamp,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Deletes the selected dead jobs; returns how many.
+    fn discard_jobs(
+        &self,
+        scope: JobScope,
+        selection: &JobSelection,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Deletes succeeded jobs that finished before `before`; returns how many.
+    fn prune_jobs(&self, before: Timestamp) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Creates or updates a schedule by name. An existing schedule keeps its `next_run_at`
+    /// unless its cron or time zone changed.
+    fn upsert_schedule(&self, schedule: &Schedule) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Every schedule, by name.
+    fn schedules(&self) -> impl Future<Output = StoreResult<Vec<Schedule>>> + Send;
+    /// Moves a schedule from the tick `due` to `next` and enqueues `job` in one transaction,
+    /// only if the schedule is still at `due` (so one instance fires each tick). `None` when
+    /// another instance fired it first.
+    fn fire_schedule(
+        &self,
+        name: &str,
+        due: Timestamp,
+        next: Timestamp,
+        job: &NewJob,
+        max_attempts: u32,
+        at: Timestamp,
+    ) -> impl Future<Output = StoreResult<Option<Enqueued>>> + Send;
 }
 
 /// Health and maintenance.
@@ -647,6 +770,99 @@ impl AdminRepo for Store {
     }
     async fn analyze(&self) -> StoreResult<()> {
         dispatch!(self.analyze())
+    }
+}
+
+impl JobRepo for Store {
+    async fn enqueue_job(&self, job: &NewJob, max_attempts: u32, at: Timestamp) -> StoreResult<Enqueued> {
+        dispatch!(self.enqueue_job(job, max_attempts, at))
+    }
+    async fn claim_jobs(
+        &self,
+        kinds: &[&str],
+        limit: u32,
+        lease: &Lease,
+        at: Timestamp,
+    ) -> StoreResult<Vec<Job>> {
+        dispatch!(self.claim_jobs(kinds, limit, lease, at))
+    }
+    async fn heartbeat_job(
+        &self,
+        id: JobId,
+        token: &str,
+        until: Timestamp,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        dispatch!(self.heartbeat_job(id, token, until, at))
+    }
+    async fn save_job_progress(
+        &self,
+        id: JobId,
+        token: &str,
+        progress: &serde_json::Value,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        dispatch!(self.save_job_progress(id, token, progress, at))
+    }
+    async fn complete_jobs(&self, done: &[(JobId, String)], at: Timestamp) -> StoreResult<u64> {
+        dispatch!(self.complete_jobs(done, at))
+    }
+    async fn fail_job(
+        &self,
+        job: &Job,
+        failure: &JobFailure,
+        retry_at: Option<Timestamp>,
+    ) -> StoreResult<bool> {
+        dispatch!(self.fail_job(job, failure, retry_at))
+    }
+    async fn reclaim_expired_jobs(&self, at: Timestamp) -> StoreResult<Reclaimed> {
+        dispatch!(self.reclaim_expired_jobs(at))
+    }
+    async fn job(&self, scope: JobScope, id: JobId) -> StoreResult<Option<Job>> {
+        dispatch!(self.job(scope, id))
+    }
+    async fn job_stats(&self, scope: JobScope) -> StoreResult<Vec<QueueStat>> {
+        dispatch!(self.job_stats(scope))
+    }
+    async fn dead_jobs(
+        &self,
+        scope: JobScope,
+        kind: Option<&str>,
+        before: Option<JobId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Job>> {
+        dispatch!(self.dead_jobs(scope, kind, before, limit))
+    }
+    async fn replay_jobs(
+        &self,
+        scope: JobScope,
+        selection: &JobSelection,
+        at: Timestamp,
+    ) -> StoreResult<u64> {
+        dispatch!(self.replay_jobs(scope, selection, at))
+    }
+    async fn discard_jobs(&self, scope: JobScope, selection: &JobSelection) -> StoreResult<u64> {
+        dispatch!(self.discard_jobs(scope, selection))
+    }
+    async fn prune_jobs(&self, before: Timestamp) -> StoreResult<u64> {
+        dispatch!(self.prune_jobs(before))
+    }
+    async fn upsert_schedule(&self, schedule: &Schedule) -> StoreResult<()> {
+        dispatch!(self.upsert_schedule(schedule))
+    }
+    async fn schedules(&self) -> StoreResult<Vec<Schedule>> {
+        dispatch!(self.schedules())
+    }
+    async fn fire_schedule(
+        &self,
+        name: &str,
+        due: Timestamp,
+        next: Timestamp,
+        job: &NewJob,
+        max_attempts: u32,
+        at: Timestamp,
+    ) -> StoreResult<Option<Enqueued>> {
+        dispatch!(self.fire_schedule(name, due, next, job, max_attempts, at))
     }
 }
 

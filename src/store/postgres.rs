@@ -183,6 +183,7 @@ async fn notify_events(conn: &mut sqlx::PgConnection, ws: WorkspaceId, top: i64)
         .map_err(interpret)?;
     Ok(())
 }
+super::jobs::impl_job_repo!(super::PgStore, skip_locked = " FOR UPDATE SKIP LOCKED");
 
 /// A `timestamptz` column.
 fn read_time(r: &PgRow, i: usize) -> Result<crate::domain::Timestamp, sqlx::Error> {

@@ -187,13 +187,14 @@ super::webhooks::impl_webhook_repo!(super::SqliteStore);
 async fn notify_events(_: &mut sqlx::SqliteConnection, _: WorkspaceId, _: i64) -> StoreResult<()> {
     Ok(())
 }
+super::jobs::impl_job_repo!(super::SqliteStore, skip_locked = "");
 
 /// A timestamp column (INTEGER microseconds).
 fn read_time(r: &SqliteRow, i: usize) -> Result<crate::domain::Timestamp, sqlx::Error> {
     time(r.try_get(i)?)
 }
 
-/// A nullable timestamp column.
+/// A nullable timestamp column (INTEGER microseconds).
 fn read_opt_time(r: &SqliteRow, i: usize) -> Result<Option<crate::domain::Timestamp>, sqlx::Error> {
     r.try_get::<Option<i64>, _>(i)?.map(time).transpose()
 }

@@ -50,6 +50,7 @@ async fn every_command_has_help() {
     for args in [
         vec!["--help"],
         vec!["serve", "--help"],
+        vec!["worker", "--help"],
         vec!["migrate", "--help"],
         vec!["schema", "--help"],
         vec!["workspace", "--help"],

@@ -111,7 +111,9 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
         .await
         .expect("authenticator");
     let services = app::services(&settings, store).expect("services");
-    let built = app::assemble(&settings, services, auth.clone(), None);
+    let built = app::assemble(&settings, services, auth.clone(), None)
+        .await
+        .expect("assemble");
     let workspace = built
         .services
         .workspaces
@@ -358,7 +360,9 @@ pub async fn spawn_second_app(first: &TestApp) -> TestApp {
         .await
         .expect("authenticator");
     let services = app::services(&settings, store).expect("services");
-    let built = app::assemble(&settings, services, auth, None);
+    let built = app::assemble(&settings, services, auth, None)
+        .await
+        .expect("assemble");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = built.router;

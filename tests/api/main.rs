@@ -9,6 +9,7 @@ mod enrichment_store;
 mod fakes;
 mod helpers;
 mod http_protocol;
+mod jobs;
 mod limits;
 mod mutations;
 mod provider_controls;

@@ -1349,3 +1349,439 @@ fn was(lead: &Lead, version: i64, archived: bool) -> Lead {
         ..lead.clone()
     }
 }
+
+/// The job queue's repository contract.
+mod jobs {
+    use super::created_workspace;
+    use crate::helpers::{backends, fresh_store};
+    use leadgate::domain::{
+        Duplicate, Job, JobFailure, JobId, JobScope, JobSelection, JobState, NewJob, Schedule, Timestamp, now,
+    };
+    use leadgate::store::{EventRepo, JobRepo, Lease, Store};
+    use serde_json::json;
+    use std::collections::HashSet;
+
+    fn lease(at: Timestamp, secs: i64) -> Lease {
+        Lease {
+            token: uuid::Uuid::now_v7().to_string(),
+            until: at + chrono::TimeDelta::seconds(secs),
+        }
+    }
+
+    async fn claim(store: &Store, kinds: &[&str], n: u32, at: Timestamp) -> Vec<Job> {
+        store.claim_jobs(kinds, n, &lease(at, 60), at).await.unwrap()
+    }
+
+    fn failure(job: &Job, error: &str, at: Timestamp) -> JobFailure {
+        JobFailure {
+            attempt: job.attempts,
+            at,
+            error: error.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn claims_follow_priority_and_time_and_complete_only_with_the_token() {
+        for backend in backends() {
+            let (store, _g) = fresh_store(backend).await;
+            let at = now();
+            let mut low = NewJob::new("k", json!({"n": 1}));
+            low.priority = -1;
+            let mut high = NewJob::new("k", json!({"n": 2}));
+            high.priority = 5;
+            let mut later = NewJob::new("k", json!({"n": 3}));
+            later.run_at = Some(at + chrono::TimeDelta::hours(1));
+            let other = NewJob::new("other", json!({}));
+            let low = store.enqueue_job(&low, 3, at).await.unwrap();
+            let high = store.enqueue_job(&high, 3, at).await.unwrap();
+            store.enqueue_job(&later, 3, at).await.unwrap();
+            store.enqueue_job(&other, 3, at).await.unwrap();
+            assert!(low.created && high.created);
+
+            let jobs = claim(&store, &["k"], 10, at).await;
+            let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
+            assert_eq!(
+                ids,
+                vec![high.id, low.id],
+                "{backend:?}: due jobs of the kind, by priority"
+            );
+            let job = &jobs[0];
+            assert_eq!(job.state, JobState::Running);
+            assert_eq!(job.attempts, 1);
+            assert_eq!(job.max_attempts, 3);
+            assert_eq!(job.payload, json!({"n": 2}));
+            assert!(
+                claim(&store, &["k"], 10, at).await.is_empty(),
+                "leased jobs are not claimed twice"
+            );
+
+            let token = job.lease_token.clone().unwrap();
+            let done = store
+                .complete_jobs(&[(job.id, "someone-else".into()), (jobs[1].id, "x".into())], at)
+                .await
+                .unwrap();
+            assert_eq!(done, 0, "{backend:?}: tokens must match their own job");
+            let done = store
+                .complete_jobs(
+                    &[
+                        (job.id, token.clone()),
+                        (jobs[1].id, jobs[1].lease_token.clone().unwrap()),
+                    ],
+                    at,
+                )
+                .await
+                .unwrap();
+            assert_eq!(done, 2);
+            let stored = store.job(JobScope::AllWorkspaces, job.id).await.unwrap().unwrap();
+            assert_eq!(stored.state, JobState::Succeeded);
+            assert_eq!(stored.finished_at, Some(at));
+            assert_eq!(stored.lease_token, None);
+            assert!(!store.heartbeat_job(job.id, &token, at, at).await.unwrap());
+
+            let pruned = store
+                .prune_jobs(at + chrono::TimeDelta::seconds(1))
+                .await
+                .unwrap();
+            assert_eq!(pruned, 2, "{backend:?}");
+            assert!(
+                store
+                    .job(JobScope::AllWorkspaces, job.id)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn unique_keys_dedupe_or_debounce_while_a_job_is_live() {
+        for backend in backends() {
+            let (store, _g) = fresh_store(backend).await;
+            let at = now();
+            let first = NewJob::new("k", json!({"v": 1})).unique("key-1", Duplicate::Keep);
+            let a = store.enqueue_job(&first, 3, at).await.unwrap();
+            let b = store.enqueue_job(&first, 3, at).await.unwrap();
+            assert!(a.created && !b.created, "{backend:?}");
+            assert_eq!(a.id, b.id);
+
+            let mut replace = NewJob::new("k", json!({"v": 2})).unique("key-1", Duplicate::Replace);
+            let later = at + chrono::TimeDelta::seconds(30);
+            replace.run_at = Some(later);
+            let c = store.enqueue_job(&replace, 3, at).await.unwrap();
+            assert_eq!((c.id, c.created), (a.id, false));
+            let stored = store.job(JobScope::AllWorkspaces, a.id).await.unwrap().unwrap();
+            assert_eq!(stored.payload, json!({"v": 2}), "{backend:?}: debounced");
+            assert_eq!(stored.run_at, later);
+
+            // A running holder keeps its payload; once it is done the key is free again.
+            let jobs = claim(&store, &["k"], 1, later).await;
+            assert_eq!(jobs.len(), 1);
+            let d = store.enqueue_job(&replace, 3, later).await.unwrap();
+            assert_eq!((d.id, d.created), (a.id, false));
+            let token = jobs[0].lease_token.clone().unwrap();
+            store.complete_jobs(&[(a.id, token)], later).await.unwrap();
+            let e = store.enqueue_job(&first, 3, later).await.unwrap();
+            assert!(e.created && e.id != a.id, "{backend:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn failures_retry_then_die_with_their_history_and_a_dead_event() {
+        for backend in backends() {
+            let (store, _g) = fresh_store(backend).await;
+            let ws = created_workspace(&store, "jobs").await;
+            let at = now();
+            let job = NewJob::new("k", json!({})).in_workspace(ws.id);
+            let id = store.enqueue_job(&job, 2, at).await.unwrap().id;
+
+            let claimed = claim(&store, &["k"], 1, at).await.remove(0);
+            let mut stale = claimed.clone();
+            stale.lease_token = Some("stale".into());
+            assert!(
+                !store
+                    .fail_job(&stale, &failure(&claimed, "x", at), None)
+                    .await
+                    .unwrap()
+            );
+            let retry_at = at + chrono::TimeDelta::seconds(5);
+            assert!(
+                store
+                    .fail_job(&claimed, &failure(&claimed, "first", at), Some(retry_at))
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                claim(&store, &["k"], 1, at).await.is_empty(),
+                "not before its retry time"
+            );
+
+            let claimed = claim(&store, &["k"], 1, retry_at).await.remove(0);
+            assert_eq!(claimed.attempts, 2);
+            assert!(
+                store
+                    .fail_job(&claimed, &failure(&claimed, "second", retry_at), None)
+                    .await
+                    .unwrap()
+            );
+            let dead = store.job(JobScope::Workspace(ws.id), id).await.unwrap().unwrap();
+            assert_eq!(dead.state, JobState::Dead, "{backend:?}");
+            let errors: Vec<(u32, &str)> = dead
+                .errors
+                .iter()
+                .map(|e| (e.attempt, e.error.as_str()))
+                .collect();
+            assert_eq!(errors, vec![(1, "first"), (2, "second")]);
+            assert_eq!(dead.finished_at, Some(retry_at));
+
+            let events = store.events_after(ws.id, 0, 10).await.unwrap();
+            assert_eq!(events.len(), 1, "{backend:?}");
+            assert_eq!(events[0].kind, "job.dead");
+            assert_eq!(
+                events[0].payload,
+                json!({"jobId": id.0, "kind": "k", "error": "second"})
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn expired_leases_are_reclaimed_or_dead_when_attempts_are_used_up() {
+        for backend in backends() {
+            let (store, _g) = fresh_store(backend).await;
+            let at = now();
+            let once = store
+                .enqueue_job(&NewJob::new("k", json!({})), 1, at)
+                .await
+                .unwrap()
+                .id;
+            let twice = store
+                .enqueue_job(&NewJob::new("k", json!({})), 2, at)
+                .await
+                .unwrap()
+                .id;
+            let short = lease(at, 1);
+            let claimed = store.claim_jobs(&["k"], 10, &short, at).await.unwrap();
+            assert_eq!(claimed.len(), 2);
+            assert!(
+                store
+                    .heartbeat_job(twice, &short.token, short.until, at)
+                    .await
+                    .unwrap()
+            );
+
+            let nothing = store.reclaim_expired_jobs(at).await.unwrap();
+            assert_eq!(
+                (nothing.requeued, nothing.dead.len()),
+                (0, 0),
+                "{backend:?}: not yet expired"
+            );
+            let later = at + chrono::TimeDelta::seconds(2);
+            let reclaimed = store.reclaim_expired_jobs(later).await.unwrap();
+            assert_eq!(reclaimed.requeued, 1, "{backend:?}");
+            assert_eq!(
+                reclaimed.dead.iter().map(|j| j.id).collect::<Vec<_>>(),
+                vec![once]
+            );
+            assert_eq!(reclaimed.dead[0].errors[0].error, "lease expired");
+
+            let again = claim(&store, &["k"], 10, later).await;
+            assert_eq!(again.iter().map(|j| j.id).collect::<Vec<_>>(), vec![twice]);
+            assert_eq!(again[0].attempts, 2);
+            assert_eq!(again[0].errors.len(), 1, "the expiry is in the history");
+            // The old claim lost the job: it can neither complete nor fail it.
+            assert_eq!(
+                store
+                    .complete_jobs(&[(twice, short.token.clone())], later)
+                    .await
+                    .unwrap(),
+                0
+            );
+            let dead = store.job(JobScope::AllWorkspaces, once).await.unwrap().unwrap();
+            assert_eq!(dead.state, JobState::Dead);
+        }
+    }
+
+    #[tokio::test]
+    async fn dead_jobs_are_paged_replayed_and_discarded_per_workspace() {
+        for backend in backends() {
+            let (store, _g) = fresh_store(backend).await;
+            let mine = created_workspace(&store, "mine").await;
+            let theirs = created_workspace(&store, "theirs").await;
+            let at = now();
+            let mut ids = Vec::new();
+            for (ws, kind) in [(mine.id, "a"), (mine.id, "b"), (mine.id, "a"), (theirs.id, "a")] {
+                let id = store
+                    .enqueue_job(&NewJob::new(kind, json!({})).in_workspace(ws), 1, at)
+                    .await
+                    .unwrap()
+                    .id;
+                let job = claim(&store, &[kind], 1, at).await.remove(0);
+                assert!(
+                    store
+                        .fail_job(&job, &failure(&job, "boom", at), None)
+                        .await
+                        .unwrap()
+                );
+                ids.push(id);
+            }
+            let scope = JobScope::Workspace(mine.id);
+            let page = store.dead_jobs(scope, None, None, 2).await.unwrap();
+            assert_eq!(
+                page.iter().map(|j| j.id).collect::<Vec<_>>(),
+                vec![ids[2], ids[1]],
+                "{backend:?}"
+            );
+            let rest = store.dead_jobs(scope, None, Some(ids[1]), 2).await.unwrap();
+            assert_eq!(rest.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[0]]);
+            let of_a = store.dead_jobs(scope, Some("a"), None, 10).await.unwrap();
+            assert_eq!(of_a.len(), 2);
+
+            let stats = store.job_stats(scope).await.unwrap();
+            let dead: u64 = stats
+                .iter()
+                .filter(|s| s.state == JobState::Dead)
+                .map(|s| s.count)
+                .sum();
+            assert_eq!(dead, 3, "{backend:?}: only the workspace's");
+
+            // Another workspace's job cannot be named.
+            let foreign = JobSelection {
+                ids: vec![ids[3]],
+                kind: None,
+            };
+            assert_eq!(store.replay_jobs(scope, &foreign, at).await.unwrap(), 0);
+            assert_eq!(store.discard_jobs(scope, &foreign).await.unwrap(), 0);
+
+            let by_kind = JobSelection {
+                ids: vec![],
+                kind: Some("a".into()),
+            };
+            assert_eq!(
+                store.replay_jobs(scope, &by_kind, at).await.unwrap(),
+                2,
+                "{backend:?}"
+            );
+            let replayed = store.job(scope, ids[0]).await.unwrap().unwrap();
+            assert_eq!(replayed.state, JobState::Queued);
+            assert_eq!(replayed.attempts, 0);
+            assert_eq!(replayed.errors.len(), 1, "history kept");
+            assert_eq!(replayed.finished_at, None);
+
+            let by_id = JobSelection {
+                ids: vec![ids[1], ids[0]],
+                kind: None,
+            };
+            assert_eq!(
+                store.discard_jobs(scope, &by_id).await.unwrap(),
+                1,
+                "only dead ones"
+            );
+            assert!(store.job(scope, ids[1]).await.unwrap().is_none());
+            assert!(
+                store
+                    .job(JobScope::AllWorkspaces, ids[3])
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+        }
+    }
+
+    fn schedule(name: &str, cron: &str, next: Timestamp) -> Schedule {
+        Schedule {
+            name: name.into(),
+            cron: cron.into(),
+            tz: "UTC".into(),
+            kind: "k".into(),
+            payload: json!({"from": name}),
+            next_run_at: next,
+            last_run_at: None,
+            enabled: true,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_schedule_tick_fires_once_however_many_race_for_it() {
+        for backend in backends() {
+            let (store, _g) = fresh_store(backend).await;
+            let at = now();
+            let due = at - chrono::TimeDelta::seconds(1);
+            store
+                .upsert_schedule(&schedule("s", "* * * * *", due))
+                .await
+                .unwrap();
+            // Registering again with the same cron keeps the stored tick.
+            store
+                .upsert_schedule(&schedule("s", "* * * * *", at + chrono::TimeDelta::hours(1)))
+                .await
+                .unwrap();
+            assert_eq!(
+                store.schedules().await.unwrap()[0].next_run_at,
+                due,
+                "{backend:?}"
+            );
+
+            let next = at + chrono::TimeDelta::minutes(1);
+            let job = NewJob::new("k", json!({"from": "s"}));
+            let racers: Vec<_> = (0..4)
+                .map(|_| store.fire_schedule("s", due, next, &job, 3, at))
+                .collect();
+            let fired = futures_util::future::join_all(racers).await;
+            let wins = fired
+                .into_iter()
+                .filter(|r| r.as_ref().unwrap().is_some())
+                .count();
+            assert_eq!(wins, 1, "{backend:?}");
+            let stored = &store.schedules().await.unwrap()[0];
+            assert_eq!((stored.next_run_at, stored.last_run_at), (next, Some(due)));
+            let jobs = claim(&store, &["k"], 10, at).await;
+            assert_eq!(jobs.len(), 1);
+            assert_eq!(jobs[0].payload, json!({"from": "s"}));
+
+            // A changed cron restarts the schedule.
+            store
+                .upsert_schedule(&schedule("s", "0 * * * *", at + chrono::TimeDelta::hours(1)))
+                .await
+                .unwrap();
+            assert_eq!(
+                store.schedules().await.unwrap()[0].next_run_at,
+                at + chrono::TimeDelta::hours(1)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_claims_never_share_a_job() {
+        for backend in backends() {
+            let (store, _g) = fresh_store(backend).await;
+            let at = now();
+            for i in 0..200 {
+                store
+                    .enqueue_job(&NewJob::new("k", json!({"i": i})), 3, at)
+                    .await
+                    .unwrap();
+            }
+            let claimers: Vec<_> = (0..4)
+                .map(|_| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        let mut mine = Vec::new();
+                        loop {
+                            let jobs = claim(&store, &["k"], 16, at).await;
+                            if jobs.is_empty() {
+                                return mine;
+                            }
+                            mine.extend(jobs.into_iter().map(|j| j.id));
+                        }
+                    })
+                })
+                .collect();
+            let mut seen = HashSet::new();
+            for c in claimers {
+                for id in c.await.unwrap() {
+                    assert!(seen.insert(id), "{backend:?}: {id} claimed twice");
+                }
+            }
+            assert_eq!(seen.len(), 200, "{backend:?}");
+        }
+    }
+}

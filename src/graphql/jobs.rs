@@ -1,0 +1,366 @@
+//! Job queue administration for admins: `jobQueue` (stats by kind and state, dead jobs with
+//! their error history as a Relay connection, schedules), `replayJobs` and `discardJobs`.
+//! Everything is the caller's workspace only, through `service::JobService`.
+//!
+//! Job ids are opaque global ids (`Job:<n>`, base64url), shared with `enrichmentJob`.
+
+use super::errors::{UserError, bad_input, split, to_gql};
+use super::query::actor;
+use crate::domain::{self, JobId, JobSelection, JobState};
+use crate::service::{self, Services};
+use async_graphql::{Context, Enum, ID, Json, Object, SimpleObject};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+
+const CURSOR_PREFIX: &str = "dj1:";
+
+/// The global id of a job.
+pub fn job_global_id(id: JobId) -> ID {
+    ID(URL_SAFE_NO_PAD.encode(format!("Job:{}", id.0)))
+}
+
+/// Decodes a global id that must name a job.
+pub fn decode_job_id(id: &str) -> async_graphql::Result<JobId> {
+    let invalid = || {
+        bad_input(format!(
+            "'{}' is not a valid job id",
+            id.chars().take(64).collect::<String>()
+        ))
+    };
+    let bytes = URL_SAFE_NO_PAD
+        .decode(id.trim_end_matches('='))
+        .map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let raw = text.strip_prefix("Job:").ok_or_else(invalid)?;
+    raw.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .map(JobId)
+        .ok_or_else(invalid)
+}
+
+fn encode_cursor(id: JobId) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{}", id.0))
+}
+
+fn decode_cursor(cursor: &str) -> async_graphql::Result<JobId> {
+    let invalid = || bad_input("`after` is not a cursor of this connection");
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let raw = text.strip_prefix(CURSOR_PREFIX).ok_or_else(invalid)?;
+    raw.parse::<i64>().map(JobId).map_err(|_| invalid())
+}
+
+/// Where a job is in its life.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum JobStatus {
+    /// Waiting for its time and a free worker.
+    Queued,
+    /// Leased by a worker.
+    Running,
+    Succeeded,
+    /// Out of attempts or failed for good; kept until replayed or discarded.
+    Dead,
+}
+
+impl From<JobState> for JobStatus {
+    fn from(s: JobState) -> Self {
+        match s {
+            JobState::Queued => JobStatus::Queued,
+            JobState::Running => JobStatus::Running,
+            JobState::Succeeded => JobStatus::Succeeded,
+            JobState::Dead => JobStatus::Dead,
+        }
+    }
+}
+
+/// Jobs of one kind in one state.
+#[derive(SimpleObject)]
+pub struct JobStat {
+    pub kind: String,
+    pub state: JobStatus,
+    pub count: i64,
+    /// For queued jobs: how long the oldest due one has waited.
+    pub oldest_age_seconds: Option<f64>,
+}
+
+/// One failed attempt.
+#[derive(SimpleObject)]
+pub struct JobAttemptError {
+    /// 1 for the first attempt.
+    pub attempt: i32,
+    pub at: DateTime<Utc>,
+    pub error: String,
+}
+
+/// A job that ran out of attempts or failed for good, with every error it met.
+#[derive(SimpleObject)]
+pub struct DeadJob {
+    pub id: ID,
+    pub kind: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    /// Every failed attempt, oldest first (kept across replays).
+    pub errors: Vec<JobAttemptError>,
+    pub payload: Json<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    /// When it moved to the dead state.
+    pub failed_at: Option<DateTime<Utc>>,
+}
+
+impl From<domain::Job> for DeadJob {
+    fn from(j: domain::Job) -> Self {
+        Self {
+            id: job_global_id(j.id),
+            kind: j.kind,
+            attempts: j.attempts.min(i32::MAX as u32) as i32,
+            max_attempts: j.max_attempts.min(i32::MAX as u32) as i32,
+            errors: j
+                .errors
+                .into_iter()
+                .map(|e| JobAttemptError {
+                    attempt: e.attempt.min(i32::MAX as u32) as i32,
+                    at: e.at,
+                    error: e.error,
+                })
+                .collect(),
+            payload: Json(j.payload),
+            created_at: j.created_at,
+            failed_at: j.finished_at,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct DeadJobEdge {
+    pub cursor: String,
+    pub node: DeadJob,
+}
+
+/// Paging of dead jobs (newest first, forward only).
+#[derive(SimpleObject)]
+pub struct DeadJobPageInfo {
+    pub has_next_page: bool,
+    /// Whether `after` was given (older pages are reached forward only).
+    pub has_previous_page: bool,
+    pub start_cursor: Option<String>,
+    pub end_cursor: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct DeadJobConnection {
+    pub edges: Vec<DeadJobEdge>,
+    pub page_info: DeadJobPageInfo,
+}
+
+/// A recurring schedule.
+#[derive(SimpleObject)]
+pub struct JobSchedule {
+    pub name: String,
+    /// Five fields: minute hour day-of-month month day-of-week.
+    pub cron: String,
+    /// IANA time zone the cron fields are read in.
+    pub time_zone: String,
+    pub kind: String,
+    pub next_run_at: DateTime<Utc>,
+    pub last_run_at: Option<DateTime<Utc>>,
+    pub enabled: bool,
+}
+
+impl From<domain::Schedule> for JobSchedule {
+    fn from(s: domain::Schedule) -> Self {
+        Self {
+            name: s.name,
+            cron: s.cron,
+            time_zone: s.tz,
+            kind: s.kind,
+            next_run_at: s.next_run_at,
+            last_run_at: s.last_run_at,
+            enabled: s.enabled,
+        }
+    }
+}
+
+/// The workspace's view of the job queue (admins only).
+pub struct JobQueue;
+
+#[Object]
+impl JobQueue {
+    /// Counts by kind and state of the workspace's jobs.
+    async fn stats(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<JobStat>> {
+        let actor = actor(ctx)?;
+        let services = ctx.data::<Services>()?;
+        let now = domain::now();
+        let stats = services.jobs.stats(actor).await.map_err(to_gql)?;
+        Ok(stats
+            .into_iter()
+            .map(|s| JobStat {
+                oldest_age_seconds: s.oldest_run_at.map(|_| s.oldest_age(now).as_secs_f64()),
+                kind: s.kind,
+                state: s.state.into(),
+                count: s.count.min(i64::MAX as u64) as i64,
+            })
+            .collect())
+    }
+
+    /// Dead jobs of the workspace, newest first, with their error history.
+    async fn dead(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20, desc = "At most 100.")] first: i32,
+        after: Option<String>,
+        #[graphql(desc = "Only jobs of this kind.")] kind: Option<String>,
+    ) -> async_graphql::Result<DeadJobConnection> {
+        let actor = actor(ctx)?;
+        let services = ctx.data::<Services>()?;
+        if first < 1 || first > service::MAX_DEAD_PAGE as i32 {
+            return Err(bad_input(format!(
+                "`first` must be between 1 and {}, got {first}",
+                service::MAX_DEAD_PAGE
+            )));
+        }
+        let after_id = after.as_deref().map(decode_cursor).transpose()?;
+        let page = services
+            .jobs
+            .dead(actor, kind.as_deref(), after_id, first as u32)
+            .await
+            .map_err(to_gql)?;
+        let edges: Vec<DeadJobEdge> = page
+            .jobs
+            .into_iter()
+            .map(|j| DeadJobEdge {
+                cursor: encode_cursor(j.id),
+                node: j.into(),
+            })
+            .collect();
+        Ok(DeadJobConnection {
+            page_info: DeadJobPageInfo {
+                has_next_page: page.has_next,
+                has_previous_page: after_id.is_some(),
+                start_cursor: edges.first().map(|e| e.cursor.clone()),
+                end_cursor: edges.last().map(|e| e.cursor.clone()),
+            },
+            edges,
+        })
+    }
+
+    /// The deployment's recurring schedules.
+    async fn schedules(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<JobSchedule>> {
+        let actor = actor(ctx)?;
+        let services = ctx.data::<Services>()?;
+        let list = services.jobs.schedules(actor).await.map_err(to_gql)?;
+        Ok(list.into_iter().map(Into::into).collect())
+    }
+}
+
+#[derive(Default)]
+pub struct JobsQuery;
+
+#[Object]
+impl JobsQuery {
+    /// The job queue of the caller's workspace (admins only).
+    async fn job_queue(&self, ctx: &Context<'_>) -> async_graphql::Result<JobQueue> {
+        actor(ctx)?.require_admin().map_err(to_gql)?;
+        Ok(JobQueue)
+    }
+}
+
+/// The result of `replayJobs`.
+#[derive(SimpleObject)]
+pub struct ReplayJobsPayload {
+    /// How many dead jobs were queued again.
+    pub count: i64,
+    pub user_errors: Vec<UserError>,
+}
+
+/// The result of `discardJobs`.
+#[derive(SimpleObject)]
+pub struct DiscardJobsPayload {
+    /// How many dead jobs were deleted.
+    pub count: i64,
+    pub user_errors: Vec<UserError>,
+}
+
+fn count(n: Option<u64>) -> i64 {
+    n.map_or(0, |n| n.min(i64::MAX as u64) as i64)
+}
+
+fn selection(ids: Option<Vec<ID>>, kind: Option<String>) -> async_graphql::Result<JobSelection> {
+    let ids = ids
+        .unwrap_or_default()
+        .iter()
+        .map(|id| decode_job_id(id))
+        .collect::<async_graphql::Result<Vec<_>>>()?;
+    Ok(JobSelection { ids, kind })
+}
+
+#[derive(Default)]
+pub struct JobsMutation;
+
+#[Object]
+impl JobsMutation {
+    /// Queues dead jobs of the workspace again with fresh attempts (their error history is
+    /// kept), picked by ids, by kind, or both (admins only).
+    async fn replay_jobs(
+        &self,
+        ctx: &Context<'_>,
+        ids: Option<Vec<ID>>,
+        kind: Option<String>,
+    ) -> async_graphql::Result<ReplayJobsPayload> {
+        let actor = actor(ctx)?;
+        let services = ctx.data::<Services>()?;
+        actor.require_admin().map_err(to_gql)?;
+        let selection = selection(ids, kind)?;
+        let (n, user_errors) = split(services.jobs.replay(actor, selection).await, &[])?;
+        Ok(ReplayJobsPayload {
+            count: count(n),
+            user_errors,
+        })
+    }
+
+    /// Deletes dead jobs of the workspace for good, picked by ids, by kind, or both (admins
+    /// only).
+    async fn discard_jobs(
+        &self,
+        ctx: &Context<'_>,
+        ids: Option<Vec<ID>>,
+        kind: Option<String>,
+    ) -> async_graphql::Result<DiscardJobsPayload> {
+        let actor = actor(ctx)?;
+        let services = ctx.data::<Services>()?;
+        actor.require_admin().map_err(to_gql)?;
+        let selection = selection(ids, kind)?;
+        let (n, user_errors) = split(services.jobs.discard(actor, selection).await, &[])?;
+        Ok(DiscardJobsPayload {
+            count: count(n),
+            user_errors,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_round_trip_and_reject_other_ids() {
+        let id = job_global_id(JobId(42));
+        assert_eq!(decode_job_id(&id).unwrap(), JobId(42));
+        for bad in [
+            "42",
+            "not-a-job",
+            &URL_SAFE_NO_PAD.encode("Lead:42"),
+            &URL_SAFE_NO_PAD.encode("Job:-1"),
+        ] {
+            assert!(decode_job_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        assert_eq!(decode_cursor(&encode_cursor(JobId(7))).unwrap(), JobId(7));
+        assert!(decode_cursor("!!").is_err());
+        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("lc1:7")).is_err());
+    }
+}

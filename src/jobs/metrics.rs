@@ -1,0 +1,184 @@
+//! Job queue metrics, one registry per application, rendered on `/metrics` before the
+//! enrichment families: depth by kind and state and the age of the oldest queued job (sampled
+//! periodically by the workers), outcomes by kind, and run durations. Labels are kinds and
+//! states, never payloads.
+
+use crate::domain::{QueueStat, Timestamp};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DepthLabels {
+    pub kind: String,
+    /// `queued`, `running`, `succeeded` or `dead`.
+    pub state: &'static str,
+}
+
+/// The job metric families.
+#[derive(Clone)]
+pub struct JobMetrics {
+    registry: Arc<Registry>,
+    depth: Family<DepthLabels, Gauge>,
+    oldest_age: Family<KindLabels, Gauge<f64, AtomicU64>>,
+    completed: Family<KindLabels, Counter>,
+    failed: Family<KindLabels, Counter>,
+    dead: Family<KindLabels, Counter>,
+    duration: Family<KindLabels, Histogram>,
+}
+
+impl Default for JobMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl JobMetrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("leadgate");
+        let depth = Family::<DepthLabels, Gauge>::default();
+        let oldest_age = Family::<KindLabels, Gauge<f64, AtomicU64>>::default();
+        let completed = Family::<KindLabels, Counter>::default();
+        let failed = Family::<KindLabels, Counter>::default();
+        let dead = Family::<KindLabels, Counter>::default();
+        let duration = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0])
+        });
+        registry.register("jobs_depth", "Jobs by kind and state (sampled)", depth.clone());
+        registry.register(
+            "jobs_oldest_queued_age_seconds",
+            "How long the oldest due queued job of each kind has waited (sampled)",
+            oldest_age.clone(),
+        );
+        registry.register(
+            "jobs_completed",
+            "Jobs that succeeded, by kind",
+            completed.clone(),
+        );
+        registry.register(
+            "jobs_failed",
+            "Failed job attempts (retried or not), by kind",
+            failed.clone(),
+        );
+        registry.register("jobs_dead", "Jobs moved to the dead state, by kind", dead.clone());
+        registry.register(
+            "job_run_duration_seconds",
+            "Time one job attempt ran",
+            duration.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            depth,
+            oldest_age,
+            completed,
+            failed,
+            dead,
+            duration,
+        }
+    }
+
+    fn kind(kind: &str) -> KindLabels {
+        KindLabels {
+            kind: kind.to_owned(),
+        }
+    }
+
+    pub fn ran(&self, kind: &str, took: Duration) {
+        self.duration
+            .get_or_create(&Self::kind(kind))
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn completed(&self, kind: &str, n: u64) {
+        self.completed.get_or_create(&Self::kind(kind)).inc_by(n);
+    }
+
+    pub fn failed(&self, kind: &str) {
+        self.failed.get_or_create(&Self::kind(kind)).inc();
+    }
+
+    pub fn dead(&self, kind: &str) {
+        self.dead.get_or_create(&Self::kind(kind)).inc();
+    }
+
+    /// Replaces the sampled depth and age gauges with a fresh sample taken at `now`.
+    pub fn sample(&self, stats: &[QueueStat], now: Timestamp) {
+        self.depth.clear();
+        self.oldest_age.clear();
+        for s in stats {
+            self.depth
+                .get_or_create(&DepthLabels {
+                    kind: s.kind.clone(),
+                    state: s.state.as_str(),
+                })
+                .set(s.count.min(i64::MAX as u64) as i64);
+            if s.oldest_run_at.is_some() {
+                self.oldest_age
+                    .get_or_create(&Self::kind(&s.kind))
+                    .set(s.oldest_age(now).as_secs_f64());
+            }
+        }
+    }
+
+    /// The families in the Prometheus text format, without the closing `# EOF` (the page
+    /// that embeds them ends with it).
+    pub fn render_families(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode_registry(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::JobState;
+
+    #[test]
+    fn renders_samples_and_outcomes_by_kind() {
+        let m = JobMetrics::new();
+        let now = crate::domain::now();
+        m.sample(
+            &[QueueStat {
+                kind: "noop".into(),
+                state: JobState::Queued,
+                count: 3,
+                oldest_run_at: Some(now - chrono::Duration::seconds(5)),
+            }],
+            now,
+        );
+        m.completed("noop", 2);
+        m.dead("noop");
+        let text = m.render_families();
+        assert!(
+            text.contains(r#"leadgate_jobs_depth{kind="noop",state="queued"} 3"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"leadgate_jobs_oldest_queued_age_seconds{kind="noop"} 5"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"leadgate_jobs_completed_total{kind="noop"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"leadgate_jobs_dead_total{kind="noop"} 1"#),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
+    }
+}

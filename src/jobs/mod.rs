@@ -1,0 +1,216 @@
+//! Background work on the durable queue: `Queue` (what services enqueue through), the
+//! `Handler` contract one job kind implements, the `Registry` of kinds and their schedules,
+//! `worker::Workers` (claim, run, heartbeat, retry, dead-letter, reclaim) and
+//! `schedule::Scheduler` (cron ticks fired once across instances).
+//!
+//! Delivery is at least once: a job whose worker dies is run again after its lease expires,
+//! so handlers must be idempotent. The queue's rows live in `store`; nothing here speaks SQL.
+
+pub mod builtin;
+pub mod metrics;
+pub mod schedule;
+pub mod worker;
+
+use crate::domain::{Enqueued, Job, JobId, NewJob, RetryPolicy, Timestamp, now};
+use crate::store::{JobRepo, Store, StoreError};
+use futures_util::future::BoxFuture;
+use metrics::JobMetrics;
+use schedule::{ScheduleError, ScheduleSpec};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Why a job's attempt failed, which decides what happens next.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth retrying with the kind's backoff.
+    #[error("{0}")]
+    Transient(String),
+    /// Worth retrying, not before the given delay (e.g. a provider's `Retry-After`).
+    #[error("{1}")]
+    RetryAfter(Duration, String),
+    /// Retrying cannot help: the job goes straight to the dead state.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// One kind of job.
+pub trait Handler: Send + Sync + 'static {
+    /// The kind this handler runs, e.g. `enrich.leads`.
+    fn kind(&self) -> &'static str;
+    /// How often and how soon failed attempts are retried.
+    fn policy(&self) -> RetryPolicy {
+        RetryPolicy::default()
+    }
+    /// Runs one attempt. Must be idempotent: an attempt can be repeated after a crash.
+    fn run<'a>(&'a self, job: &'a Job, ctx: &'a JobContext) -> BoxFuture<'a, Result<(), JobError>>;
+    /// Called once after the job moved to the dead state.
+    fn on_dead<'a>(&'a self, _job: &'a Job, _error: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// What a running job may use besides its row: progress reports and whether its lease is
+/// still held (a job whose lease was lost should stop early; its result would be ignored).
+pub struct JobContext {
+    store: Store,
+    id: JobId,
+    token: String,
+    lost: Arc<AtomicBool>,
+}
+
+impl JobContext {
+    pub(crate) fn new(store: Store, id: JobId, token: String, lost: Arc<AtomicBool>) -> Self {
+        Self {
+            store,
+            id,
+            token,
+            lost,
+        }
+    }
+
+    /// Stores `progress` in the job's row (shown to whoever reads the job).
+    pub async fn progress(&self, progress: serde_json::Value) -> Result<(), JobError> {
+        let held = self
+            .store
+            .save_job_progress(self.id, &self.token, &progress, now())
+            .await
+            .map_err(|e| JobError::Transient(format!("cannot save progress: {e}")))?;
+        if !held {
+            self.lost.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// True once the worker learnt that another claim owns the job now.
+    pub fn lease_lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
+    }
+}
+
+/// Enqueues jobs and wakes this process's workers at once.
+#[derive(Clone)]
+pub struct Queue {
+    store: Store,
+    wake: Arc<Notify>,
+    /// Attempts per kind, from the registry once installed.
+    attempts: Arc<OnceLock<HashMap<&'static str, u32>>>,
+    metrics: JobMetrics,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Queue")
+    }
+}
+
+impl Queue {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            wake: Arc::new(Notify::new()),
+            attempts: Arc::new(OnceLock::new()),
+            metrics: JobMetrics::new(),
+        }
+    }
+
+    /// Enqueues `job` (see `JobRepo::enqueue_job` for unique keys); attempts default to the
+    /// kind's retry policy.
+    pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued, StoreError> {
+        let attempts = job
+            .max_attempts
+            .unwrap_or_else(|| self.default_attempts(&job.kind));
+        let enqueued = self.store.enqueue_job(&job, attempts, now()).await?;
+        self.wake.notify_waiters();
+        Ok(enqueued)
+    }
+
+    /// Whether a handler for `kind` is registered (false before the registry is installed).
+    pub fn knows(&self, kind: &str) -> bool {
+        self.attempts.get().is_some_and(|m| m.contains_key(kind))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn metrics(&self) -> &JobMetrics {
+        &self.metrics
+    }
+
+    pub(crate) fn wake(&self) -> &Arc<Notify> {
+        &self.wake
+    }
+
+    fn default_attempts(&self, kind: &str) -> u32 {
+        self.attempts
+            .get()
+            .and_then(|m| m.get(kind).copied())
+            .unwrap_or(RetryPolicy::default().max_attempts)
+    }
+
+    /// Takes the kinds and their attempts from `registry`; the first registry wins.
+    pub fn install(&self, registry: &Registry) {
+        let attempts = registry
+            .handlers
+            .iter()
+            .map(|(kind, h)| (*kind, h.policy().max_attempts))
+            .collect();
+        let _ = self.attempts.set(attempts);
+    }
+}
+
+/// The job kinds a process can run, and the recurring schedules it keeps.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<&'static str, Arc<dyn Handler>>,
+    schedules: Vec<ScheduleSpec>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a handler; a later one for the same kind replaces it.
+    pub fn register(&mut self, handler: impl Handler) -> &mut Self {
+        self.handlers.insert(handler.kind(), Arc::new(handler));
+        self
+    }
+
+    /// Adds a recurring schedule, checked now: a bad cron or time zone, or a kind without a
+    /// handler, is refused with a message that says which.
+    pub fn schedule(&mut self, spec: ScheduleSpec) -> Result<&mut Self, ScheduleError> {
+        spec.validate()?;
+        if !self.handlers.contains_key(spec.kind.as_str()) {
+            return Err(ScheduleError::UnknownKind(spec.kind));
+        }
+        self.schedules.retain(|s| s.name != spec.name);
+        self.schedules.push(spec);
+        Ok(self)
+    }
+
+    /// The registered kinds, sorted.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        let mut kinds: Vec<_> = self.handlers.keys().copied().collect();
+        kinds.sort_unstable();
+        kinds
+    }
+
+    pub fn handler(&self, kind: &str) -> Option<&Arc<dyn Handler>> {
+        self.handlers.get(kind)
+    }
+
+    pub fn schedules(&self) -> &[ScheduleSpec] {
+        &self.schedules
+    }
+}
+
+/// `at` plus `d`, in whole microseconds as stored (saturating far in the future).
+pub(crate) fn after(at: Timestamp, d: Duration) -> Timestamp {
+    let micros = i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+    at.checked_add_signed(chrono::TimeDelta::microseconds(micros))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+}

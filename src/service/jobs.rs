@@ -1,0 +1,136 @@
+//! Job queue administration for admins of a workspace: queue statistics, dead jobs with their
+//! error history, replay and discard. Everything is scoped to the actor's workspace; system
+//! jobs (no workspace) are for operators on the command line.
+
+use super::{Actor, ServiceError};
+use crate::domain::{FieldErrorCode, Job, JobId, JobScope, JobSelection, QueueStat, Schedule, now};
+use crate::jobs::Queue;
+use crate::store::JobRepo;
+
+/// Most dead jobs one page holds.
+pub const MAX_DEAD_PAGE: u32 = 100;
+/// Most ids one replay or discard names.
+pub const MAX_JOB_IDS: usize = 1_000;
+
+/// One page of dead jobs, newest first.
+#[derive(Clone, Debug)]
+pub struct DeadPage {
+    pub jobs: Vec<Job>,
+    pub has_next: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct JobService {
+    queue: Queue,
+}
+
+impl JobService {
+    pub fn new(queue: Queue) -> Self {
+        Self { queue }
+    }
+
+    /// The queue this service and the workers share.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// Counts by kind and state of the workspace's jobs.
+    pub async fn stats(&self, actor: &Actor) -> Result<Vec<QueueStat>, ServiceError> {
+        actor.require_admin()?;
+        Ok(self.queue.store().job_stats(scope(actor)).await?)
+    }
+
+    /// Dead jobs of the workspace, newest first, after the job `after` (keyset).
+    pub async fn dead(
+        &self,
+        actor: &Actor,
+        kind: Option<&str>,
+        after: Option<JobId>,
+        first: u32,
+    ) -> Result<DeadPage, ServiceError> {
+        actor.require_admin()?;
+        if let Some(kind) = kind {
+            self.check_kind(kind)?;
+        }
+        if first == 0 || first > MAX_DEAD_PAGE {
+            return Err(ServiceError::invalid(
+                "first",
+                FieldErrorCode::Invalid,
+                format!("must be between 1 and {MAX_DEAD_PAGE}"),
+            ));
+        }
+        let mut jobs = self
+            .queue
+            .store()
+            .dead_jobs(scope(actor), kind, after, first + 1)
+            .await?;
+        let has_next = jobs.len() > first as usize;
+        jobs.truncate(first as usize);
+        Ok(DeadPage { jobs, has_next })
+    }
+
+    /// The recurring schedules of the deployment (the same for every workspace).
+    pub async fn schedules(&self, actor: &Actor) -> Result<Vec<Schedule>, ServiceError> {
+        actor.require_admin()?;
+        Ok(self.queue.store().schedules().await?)
+    }
+
+    /// Queues the selected dead jobs of the workspace again; returns how many.
+    pub async fn replay(&self, actor: &Actor, selection: JobSelection) -> Result<u64, ServiceError> {
+        actor.require_admin()?;
+        self.check_selection(&selection)?;
+        let n = self
+            .queue
+            .store()
+            .replay_jobs(scope(actor), &selection, now())
+            .await?;
+        if n > 0 {
+            self.queue.wake().notify_waiters();
+        }
+        Ok(n)
+    }
+
+    /// Deletes the selected dead jobs of the workspace; returns how many.
+    pub async fn discard(&self, actor: &Actor, selection: JobSelection) -> Result<u64, ServiceError> {
+        actor.require_admin()?;
+        self.check_selection(&selection)?;
+        Ok(self.queue.store().discard_jobs(scope(actor), &selection).await?)
+    }
+
+    fn check_selection(&self, selection: &JobSelection) -> Result<(), ServiceError> {
+        if selection.is_empty() {
+            return Err(ServiceError::invalid(
+                "ids",
+                FieldErrorCode::Required,
+                "name the jobs by `ids`, by `kind`, or both",
+            ));
+        }
+        if selection.ids.len() > MAX_JOB_IDS {
+            return Err(ServiceError::invalid(
+                "ids",
+                FieldErrorCode::TooLong,
+                format!("at most {MAX_JOB_IDS} ids at once"),
+            ));
+        }
+        match &selection.kind {
+            Some(kind) => self.check_kind(kind),
+            None => Ok(()),
+        }
+    }
+
+    fn check_kind(&self, kind: &str) -> Result<(), ServiceError> {
+        if self.queue.knows(kind) {
+            Ok(())
+        } else {
+            Err(ServiceError::invalid(
+                "kind",
+                FieldErrorCode::Invalid,
+                format!("`{kind}` is not a job kind"),
+            ))
+        }
+    }
+}
+
+fn scope(actor: &Actor) -> JobScope {
+    JobScope::Workspace(actor.workspace_id)
+}
