@@ -9,6 +9,8 @@ use crate::domain::{Group, ProviderKind, Role, Workspace};
 use crate::enrich::Enricher;
 use crate::enrich::metrics::Metrics;
 use crate::events::Bus;
+use crate::events::delivery::{self, DeliveryHandler, Dispatcher};
+use crate::events::webhooks::Deliverer;
 use crate::graphql::{Gateway, Limits};
 use crate::http::{HttpConfig, router};
 use crate::jobs::worker::Workers;
@@ -105,8 +107,8 @@ pub fn services(settings: &Settings, store: Store) -> anyhow::Result<Services> {
     Ok(Services::new(store, enricher, bus, sealer(settings)?))
 }
 
-/// The job kinds this build runs and their schedules: `enrich.leads`, pruning, and (with
-/// `job_test_kinds`) the test kinds. Modules with jobs of their own register them here.
+/// The job kinds this build runs and their schedules: `enrich.leads`, job pruning, webhook
+/// delivery, event-log retention and (with `job_test_kinds`) the test kinds. Modules with jobs of their own register them here.
 pub fn registry(settings: &Settings, services: &Services) -> anyhow::Result<Registry> {
     let mut registry = Registry::new();
     registry.register(EnrichLeadsHandler(services.enrichment.clone()));
@@ -115,19 +117,35 @@ pub fn registry(settings: &Settings, services: &Services) -> anyhow::Result<Regi
     if settings.job_test_kinds {
         builtin::register_test_kinds(&mut registry);
     }
+    let delivery = DeliveryHandler {
+        deliverer: Deliverer::new(
+            services.store.clone(),
+            sealer(settings)?,
+            settings.webhook_options(),
+        ),
+        bus: services.events.bus().clone(),
+        retry_base: Duration::from_millis(settings.webhook_retry_base_ms),
+    };
+    let event_retention = Duration::from_secs(settings.event_retention_days.saturating_mul(86_400));
+    delivery::register(&mut registry, services.store.clone(), delivery, event_retention)?;
     services.jobs.queue().install(&registry);
     Ok(registry)
 }
 
-/// Starts this process's job workers (claim loop, lease reclaim, schedules, metrics).
+/// Starts this process's job workers (claim loop, lease reclaim, schedules, metrics) and,
+/// beside them, the dispatcher that queues webhook deliveries.
 pub async fn start_workers(
     settings: &Settings,
     services: &Services,
     registry: Registry,
 ) -> anyhow::Result<Workers> {
-    Workers::start(services.jobs.queue().clone(), registry, settings.worker_config())
+    let queue = services.jobs.queue().clone();
+    let mut workers = Workers::start(queue.clone(), registry, settings.worker_config())
         .await
-        .context("cannot start job workers")
+        .context("cannot start job workers")?;
+    let dispatcher = Dispatcher::new(services.store.clone(), queue, services.events.bus().clone());
+    workers.run_beside(|stop| dispatcher.run(stop));
+    Ok(workers)
 }
 
 /// Refuses to serve when API keys are stored but no master key can open them.

@@ -8,6 +8,7 @@
 //! nobody sees an event twice.
 
 mod bus;
+pub mod delivery;
 pub mod webhooks;
 
 pub use bus::{Bus, BusOptions, ReadError};

@@ -82,6 +82,17 @@ impl Workers {
 
     /// Stops claiming, lets running jobs finish within the grace period (the rest go back to
     /// the queue), flushes completions and waits for every task.
+    /// Runs a task beside the workers (e.g. a dispatcher that queues jobs): it is handed a
+    /// future that resolves when shutdown is asked for, and `shutdown` waits for it.
+    pub fn run_beside<F>(&mut self, task: impl FnOnce(futures_util::future::BoxFuture<'static, ()>) -> F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut rx = self.stop.subscribe();
+        let signal = Box::pin(async move { stopped(&mut rx).await });
+        self.tasks.push(tokio::spawn(task(signal)));
+    }
+
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for task in self.tasks {

@@ -46,6 +46,11 @@ impl EventService {
         }))
     }
 
+    /// The bus the services publish to.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
     /// The number of the newest event in the actor's workspace's log.
     pub async fn head(&self, actor: &Actor) -> Result<i64, ServiceError> {
         Ok(self.bus.head(actor.workspace_id).await?)

@@ -1,15 +1,21 @@
 //! Outbound webhooks: registering endpoints (admins only, secret shown once, bad input
 //! refused), and delivery to receivers on 127.0.0.1 through the job queue.
 
-use crate::helpers::{TestApp, backends, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, backends, poll_until, spawn_app, spawn_app_with};
 use leadgate::domain::Role;
+use leadgate::events::webhooks::{ATTEMPT_HEADER, EVENT_ID_HEADER, SIGNATURE_HEADER, verify};
+use leadgate::store::EventRepo;
 use serde_json::{Value, json};
+use std::time::Duration;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const CREATE: &str = "mutation($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { \
      endpoint { id url eventTypes enabled secretLast4 description } secret userErrors { field message code } } }";
 const UPDATE: &str = "mutation($input: UpdateWebhookEndpointInput!) { updateWebhookEndpoint(input: $input) { \
      endpoint { id url eventTypes enabled disabledReason consecutiveFailures } userErrors { field message code } } }";
 const LIST: &str = "{ webhookEndpoints { id url eventTypes enabled secretLast4 } }";
+const DELIVERIES: &str = "{ webhookEndpoints { deliveries(first: 10) { nodes { attempt succeeded statusCode responseBody error eventType } } } }";
 
 pub async fn register(app: &TestApp, url: &str, types: &[&str]) -> (String, String) {
     let data = app
@@ -219,5 +225,185 @@ async fn only_admins_manage_webhooks_and_a_master_key_is_needed() {
             .as_str()
             .unwrap();
         assert!(message.contains("LEADGATE_MASTER_KEY"), "{message}");
+    }
+}
+
+/// An app whose deliveries retry fast and give up after three attempts.
+async fn fast_retrying(backend: crate::helpers::Backend, disable_after: u32) -> TestApp {
+    spawn_app_with(backend, |s| {
+        s.webhook_max_attempts = 3;
+        s.webhook_retry_base_ms = 20;
+        s.webhook_timeout_ms = 2_000;
+        s.webhook_disable_after = disable_after;
+    })
+    .await
+}
+
+/// Checks a received delivery as a partner would, returning its attempt number.
+fn verified(request: &wiremock::Request, secret: &str) -> u32 {
+    let signature = request.headers.get(SIGNATURE_HEADER).unwrap().to_str().unwrap();
+    let now = chrono::Utc::now().timestamp();
+    assert!(
+        verify(secret, signature, &request.body, now, Duration::from_secs(300)),
+        "bad signature {signature}"
+    );
+    assert!(!verify(
+        "whsec_wrong",
+        signature,
+        &request.body,
+        now,
+        Duration::from_secs(300)
+    ));
+    request
+        .headers
+        .get(ATTEMPT_HEADER)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_receiver_that_fails_twice_gets_the_event_signed_each_time() {
+    for backend in backends() {
+        let app = fast_retrying(backend, 5).await;
+        let receiver = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(503).set_body_string("busy"))
+            .up_to_n_times(2)
+            .with_priority(1)
+            .mount(&receiver)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(204))
+            .with_priority(2)
+            .mount(&receiver)
+            .await;
+        let (id, secret) = register(&app, &format!("{}/hooks", receiver.uri()), &["LEAD_CREATED"]).await;
+        let lead = app.create_lead(json!({"email": "ada@engines.example"})).await;
+
+        let requests = poll_until(Duration::from_secs(20), "three attempts", || async {
+            let got = receiver.received_requests().await.unwrap_or_default();
+            (got.len() >= 3).then_some(got)
+        })
+        .await;
+        let attempts: Vec<u32> = requests.iter().map(|r| verified(r, &secret)).collect();
+        assert_eq!(attempts, vec![1, 2, 3], "{backend:?}");
+        let body: Value = serde_json::from_slice(&requests[2].body).unwrap();
+        assert_eq!(body["type"], "lead.created");
+        assert_eq!(body["data"]["lead"]["email"], "ada@engines.example");
+        assert!(
+            requests
+                .iter()
+                .all(|r| r.headers.get(EVENT_ID_HEADER) == requests[0].headers.get(EVENT_ID_HEADER))
+        );
+        assert!(lead["id"].is_string());
+
+        // the log shows the two failures with the receiver's answer, then the success
+        let log = poll_until(Duration::from_secs(10), "three logged attempts", || async {
+            let data = app.gql(Role::Admin, DELIVERIES, json!({})).await;
+            let nodes = data["webhookEndpoints"][0]["deliveries"]["nodes"]
+                .as_array()
+                .cloned()
+                .unwrap();
+            (nodes.len() == 3).then_some(nodes)
+        })
+        .await;
+        let summary: Vec<(Value, Value, Value)> = log
+            .iter()
+            .map(|d| {
+                (
+                    d["attempt"].clone(),
+                    d["succeeded"].clone(),
+                    d["statusCode"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (json!(3), json!(true), json!(204)),
+                (json!(2), json!(false), json!(503)),
+                (json!(1), json!(false), json!(503))
+            ],
+            "{backend:?}"
+        );
+        assert_eq!(log[1]["responseBody"], "busy");
+        let endpoint = &app.gql(Role::Admin, LIST, json!({})).await["webhookEndpoints"][0];
+        assert_eq!(
+            (endpoint["id"].as_str(), endpoint["enabled"].clone()),
+            (Some(id.as_str()), json!(true))
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_receiver_that_never_succeeds_ends_dead_lettered_and_switched_off() {
+    for backend in backends() {
+        let app = fast_retrying(backend, 1).await;
+        let receiver = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(500).set_body_string("kaput"))
+            .mount(&receiver)
+            .await;
+        let (_, secret) = register(&app, &receiver.uri(), &["LEAD_CREATED", "WEBHOOK_DISABLED"]).await;
+        app.create_lead(json!({"email": "grace@navy.example"})).await;
+
+        let endpoint = poll_until(Duration::from_secs(20), "the endpoint switched off", || async {
+            let data = app
+                .gql(
+                    Role::Admin,
+                    "{ webhookEndpoints { enabled disabledReason consecutiveFailures } }",
+                    json!({}),
+                )
+                .await;
+            let e = data["webhookEndpoints"][0].clone();
+            (e["enabled"] == false).then_some(e)
+        })
+        .await;
+        assert_eq!(endpoint["consecutiveFailures"], 1, "{backend:?}");
+        assert!(
+            endpoint["disabledReason"]
+                .as_str()
+                .unwrap()
+                .contains("failed every attempt")
+        );
+        let requests = receiver.received_requests().await.unwrap();
+        assert_eq!(requests.len(), 3, "{backend:?}: one job, three attempts");
+        for r in &requests {
+            verified(r, &secret);
+        }
+
+        // the delivery waits in the dead-letter queue with the receiver's answer
+        let queue = app
+            .gql(
+                Role::Admin,
+                "{ jobQueue { dead(first: 10) { edges { node { kind attempts errors { error } } } } } }",
+                json!({}),
+            )
+            .await;
+        let dead = &queue["jobQueue"]["dead"]["edges"][0]["node"];
+        assert_eq!(dead["kind"], "webhook.deliver", "{queue}");
+        assert_eq!(dead["attempts"], 3);
+        assert!(
+            dead["errors"][2]["error"]
+                .as_str()
+                .unwrap()
+                .contains("HTTP 500: kaput"),
+            "{dead}"
+        );
+
+        // and the switch-off is itself an event in the log
+        let events = app
+            .services
+            .store
+            .events_after(app.workspace.id, 0, 100)
+            .await
+            .unwrap();
+        assert!(events.iter().any(|e| e.kind == "webhook.disabled"), "{events:?}");
+        // a disabled endpoint is not called again
+        app.create_lead(json!({"email": "later@navy.example"})).await;
+        assert_eq!(receiver.received_requests().await.unwrap().len(), 3);
     }
 }
