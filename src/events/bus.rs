@@ -208,12 +208,14 @@ impl Relay {
     /// Broadcasts what the log holds for `ws` up to `top` that was not broadcast yet.
     async fn catch_up(&mut self, ws: WorkspaceId, top: i64) -> Result<(), StoreError> {
         let seen = self.seen.get(&ws).copied();
-        if self.tx.receiver_count() == 0 || seen.is_none() {
-            // nobody listens (or the workspace is new to us): nothing to relay, start here
+        if self.tx.receiver_count() == 0 {
+            // nobody listens: nothing to relay, start here
             self.seen.insert(ws, top.max(seen.unwrap_or(0)));
             return Ok(());
         }
-        let mut cursor = seen.unwrap_or(0);
+        // A workspace new to us: relay just the newest; a reader further behind sees the gap
+        // and reads the rest from the log itself.
+        let mut cursor = seen.unwrap_or(top - 1);
         while cursor < top {
             let batch = self.store.events_after(ws, cursor, READ_BATCH).await?;
             let Some(last) = batch.last().map(|e| e.seq) else {

@@ -14,10 +14,21 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// Leads and workspaces in a PostgreSQL database.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PgStore {
     read: Pool<Postgres>,
     write: Pool<Postgres>,
+    /// For connections of their own (the event listener), outside the pool.
+    connect: PgConnectOptions,
+}
+
+impl std::fmt::Debug for PgStore {
+    // the connect options hold the password
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("pool", &self.read)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PgStore {
@@ -30,18 +41,26 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
             .map_err(super::repo::interpret)?;
         Ok(Self {
             read: pool.clone(),
             write: pool,
+            connect,
         })
     }
 
     /// A connection listening for new events committed by any instance.
+    /// It holds a connection of its own, so it never takes one from the pool.
     pub async fn listen_events(&self) -> Result<super::EventListener, StoreError> {
-        let mut listener = sqlx::postgres::PgListener::connect_with(&self.read)
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(self.connect.clone())
+            .await
+            .map_err(super::repo::interpret)?;
+        let mut listener = sqlx::postgres::PgListener::connect_with(&own)
             .await
             .map_err(super::repo::interpret)?;
         listener
