@@ -360,9 +360,12 @@ async fn drive(
         tokio::time::sleep_until(due(start, k, rate).into()).await;
         let (http, server, ok) = (http.clone(), server.clone(), ok.clone());
         let id = ids[(k as usize) % ids.len()].clone();
+        let ids_len = ids.len() as u64;
         tasks.push(tokio::spawn(async move {
-            let body =
-                json!({"query": UPDATE, "variables": {"input": {"id": id, "score": (k % 100) as i64}}});
+            // a score the lead does not have yet (0 at first, one more per round), so every
+            // update is a change and commits an event
+            let score = (k / ids_len) % 100 + 1;
+            let body = json!({"query": UPDATE, "variables": {"input": {"id": id, "score": score as i64}}});
             let res = http
                 .post(format!("{}/graphql", server.base))
                 .bearer_auth(&server.token)
