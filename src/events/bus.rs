@@ -147,6 +147,16 @@ impl Bus {
         self.tx.subscribe()
     }
 
+    /// Whether the log still holds every event of `ws` after `after` up to `head` (retention
+    /// removes the oldest).
+    pub async fn retains(&self, ws: WorkspaceId, after: i64, head: i64) -> Result<bool, StoreError> {
+        if after >= head {
+            return Ok(true);
+        }
+        let next = self.store.events_after(ws, after, 1).await?;
+        Ok(next.first().is_some_and(|e| e.seq == after + 1))
+    }
+
     /// The number of the newest event of `ws`: where a reader that wants only new events starts.
     pub async fn head(&self, ws: WorkspaceId) -> Result<i64, StoreError> {
         self.store.event_head(ws).await

@@ -4,6 +4,7 @@
 
 use crate::helpers::{Backend, Protocol, TestApp, WsClient, backends, spawn_app};
 use leadgate::domain::Role;
+use leadgate::store::EventRepo;
 use serde_json::{Value, json};
 
 const CHANGES: &str = "subscription($after: EventCursor, $filter: LeadFilter) { \
@@ -309,5 +310,46 @@ async fn a_change_made_by_another_process_reaches_a_subscriber() {
         assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
         let event = next_change(&mut client, "x").await;
         assert_eq!(event["lead"]["email"], "remote@process.example");
+    }
+}
+
+#[tokio::test]
+async fn a_cursor_older_than_the_retained_log_is_refused_not_skipped() {
+    for backend in backends() {
+        let app = spawn_app(backend).await;
+        let start = head(&app).await;
+        for n in 0..3 {
+            app.create_lead(json!({"email": format!("old{n}@retention.example")}))
+                .await;
+        }
+        // retention removes everything written so far
+        let pruned = app
+            .services
+            .store
+            .prune_events(leadgate::domain::now() + chrono::TimeDelta::seconds(1))
+            .await
+            .unwrap();
+        assert!(pruned >= 3, "{backend:?}: {pruned}");
+        let mut client = app.ws_ready(Protocol::TransportWs, Role::Partner).await;
+        client.start("old", CHANGES, json!({"after": start})).await;
+        let message = client.recv().await;
+        assert_eq!(message["type"], "next", "{message}");
+        let error = &message["payload"]["errors"][0];
+        assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{message}");
+        assert!(
+            error["message"].as_str().unwrap().contains("no longer kept"),
+            "{message}"
+        );
+        assert_eq!(client.recv().await, json!({"id": "old", "type": "complete"}));
+
+        // from the current head it works, and new events still arrive
+        client
+            .start("new", CHANGES, json!({"after": head(&app).await}))
+            .await;
+        app.create_lead(json!({"email": "fresh@retention.example"})).await;
+        assert_eq!(
+            next_change(&mut client, "new").await["lead"]["email"],
+            "fresh@retention.example"
+        );
     }
 }
