@@ -19,7 +19,7 @@ pub struct PgStore {
     read: Pool<Postgres>,
     write: Pool<Postgres>,
     /// For connections of their own (the event listener), outside the pool.
-    connect: PgConnectOptions,
+    connect: std::sync::Arc<PgConnectOptions>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -47,7 +47,7 @@ impl PgStore {
         Ok(Self {
             read: pool.clone(),
             write: pool,
-            connect,
+            connect: std::sync::Arc::new(connect),
         })
     }
 
@@ -57,7 +57,7 @@ impl PgStore {
         let own = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(self.connect.clone())
+            .connect_with((*self.connect).clone())
             .await
             .map_err(super::repo::interpret)?;
         let mut listener = sqlx::postgres::PgListener::connect_with(&own)
