@@ -54,22 +54,22 @@ pub fn verify(secret: &str, header: &str, body: &[u8], now: i64, tolerance: Dura
     if now.abs_diff(t) > tolerance.as_secs() {
         return false;
     }
-    signatures.iter().any(|s| {
-        let Some(bytes) = unhex(s) else { return false };
-        let mut m =
-            <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
-        m.update(format!("{t}.").as_bytes());
-        m.update(body);
-        m.verify_slice(&bytes).is_ok()
-    })
+    signatures
+        .iter()
+        .any(|s| unhex(s).is_some_and(|bytes| keyed(secret, t, body).verify_slice(&bytes).is_ok()))
 }
 
-fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
+/// HMAC-SHA256 under `secret` fed with `"<timestamp>.<body>"`.
+fn keyed(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     let mut m =
         <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
     m.update(format!("{timestamp}.").as_bytes());
     m.update(body);
-    m.finalize().into_bytes().to_vec()
+    m
+}
+
+fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
+    keyed(secret, timestamp, body).finalize().into_bytes().to_vec()
 }
 
 fn hex(bytes: &[u8]) -> String {
