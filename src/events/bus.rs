@@ -95,27 +95,28 @@ impl Bus {
     }
 
     /// Every event of `ws` numbered above `after`, in order and each once: first what the
-    /// log holds, then live ones as they are committed. Ends with `Expired` when retention
-    /// already removed events the reader needs.
+    /// log holds, then live ones as they are committed. `known` is a number the reader knows
+    /// was written (the head when it subscribed). Ends with `Expired` when retention already
+    /// removed events the reader needs.
     pub fn read_from(
         &self,
         ws: WorkspaceId,
         after: i64,
+        known: i64,
     ) -> impl Stream<Item = Result<Arc<Event>, ReadError>> + Send + use<> {
         // subscribe before reading the log, so nothing committed in between is missed
         let mut live = self.tx.subscribe();
         let store = self.store.clone();
         async_stream::try_stream! {
             let mut cursor = after;
-            let mut strict = true;
+            let mut known = known;
             loop {
-                // catch up from the log
+                // catch up from the log; the next number must be there if it was ever written
                 loop {
                     let batch = store.events_after(ws, cursor, READ_BATCH).await?;
-                    if strict && batch.first().is_some_and(|e| e.seq != cursor + 1) {
+                    if batch.first().map_or(cursor < known, |e| e.seq != cursor + 1) {
                         Err(ReadError::Expired { after: cursor })?;
                     }
-                    strict = true;
                     let full = batch.len() == READ_BATCH as usize;
                     for event in batch {
                         cursor = event.seq;
@@ -133,7 +134,11 @@ impl Bus {
                             cursor = event.seq;
                             yield event;
                         }
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Ok(event) => {
+                            known = known.max(event.seq);
+                            break;
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => break,
                         Err(broadcast::error::RecvError::Closed) => return,
                     }
                 }
@@ -145,16 +150,6 @@ impl Bus {
     /// themselves and do not mind lagging).
     pub fn watch(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()
-    }
-
-    /// Whether the log still holds every event of `ws` after `after` up to `head` (retention
-    /// removes the oldest).
-    pub async fn retains(&self, ws: WorkspaceId, after: i64, head: i64) -> Result<bool, StoreError> {
-        if after >= head {
-            return Ok(true);
-        }
-        let next = self.store.events_after(ws, after, 1).await?;
-        Ok(next.first().is_some_and(|e| e.seq == after + 1))
     }
 
     /// The number of the newest event of `ws`: where a reader that wants only new events starts.

@@ -12,12 +12,15 @@
 use super::Bus;
 use super::webhooks::{Deliverer, DeliveryError};
 use crate::domain::{Duplicate, Jitter, Job, NewJob, RetryPolicy, WorkspaceId, now};
+use crate::jobs::builtin::retention_cutoff;
 use crate::jobs::schedule::{ScheduleError, ScheduleSpec};
 use crate::jobs::{Handler, JobContext, JobError, Queue, Registry};
 use crate::store::{EventRepo, Store, StoreError, WebhookRepo};
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::time::Duration;
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
 /// The job kind of one delivery attempt.
@@ -53,25 +56,40 @@ impl Dispatcher {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
-            tokio::select! {
+            // the newest number per workspace woken for; `None` looks at every endpoint
+            let woken: Option<HashMap<WorkspaceId, i64>> = tokio::select! {
                 _ = &mut shutdown => return,
-                _ = live.recv() => {
-                    // one pass covers everything committed so far
-                    while live.try_recv().is_ok() {}
-                }
-                _ = tick.tick() => {}
-            }
-            if let Err(e) = self.dispatch().await {
+                first = live.recv() => match first {
+                    Ok(event) => {
+                        // one pass covers everything committed so far
+                        let mut woken = HashMap::from([(event.workspace_id, event.seq)]);
+                        while let Ok(e) = live.try_recv() {
+                            let top = woken.entry(e.workspace_id).or_insert(e.seq);
+                            *top = (*top).max(e.seq);
+                        }
+                        Some(woken)
+                    }
+                    // fell behind the bus: look at every endpoint
+                    Err(broadcast::error::RecvError::Lagged(_)) => None,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tick.tick() => None,
+            };
+            if let Err(e) = self.dispatch(woken.as_ref()).await {
                 tracing::warn!(error = %e, "webhook dispatch failed; retrying");
             }
         }
     }
 
-    /// One pass over every enabled endpoint; returns how many deliveries it queued.
-    pub async fn dispatch(&self) -> Result<usize, StoreError> {
+    /// One pass over the enabled endpoints — with `woken`, only those of its workspaces that
+    /// are behind the number given — returning how many deliveries it queued.
+    pub async fn dispatch(&self, woken: Option<&HashMap<WorkspaceId, i64>>) -> Result<usize, StoreError> {
         let mut queued = 0;
         for endpoint in self.store.enabled_webhooks().await? {
             let ws = endpoint.workspace_id;
+            if woken.is_some_and(|w| w.get(&ws).is_none_or(|top| endpoint.cursor >= *top)) {
+                continue;
+            }
             let mut cursor = endpoint.cursor;
             loop {
                 let events = self.store.events_after(ws, cursor, BATCH).await?;
@@ -175,8 +193,7 @@ impl Handler for PruneEvents {
 
     fn run<'a>(&'a self, _job: &'a Job, _ctx: &'a JobContext) -> BoxFuture<'a, Result<(), JobError>> {
         Box::pin(async move {
-            let retention = chrono::TimeDelta::from_std(self.retention).unwrap_or(chrono::TimeDelta::MAX);
-            let Some(before) = now().checked_sub_signed(retention) else {
+            let Some(before) = retention_cutoff(self.retention) else {
                 return Ok(());
             };
             let transient = |e: StoreError| JobError::Transient(e.to_string());

@@ -28,8 +28,7 @@ impl Handler for Prune {
 
     fn run<'a>(&'a self, _job: &'a Job, _ctx: &'a JobContext) -> BoxFuture<'a, Result<(), JobError>> {
         Box::pin(async move {
-            let retention = chrono::TimeDelta::from_std(self.retention).unwrap_or(chrono::TimeDelta::MAX);
-            let Some(before) = now().checked_sub_signed(retention) else {
+            let Some(before) = retention_cutoff(self.retention) else {
                 return Ok(());
             };
             let pruned = self
@@ -41,6 +40,13 @@ impl Handler for Prune {
             Ok(())
         })
     }
+}
+
+/// The instant before which rows older than `retention` were written; `None` when the
+/// retention reaches back past the start of time (nothing is old enough).
+pub fn retention_cutoff(retention: Duration) -> Option<crate::domain::Timestamp> {
+    let retention = chrono::TimeDelta::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
+    now().checked_sub_signed(retention)
 }
 
 /// Registers pruning: the handler and its hourly schedule.

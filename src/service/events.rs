@@ -36,14 +36,7 @@ impl EventService {
             Some(n) => n,
             None => head,
         };
-        if !self.bus.retains(actor.workspace_id, from, head).await? {
-            return Err(ServiceError::invalid(
-                "after",
-                FieldErrorCode::Invalid,
-                ReadError::Expired { after: from }.to_string(),
-            ));
-        }
-        Ok(self.bus.read_from(actor.workspace_id, from).map(|item| {
+        Ok(self.bus.read_from(actor.workspace_id, from, head).map(|item| {
             item.map_err(|e| match e {
                 ReadError::Expired { .. } => {
                     ServiceError::invalid("after", FieldErrorCode::Invalid, e.to_string())

@@ -91,6 +91,15 @@ macro_rules! impl_job_repo {
                 rows.iter().map(|r| job_from_row(r).map_err(interpret)).collect()
             }
 
+            /// Only a running job still held with `token`: a worker that lost its lease changes
+            /// nothing.
+            fn push_owned(qb: &mut Qb, id: i64, token: &str) {
+                qb.push(" WHERE state = 'running' AND id = ");
+                qb.push_int(id);
+                qb.push(" AND lease_token = ");
+                qb.push_text(token.to_owned());
+            }
+
             fn push_scope(qb: &mut Qb, scope: JobScope) {
                 if let JobScope::Workspace(ws) = scope {
                     qb.push(" AND workspace_id = ");
@@ -245,10 +254,7 @@ macro_rules! impl_job_repo {
                         qb.push_time(at);
                     }
                 }
-                qb.push(" WHERE state = 'running' AND id = ");
-                qb.push_int(job.id.0);
-                qb.push(" AND lease_token = ");
-                qb.push_text(token.clone());
+                push_owned(&mut qb, job.id.0, token);
                 let done = qb.build().execute(&mut *conn).await.map_err(interpret)?;
                 Ok(done.rows_affected() == 1)
             }
@@ -311,10 +317,7 @@ macro_rules! impl_job_repo {
                     qb.push_time(until);
                     qb.push(", updated_at = ");
                     qb.push_time(at);
-                    qb.push(" WHERE state = 'running' AND id = ");
-                    qb.push_int(id.0);
-                    qb.push(" AND lease_token = ");
-                    qb.push_text(token.to_owned());
+                    push_owned(&mut qb, id.0, token);
                     let done = qb.build().execute(&self.write).await.map_err(interpret)?;
                     Ok(done.rows_affected() == 1)
                 }
@@ -330,10 +333,7 @@ macro_rules! impl_job_repo {
                     qb.push_text(progress.to_string());
                     qb.push(", updated_at = ");
                     qb.push_time(at);
-                    qb.push(" WHERE state = 'running' AND id = ");
-                    qb.push_int(id.0);
-                    qb.push(" AND lease_token = ");
-                    qb.push_text(token.to_owned());
+                    push_owned(&mut qb, id.0, token);
                     let done = qb.build().execute(&self.write).await.map_err(interpret)?;
                     Ok(done.rows_affected() == 1)
                 }
