@@ -5,6 +5,7 @@
 //! validates again. Neither GraphQL nor SQL derives live here: `graphql` and `store` convert.
 
 mod enrichment;
+mod erasure;
 mod error;
 mod event;
 mod filter;
@@ -20,6 +21,7 @@ pub use enrichment::{
     CompanyData, EmailStatus, EmailVerificationData, EnrichmentRecord, Fields, Group, GroupData, PersonData,
     PhoneData, PhoneKind, PhoneNumber, Policy, Source, Subject,
 };
+pub use erasure::EmailHash;
 pub use error::{FieldError, FieldErrorCode, ValidationErrors};
 pub use event::{
     EVENT_TYPES, Event, JOB_DEAD, LEAD_ARCHIVED, LEAD_CHANGE_TYPES, LEAD_CREATED, LEAD_ENRICHED,

@@ -6,6 +6,7 @@
 
 pub mod admin;
 mod enrichment;
+mod erasure;
 mod events;
 mod jobs;
 mod postgres;
@@ -19,7 +20,7 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
-    Cursor, CursorSide as Side, EmailAddress, Enqueued, EnrichmentRecord, EnrichmentSettings, Event, Group,
+    Cursor, CursorSide as Side, EmailAddress, EmailHash, Enqueued, EnrichmentRecord, EnrichmentSettings, Event, Group,
     Job, JobFailure, JobId, JobScope, JobSelection, Lead, LeadFilter, LeadId, LeadPatch, LeadQuery, NewEvent,
     NewJob, ProviderConfig, ProviderKind, QueueStat, Schedule, Timestamp, UpsertOutcome, Usage, UsagePeriod,
     WebhookDelivery, WebhookEndpoint, Workspace, WorkspaceId,
@@ -415,6 +416,16 @@ pub trait JobRepo: Send + Sync {
     ) -> impl Future<Output = StoreResult<Option<Enqueued>>> + Send;
 }
 
+/// Erasure tombstones (right to be forgotten).
+pub trait ErasureRepo: Send + Sync {
+    /// Which of `hashes` belong to people erased from workspace `ws`.
+    fn tombstoned(
+        &self,
+        ws: WorkspaceId,
+        hashes: &[EmailHash],
+    ) -> impl Future<Output = StoreResult<Vec<EmailHash>>> + Send;
+}
+
 /// Health and maintenance.
 pub trait AdminRepo: Send + Sync {
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
@@ -761,6 +772,12 @@ impl WebhookRepo for Store {
         limit: u32,
     ) -> StoreResult<Vec<WebhookDelivery>> {
         dispatch!(self.deliveries(ws, endpoint, before, limit))
+    }
+}
+
+impl ErasureRepo for Store {
+    async fn tombstoned(&self, ws: WorkspaceId, hashes: &[EmailHash]) -> StoreResult<Vec<EmailHash>> {
+        dispatch!(self.tombstoned(ws, hashes))
     }
 }
 

@@ -188,6 +188,7 @@ impl_repos!(PgStore, Postgres, QueryBuilder<Postgres>);
 super::enrichment::impl_enrichment_repo!(super::PgStore);
 super::events::impl_event_repo!(super::PgStore);
 super::webhooks::impl_webhook_repo!(super::PgStore);
+super::erasure::impl_erasure_repo!(super::PgStore);
 
 /// The channel other instances `LISTEN` on for new events.
 pub(super) const EVENTS_CHANNEL: &str = "leadgate_events";
