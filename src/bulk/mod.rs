@@ -3,6 +3,7 @@
 //! Leads are generated chunk by chunk while the store loads them, so memory stays flat however
 //! many are asked for.
 
+pub mod import;
 pub mod synthetic;
 
 use crate::domain::{Workspace, now};

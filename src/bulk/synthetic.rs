@@ -269,6 +269,169 @@ impl Generator {
     }
 }
 
+/// The header of the files `write_import_csv` writes: twelve columns named the way CRM
+/// exports name them.
+pub const IMPORT_CSV_HEADER: [&str; 12] = [
+    "E-mail Address",
+    "First Name",
+    "Last Name",
+    "Company",
+    "Website",
+    "Job Title",
+    "Phone",
+    "Country",
+    "Lead Source",
+    "Status",
+    "Score",
+    "Tags",
+];
+
+/// What importing a file from `write_import_csv` must produce.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ImportExpectation {
+    pub rows: u64,
+    /// Rows that create a lead in an empty workspace.
+    pub created: u64,
+    /// Rows whose email an earlier row of the file already has.
+    pub duplicates_in_file: u64,
+    /// `(row, columns named in its errors)` for every invalid row, in row order.
+    pub invalid: Vec<(u64, Vec<&'static str>)>,
+}
+
+/// Writes a CSV file of `rows` leads, as a CRM export would, and returns what importing it into
+/// an empty workspace must give. With `dirty`, the file has a byte-order mark and Windows line
+/// endings, and of every 20 rows: one with a bad email, one with a bad phone, one repeating the
+/// previous row's email in other letter case, one cut short after the last name, one with a
+/// line break and a comma inside quoted cells, one without an email (but with a name), and one
+/// with both a bad email and a bad score.
+pub fn write_import_csv<W: std::io::Write>(
+    out: W,
+    rows: u64,
+    seed: u64,
+    dirty: bool,
+) -> std::io::Result<ImportExpectation> {
+    let mut out = out;
+    if dirty {
+        out.write_all("\u{feff}".as_bytes())?;
+    }
+    let terminator = if dirty {
+        csv::Terminator::CRLF
+    } else {
+        csv::Terminator::Any(b'\n')
+    };
+    let mut writer = csv::WriterBuilder::new()
+        .flexible(true)
+        .terminator(terminator)
+        .from_writer(out);
+    writer.write_record(IMPORT_CSV_HEADER)?;
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut expect = ImportExpectation {
+        rows,
+        ..Default::default()
+    };
+    let mut previous_email = String::new();
+    for i in 1..=rows {
+        let first = FIRST[rng.random_range(0..FIRST.len())];
+        let last = LAST[rng.random_range(0..LAST.len())];
+        let company = format!(
+            "{} {}",
+            PREFIX[rng.random_range(0..PREFIX.len())],
+            SUFFIX[rng.random_range(0..SUFFIX.len())]
+        );
+        let (country, dial, tld) = COUNTRIES[rng.random_range(0..COUNTRIES.len())];
+        let domain = format!("{}.{tld}", ascii_slug(&company));
+        let email = format!("{}.{}.{seed:x}-{i}@{domain}", ascii_slug(first), ascii_slug(last));
+        let phone = format!(
+            "{dial} {} {}",
+            rng.random_range(200..999),
+            rng.random_range(100_000..999_999)
+        );
+        let country_cell = if i % 2 == 0 {
+            country.to_owned()
+        } else {
+            country_name(country).to_owned()
+        };
+        let title = TITLES[rng.random_range(0..TITLES.len())];
+        let status = ["new", "Contacted", "QUALIFIED"][(i % 3) as usize];
+        let score = (i % 101).to_string();
+        let tags = TAGS[rng.random_range(0..TAGS.len())];
+        let website = format!("https://www.{domain}/");
+        let mut record: Vec<String> = vec![
+            email.clone(),
+            first.into(),
+            last.into(),
+            company.clone(),
+            website,
+            title.into(),
+            phone,
+            country_cell,
+            SOURCES[rng.random_range(0..SOURCES.len())].into(),
+            status.into(),
+            score,
+            tags.into(),
+        ];
+        let kind = if dirty { i % 20 } else { 0 };
+        match kind {
+            3 => {
+                record[0] = format!("{}.{}.at.{domain}", ascii_slug(first), ascii_slug(last));
+                expect.invalid.push((i, vec!["E-mail Address"]));
+            }
+            7 => {
+                record[6] = "12".into();
+                expect.invalid.push((i, vec!["Phone"]));
+            }
+            11 => {
+                record[0] = format!("  {}  ", previous_email.to_uppercase());
+                expect.duplicates_in_file += 1;
+            }
+            13 => {
+                record.truncate(3);
+                expect.created += 1;
+            }
+            15 => {
+                record[3] = company.replacen(' ', "\n", 1);
+                record[5] = format!("{title}, EMEA");
+                expect.created += 1;
+            }
+            17 => {
+                record[0] = String::new();
+                expect.created += 1;
+            }
+            19 => {
+                record[0] = "not an email".into();
+                record[10] = "lots".into();
+                expect.invalid.push((i, vec!["E-mail Address", "Score"]));
+            }
+            _ => expect.created += 1,
+        }
+        previous_email = email;
+        writer.write_record(&record)?;
+    }
+    writer.flush()?;
+    Ok(expect)
+}
+
+/// The English name of one of the generator's countries.
+fn country_name(code: &str) -> &'static str {
+    match code {
+        "US" => "United States",
+        "GB" => "United Kingdom",
+        "DE" => "Germany",
+        "FR" => "France",
+        "NL" => "Netherlands",
+        "ES" => "Spain",
+        "IT" => "Italy",
+        "SE" => "Sweden",
+        "CA" => "Canada",
+        "AU" => "Australia",
+        "IN" => "India",
+        "JP" => "Japan",
+        "BR" => "Brazil",
+        "PL" => "Poland",
+        _ => "Switzerland",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
