@@ -49,13 +49,19 @@ mod tests {
     #[test]
     fn same_address_same_workspace_same_hash() {
         let ws = WorkspaceId::new();
-        assert_eq!(EmailHash::of(ws, &email("Ann@Acme.io")), EmailHash::of(ws, &email("ann@acme.io")));
+        assert_eq!(
+            EmailHash::of(ws, &email("Ann@Acme.io")),
+            EmailHash::of(ws, &email("ann@acme.io"))
+        );
     }
 
     #[test]
     fn the_workspace_salts_the_hash() {
         let e = email("ann@acme.io");
-        let (a, b) = (EmailHash::of(WorkspaceId::new(), &e), EmailHash::of(WorkspaceId::new(), &e));
+        let (a, b) = (
+            EmailHash::of(WorkspaceId::new(), &e),
+            EmailHash::of(WorkspaceId::new(), &e),
+        );
         assert_ne!(a, b);
         assert_eq!(a.as_str().len(), 64);
         assert!(!a.as_str().contains("acme"));

@@ -16,10 +16,15 @@ macro_rules! impl_erasure_repo {
             const LOOKUP_CHUNK: usize = 5_000;
 
             impl ErasureRepo for $store {
-                async fn tombstoned(&self, ws: WorkspaceId, hashes: &[EmailHash]) -> StoreResult<Vec<EmailHash>> {
+                async fn tombstoned(
+                    &self,
+                    ws: WorkspaceId,
+                    hashes: &[EmailHash],
+                ) -> StoreResult<Vec<EmailHash>> {
                     let mut found = Vec::new();
                     for chunk in hashes.chunks(LOOKUP_CHUNK) {
-                        let mut qb = Qb::new("SELECT email_hash FROM erasure_tombstones WHERE workspace_id = ");
+                        let mut qb =
+                            Qb::new("SELECT email_hash FROM erasure_tombstones WHERE workspace_id = ");
                         qb.push_uuid(ws.as_uuid());
                         qb.push(" AND email_hash IN (");
                         for (i, h) in chunk.iter().enumerate() {

@@ -20,10 +20,10 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
-    Cursor, CursorSide as Side, EmailAddress, EmailHash, Enqueued, EnrichmentRecord, EnrichmentSettings, Event, Group,
-    Job, JobFailure, JobId, JobScope, JobSelection, Lead, LeadFilter, LeadId, LeadPatch, LeadQuery, NewEvent,
-    NewJob, ProviderConfig, ProviderKind, QueueStat, Schedule, Timestamp, UpsertOutcome, Usage, UsagePeriod,
-    WebhookDelivery, WebhookEndpoint, Workspace, WorkspaceId,
+    Cursor, CursorSide as Side, EmailAddress, EmailHash, Enqueued, EnrichmentRecord, EnrichmentSettings,
+    Event, Group, Job, JobFailure, JobId, JobScope, JobSelection, Lead, LeadFilter, LeadId, LeadPatch,
+    LeadQuery, NewEvent, NewJob, ProviderConfig, ProviderKind, QueueStat, Schedule, Timestamp, UpsertOutcome,
+    Usage, UsagePeriod, WebhookDelivery, WebhookEndpoint, Workspace, WorkspaceId,
 };
 use std::future::Future;
 use uuid::Uuid;
