@@ -104,7 +104,9 @@ pub fn sealer(settings: &Settings) -> anyhow::Result<Option<KeySealer>> {
 pub fn services(settings: &Settings, store: Store) -> anyhow::Result<Services> {
     let bus = Bus::start(store.clone(), settings.bus_options());
     let enricher = enricher(settings, store.clone(), bus.clone())?;
-    Ok(Services::new(store, enricher, bus, sealer(settings)?))
+    let mut services = Services::new(store, enricher, bus, sealer(settings)?);
+    services.exports.set_batch_size(settings.export_batch_size);
+    Ok(services)
 }
 
 /// The job kinds this build runs and their schedules: `enrich.leads`, job pruning, webhook

@@ -1,4 +1,5 @@
-//! The command line: `serve`, `worker`, `migrate`, `schema`, `workspace`, `token` and `seed`.
+//! The command line: `serve`, `worker`, `migrate`, `schema`, `workspace`, `token`, `seed` and
+//! `export`.
 //!
 //! Every flag can also come from a `LEADGATE_*` environment variable (flags win) and from
 //! `leadgate.toml` (the environment wins). Output meant for scripts (a token, the schema) goes
@@ -72,6 +73,8 @@ pub enum Command {
     Token(TokenArgs),
     /// Insert synthetic leads into a workspace.
     Seed(SeedArgs),
+    /// Export a workspace's leads (all, or those a filter selects) as CSV or NDJSON.
+    Export(ExportArgs),
 }
 
 #[derive(Args, Debug)]
@@ -100,6 +103,9 @@ pub struct ServeArgs {
     /// Maximum aliased fields per document.
     #[arg(long, env = "LEADGATE_MAX_ALIASES")]
     pub max_aliases: Option<usize>,
+    /// Leads an export reads per statement.
+    #[arg(long, env = "LEADGATE_EXPORT_BATCH_SIZE")]
+    pub export_batch_size: Option<usize>,
     /// Run no job workers in this process (run `leadgate worker` elsewhere).
     #[arg(long, env = "LEADGATE_NO_WORKERS")]
     pub no_workers: bool,
@@ -278,6 +284,37 @@ pub struct SeedArgs {
     pub seed: Option<u64>,
 }
 
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Workspace slug to export from.
+    #[arg(long, env = "LEADGATE_EXPORT_WORKSPACE")]
+    pub workspace: String,
+    /// A lead filter as JSON, in the shape of the GraphQL `LeadFilter` input, e.g.
+    /// `{"status":["QUALIFIED"],"archived":false}`. All non-archived leads when absent.
+    #[arg(long, env = "LEADGATE_EXPORT_FILTER")]
+    pub filter: Option<String>,
+    /// File format.
+    #[arg(long, env = "LEADGATE_EXPORT_FORMAT", default_value = "csv", value_parser = parse_format)]
+    pub format: crate::service::Format,
+    /// File to write (replaced only once the export is complete); stdout when absent.
+    #[arg(long, env = "LEADGATE_EXPORT_OUT")]
+    pub out: Option<PathBuf>,
+    /// Enrichment groups to add as columns from stored records (never calling a provider):
+    /// comma-separated `person`, `company`, `emailVerification`, `phone`.
+    #[arg(long, env = "LEADGATE_EXPORT_INCLUDE")]
+    pub include: Option<String>,
+    /// Add each enriched value's provider, fetch time and confidence.
+    #[arg(long, env = "LEADGATE_EXPORT_PROVENANCE")]
+    pub provenance: bool,
+    /// Leads read per statement.
+    #[arg(long, env = "LEADGATE_EXPORT_BATCH_SIZE")]
+    pub export_batch_size: Option<usize>,
+}
+
+fn parse_format(raw: &str) -> Result<crate::service::Format, String> {
+    crate::service::Format::parse(raw).ok_or_else(|| format!("'{raw}' is not a format; use csv or ndjson"))
+}
+
 fn parse_role(raw: &str) -> Result<Role, String> {
     Role::parse(raw).ok_or_else(|| format!("'{raw}' is not a role; use admin, member, viewer or partner"))
 }
@@ -331,6 +368,9 @@ pub fn settings(global: &GlobalArgs, command: &Command) -> anyhow::Result<Settin
         if let Some(v) = a.max_aliases {
             s.max_aliases = v;
         }
+        if let Some(v) = a.export_batch_size {
+            s.export_batch_size = v;
+        }
         apply_ws(&mut s, &a.ws);
         apply_enrichment(&mut s, &a.enrichment);
         apply_workers(&mut s, &a.jobs);
@@ -341,6 +381,11 @@ pub fn settings(global: &GlobalArgs, command: &Command) -> anyhow::Result<Settin
         if a.no_workers {
             s.workers = false;
         }
+    }
+    if let Command::Export(a) = command
+        && let Some(v) = a.export_batch_size
+    {
+        s.export_batch_size = v;
     }
     if let Command::Worker(a) = command {
         apply_enrichment(&mut s, &a.enrichment);
@@ -468,6 +513,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Workspace(cmd) => workspace(&settings, cmd).await,
         Command::Token(args) => token(&settings, args).await,
         Command::Seed(args) => seed(&settings, args).await,
+        Command::Export(args) => export(&settings, args).await,
     }
 }
 
@@ -626,6 +672,104 @@ async fn seed(settings: &Settings, args: SeedArgs) -> anyhow::Result<()> {
         "seeded {n} leads into `{}` in {secs:.2} s ({:.0} leads/s)",
         ws.slug,
         n as f64 / secs.max(1e-9)
+    );
+    store.close().await;
+    Ok(())
+}
+
+async fn export(settings: &Settings, args: ExportArgs) -> anyhow::Result<()> {
+    use crate::service::{Actor, Extras};
+    use futures_util::StreamExt;
+    let filter = match args.filter.as_deref().map(str::trim) {
+        None | Some("") => Default::default(),
+        Some(raw) => crate::graphql::export::FilterParser::new()
+            .parse(raw)
+            .await
+            .map_err(|m| anyhow::anyhow!("{m}"))?,
+    };
+    let extras = Extras {
+        groups: Extras::parse_include(args.include.as_deref().unwrap_or_default())
+            .map_err(|m| anyhow::anyhow!("{m}"))?,
+        provenance: args.provenance,
+    };
+    let store = app::open_store(settings).await?;
+    let services = app::services(settings, store.clone())?;
+    let ws = services.workspaces.by_slug(&args.workspace).await.map_err(|_| {
+        anyhow::anyhow!(
+            "unknown workspace `{}`; see `leadgate workspace list`",
+            args.workspace
+        )
+    })?;
+    // the operator has the database itself; the export runs with an admin's rights
+    let actor = Actor {
+        subject: "cli".into(),
+        workspace_id: ws.id,
+        role: Role::Admin,
+    };
+    let total = services.leads.count(&actor, &filter, None).await?;
+    let bar = if total.exact {
+        indicatif::ProgressBar::new(total.value)
+    } else {
+        indicatif::ProgressBar::no_length()
+    };
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} leads ({per_sec})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let mut export = services
+        .exports
+        .start(&actor, filter, args.format, extras)
+        .await?;
+    // a file is written beside its final name and moved there once complete
+    let partial = args.out.as_ref().map(|out| {
+        let mut name = out.clone().into_os_string();
+        name.push(".partial");
+        PathBuf::from(name)
+    });
+    let sink: Box<dyn Write> = match &partial {
+        Some(path) => Box::new(
+            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut sink = std::io::BufWriter::with_capacity(1 << 18, sink);
+    let mut rows = 0u64;
+    let result: anyhow::Result<()> = async {
+        while let Some(chunk) = export.body.next().await {
+            let chunk = chunk.context("the export failed")?;
+            sink.write_all(&chunk.bytes).context("cannot write the export")?;
+            rows += chunk.rows;
+            bar.set_position(rows);
+        }
+        sink.flush().context("cannot write the export")?;
+        Ok(())
+    }
+    .await;
+    drop(sink);
+    bar.finish_and_clear();
+    if let Err(e) = result {
+        if let Some(path) = &partial {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(e);
+    }
+    if let (Some(partial), Some(out)) = (&partial, &args.out) {
+        std::fs::rename(partial, out).with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let target = args
+        .out
+        .as_ref()
+        .map_or_else(|| "stdout".to_owned(), |p| p.display().to_string());
+    eprintln!(
+        "exported {rows} leads from `{}` as {} to {target} in {secs:.2} s ({:.0} leads/s)",
+        ws.slug,
+        args.format.as_str(),
+        rows as f64 / secs.max(1e-9)
     );
     store.close().await;
     Ok(())

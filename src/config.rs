@@ -108,6 +108,8 @@ pub struct Settings {
     pub job_retention_hours: u64,
     /// Registers the built-in test job kinds `noop`, `sleep` and `flaky` (benchmarks, tests).
     pub job_test_kinds: bool,
+    /// Leads an export reads per statement (1 to 10,000).
+    pub export_batch_size: usize,
     /// Log filter, e.g. `info` or `leadgate=debug,info`.
     pub log: String,
     /// `text` or `json`.
@@ -168,6 +170,7 @@ impl Default for Settings {
             job_maintenance_interval_ms: 5_000,
             job_retention_hours: 7 * 24,
             job_test_kinds: false,
+            export_batch_size: crate::bulk::export::DEFAULT_BATCH,
             log: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -237,6 +240,9 @@ impl Settings {
         }
         if self.request_timeout_secs == 0 {
             return invalid("request_timeout_secs", "must be at least 1");
+        }
+        if !(1..=crate::bulk::export::MAX_BATCH).contains(&self.export_batch_size) {
+            return invalid("export_batch_size", "must be between 1 and 10000");
         }
         for (setting, value) in [
             ("ws_init_timeout_ms", self.ws_init_timeout_ms),

@@ -1,8 +1,10 @@
-//! Bulk work on leads: synthetic data for demos, benchmarks and `leadgate seed`.
+//! Bulk work on leads: synthetic data for demos, benchmarks and `leadgate seed`, imports of
+//! CSV and NDJSON files (`import`), and streamed exports (`export`).
 //!
-//! Leads are generated chunk by chunk while the store loads them, so memory stays flat however
-//! many are asked for.
+//! Leads are generated chunk by chunk while the store loads them, and exported batch by batch
+//! while the reader streams them, so memory stays flat however many there are.
 
+pub mod export;
 pub mod import;
 pub mod synthetic;
 

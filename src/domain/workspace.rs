@@ -83,6 +83,11 @@ impl Role {
     pub fn can_write_leads(self) -> bool {
         matches!(self, Role::Admin | Role::Member)
     }
+
+    /// Bulk exports are for people in the workspace; partners read leads through the API.
+    pub fn can_export(self) -> bool {
+        matches!(self, Role::Admin | Role::Member | Role::Viewer)
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod connection;
 mod enrichment;
 mod enrichment_api;
 mod errors;
+pub mod export;
 mod guard;
 mod ids;
 mod inputs;
@@ -74,6 +75,7 @@ pub struct Limits {
 pub struct Gateway {
     schema: LeadgateSchema,
     limits: Limits,
+    filters: export::FilterParser,
 }
 
 impl Gateway {
@@ -85,7 +87,16 @@ impl Gateway {
             .limit_depth(limits.depth)
             .limit_complexity(limits.complexity)
             .finish();
-        Self { schema, limits }
+        Self {
+            schema,
+            limits,
+            filters: export::FilterParser::new(),
+        }
+    }
+
+    /// A `LeadFilter` given as JSON, validated as the GraphQL input is (for exports).
+    pub async fn parse_lead_filter(&self, raw: &str) -> Result<crate::domain::LeadFilter, String> {
+        self.filters.parse(raw).await
     }
 
     pub fn schema(&self) -> &LeadgateSchema {

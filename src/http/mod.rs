@@ -1,5 +1,6 @@
 //! The HTTP edge (axum): `/graphql` (GET and POST), `/graphql/ws` (WebSocket), `/graphiql`,
-//! `/healthz`, `/readyz`, `/metrics`, request ids, body and time limits, and graceful shutdown.
+//! `/export/leads.csv` and `.ndjson` (streamed exports), `/healthz`, `/readyz`, `/metrics`,
+//! request ids, body and time limits, and graceful shutdown.
 //!
 //! GraphQL-over-HTTP semantics live in `graphql::transport`; this module only moves bytes and
 //! headers, and turns the `Authorization` header into an `Actor`.
@@ -15,6 +16,7 @@ use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+mod export;
 mod graphiql;
 mod ws;
 
@@ -68,6 +70,8 @@ pub fn router(gateway: Gateway, auth: Authenticator, services: Services, config:
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/ws", get(ws::graphql_ws))
         .route("/graphiql", get(graphiql))
+        .route("/export/leads.csv", get(export::leads_csv))
+        .route("/export/leads.ndjson", get(export::leads_ndjson))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -201,8 +205,9 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
         format!(
-            "{}{}",
+            "{}{}{}",
             state.services.jobs.queue().metrics().render_families(),
+            state.services.exports.metrics().render_families(),
             state.services.enrichment.enricher().metrics().render()
         ),
     )

@@ -7,6 +7,7 @@
 
 mod enrichment;
 mod events;
+mod exports;
 mod jobs;
 mod leads;
 mod webhooks;
@@ -19,6 +20,7 @@ pub use enrichment::{
     MAX_WATERFALL, ProviderStatus, ProviderUpdate, UsageStatus, waterfalls,
 };
 pub use events::EventService;
+pub use exports::{Chunk, Export, ExportMetrics, ExportService, Extras, Format};
 pub use jobs::{DeadPage, JobService, MAX_DEAD_PAGE, MAX_JOB_IDS};
 pub use leads::{FILTERED_COUNT_CAP, LeadPage, LeadService, MAX_UPSERT, TotalCount};
 pub use webhooks::{MAX_WEBHOOKS, WebhookService, WebhookUpdate};
@@ -110,6 +112,7 @@ pub struct Services {
     pub events: EventService,
     pub webhooks: WebhookService,
     pub jobs: JobService,
+    pub exports: ExportService,
 }
 
 impl Services {
@@ -129,6 +132,7 @@ impl Services {
             enrichment: EnrichmentService::new(store.clone(), enricher, queue.clone()),
             events: EventService::new(bus),
             jobs: JobService::new(queue),
+            exports: ExportService::new(store.clone()),
             store,
         }
     }

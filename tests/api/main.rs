@@ -6,6 +6,7 @@ mod cli;
 mod contracts;
 mod enrichment;
 mod enrichment_store;
+mod exports;
 mod fakes;
 mod helpers;
 mod http_protocol;
