@@ -114,6 +114,7 @@ pub fn services(settings: &Settings, store: Store) -> anyhow::Result<Services> {
 pub fn registry(settings: &Settings, services: &Services) -> anyhow::Result<Registry> {
     let mut registry = Registry::new();
     registry.register(EnrichLeadsHandler(services.enrichment.clone()));
+    registry.register(crate::service::ImportLeadsHandler(services.imports.clone()));
     let retention = Duration::from_secs(settings.job_retention_hours.saturating_mul(3600));
     builtin::register_prune(&mut registry, services.store.clone(), retention)?;
     if settings.job_test_kinds {

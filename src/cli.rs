@@ -1,13 +1,14 @@
-//! The command line: `serve`, `worker`, `migrate`, `schema`, `workspace`, `token`, `seed` and
-//! `export`.
+//! The command line: `serve`, `worker`, `migrate`, `schema`, `workspace`, `token`, `seed`,
+//! `import`, `export` and `erase`.
 //!
 //! Every flag can also come from a `LEADGATE_*` environment variable (flags win) and from
 //! `leadgate.toml` (the environment wins). Output meant for scripts (a token, the schema) goes
 //! to stdout alone; progress and messages go to stderr.
 
 use crate::app::{self, App};
+use crate::bulk::import::{Format, OnDuplicate, pipeline};
 use crate::config::{LogFormat, Settings};
-use crate::domain::Role;
+use crate::domain::{CountryCode, Role};
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
@@ -75,6 +76,9 @@ pub enum Command {
     Seed(SeedArgs),
     /// Export a workspace's leads (all, or those a filter selects) as CSV or NDJSON.
     Export(ExportArgs),
+    /// Import leads from a CSV or NDJSON file (or stdin), resuming an interrupted import of
+    /// the same file.
+    Import(Box<ImportArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -294,7 +298,7 @@ pub struct ExportArgs {
     #[arg(long, env = "LEADGATE_EXPORT_FILTER")]
     pub filter: Option<String>,
     /// File format.
-    #[arg(long, env = "LEADGATE_EXPORT_FORMAT", default_value = "csv", value_parser = parse_format)]
+    #[arg(long, env = "LEADGATE_EXPORT_FORMAT", default_value = "csv", value_parser = parse_export_format)]
     pub format: crate::service::Format,
     /// File to write (replaced only once the export is complete); stdout when absent.
     #[arg(long, env = "LEADGATE_EXPORT_OUT")]
@@ -311,8 +315,61 @@ pub struct ExportArgs {
     pub export_batch_size: Option<usize>,
 }
 
-fn parse_format(raw: &str) -> Result<crate::service::Format, String> {
+fn parse_export_format(raw: &str) -> Result<crate::service::Format, String> {
     crate::service::Format::parse(raw).ok_or_else(|| format!("'{raw}' is not a format; use csv or ndjson"))
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The file to import; `-` reads standard input.
+    pub file: PathBuf,
+    /// Workspace slug; may be left out when there is exactly one workspace.
+    #[arg(long, env = "LEADGATE_IMPORT_WORKSPACE")]
+    pub workspace: Option<String>,
+    /// File format; by default from the file name's extension (stdin: csv).
+    #[arg(long, value_parser = parse_format)]
+    pub format: Option<Format>,
+    /// Report what would happen (counts and error report) without writing any lead.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// What to do with a row whose email already belongs to a lead.
+    #[arg(long, default_value = "skip", value_parser = parse_on_duplicate)]
+    pub on_duplicate: OnDuplicate,
+    /// Map a column to a lead field (`email`, `first_name`, `company_name`, …); repeatable.
+    #[arg(long = "map", value_name = "COLUMN=FIELD", value_parser = parse_mapping)]
+    pub map: Vec<(String, String)>,
+    /// Country for phone numbers written without a country code (ISO 3166 alpha-2).
+    #[arg(long, value_name = "CC", value_parser = parse_region)]
+    pub default_region: Option<CountryCode>,
+    /// Where to write the error report (CSV: row,column,reason); by default next to FILE as
+    /// `FILE.errors.csv` (for stdin: `import-<id>.errors.csv`), only when there are errors.
+    #[arg(long, value_name = "OUT.csv")]
+    pub errors: Option<PathBuf>,
+    /// Start over instead of resuming an interrupted import of the same file.
+    #[arg(long)]
+    pub restart: bool,
+}
+
+fn parse_format(raw: &str) -> Result<Format, String> {
+    Format::parse(raw).ok_or_else(|| format!("'{raw}' is not a format; use csv or ndjson"))
+}
+
+fn parse_on_duplicate(raw: &str) -> Result<OnDuplicate, String> {
+    OnDuplicate::parse(&raw.replace('-', "_"))
+        .ok_or_else(|| format!("'{raw}' is not a policy; use skip, update-empty-fields or overwrite"))
+}
+
+fn parse_mapping(raw: &str) -> Result<(String, String), String> {
+    match raw.rsplit_once('=') {
+        Some((column, field)) if !column.is_empty() && !field.trim().is_empty() => {
+            Ok((column.to_owned(), field.trim().to_owned()))
+        }
+        _ => Err(format!("'{raw}' is not COLUMN=FIELD")),
+    }
+}
+
+fn parse_region(raw: &str) -> Result<CountryCode, String> {
+    CountryCode::parse("defaultRegion", raw).map_err(|e| e.message)
 }
 
 fn parse_role(raw: &str) -> Result<Role, String> {
@@ -514,6 +571,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(args) => token(&settings, args).await,
         Command::Seed(args) => seed(&settings, args).await,
         Command::Export(args) => export(&settings, args).await,
+        Command::Import(args) => import(&settings, *args).await,
     }
 }
 
@@ -773,4 +831,164 @@ async fn export(settings: &Settings, args: ExportArgs) -> anyhow::Result<()> {
     );
     store.close().await;
     Ok(())
+}
+async fn import(settings: &Settings, args: ImportArgs) -> anyhow::Result<()> {
+    use crate::store::WorkspaceRepo;
+    let store = app::open_store(settings).await?;
+    let ws = match &args.workspace {
+        Some(slug) => store
+            .workspace_by_slug(slug)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("unknown workspace `{slug}`; see `leadgate workspace list`"))?,
+        None => {
+            let mut all = store.list_workspaces().await?;
+            if all.len() != 1 {
+                bail!("there are {} workspaces; name one with --workspace", all.len());
+            }
+            all.remove(0)
+        }
+    };
+    let stdin = args.file.as_os_str() == "-";
+    let format = match args.format {
+        Some(f) => f,
+        None if stdin => Format::Csv,
+        None => Format::from_path(&args.file).ok_or_else(|| {
+            anyhow::anyhow!(
+                "cannot tell the format of {} from its name; pass --format csv|ndjson",
+                args.file.display()
+            )
+        })?,
+    };
+    let (input, size): (Box<dyn std::io::Read + Send>, Option<u64>) = if stdin {
+        (Box::new(std::io::stdin()), None)
+    } else {
+        let file = std::fs::File::open(&args.file)
+            .with_context(|| format!("cannot open {}", args.file.display()))?;
+        let size = file.metadata().ok().map(|m| m.len());
+        (Box::new(std::io::BufReader::with_capacity(1 << 20, file)), size)
+    };
+    let source_name = if stdin {
+        "-".to_owned()
+    } else {
+        args.file
+            .file_name()
+            .map_or_else(|| "-".to_owned(), |n| n.to_string_lossy().into_owned())
+    };
+    let request = pipeline::ImportRequest {
+        workspace: ws.id,
+        format,
+        on_duplicate: args.on_duplicate,
+        dry_run: args.dry_run,
+        mapping: args.map.clone(),
+        default_region: args.default_region.clone(),
+        source_name,
+    };
+    let record = pipeline::begin(&store, &request, args.restart).await?;
+    let bar = match size {
+        Some(len) => indicatif::ProgressBar::new(len).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:40} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        ),
+        None => indicatif::ProgressBar::new_spinner().with_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bytes} ({bytes_per_sec})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        ),
+    };
+    let started = Instant::now();
+    let outcome = pipeline::run(&store, record.clone(), input, |import, _events| {
+        bar.set_position(import.checkpoint.byte_offset);
+    })
+    .await;
+    bar.finish_and_clear();
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            store.close().await;
+            bail!("import {} stopped: {e}", record.id);
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let import = &outcome.import;
+    let c = import.counts;
+    let rows = c.total();
+    let mut out = std::io::stderr().lock();
+    writeln!(
+        out,
+        "import {} {}: {rows} rows in {secs:.2} s ({:.0} rows/s){}",
+        import.id,
+        import.status.as_str(),
+        rows as f64 / secs.max(1e-9),
+        if args.dry_run {
+            " (dry run: no lead was written)"
+        } else {
+            ""
+        }
+    )?;
+    writeln!(
+        out,
+        "  created {}, updated {}, unchanged {}, skipped (existing) {}, duplicates in file {}, invalid {}, blocked {}",
+        c.created, c.updated, c.unchanged, c.skipped_existing, c.duplicates_in_file, c.invalid, c.blocked
+    )?;
+    if let Some(row) = outcome.resumed_from {
+        writeln!(out, "  resumed after row {row}")?;
+    }
+    if !outcome.columns.ignored.is_empty() {
+        writeln!(out, "  ignored columns: {}", outcome.columns.ignored.join(", "))?;
+    }
+    let report = args.errors.clone().unwrap_or_else(|| {
+        if stdin {
+            PathBuf::from(format!("import-{}.errors.csv", import.id))
+        } else {
+            let mut name = args.file.clone().into_os_string();
+            name.push(".errors.csv");
+            PathBuf::from(name)
+        }
+    });
+    let written = write_error_report(&store, import, &report, args.errors.is_some()).await?;
+    if written > 0 || args.errors.is_some() {
+        writeln!(out, "  error report: {} ({written} rows)", report.display())?;
+    }
+    drop(out);
+    store.close().await;
+    Ok(())
+}
+
+/// Writes an import's error report as CSV (`row,column,reason`); with `always` false, only
+/// when there is something in it. Returns the rows written.
+async fn write_error_report(
+    store: &crate::store::Store,
+    import: &crate::domain::Import,
+    path: &std::path::Path,
+    always: bool,
+) -> anyhow::Result<u64> {
+    use crate::store::ImportRepo;
+    let mut page = store
+        .import_errors(import.workspace_id, import.id, None, 10_000)
+        .await?;
+    if page.is_empty() && !always {
+        return Ok(0);
+    }
+    let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut csv = csv::Writer::from_writer(std::io::BufWriter::new(file));
+    csv.write_record(["row", "column", "reason"])?;
+    let mut written = 0;
+    while let Some(last) = page.last().map(|e| (e.row, e.seq)) {
+        for e in &page {
+            csv.write_record([
+                e.row.to_string().as_str(),
+                e.column.as_deref().unwrap_or(""),
+                e.reason.as_str(),
+            ])?;
+            written += 1;
+        }
+        page = store
+            .import_errors(import.workspace_id, import.id, Some(last), 10_000)
+            .await?;
+    }
+    csv.flush()?;
+    Ok(written)
 }

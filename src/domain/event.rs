@@ -28,7 +28,7 @@ pub const JOB_DEAD: &str = "job.dead";
 pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
 
 /// Every event type the log holds, in the order they are documented.
-pub const EVENT_TYPES: [&str; 7] = [
+pub const EVENT_TYPES: [&str; 9] = [
     LEAD_CREATED,
     LEAD_UPDATED,
     LEAD_ARCHIVED,
@@ -36,6 +36,8 @@ pub const EVENT_TYPES: [&str; 7] = [
     LEAD_ENRICHED,
     JOB_DEAD,
     WEBHOOK_DISABLED,
+    super::import::IMPORT_PROGRESS,
+    super::import::IMPORT_FINISHED,
 ];
 
 /// The lead change types, which carry a lead snapshot.

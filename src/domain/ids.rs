@@ -45,3 +45,7 @@ uuid_id!(
     /// Identifies a workspace (tenant).
     WorkspaceId
 );
+uuid_id!(
+    /// Identifies one import of a file into a workspace.
+    ImportId
+);

@@ -10,6 +10,7 @@ mod error;
 mod event;
 mod filter;
 mod ids;
+mod import;
 mod job;
 mod lead;
 mod providers;
@@ -31,7 +32,10 @@ pub use filter::{
     ArchivedFilter, Cursor, CursorSide, Direction, LeadFilter, LeadOrder, LeadQuery, PageDirection,
     SortField, SortValue, TagMatch,
 };
-pub use ids::{LeadId, WorkspaceId};
+pub use ids::{ImportId, LeadId, WorkspaceId};
+pub use import::{
+    IMPORT_FINISHED, IMPORT_PROGRESS, Import, ImportCheckpoint, ImportCounts, ImportErrorRow, ImportStatus,
+};
 pub use job::{
     Duplicate, Enqueued, Jitter, Job, JobFailure, JobId, JobScope, JobSelection, JobState, NewJob, QueueStat,
     RetryPolicy, Schedule,

@@ -64,10 +64,14 @@ pub enum EventType {
     JobDead,
     /// An outbound webhook endpoint kept failing and was switched off.
     WebhookDisabled,
+    /// An import committed a chunk of rows (counters so far, no personal data).
+    ImportProgress,
+    /// An import ended (succeeded or failed), with its final counters.
+    ImportFinished,
 }
 
 impl EventType {
-    const ALL: [EventType; 7] = [
+    const ALL: [EventType; 9] = [
         EventType::LeadCreated,
         EventType::LeadUpdated,
         EventType::LeadArchived,
@@ -75,6 +79,8 @@ impl EventType {
         EventType::LeadEnriched,
         EventType::JobDead,
         EventType::WebhookDisabled,
+        EventType::ImportProgress,
+        EventType::ImportFinished,
     ];
 
     /// The log's spelling, e.g. `lead.created`.
@@ -87,6 +93,8 @@ impl EventType {
             EventType::LeadEnriched => domain::LEAD_ENRICHED,
             EventType::JobDead => domain::JOB_DEAD,
             EventType::WebhookDisabled => domain::WEBHOOK_DISABLED,
+            EventType::ImportProgress => domain::IMPORT_PROGRESS,
+            EventType::ImportFinished => domain::IMPORT_FINISHED,
         }
     }
 

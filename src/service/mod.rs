@@ -8,6 +8,7 @@
 mod enrichment;
 mod events;
 mod exports;
+mod imports;
 mod jobs;
 mod leads;
 mod webhooks;
@@ -21,6 +22,7 @@ pub use enrichment::{
 };
 pub use events::EventService;
 pub use exports::{Chunk, Export, ExportMetrics, ExportService, Extras, Format};
+pub use imports::{IMPORT_LEADS, ImportLeadsHandler, ImportService, MAX_ERROR_PAGE, UPLOAD_CHUNK};
 pub use jobs::{DeadPage, JobService, MAX_DEAD_PAGE, MAX_JOB_IDS};
 pub use leads::{FILTERED_COUNT_CAP, LeadPage, LeadService, MAX_UPSERT, TotalCount};
 pub use webhooks::{MAX_WEBHOOKS, WebhookService, WebhookUpdate};
@@ -113,6 +115,7 @@ pub struct Services {
     pub webhooks: WebhookService,
     pub jobs: JobService,
     pub exports: ExportService,
+    pub imports: ImportService,
 }
 
 impl Services {
@@ -130,6 +133,7 @@ impl Services {
             leads: LeadService::new(store.clone(), bus.clone()),
             workspaces: WorkspaceService::new(store.clone()),
             enrichment: EnrichmentService::new(store.clone(), enricher, queue.clone()),
+            imports: ImportService::new(store.clone(), bus.clone(), queue.clone()),
             events: EventService::new(bus),
             jobs: JobService::new(queue),
             exports: ExportService::new(store.clone()),

@@ -8,6 +8,7 @@ pub mod admin;
 mod enrichment;
 mod erasure;
 mod events;
+mod imports;
 mod jobs;
 mod postgres;
 mod repo;
@@ -21,9 +22,10 @@ pub use sqlite::SqliteStore;
 
 use crate::domain::{
     Cursor, CursorSide as Side, EmailAddress, EmailHash, Enqueued, EnrichmentRecord, EnrichmentSettings,
-    Event, Group, Job, JobFailure, JobId, JobScope, JobSelection, Lead, LeadFilter, LeadId, LeadPatch,
-    LeadQuery, NewEvent, NewJob, ProviderConfig, ProviderKind, QueueStat, Schedule, Timestamp, UpsertOutcome,
-    Usage, UsagePeriod, WebhookDelivery, WebhookEndpoint, Workspace, WorkspaceId,
+    Event, Group, Import, ImportErrorRow, ImportId, Job, JobFailure, JobId, JobScope, JobSelection, Lead,
+    LeadFilter, LeadId, LeadPatch, LeadQuery, NewEvent, NewJob, ProviderConfig, ProviderKind, QueueStat,
+    Schedule, Timestamp, UpsertOutcome, Usage, UsagePeriod, WebhookDelivery, WebhookEndpoint, Workspace,
+    WorkspaceId,
 };
 use std::future::Future;
 use uuid::Uuid;
@@ -293,6 +295,97 @@ pub trait WebhookRepo: Send + Sync {
         before: Option<i64>,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<WebhookDelivery>>> + Send;
+}
+
+/// One chunk of an import, committed atomically by `ImportRepo::commit_import_chunk`.
+#[derive(Debug)]
+pub struct ImportChunk<'a> {
+    /// The import as it is after this chunk: counters and checkpoint already advanced.
+    pub import: &'a Import,
+    /// The checkpoint (`rows_done`) the chunk started from; the commit fails with
+    /// `VersionMismatch` when the stored one differs (another runner got there first).
+    pub previous_rows_done: u64,
+    /// New leads (none in a dry run).
+    pub created: &'a [Lead],
+    /// Changed leads, each with the version it was read at (compare-and-set).
+    pub updated: &'a [(Lead, i64)],
+    pub errors: &'a [ImportErrorRow],
+}
+
+/// Imports: their records and checkpoints, error reports and uploaded files.
+pub trait ImportRepo: Send + Sync {
+    fn create_import(&self, import: &Import) -> impl Future<Output = StoreResult<()>> + Send;
+    fn import(
+        &self,
+        ws: WorkspaceId,
+        id: ImportId,
+    ) -> impl Future<Output = StoreResult<Option<Import>>> + Send;
+    /// Newest first, older than `before`.
+    fn imports(
+        &self,
+        ws: WorkspaceId,
+        before: Option<ImportId>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<Import>>> + Send;
+    /// The newest unfinished import of `ws` that ran outside the job queue (the CLI: running or
+    /// interrupted, no job) with the same format and options, which a new run of the same file
+    /// continues.
+    fn resumable_import(
+        &self,
+        ws: WorkspaceId,
+        format: &str,
+        options: &serde_json::Value,
+    ) -> impl Future<Output = StoreResult<Option<Import>>> + Send;
+    /// Writes status, checkpoint, counters, error and timestamps as they are in `import` (and
+    /// its job, when it names one).
+    fn save_import(&self, import: &Import) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Records the job that runs an uploaded import.
+    fn set_import_job(
+        &self,
+        ws: WorkspaceId,
+        id: ImportId,
+        job: JobId,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The leads of `ws` whose email is among `emails`, in no particular order.
+    fn leads_by_emails(
+        &self,
+        ws: WorkspaceId,
+        emails: &[EmailAddress],
+    ) -> impl Future<Output = StoreResult<Vec<Lead>>> + Send;
+    /// Commits a chunk (leads, maintained counts and tags, error rows, counters, checkpoint and
+    /// an `import.progress` event) in one transaction. `Conflict { field: "email" }` when a
+    /// concurrent write took one of the new emails, `VersionMismatch` when an updated lead or
+    /// the checkpoint changed meanwhile: nothing is written then, and the caller retries.
+    /// Writes no per-lead events.
+    fn commit_import_chunk(
+        &self,
+        chunk: &ImportChunk<'_>,
+    ) -> impl Future<Output = StoreResult<Vec<Event>>> + Send;
+    /// Saves the final state, deletes the uploaded file and appends `import.finished`.
+    fn finish_import(&self, import: &Import) -> impl Future<Output = StoreResult<Vec<Event>>> + Send;
+    /// The error report in row order, after `(row, seq)`.
+    fn import_errors(
+        &self,
+        ws: WorkspaceId,
+        id: ImportId,
+        after: Option<(u64, u32)>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<ImportErrorRow>>> + Send;
+    /// Stores chunk `seq` of an uploaded file; `NotFound` when the import is not in `ws`.
+    fn save_import_upload(
+        &self,
+        ws: WorkspaceId,
+        id: ImportId,
+        seq: u32,
+        data: &[u8],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Chunk `seq` of an uploaded file; `None` past the end.
+    fn import_upload(
+        &self,
+        ws: WorkspaceId,
+        id: ImportId,
+        seq: u32,
+    ) -> impl Future<Output = StoreResult<Option<Vec<u8>>>> + Send;
 }
 
 /// A claim's lease on the jobs it took: whoever holds `token` owns them until `until`.
@@ -778,6 +871,67 @@ impl WebhookRepo for Store {
 impl ErasureRepo for Store {
     async fn tombstoned(&self, ws: WorkspaceId, hashes: &[EmailHash]) -> StoreResult<Vec<EmailHash>> {
         dispatch!(self.tombstoned(ws, hashes))
+    }
+}
+
+impl ImportRepo for Store {
+    async fn create_import(&self, import: &Import) -> StoreResult<()> {
+        dispatch!(self.create_import(import))
+    }
+    async fn import(&self, ws: WorkspaceId, id: ImportId) -> StoreResult<Option<Import>> {
+        dispatch!(self.import(ws, id))
+    }
+    async fn imports(
+        &self,
+        ws: WorkspaceId,
+        before: Option<ImportId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Import>> {
+        dispatch!(self.imports(ws, before, limit))
+    }
+    async fn resumable_import(
+        &self,
+        ws: WorkspaceId,
+        format: &str,
+        options: &serde_json::Value,
+    ) -> StoreResult<Option<Import>> {
+        dispatch!(self.resumable_import(ws, format, options))
+    }
+    async fn save_import(&self, import: &Import) -> StoreResult<()> {
+        dispatch!(self.save_import(import))
+    }
+    async fn set_import_job(&self, ws: WorkspaceId, id: ImportId, job: JobId) -> StoreResult<()> {
+        dispatch!(self.set_import_job(ws, id, job))
+    }
+    async fn leads_by_emails(&self, ws: WorkspaceId, emails: &[EmailAddress]) -> StoreResult<Vec<Lead>> {
+        dispatch!(self.leads_by_emails(ws, emails))
+    }
+    async fn commit_import_chunk(&self, chunk: &ImportChunk<'_>) -> StoreResult<Vec<Event>> {
+        dispatch!(self.commit_import_chunk(chunk))
+    }
+    async fn finish_import(&self, import: &Import) -> StoreResult<Vec<Event>> {
+        dispatch!(self.finish_import(import))
+    }
+    async fn import_errors(
+        &self,
+        ws: WorkspaceId,
+        id: ImportId,
+        after: Option<(u64, u32)>,
+        limit: u32,
+    ) -> StoreResult<Vec<ImportErrorRow>> {
+        dispatch!(self.import_errors(ws, id, after, limit))
+    }
+    async fn save_import_upload(
+        &self,
+        ws: WorkspaceId,
+        id: ImportId,
+        seq: u32,
+        data: &[u8],
+    ) -> StoreResult<()> {
+        dispatch!(self.save_import_upload(ws, id, seq, data))
+    }
+    async fn import_upload(&self, ws: WorkspaceId, id: ImportId, seq: u32) -> StoreResult<Option<Vec<u8>>> {
+        dispatch!(self.import_upload(ws, id, seq))
     }
 }
 

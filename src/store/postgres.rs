@@ -189,6 +189,7 @@ super::enrichment::impl_enrichment_repo!(super::PgStore);
 super::events::impl_event_repo!(super::PgStore);
 super::webhooks::impl_webhook_repo!(super::PgStore);
 super::erasure::impl_erasure_repo!(super::PgStore);
+super::imports::impl_import_repo!(super::PgStore);
 
 /// The channel other instances `LISTEN` on for new events.
 pub(super) const EVENTS_CHANNEL: &str = "leadgate_events";

@@ -183,6 +183,7 @@ super::enrichment::impl_enrichment_repo!(super::SqliteStore);
 super::events::impl_event_repo!(super::SqliteStore);
 super::webhooks::impl_webhook_repo!(super::SqliteStore);
 super::erasure::impl_erasure_repo!(super::SqliteStore);
+super::imports::impl_import_repo!(super::SqliteStore);
 
 /// Other processes on one SQLite file learn of new events by polling (see `events::Bus`).
 async fn notify_events(_: &mut sqlx::SqliteConnection, _: WorkspaceId, _: i64) -> StoreResult<()> {

@@ -58,6 +58,7 @@ async fn every_command_has_help() {
         vec!["workspace", "list", "--help"],
         vec!["token", "--help"],
         vec!["seed", "--help"],
+        vec!["import", "--help"],
     ] {
         let out = run(dir.path(), &args, &[]).await;
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));

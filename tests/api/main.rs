@@ -10,6 +10,7 @@ mod exports;
 mod fakes;
 mod helpers;
 mod http_protocol;
+mod imports;
 mod jobs;
 mod limits;
 mod mutations;

@@ -8,6 +8,7 @@
 mod columns;
 pub mod normalize;
 mod parse;
+pub mod pipeline;
 
 pub use columns::{ColumnMapping, Field};
 pub use parse::{ParseOptions, ParsedRow, RowData, RowError, Rows};

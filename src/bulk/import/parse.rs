@@ -475,7 +475,6 @@ fn build(
         || draft.first_name.is_set()
         || draft.last_name.is_set()
         || draft.company_name.is_set();
-    let mut errors = errors;
     if !identifies && errors.is_empty() {
         errors.push(RowError {
             row,

@@ -1,0 +1,222 @@
+//! Imports as use cases: reading imports and their error reports, and importing an uploaded
+//! file on the job queue (`leads.import`, run by `ImportLeadsHandler`).
+//!
+//! An upload is stored in the database in 1 MiB chunks before the job is queued, so any worker
+//! process can run it, and a job that is run again (at least once delivery) reads the same
+//! bytes and continues from the import's checkpoint. The chunks are deleted when the import
+//! finishes.
+
+use super::{Actor, ServiceError};
+use crate::bulk::import::pipeline::{self, ImportRequest};
+use crate::domain::{Import, ImportErrorRow, ImportId, Job, NewJob, RetryPolicy, now};
+use crate::events::Bus;
+use crate::jobs::{Handler, JobContext, JobError, Queue};
+use crate::store::{ImportRepo, Store, StoreError};
+use futures_util::future::BoxFuture;
+use std::io::Read;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// The job kind that runs an uploaded import.
+pub const IMPORT_LEADS: &str = "leads.import";
+/// Size of the chunks an upload is stored in.
+pub const UPLOAD_CHUNK: usize = 1 << 20;
+/// Most error rows one page returns.
+pub const MAX_ERROR_PAGE: u32 = 1_000;
+
+#[derive(Clone)]
+pub struct ImportService {
+    store: Store,
+    /// Told of the `import.progress` and `import.finished` events a job commits.
+    bus: Bus,
+    queue: Queue,
+}
+
+impl std::fmt::Debug for ImportService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportService").finish_non_exhaustive()
+    }
+}
+
+impl ImportService {
+    pub fn new(store: Store, bus: Bus, queue: Queue) -> Self {
+        Self { store, bus, queue }
+    }
+
+    /// One import of the caller's workspace.
+    pub async fn import(&self, actor: &Actor, id: ImportId) -> Result<Import, ServiceError> {
+        self.store
+            .import(actor.workspace_id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("import"))
+    }
+
+    /// The workspace's imports, newest first, older than `before`.
+    pub async fn imports(
+        &self,
+        actor: &Actor,
+        before: Option<ImportId>,
+        limit: u32,
+    ) -> Result<Vec<Import>, ServiceError> {
+        Ok(self.store.imports(actor.workspace_id, before, limit).await?)
+    }
+
+    /// A page of an import's error report in row order, after `(row, seq)`.
+    pub async fn errors(
+        &self,
+        actor: &Actor,
+        id: ImportId,
+        after: Option<(u64, u32)>,
+        limit: u32,
+    ) -> Result<Vec<ImportErrorRow>, ServiceError> {
+        self.import(actor, id).await?;
+        Ok(self
+            .store
+            .import_errors(actor.workspace_id, id, after, limit.min(MAX_ERROR_PAGE))
+            .await?)
+    }
+
+    /// Stores an uploaded file and queues its import; returns the import (queued). Admins and
+    /// members only. `request.workspace` is replaced by the caller's.
+    pub async fn upload(
+        &self,
+        actor: &Actor,
+        mut request: ImportRequest,
+        mut file: impl AsyncRead + Unpin + Send,
+    ) -> Result<Import, ServiceError> {
+        actor.require_lead_writer()?;
+        request.workspace = actor.workspace_id;
+        let mut import = Import::new(
+            actor.workspace_id,
+            request.format.as_str(),
+            request.options_json(),
+            &request.source_name,
+            now(),
+        );
+        self.store.create_import(&import).await?;
+        let mut seq = 0u32;
+        let mut chunk = Vec::with_capacity(UPLOAD_CHUNK);
+        loop {
+            chunk.clear();
+            let n = (&mut file)
+                .take(UPLOAD_CHUNK as u64)
+                .read_to_end(&mut chunk)
+                .await
+                .map_err(|e| ServiceError::Internal(StoreError::Database(Box::new(e))))?;
+            if n == 0 {
+                break;
+            }
+            self.store
+                .save_import_upload(actor.workspace_id, import.id, seq, &chunk)
+                .await?;
+            seq += 1;
+        }
+        let job = NewJob {
+            workspace_id: Some(actor.workspace_id),
+            unique_key: Some(format!("{IMPORT_LEADS}:{}", import.id)),
+            ..NewJob::new(
+                IMPORT_LEADS,
+                serde_json::json!({ "importId": import.id.as_uuid() }),
+            )
+        };
+        let enqueued = self.queue.enqueue(job).await?;
+        self.store
+            .set_import_job(actor.workspace_id, import.id, enqueued.id)
+            .await?;
+        import.job_id = Some(enqueued.id);
+        Ok(import)
+    }
+
+    /// Runs (or continues) the import a `leads.import` job names.
+    async fn run_job(&self, job: &Job, _ctx: &JobContext) -> Result<(), JobError> {
+        let ws = job
+            .workspace_id
+            .ok_or_else(|| JobError::Permanent("the job names no workspace".into()))?;
+        let id = job.payload["importId"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .map(ImportId::from_uuid)
+            .ok_or_else(|| JobError::Permanent("the job names no import".into()))?;
+        let transient = |e: StoreError| JobError::Transient(format!("store: {e}"));
+        let Some(import) = self.store.import(ws, id).await.map_err(transient)? else {
+            return Err(JobError::Permanent(format!("import {id} does not exist")));
+        };
+        if import.status.is_final() {
+            return Ok(());
+        }
+        let input = UploadReader {
+            store: self.store.clone(),
+            import: import.clone(),
+            next: 0,
+            buffer: Vec::new(),
+            at: 0,
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let bus = self.bus.clone();
+        match pipeline::run(&self.store, import, Box::new(input), move |_, events| {
+            bus.publish(events)
+        })
+        .await
+        {
+            Ok(_) => Ok(()),
+            // the import is marked failed with its reason; running it again cannot help
+            Err(e) if e.is_permanent() => Ok(()),
+            Err(e) => Err(JobError::Transient(e.to_string())),
+        }
+    }
+}
+
+/// An uploaded file read back from the store chunk by chunk, on the parser's blocking thread.
+struct UploadReader {
+    store: Store,
+    import: Import,
+    next: u32,
+    buffer: Vec<u8>,
+    at: usize,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Read for UploadReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.buffer.len() {
+            let chunk = self
+                .runtime
+                .block_on(
+                    self.store
+                        .import_upload(self.import.workspace_id, self.import.id, self.next),
+                )
+                .map_err(std::io::Error::other)?;
+            match chunk {
+                Some(data) => {
+                    self.buffer = data;
+                    self.at = 0;
+                    self.next += 1;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.buffer.len() - self.at);
+        buf[..n].copy_from_slice(&self.buffer[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Runs `leads.import` jobs.
+pub struct ImportLeadsHandler(pub ImportService);
+
+impl Handler for ImportLeadsHandler {
+    fn kind(&self) -> &'static str {
+        IMPORT_LEADS
+    }
+
+    fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 5,
+            ..RetryPolicy::default()
+        }
+    }
+
+    fn run<'a>(&'a self, job: &'a Job, ctx: &'a JobContext) -> BoxFuture<'a, Result<(), JobError>> {
+        Box::pin(self.0.run_job(job, ctx))
+    }
+}

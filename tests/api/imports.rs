@@ -1,0 +1,572 @@
+//! Imports of lead files: the pipeline against both stores (policies, dry run, error report,
+//! tombstones) and the `leadgate import` binary (a killed import resumes without duplicates).
+
+use crate::helpers::{Backend, backends, fresh_database, fresh_store, poll_until};
+use leadgate::bulk::import::pipeline::{
+    self, ERASED_REASON, ImportOutcome, ImportRequest, NOTHING_TO_IDENTIFY,
+};
+use leadgate::bulk::import::{Format, OnDuplicate};
+use leadgate::domain::{
+    EmailAddress, EmailHash, ImportCounts, ImportStatus, LeadFilter, LeadOrder, LeadPatch, LeadQuery,
+    PageDirection, Patch, Workspace, WorkspaceId, WorkspaceSlug, now,
+};
+use leadgate::store::{ImportRepo, LeadRepo, PoolOptions, Store, WorkspaceRepo};
+use std::io::Cursor;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+async fn workspace(store: &Store, slug: &str) -> Workspace {
+    let ws = Workspace {
+        id: WorkspaceId::new(),
+        slug: WorkspaceSlug::parse(slug).unwrap(),
+        name: slug.into(),
+        created_at: now(),
+    };
+    store.create_workspace(&ws).await.unwrap();
+    ws
+}
+
+fn request(ws: &Workspace, on_duplicate: OnDuplicate, dry_run: bool) -> ImportRequest {
+    ImportRequest {
+        workspace: ws.id,
+        format: Format::Csv,
+        on_duplicate,
+        dry_run,
+        mapping: Vec::new(),
+        default_region: None,
+        source_name: "leads.csv".into(),
+    }
+}
+
+async fn import(store: &Store, request: &ImportRequest, data: &str) -> ImportOutcome {
+    let record = pipeline::begin(store, request, true).await.unwrap();
+    let input = Box::new(Cursor::new(data.as_bytes().to_vec()));
+    pipeline::run(store, record, input, |_, _| {}).await.unwrap()
+}
+
+fn email(raw: &str) -> EmailAddress {
+    EmailAddress::parse("email", raw).unwrap()
+}
+
+/// Every (active) lead of the workspace by email.
+async fn leads_by_email(
+    store: &Store,
+    ws: &Workspace,
+) -> std::collections::HashMap<String, leadgate::domain::Lead> {
+    let query = LeadQuery {
+        filter: LeadFilter::default(),
+        order: LeadOrder::default(),
+        after: None,
+        before: None,
+        limit: 1000,
+        direction: PageDirection::Forward,
+    };
+    store
+        .list_leads(ws.id, &query)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| {
+            (
+                l.email
+                    .as_ref()
+                    .map(|e| e.as_str().to_owned())
+                    .unwrap_or_default(),
+                l,
+            )
+        })
+        .collect()
+}
+
+async fn existing_lead(store: &Store, ws: &Workspace, address: &str, first: &str, title: Option<&str>) {
+    let patch = LeadPatch {
+        first_name: Patch::Set(first.into()),
+        title: title.map_or(Patch::Keep, |t| Patch::Set(t.into())),
+        ..LeadPatch::default()
+    };
+    store
+        .upsert_leads(ws.id, &[(email(address), patch)], now())
+        .await
+        .unwrap();
+}
+
+const SMALL: &str = "email,first_name,title,company_name\n\
+ann@acme.io,Anna,CTO,Acme\n\
+bob@acme.io,Bobby,,\n\
+new@acme.io,Nina,CEO,Acme\n";
+
+#[tokio::test]
+async fn each_duplicate_policy_against_existing_leads() {
+    for backend in backends() {
+        for (policy, expect) in [
+            (
+                OnDuplicate::Skip,
+                ImportCounts {
+                    created: 1,
+                    skipped_existing: 2,
+                    ..ImportCounts::default()
+                },
+            ),
+            (
+                OnDuplicate::UpdateEmptyFields,
+                ImportCounts {
+                    created: 1,
+                    updated: 1,
+                    unchanged: 1,
+                    ..ImportCounts::default()
+                },
+            ),
+            (
+                OnDuplicate::Overwrite,
+                ImportCounts {
+                    created: 1,
+                    updated: 2,
+                    ..ImportCounts::default()
+                },
+            ),
+        ] {
+            let (store, _guard) = fresh_store(backend).await;
+            let ws = workspace(&store, "acme").await;
+            existing_lead(&store, &ws, "ann@acme.io", "Ann", None).await;
+            existing_lead(&store, &ws, "bob@acme.io", "Bob", Some("VP Sales")).await;
+            let outcome = import(&store, &request(&ws, policy, false), SMALL).await;
+            assert_eq!(outcome.import.counts, expect, "{backend:?} {policy:?}");
+            assert_eq!(outcome.import.status, ImportStatus::Succeeded);
+            let leads = leads_by_email(&store, &ws).await;
+            assert_eq!(leads.len(), 3, "{backend:?} {policy:?}");
+            assert_eq!(store.lead_counts(ws.id).await.unwrap().active, 3);
+            let (ann, bob) = (&leads["ann@acme.io"], &leads["bob@acme.io"]);
+            match policy {
+                OnDuplicate::Skip => {
+                    assert_eq!(ann.first_name.as_deref(), Some("Ann"));
+                    assert_eq!(ann.title, None);
+                }
+                OnDuplicate::UpdateEmptyFields => {
+                    assert_eq!(ann.first_name.as_deref(), Some("Ann"), "a filled field stays");
+                    assert_eq!(ann.title.as_deref(), Some("CTO"), "an empty field is filled");
+                    assert_eq!(ann.version, 2);
+                }
+                OnDuplicate::Overwrite => {
+                    assert_eq!(ann.first_name.as_deref(), Some("Anna"));
+                    assert_eq!(bob.first_name.as_deref(), Some("Bobby"));
+                    assert_eq!(
+                        bob.title.as_deref(),
+                        Some("VP Sales"),
+                        "an empty cell never clears"
+                    );
+                }
+            }
+            assert_eq!(leads["new@acme.io"].first_name.as_deref(), Some("Nina"));
+        }
+    }
+}
+
+const DIRTY: &str = "email,first_name,phone,company_name\n\
+ann@acme.io,Ann,,Acme\n\
+not-an-email,Bad,,Acme\n\
+ANN@acme.io,Ann again,,Acme\n\
+,,,\n\
+,Nobody-at-all,,\n\
+cat@acme.io,Cat,12,Acme\n\
+dan@acme.io,Dan,,\n";
+
+#[tokio::test]
+async fn bad_rows_are_reported_while_good_rows_go_in() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let ws = workspace(&store, "acme").await;
+        let outcome = import(&store, &request(&ws, OnDuplicate::Skip, false), DIRTY).await;
+        let c = outcome.import.counts;
+        assert_eq!(
+            c,
+            ImportCounts {
+                created: 3,
+                duplicates_in_file: 1,
+                invalid: 3,
+                ..ImportCounts::default()
+            },
+            "{backend:?}"
+        );
+        assert_eq!(c.total(), 7);
+        assert_eq!(outcome.import.checkpoint.rows_done, 7);
+        let errors = store
+            .import_errors(ws.id, outcome.import.id, None, 100)
+            .await
+            .unwrap();
+        let rows: Vec<(u64, Option<&str>)> = errors.iter().map(|e| (e.row, e.column.as_deref())).collect();
+        assert_eq!(
+            rows,
+            vec![(2, Some("email")), (4, None), (6, Some("phone"))],
+            "{backend:?}"
+        );
+        assert_eq!(errors[1].reason, NOTHING_TO_IDENTIFY);
+        assert!(
+            errors.iter().all(|e| !e.reason.contains("not-an-email")),
+            "reasons never echo an email"
+        );
+        let page = store
+            .import_errors(ws.id, outcome.import.id, Some((errors[0].row, errors[0].seq)), 1)
+            .await
+            .unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(page[0].row, 4, "the report pages by (row, seq)");
+        let leads = leads_by_email(&store, &ws).await;
+        assert_eq!(
+            leads["ann@acme.io"].first_name.as_deref(),
+            Some("Ann"),
+            "the first occurrence wins"
+        );
+        assert_eq!(leads.len(), 3);
+        let other = workspace(&store, "other").await;
+        assert!(store.import(other.id, outcome.import.id).await.unwrap().is_none());
+        assert!(
+            store
+                .import_errors(other.id, outcome.import.id, None, 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_dry_run_reports_the_same_counts_and_writes_no_lead() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let ws = workspace(&store, "acme").await;
+        existing_lead(&store, &ws, "ann@acme.io", "Ann", None).await;
+        let before = leads_by_email(&store, &ws).await;
+        let dry = import(&store, &request(&ws, OnDuplicate::Overwrite, true), DIRTY).await;
+        assert_eq!(
+            leads_by_email(&store, &ws).await,
+            before,
+            "{backend:?}: nothing changed"
+        );
+        assert_eq!(store.lead_counts(ws.id).await.unwrap().active, 1);
+        assert!(dry.import.dry_run());
+        let real = import(&store, &request(&ws, OnDuplicate::Overwrite, false), DIRTY).await;
+        assert_eq!(dry.import.counts, real.import.counts, "{backend:?}");
+        assert_eq!(real.import.counts.updated, 1);
+        let dry_errors = store
+            .import_errors(ws.id, dry.import.id, None, 100)
+            .await
+            .unwrap();
+        let real_errors = store
+            .import_errors(ws.id, real.import.id, None, 100)
+            .await
+            .unwrap();
+        assert_eq!(dry_errors, real_errors);
+        assert_eq!(store.lead_counts(ws.id).await.unwrap().active, 3);
+    }
+}
+
+/// Writes a tombstone the way erasure does (there is no import-side API to make one).
+async fn tombstone(url: &str, backend: Backend, ws: WorkspaceId, hash: &EmailHash) {
+    match backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+            sqlx::query(
+                "INSERT INTO erasure_tombstones (workspace_id, email_hash, erased_at) VALUES ($1, $2, 0)",
+            )
+            .bind(ws.as_uuid())
+            .bind(hash.as_str())
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::query(
+                "INSERT INTO erasure_tombstones (workspace_id, email_hash, erased_at) VALUES ($1, $2, now())",
+            )
+            .bind(ws.as_uuid())
+            .bind(hash.as_str())
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_tombstoned_email_is_refused() {
+    for backend in backends() {
+        let (url, _guard) = fresh_database(backend).await;
+        let store = Store::connect(&url, &PoolOptions { max_connections: 4 })
+            .await
+            .unwrap();
+        let ws = workspace(&store, "acme").await;
+        let hash = EmailHash::of(ws.id, &email("ann@acme.io"));
+        tombstone(&url, backend, ws.id, &hash).await;
+        let outcome = import(&store, &request(&ws, OnDuplicate::Skip, false), SMALL).await;
+        assert_eq!(outcome.import.counts.blocked, 1, "{backend:?}");
+        assert_eq!(outcome.import.counts.created, 2);
+        let leads = leads_by_email(&store, &ws).await;
+        assert!(
+            !leads.contains_key("ann@acme.io"),
+            "{backend:?}: the erased person stays out"
+        );
+        let errors = store
+            .import_errors(ws.id, outcome.import.id, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(errors.len(), 1);
+        assert_eq!((errors[0].row, errors[0].reason.as_str()), (1, ERASED_REASON));
+        assert_eq!(
+            errors[0].email_hash.as_ref(),
+            Some(&hash),
+            "erasure can find the row"
+        );
+    }
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_leadgate");
+
+fn big_csv(rows: usize) -> String {
+    let mut out = String::from("email,first_name,company_name\r\n");
+    for i in 0..rows {
+        // every 10th row repeats an earlier email
+        let n = if i % 10 == 9 { i - 5 } else { i };
+        out.push_str(&format!(
+            "person{n}@example.com,Person {i},Company {}\r\n",
+            i % 97
+        ));
+    }
+    out
+}
+
+fn import_command(dir: &std::path::Path, url: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(["import", "-", "--workspace", "acme"])
+        .current_dir(dir)
+        .env("LEADGATE_LOG", "warn")
+        .env("LEADGATE_DATABASE_URL", url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LEADGATE_") && k != "LEADGATE_DATABASE_URL")
+    {
+        cmd.env_remove(k);
+    }
+    cmd
+}
+
+#[tokio::test]
+async fn a_killed_import_resumes_without_duplicates() {
+    const ROWS: usize = 30_000;
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, _guard) = fresh_database(backend).await;
+        let store = Store::connect(&url, &PoolOptions { max_connections: 4 })
+            .await
+            .unwrap();
+        let ws = workspace(&store, "acme").await;
+        let data = big_csv(ROWS);
+
+        // feed two thirds, wait for a committed checkpoint, then SIGKILL
+        let mut child = import_command(dir.path(), &url).spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(&data.as_bytes()[..data.len() * 2 / 3])
+            .await
+            .unwrap();
+        stdin.flush().await.unwrap();
+        let first = poll_until(Duration::from_secs(60), "a committed checkpoint", || async {
+            let imports = store.imports(ws.id, None, 10).await.unwrap();
+            imports.into_iter().find(|i| i.checkpoint.rows_done > 0)
+        })
+        .await;
+        child.start_kill().unwrap();
+        let status = child.wait().await.unwrap();
+        assert!(!status.success(), "{backend:?}: killed, not finished");
+        let killed = store.import(ws.id, first.id).await.unwrap().unwrap();
+        assert_eq!(killed.status, ImportStatus::Running);
+        assert!(killed.checkpoint.rows_done < ROWS as u64);
+        let committed = store.lead_counts(ws.id).await.unwrap().active;
+        assert_eq!(
+            committed, killed.counts.created,
+            "{backend:?}: leads and checkpoint commit together"
+        );
+
+        // the full file again: continues from the checkpoint
+        let mut child = import_command(dir.path(), &url).spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = tokio::spawn(async move {
+            stdin.write_all(data.as_bytes()).await.unwrap();
+        });
+        let out = child.wait_with_output().await.unwrap();
+        writer.await.unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{backend:?}: {said}");
+        assert!(
+            said.contains(&format!("resumed after row {}", killed.checkpoint.rows_done)),
+            "{said}"
+        );
+        let done = store.import(ws.id, first.id).await.unwrap().unwrap();
+        assert_eq!(
+            done.status,
+            ImportStatus::Succeeded,
+            "{backend:?}: the same import finished"
+        );
+        let duplicates = (ROWS / 10) as u64;
+        assert_eq!(done.counts.created, ROWS as u64 - duplicates, "{backend:?}");
+        assert_eq!(done.counts.duplicates_in_file, duplicates);
+        assert_eq!(done.counts.total(), ROWS as u64);
+        assert_eq!(
+            store.lead_counts(ws.id).await.unwrap().active,
+            ROWS as u64 - duplicates
+        );
+        let filter = LeadFilter::default();
+        assert_eq!(
+            store.count_leads(ws.id, &filter, 1_000_000).await.unwrap(),
+            ROWS as u64 - duplicates,
+            "{backend:?}: no lead twice (emails are unique, so counting rows counts emails)"
+        );
+        assert_eq!(store.imports(ws.id, None, 10).await.unwrap().len(), 1);
+
+        // a different file does not resume that import
+        let mut child = import_command(dir.path(), &url).spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"email,first_name\r\nzed@example.com,Zed\r\n")
+            .await
+            .unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().await.unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(store.imports(ws.id, None, 10).await.unwrap().len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn a_dirty_generated_file_of_100k_rows_imports_with_the_expected_counts() {
+    const ROWS: u64 = 100_000;
+    let mut data = Vec::new();
+    let expect = leadgate::bulk::synthetic::write_import_csv(&mut data, ROWS, 7, true).unwrap();
+    assert!(data.starts_with("\u{feff}".as_bytes()) && data.windows(2).any(|w| w == b"\r\n"));
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let ws = workspace(&store, "acme").await;
+        let record = pipeline::begin(&store, &request(&ws, OnDuplicate::Skip, false), false)
+            .await
+            .unwrap();
+        let outcome = pipeline::run(&store, record, Box::new(Cursor::new(data.clone())), |_, _| {})
+            .await
+            .unwrap();
+        let c = outcome.import.counts;
+        assert_eq!(
+            c,
+            ImportCounts {
+                created: expect.created,
+                duplicates_in_file: expect.duplicates_in_file,
+                invalid: expect.invalid.len() as u64,
+                ..ImportCounts::default()
+            },
+            "{backend:?}"
+        );
+        assert_eq!(c.total(), ROWS);
+        assert_eq!(outcome.import.checkpoint.rows_done, ROWS);
+        assert_eq!(store.lead_counts(ws.id).await.unwrap().active, expect.created);
+
+        // the report names each bad row and the columns at fault, in row order
+        let mut reported: Vec<(u64, Vec<String>)> = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .import_errors(ws.id, outcome.import.id, after, 1_000)
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some((last.row, last.seq));
+            for e in page {
+                assert!(!e.reason.is_empty() && !e.reason.contains(".at."), "{}", e.reason);
+                let column = e.column.unwrap_or_default();
+                match reported.last_mut() {
+                    Some((row, columns)) if *row == e.row => columns.push(column),
+                    _ => reported.push((e.row, vec![column])),
+                }
+            }
+        }
+        let expected: Vec<(u64, Vec<String>)> = expect
+            .invalid
+            .iter()
+            .map(|(row, columns)| (*row, columns.iter().map(|c| (*c).to_owned()).collect()))
+            .collect();
+        assert_eq!(reported.len(), expected.len(), "{backend:?}");
+        assert_eq!(reported, expected, "{backend:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_uploaded_file_is_imported_by_a_job_and_its_upload_deleted() {
+    use leadgate::domain::Role;
+    use leadgate::service::Actor;
+    for backend in backends() {
+        let app = crate::helpers::spawn_app(backend).await;
+        let actor = |role| Actor {
+            subject: "test".into(),
+            workspace_id: app.workspace.id,
+            role,
+        };
+        let request = request(&app.workspace, OnDuplicate::Skip, false);
+        // more than one upload chunk, so the job reads several back
+        let mut data = String::from("email,first_name\n");
+        let mut n = 0;
+        while data.len() <= leadgate::service::UPLOAD_CHUNK + 1000 {
+            n += 1;
+            data.push_str(&format!(
+                "upload{n}@example.com,Person number {n} with a long enough name\n"
+            ));
+        }
+        let viewer = app
+            .services
+            .imports
+            .upload(&actor(Role::Viewer), request.clone(), data.as_bytes())
+            .await;
+        assert!(matches!(
+            viewer,
+            Err(leadgate::service::ServiceError::Forbidden(_))
+        ));
+        assert!(
+            app.services
+                .imports
+                .imports(&actor(Role::Admin), None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let queued = app
+            .services
+            .imports
+            .upload(&actor(Role::Member), request.clone(), data.as_bytes())
+            .await
+            .unwrap();
+        assert!(queued.job_id.is_some());
+        let store = &app.services.store;
+        let done = poll_until(Duration::from_secs(60), "the import job to finish", || async {
+            let import = store.import(app.workspace.id, queued.id).await.unwrap()?;
+            (import.status == ImportStatus::Succeeded).then_some(import)
+        })
+        .await;
+        assert_eq!(done.counts.created, n, "{backend:?}");
+        assert_eq!(store.lead_counts(app.workspace.id).await.unwrap().active, n);
+        assert!(
+            store
+                .import_upload(app.workspace.id, queued.id, 0)
+                .await
+                .unwrap()
+                .is_none(),
+            "upload deleted"
+        );
+        let other = Actor {
+            workspace_id: app.other.id,
+            ..actor(Role::Admin)
+        };
+        assert!(
+            app.services.imports.import(&other, queued.id).await.is_err(),
+            "another tenant sees nothing"
+        );
+    }
+}
