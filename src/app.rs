@@ -110,7 +110,7 @@ pub fn services(settings: &Settings, store: Store) -> anyhow::Result<Services> {
 }
 
 /// The job kinds this build runs and their schedules: `enrich.leads`, job pruning, webhook
-/// delivery, event-log retention and (with `job_test_kinds`) the test kinds. Modules with jobs of their own register them here.
+/// delivery, event-log retention, retention runs and their daily tick, and (with `job_test_kinds`) the test kinds. Modules with jobs of their own register them here.
 pub fn registry(settings: &Settings, services: &Services) -> anyhow::Result<Registry> {
     let mut registry = Registry::new();
     registry.register(EnrichLeadsHandler(services.enrichment.clone()));
@@ -131,6 +131,13 @@ pub fn registry(settings: &Settings, services: &Services) -> anyhow::Result<Regi
     };
     let event_retention = Duration::from_secs(settings.event_retention_days.saturating_mul(86_400));
     delivery::register(&mut registry, services.store.clone(), delivery, event_retention)?;
+    crate::service::retention::register(
+        &mut registry,
+        services.store.clone(),
+        services.jobs.queue().clone(),
+        services.events.bus().clone(),
+        &settings.retention_schedule,
+    )?;
     services.jobs.queue().install(&registry);
     Ok(registry)
 }

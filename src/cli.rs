@@ -79,6 +79,26 @@ pub enum Command {
     /// Import leads from a CSV or NDJSON file (or stdin), resuming an interrupted import of
     /// the same file.
     Import(Box<ImportArgs>),
+    /// Erase a lead on request (right to be forgotten): deletes it with everything that holds
+    /// the person's data, keeps a tombstone of the email's hash, and prints the audit record.
+    Erase(EraseArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["lead", "email"])))]
+pub struct EraseArgs {
+    /// Workspace slug of the lead.
+    #[arg(long)]
+    pub workspace: String,
+    /// The lead's id (its UUID or its GraphQL global id).
+    #[arg(long)]
+    pub lead: Option<String>,
+    /// The lead's email address.
+    #[arg(long)]
+    pub email: Option<String>,
+    /// Why (kept in the audit record; no personal data, please).
+    #[arg(long)]
+    pub reason: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -178,6 +198,9 @@ pub struct WorkerArgs {
     /// Hours succeeded jobs are kept.
     #[arg(long, env = "LEADGATE_JOB_RETENTION_HOURS")]
     pub job_retention_hours: Option<u64>,
+    /// When retention runs: five cron fields in UTC (default "30 3 * * *").
+    #[arg(long, env = "LEADGATE_RETENTION_SCHEDULE")]
+    pub retention_schedule: Option<String>,
     /// Register the test job kinds `noop`, `sleep` (`{"ms": N}`) and `flaky`
     /// (`{"failures": N}` or `{"permanent": true}`), for benchmarks and tests.
     #[arg(long, env = "LEADGATE_JOB_TEST_KINDS")]
@@ -545,6 +568,9 @@ fn apply_workers(s: &mut Settings, w: &WorkerArgs) {
     if let Some(v) = w.job_retention_hours {
         s.job_retention_hours = v;
     }
+    if let Some(v) = &w.retention_schedule {
+        s.retention_schedule = v.clone();
+    }
     if w.job_test_kinds {
         s.job_test_kinds = true;
     }
@@ -570,6 +596,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Workspace(cmd) => workspace(&settings, cmd).await,
         Command::Token(args) => token(&settings, args).await,
         Command::Seed(args) => seed(&settings, args).await,
+        Command::Erase(args) => erase(&settings, args).await,
         Command::Export(args) => export(&settings, args).await,
         Command::Import(args) => import(&settings, *args).await,
     }
@@ -991,4 +1018,72 @@ async fn write_error_report(
     }
     csv.flush()?;
     Ok(written)
+}
+
+async fn erase(settings: &Settings, args: EraseArgs) -> anyhow::Result<()> {
+    use crate::domain::{EmailAddress, LeadId};
+    use crate::service::{Actor, ServiceError};
+    let store = app::open_store(settings).await?;
+    let services = app::services(settings, store.clone())?;
+    let ws = services.workspaces.by_slug(&args.workspace).await.map_err(|_| {
+        anyhow::anyhow!(
+            "unknown workspace `{}`; see `leadgate workspace list`",
+            args.workspace
+        )
+    })?;
+    let actor = Actor {
+        subject: "operator:cli".into(),
+        workspace_id: ws.id,
+        role: Role::Admin,
+    };
+    let result = match (&args.lead, &args.email) {
+        (Some(raw), _) => {
+            let id = parse_lead_id(raw).ok_or_else(|| anyhow::anyhow!("--lead: '{raw}' is not a lead id"))?;
+            services
+                .erasure
+                .erase(&actor, LeadId::from_uuid(id), args.reason.clone())
+                .await
+        }
+        (None, Some(raw)) => {
+            let email =
+                EmailAddress::parse("email", raw).map_err(|e| anyhow::anyhow!("--email: {}", e.message))?;
+            services
+                .erasure
+                .erase_by_email(&actor, &email, args.reason.clone())
+                .await
+        }
+        (None, None) => bail!("give --lead ID or --email EMAIL"),
+    };
+    let erasure = match result {
+        Ok(e) => e,
+        Err(ServiceError::NotFound(_)) => bail!("no such lead in workspace `{}`", ws.slug),
+        Err(e) => return Err(e.into()),
+    };
+    let c = erasure.counts;
+    println!(
+        "erased lead {} as {} at {}: {} enrichment records, {} events scrubbed, {} webhook deliveries \
+         scrubbed, {} jobs scrubbed",
+        erasure.lead_id,
+        erasure.id,
+        erasure.erased_at.to_rfc3339(),
+        c.enrichment_records,
+        c.events_scrubbed,
+        c.deliveries_scrubbed,
+        c.jobs_scrubbed
+    );
+    store.close().await;
+    Ok(())
+}
+
+/// A lead id as a UUID or as the GraphQL global id (`base64("Lead:<uuid>")`).
+fn parse_lead_id(raw: &str) -> Option<uuid::Uuid> {
+    use base64::Engine;
+    if let Ok(id) = uuid::Uuid::parse_str(raw.trim()) {
+        return Some(id);
+    }
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw.trim().trim_end_matches('='))
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    uuid::Uuid::parse_str(text.strip_prefix("Lead:")?).ok()
 }

@@ -106,6 +106,9 @@ pub struct Settings {
     /// Hours succeeded jobs are kept before the hourly prune deletes them (dead jobs stay
     /// until an admin replays or discards them).
     pub job_retention_hours: u64,
+    /// When retention runs: a five-field cron expression read in UTC. Each tick queues one
+    /// run per workspace that has a retention policy.
+    pub retention_schedule: String,
     /// Registers the built-in test job kinds `noop`, `sleep` and `flaky` (benchmarks, tests).
     pub job_test_kinds: bool,
     /// Leads an export reads per statement (1 to 10,000).
@@ -169,6 +172,7 @@ impl Default for Settings {
             job_poll_interval_ms: 1_000,
             job_maintenance_interval_ms: 5_000,
             job_retention_hours: 7 * 24,
+            retention_schedule: "30 3 * * *".into(),
             job_test_kinds: false,
             export_batch_size: crate::bulk::export::DEFAULT_BATCH,
             log: "info".into(),
@@ -237,6 +241,11 @@ impl Settings {
                 "max_depth",
                 "must be at least 13, or the introspection query fails",
             );
+        }
+        if let Err(e) =
+            crate::jobs::schedule::CronSchedule::parse("retention_schedule", &self.retention_schedule, "UTC")
+        {
+            return invalid("retention_schedule", &e.to_string());
         }
         if self.request_timeout_secs == 0 {
             return invalid("request_timeout_secs", "must be at least 1");

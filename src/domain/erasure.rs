@@ -5,6 +5,7 @@
 //! creation check new emails against it, so an erased person is not brought back.
 
 use super::ids::WorkspaceId;
+use super::lead::Lead;
 use super::values::EmailAddress;
 use sha2::{Digest, Sha256};
 
@@ -38,9 +39,91 @@ impl EmailHash {
     }
 }
 
+/// Needles shorter than this are not looked for: they would match unrelated text.
+pub const MIN_NEEDLE_CHARS: usize = 3;
+
+/// The values of `lead` that identify the person, lower-cased, as looked for in free text
+/// (job errors, receivers' answers, event payloads) when the lead is erased.
+pub fn personal_values(lead: &Lead) -> Vec<String> {
+    let mut out: Vec<String> = [
+        lead.email.as_ref().map(|e| e.as_str().to_owned()),
+        lead.first_name.clone(),
+        lead.last_name.clone(),
+        lead.phone.as_ref().map(|p| p.as_str().to_owned()),
+        lead.linkedin_url.as_ref().map(|u| u.as_str().to_owned()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|v| v.trim().to_lowercase())
+    .filter(|v| v.chars().count() >= MIN_NEEDLE_CHARS)
+    .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// What replaces a personal value in free text.
+pub const REDACTED: &str = "[erased]";
+
+/// `text` with every case-insensitive occurrence of the (lower-case) `needles` replaced by
+/// `REDACTED`; `None` when none occurs.
+pub fn redact(text: &str, needles: &[String]) -> Option<String> {
+    // the lower-cased text, and for each of its bytes the original char's byte range
+    let mut lowered = String::with_capacity(text.len());
+    let mut origin: Vec<(usize, usize)> = Vec::with_capacity(text.len());
+    for (i, ch) in text.char_indices() {
+        for l in ch.to_lowercase() {
+            for _ in 0..l.len_utf8() {
+                origin.push((i, i + ch.len_utf8()));
+            }
+            lowered.push(l);
+        }
+    }
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for needle in needles.iter().filter(|n| !n.is_empty()) {
+        for (at, _) in lowered.match_indices(needle.as_str()) {
+            spans.push((origin[at].0, origin[at + needle.len() - 1].1));
+        }
+    }
+    if spans.is_empty() {
+        return None;
+    }
+    spans.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut pos = 0;
+    for (start, end) in spans {
+        if start < pos {
+            // overlaps the previous match: one marker covers both
+            pos = pos.max(end);
+            continue;
+        }
+        out.push_str(&text[pos..start]);
+        out.push_str(REDACTED);
+        pos = end;
+    }
+    out.push_str(&text[pos..]);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redact_replaces_every_case_insensitive_occurrence() {
+        let needles = vec!["ann@acme.io".to_owned(), "ann".to_owned()];
+        assert_eq!(
+            redact("Hi ANN, mail Ann@Acme.io", &needles).as_deref(),
+            Some("Hi [erased], mail [erased]")
+        );
+        assert_eq!(redact("nothing here", &needles), None);
+    }
+
+    #[test]
+    fn redact_keeps_multibyte_text_intact() {
+        let needles = vec!["jörg".to_owned()];
+        assert_eq!(redact("«JÖRG» é", &needles).as_deref(), Some("«[erased]» é"));
+    }
 
     fn email(raw: &str) -> EmailAddress {
         EmailAddress::parse("email", raw).unwrap()

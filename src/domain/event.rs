@@ -22,18 +22,21 @@ pub const LEAD_ARCHIVED: &str = "lead.archived";
 pub const LEAD_RESTORED: &str = "lead.restored";
 /// `lead.enriched`: a (lead, group) was resolved from providers.
 pub const LEAD_ENRICHED: &str = "lead.enriched";
+/// `lead.erased`: a lead was erased on request; the event holds its id only.
+pub const LEAD_ERASED: &str = "lead.erased";
 /// `job.dead`: a job of the workspace exhausted its attempts and was dead-lettered.
 pub const JOB_DEAD: &str = "job.dead";
 /// `webhook.disabled`: an outbound webhook endpoint kept failing and was switched off.
 pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
 
 /// Every event type the log holds, in the order they are documented.
-pub const EVENT_TYPES: [&str; 9] = [
+pub const EVENT_TYPES: [&str; 10] = [
     LEAD_CREATED,
     LEAD_UPDATED,
     LEAD_ARCHIVED,
     LEAD_RESTORED,
     LEAD_ENRICHED,
+    LEAD_ERASED,
     JOB_DEAD,
     WEBHOOK_DISABLED,
     super::import::IMPORT_PROGRESS,
@@ -81,6 +84,23 @@ impl NewEvent {
         };
         Self::lead_change(kind, after, &changed_fields(before, after))
     }
+
+    /// The `lead.erased` event: the lead's id and nothing about the person.
+    pub fn lead_erased(ws: WorkspaceId, lead: LeadId, at: Timestamp) -> Self {
+        Self {
+            workspace_id: ws,
+            kind: LEAD_ERASED,
+            subject_id: Some(lead.as_uuid()),
+            payload: erased_payload(lead),
+            at,
+        }
+    }
+}
+
+/// What an erased lead's events hold instead of their payload: its id, and that it was
+/// erased. Their number and type stay, so cursors and the log's order are unchanged.
+pub fn erased_payload(lead: LeadId) -> Value {
+    serde_json::json!({ "id": lead.as_uuid(), "erased": true })
 }
 
 /// An event read back from the log.

@@ -49,3 +49,11 @@ uuid_id!(
     /// Identifies one import of a file into a workspace.
     ImportId
 );
+uuid_id!(
+    /// Identifies one retention run.
+    RetentionRunId
+);
+uuid_id!(
+    /// Identifies one erasure (its audit record).
+    ErasureId
+);

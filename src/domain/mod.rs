@@ -14,6 +14,7 @@ mod import;
 mod job;
 mod lead;
 mod providers;
+mod retention;
 mod values;
 mod webhook;
 mod workspace;
@@ -22,17 +23,17 @@ pub use enrichment::{
     CompanyData, EmailStatus, EmailVerificationData, EnrichmentRecord, Fields, Group, GroupData, PersonData,
     PhoneData, PhoneKind, PhoneNumber, Policy, Source, Subject,
 };
-pub use erasure::EmailHash;
+pub use erasure::{EmailHash, REDACTED, personal_values, redact};
 pub use error::{FieldError, FieldErrorCode, ValidationErrors};
 pub use event::{
-    EVENT_TYPES, Event, JOB_DEAD, LEAD_ARCHIVED, LEAD_CHANGE_TYPES, LEAD_CREATED, LEAD_ENRICHED,
-    LEAD_RESTORED, LEAD_UPDATED, LeadChange, NewEvent, WEBHOOK_DISABLED, changed_fields,
+    EVENT_TYPES, Event, JOB_DEAD, LEAD_ARCHIVED, LEAD_CHANGE_TYPES, LEAD_CREATED, LEAD_ENRICHED, LEAD_ERASED,
+    LEAD_RESTORED, LEAD_UPDATED, LeadChange, NewEvent, WEBHOOK_DISABLED, changed_fields, erased_payload,
 };
 pub use filter::{
     ArchivedFilter, Cursor, CursorSide, Direction, LeadFilter, LeadOrder, LeadQuery, PageDirection,
     SortField, SortValue, TagMatch,
 };
-pub use ids::{ImportId, LeadId, WorkspaceId};
+pub use ids::{ErasureId, ImportId, LeadId, RetentionRunId, WorkspaceId};
 pub use import::{
     IMPORT_FINISHED, IMPORT_PROGRESS, Import, ImportCheckpoint, ImportCounts, ImportErrorRow, ImportStatus,
 };
@@ -42,6 +43,10 @@ pub use job::{
 };
 pub use lead::{Lead, LeadDraft, LeadPatch, LeadStatus, Patch, Timestamp, UpsertOutcome, now};
 pub use providers::{EnrichmentSettings, ProviderConfig, ProviderKind, SealedKey, Usage, UsagePeriod};
+pub use retention::{
+    Cutoffs, Erasure, ErasureCounts, MAX_ERASURE_REASON, MAX_RETENTION_DAYS, RetentionCounts, RetentionDays,
+    RetentionPolicy, RetentionRun, RunTrigger,
+};
 pub use values::{CountryCode, CustomFields, Domain, EmailAddress, LinkedInUrl, Phone, Score, Tag, Tags};
 pub use webhook::{WebhookDelivery, WebhookEndpoint, parse_event_types, parse_webhook_url};
 pub use workspace::{Role, Workspace, WorkspaceSlug};

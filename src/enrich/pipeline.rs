@@ -308,6 +308,13 @@ impl Enricher {
         Ok(setup)
     }
 
+    /// Evicts every cached group of a lead (after it was erased).
+    pub fn forget_lead(&self, ws: WorkspaceId, lead: LeadId) {
+        for group in Group::ALL {
+            self.inner.cache.invalidate(&(ws, lead, group));
+        }
+    }
+
     /// Forgets the cached settings of `ws` after they changed.
     pub fn settings_changed(&self, ws: WorkspaceId) {
         self.inner.setups.invalidate(&ws);

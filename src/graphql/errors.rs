@@ -34,6 +34,7 @@ pub fn to_gql(e: ServiceError) -> async_graphql::Error {
         ServiceError::Forbidden(m) => coded(FORBIDDEN, m),
         ServiceError::NotFound(what) => coded(NOT_FOUND, format!("{what} not found")),
         ServiceError::Invalid(errors) => bad_input(errors.to_string()),
+        ServiceError::Refused(why) => bad_input(why),
         ServiceError::Internal(cause) => {
             tracing::error!(error = %cause, "internal error");
             coded(INTERNAL, "internal error")

@@ -79,6 +79,7 @@ pub fn refused(e: ServiceError) -> HttpReply {
             error_reply(404, MediaType::Json, NOT_FOUND, &format!("{what} not found"))
         }
         ServiceError::Invalid(errors) => bad_request(&errors.to_string()),
+        ServiceError::Refused(why) => bad_request(why),
         ServiceError::Internal(cause) => {
             tracing::error!(error = %cause, "export could not start");
             error_reply(500, MediaType::Json, INTERNAL, "internal error")

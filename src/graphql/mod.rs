@@ -14,6 +14,7 @@ mod ids;
 mod inputs;
 mod jobs;
 mod mutation;
+mod ops;
 mod query;
 mod subscription;
 pub mod transport;
@@ -29,7 +30,8 @@ use crate::service::Services;
 use async_graphql::{MergedObject, Schema, SchemaBuilder};
 pub use subscription::SubscriptionRoot;
 
-/// The query root: leads, enrichment, the event log, webhooks and the job queue.
+/// The query root: leads, enrichment, the event log, webhooks, the job queue, retention and
+/// erasures.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
 pub struct QueryRoot(
@@ -38,9 +40,10 @@ pub struct QueryRoot(
     subscription::EventQuery,
     webhooks::WebhookQuery,
     jobs::JobsQuery,
+    ops::OpsQuery,
 );
 
-/// The mutation root: leads, enrichment settings, webhooks and dead jobs.
+/// The mutation root: leads, enrichment settings, webhooks, dead jobs, retention and erasure.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
 pub struct MutationRoot(
@@ -48,6 +51,7 @@ pub struct MutationRoot(
     enrichment_api::EnrichmentMutation,
     webhooks::WebhookMutation,
     jobs::JobsMutation,
+    ops::OpsMutation,
 );
 
 pub type LeadgateSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;

@@ -60,6 +60,8 @@ pub enum EventType {
     LeadArchived,
     LeadRestored,
     LeadEnriched,
+    /// A lead was erased on request; the event carries its id only.
+    LeadErased,
     /// A job of the workspace exhausted its attempts and waits in the dead-letter queue.
     JobDead,
     /// An outbound webhook endpoint kept failing and was switched off.
@@ -71,12 +73,13 @@ pub enum EventType {
 }
 
 impl EventType {
-    const ALL: [EventType; 9] = [
+    const ALL: [EventType; 10] = [
         EventType::LeadCreated,
         EventType::LeadUpdated,
         EventType::LeadArchived,
         EventType::LeadRestored,
         EventType::LeadEnriched,
+        EventType::LeadErased,
         EventType::JobDead,
         EventType::WebhookDisabled,
         EventType::ImportProgress,
@@ -91,6 +94,7 @@ impl EventType {
             EventType::LeadArchived => domain::LEAD_ARCHIVED,
             EventType::LeadRestored => domain::LEAD_RESTORED,
             EventType::LeadEnriched => domain::LEAD_ENRICHED,
+            EventType::LeadErased => domain::LEAD_ERASED,
             EventType::JobDead => domain::JOB_DEAD,
             EventType::WebhookDisabled => domain::WEBHOOK_DISABLED,
             EventType::ImportProgress => domain::IMPORT_PROGRESS,

@@ -6,6 +6,7 @@ use crate::domain::{
     LeadFilter, LeadId, LeadPatch, LeadQuery, PageDirection, Patch, UpsertOutcome, ValidationErrors, now,
 };
 use crate::events::Bus;
+use crate::ops::erasure;
 use crate::store::{LeadCounts, LeadRepo, Store, StoreError, WorkspaceRepo};
 use tracing::instrument;
 
@@ -129,6 +130,7 @@ impl LeadService {
     pub async fn create(&self, actor: &Actor, draft: LeadDraft) -> Result<Lead, ServiceError> {
         actor.require_lead_writer()?;
         let patch = LeadPatch::parse(draft).map_err(ServiceError::Invalid)?;
+        self.refuse_erased(actor, &patch).await?;
         let mut lead = Lead::new(actor.workspace_id, now());
         lead.apply(&patch);
         let events = self.store.insert_lead(&lead).await?;
@@ -148,6 +150,7 @@ impl LeadService {
     ) -> Result<Lead, ServiceError> {
         actor.require_lead_writer()?;
         let patch = LeadPatch::parse(draft).map_err(ServiceError::Invalid)?;
+        self.refuse_erased(actor, &patch).await?;
         self.change(actor, id, expected_version, |lead| lead.apply(&patch))
             .await
     }
@@ -171,6 +174,18 @@ impl LeadService {
         actor.require_lead_writer()?;
         self.change(actor, id, None, |lead| lead.archived_at.take().is_some())
             .await
+    }
+
+    /// Refuses an email that belongs to a person erased from the workspace.
+    async fn refuse_erased(&self, actor: &Actor, patch: &LeadPatch) -> Result<(), ServiceError> {
+        if let Patch::Set(email) = &patch.email
+            && !erasure::erased_among(&self.store, actor.workspace_id, [email])
+                .await?
+                .is_empty()
+        {
+            return Err(ServiceError::Refused(erasure::ERASED_MESSAGE));
+        }
+        Ok(())
     }
 
     /// Loads, changes and writes back one lead with a compare-and-set on its version. A
@@ -236,6 +251,20 @@ impl LeadService {
                 Err(e) => results.push(Some(Err(e))),
             }
         }
+        // rows whose email was erased on request fail like invalid rows; the rest go in
+        let erased =
+            erasure::erased_among(&self.store, actor.workspace_id, valid.iter().map(|(_, e, _)| e)).await?;
+        valid.retain(|(i, email, _)| {
+            let refused = erased.contains(email.as_str());
+            if refused {
+                results[*i] = Some(Err(ValidationErrors(vec![FieldError::new(
+                    "email",
+                    FieldErrorCode::Invalid,
+                    erasure::ERASED_MESSAGE,
+                )])));
+            }
+            !refused
+        });
         let items: Vec<(EmailAddress, LeadPatch)> =
             valid.iter().map(|(_, e, p)| (e.clone(), p.clone())).collect();
         let (outcomes, events) = match self.store.upsert_leads(actor.workspace_id, &items, now()).await {

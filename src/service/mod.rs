@@ -6,11 +6,13 @@
 //! turns into `userErrors`.
 
 mod enrichment;
+mod erasure;
 mod events;
 mod exports;
 mod imports;
 mod jobs;
 mod leads;
+pub mod retention;
 mod webhooks;
 mod workspaces;
 
@@ -20,11 +22,16 @@ pub use enrichment::{
     ENRICH_LEADS, EnrichJob, EnrichLeadsHandler, EnrichProgress, EnrichmentService, JobState, MAX_ENRICH_JOB,
     MAX_WATERFALL, ProviderStatus, ProviderUpdate, UsageStatus, waterfalls,
 };
+pub use erasure::{ErasurePage, ErasureService, MAX_ERASURE_PAGE};
 pub use events::EventService;
 pub use exports::{Chunk, Export, ExportMetrics, ExportService, Extras, Format};
 pub use imports::{IMPORT_LEADS, ImportLeadsHandler, ImportService, MAX_ERROR_PAGE, UPLOAD_CHUNK};
 pub use jobs::{DeadPage, JobService, MAX_DEAD_PAGE, MAX_JOB_IDS};
 pub use leads::{FILTERED_COUNT_CAP, LeadPage, LeadService, MAX_UPSERT, TotalCount};
+pub use retention::{
+    MAX_RUN_PAGE, PolicyDraft, RETENTION_RUN, RETENTION_SCHEDULE, RetentionRunHandler,
+    RetentionScheduleHandler, RetentionService, RunPage,
+};
 pub use webhooks::{MAX_WEBHOOKS, WebhookService, WebhookUpdate};
 pub use workspaces::WorkspaceService;
 
@@ -74,6 +81,10 @@ pub enum ServiceError {
     /// Input the caller can fix: validation failures and conflicts, per field.
     #[error("invalid input: {0}")]
     Invalid(ValidationErrors),
+    /// The input is refused as a whole for a reason no field edit fixes (e.g. an email that
+    /// was erased on request); the message says why.
+    #[error("{0}")]
+    Refused(&'static str),
     /// A failure the caller cannot fix; the cause is logged, not shown.
     #[error("internal error")]
     Internal(#[source] StoreError),
@@ -116,6 +127,8 @@ pub struct Services {
     pub jobs: JobService,
     pub exports: ExportService,
     pub imports: ImportService,
+    pub retention: RetentionService,
+    pub erasure: ErasureService,
 }
 
 impl Services {
@@ -131,6 +144,8 @@ impl Services {
         Self {
             webhooks: WebhookService::new(store.clone(), sealer, bus.clone()),
             leads: LeadService::new(store.clone(), bus.clone()),
+            retention: RetentionService::new(store.clone(), queue.clone()),
+            erasure: ErasureService::new(store.clone(), enricher.clone(), bus.clone()),
             workspaces: WorkspaceService::new(store.clone()),
             enrichment: EnrichmentService::new(store.clone(), enricher, queue.clone()),
             imports: ImportService::new(store.clone(), bus.clone(), queue.clone()),

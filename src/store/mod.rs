@@ -12,6 +12,7 @@ mod imports;
 mod jobs;
 mod postgres;
 mod repo;
+mod retention;
 mod sql;
 mod sqlite;
 mod sqlite_read;
@@ -21,11 +22,7 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
-    Cursor, CursorSide as Side, EmailAddress, EmailHash, Enqueued, EnrichmentRecord, EnrichmentSettings,
-    Event, Group, Import, ImportErrorRow, ImportId, Job, JobFailure, JobId, JobScope, JobSelection, Lead,
-    LeadFilter, LeadId, LeadPatch, LeadQuery, NewEvent, NewJob, ProviderConfig, ProviderKind, QueueStat,
-    Schedule, Timestamp, UpsertOutcome, Usage, UsagePeriod, WebhookDelivery, WebhookEndpoint, Workspace,
-    WorkspaceId,
+    Cursor, CursorSide as Side, Cutoffs, EmailAddress, EmailHash, Enqueued, EnrichmentRecord, EnrichmentSettings, Erasure, ErasureId, Event, Group, Import, ImportErrorRow, ImportId, Job, JobFailure, JobId, JobScope, JobSelection, Lead, LeadFilter, LeadId, LeadPatch, LeadQuery, NewEvent, NewJob, ProviderConfig, ProviderKind, QueueStat, RetentionCounts, RetentionPolicy, RetentionRun, RetentionRunId, Schedule, Timestamp, UpsertOutcome, Usage, UsagePeriod, WebhookDelivery, WebhookEndpoint, Workspace, WorkspaceId,
 };
 use std::future::Future;
 use uuid::Uuid;
@@ -517,6 +514,110 @@ pub trait ErasureRepo: Send + Sync {
         ws: WorkspaceId,
         hashes: &[EmailHash],
     ) -> impl Future<Output = StoreResult<Vec<EmailHash>>> + Send;
+    /// The lead of `ws` with this email, if any.
+    fn lead_id_by_email(
+        &self,
+        ws: WorkspaceId,
+        email: &EmailAddress,
+    ) -> impl Future<Output = StoreResult<Option<LeadId>>> + Send;
+    /// Erases a lead in one transaction (see `store::erasure` for every table it touches):
+    /// deletes it with its tags and enrichment records, scrubs the person from events, webhook
+    /// deliveries and jobs, deletes rows keyed by its email hash, adds the tombstone, adjusts
+    /// the counts, records the audit row and appends `lead.erased`. `None` when the lead does
+    /// not exist in `ws`.
+    fn erase_lead(
+        &self,
+        ws: WorkspaceId,
+        id: LeadId,
+        actor_subject: &str,
+        reason: Option<&str>,
+        at: Timestamp,
+    ) -> impl Future<Output = StoreResult<Option<(Erasure, Vec<Event>)>>> + Send;
+    /// Audit records, newest first, with an id below `before` (keyset), up to `limit`.
+    fn erasures(
+        &self,
+        ws: WorkspaceId,
+        before: Option<ErasureId>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<Erasure>>> + Send;
+}
+
+/// Retention policies, run records, and the bounded batches a run is made of. Each batch is
+/// its own short transaction over at most `limit` rows.
+pub trait RetentionRepo: Send + Sync {
+    fn retention_policy(
+        &self,
+        ws: WorkspaceId,
+    ) -> impl Future<Output = StoreResult<Option<RetentionPolicy>>> + Send;
+    fn save_retention_policy(
+        &self,
+        ws: WorkspaceId,
+        policy: &RetentionPolicy,
+        at: Timestamp,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Every workspace's stored policy (for the daily schedule).
+    fn retention_policies(
+        &self,
+    ) -> impl Future<Output = StoreResult<Vec<(WorkspaceId, RetentionPolicy)>>> + Send;
+    /// Creates or updates a run record (never moving it to another workspace).
+    fn save_retention_run(&self, run: &RetentionRun) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Removes a run record that never started (its job was a duplicate).
+    fn delete_retention_run(
+        &self,
+        ws: WorkspaceId,
+        id: RetentionRunId,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn retention_run(
+        &self,
+        ws: WorkspaceId,
+        id: RetentionRunId,
+    ) -> impl Future<Output = StoreResult<Option<RetentionRun>>> + Send;
+    /// Runs, newest first, with an id below `before` (keyset), up to `limit`.
+    fn retention_runs(
+        &self,
+        ws: WorkspaceId,
+        before: Option<RetentionRunId>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<RetentionRun>>> + Send;
+    /// What a run with `cutoffs` would change now (a dry run).
+    fn count_retention(
+        &self,
+        ws: WorkspaceId,
+        cutoffs: &Cutoffs,
+    ) -> impl Future<Output = StoreResult<RetentionCounts>> + Send;
+    /// Archives up to `limit` active leads with `updated_at < before` (oldest first), setting
+    /// `archived_at` and `updated_at` to `at`, with their `lead.archived` events and the counts in
+    /// the same transaction; returns the events (empty when none was left).
+    fn archive_stale_leads(
+        &self,
+        ws: WorkspaceId,
+        before: Timestamp,
+        at: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<Event>>> + Send;
+    /// Deletes up to `limit` archived leads with `archived_at < before`, with their tags and
+    /// enrichment records; returns how many leads.
+    fn delete_archived_leads(
+        &self,
+        ws: WorkspaceId,
+        before: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Deletes the expired (`expires_at < before`) enrichment records of up to `limit` leads;
+    /// returns how many records.
+    fn compact_enrichment(
+        &self,
+        ws: WorkspaceId,
+        before: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Deletes up to `limit` of the workspace's oldest events created before `before`.
+    fn compact_events(
+        &self,
+        ws: WorkspaceId,
+        before: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
 }
 
 /// Health and maintenance.
@@ -871,6 +972,87 @@ impl WebhookRepo for Store {
 impl ErasureRepo for Store {
     async fn tombstoned(&self, ws: WorkspaceId, hashes: &[EmailHash]) -> StoreResult<Vec<EmailHash>> {
         dispatch!(self.tombstoned(ws, hashes))
+    }
+    async fn lead_id_by_email(&self, ws: WorkspaceId, email: &EmailAddress) -> StoreResult<Option<LeadId>> {
+        dispatch!(self.lead_id_by_email(ws, email))
+    }
+    async fn erase_lead(
+        &self,
+        ws: WorkspaceId,
+        id: LeadId,
+        actor_subject: &str,
+        reason: Option<&str>,
+        at: Timestamp,
+    ) -> StoreResult<Option<(Erasure, Vec<Event>)>> {
+        dispatch!(self.erase_lead(ws, id, actor_subject, reason, at))
+    }
+    async fn erasures(
+        &self,
+        ws: WorkspaceId,
+        before: Option<ErasureId>,
+        limit: u32,
+    ) -> StoreResult<Vec<Erasure>> {
+        dispatch!(self.erasures(ws, before, limit))
+    }
+}
+
+impl RetentionRepo for Store {
+    async fn retention_policy(&self, ws: WorkspaceId) -> StoreResult<Option<RetentionPolicy>> {
+        dispatch!(self.retention_policy(ws))
+    }
+    async fn save_retention_policy(
+        &self,
+        ws: WorkspaceId,
+        policy: &RetentionPolicy,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        dispatch!(self.save_retention_policy(ws, policy, at))
+    }
+    async fn retention_policies(&self) -> StoreResult<Vec<(WorkspaceId, RetentionPolicy)>> {
+        dispatch!(self.retention_policies())
+    }
+    async fn save_retention_run(&self, run: &RetentionRun) -> StoreResult<()> {
+        dispatch!(self.save_retention_run(run))
+    }
+    async fn delete_retention_run(&self, ws: WorkspaceId, id: RetentionRunId) -> StoreResult<()> {
+        dispatch!(self.delete_retention_run(ws, id))
+    }
+    async fn retention_run(&self, ws: WorkspaceId, id: RetentionRunId) -> StoreResult<Option<RetentionRun>> {
+        dispatch!(self.retention_run(ws, id))
+    }
+    async fn retention_runs(
+        &self,
+        ws: WorkspaceId,
+        before: Option<RetentionRunId>,
+        limit: u32,
+    ) -> StoreResult<Vec<RetentionRun>> {
+        dispatch!(self.retention_runs(ws, before, limit))
+    }
+    async fn count_retention(&self, ws: WorkspaceId, cutoffs: &Cutoffs) -> StoreResult<RetentionCounts> {
+        dispatch!(self.count_retention(ws, cutoffs))
+    }
+    async fn archive_stale_leads(
+        &self,
+        ws: WorkspaceId,
+        before: Timestamp,
+        at: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>> {
+        dispatch!(self.archive_stale_leads(ws, before, at, limit))
+    }
+    async fn delete_archived_leads(
+        &self,
+        ws: WorkspaceId,
+        before: Timestamp,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        dispatch!(self.delete_archived_leads(ws, before, limit))
+    }
+    async fn compact_enrichment(&self, ws: WorkspaceId, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        dispatch!(self.compact_enrichment(ws, before, limit))
+    }
+    async fn compact_events(&self, ws: WorkspaceId, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        dispatch!(self.compact_events(ws, before, limit))
     }
 }
 

@@ -188,7 +188,8 @@ impl_repos!(PgStore, Postgres, QueryBuilder<Postgres>);
 super::enrichment::impl_enrichment_repo!(super::PgStore);
 super::events::impl_event_repo!(super::PgStore);
 super::webhooks::impl_webhook_repo!(super::PgStore);
-super::erasure::impl_erasure_repo!(super::PgStore);
+super::erasure::impl_erasure_repo!(super::PgStore, lock = " FOR UPDATE");
+super::retention::impl_retention_repo!(super::PgStore, lock = " FOR UPDATE");
 super::imports::impl_import_repo!(super::PgStore);
 
 /// The channel other instances `LISTEN` on for new events.

@@ -182,7 +182,8 @@ impl_repos!(SqliteStore, Sqlite, LiteQuery);
 super::enrichment::impl_enrichment_repo!(super::SqliteStore);
 super::events::impl_event_repo!(super::SqliteStore);
 super::webhooks::impl_webhook_repo!(super::SqliteStore);
-super::erasure::impl_erasure_repo!(super::SqliteStore);
+super::erasure::impl_erasure_repo!(super::SqliteStore, lock = "");
+super::retention::impl_retention_repo!(super::SqliteStore, lock = "");
 super::imports::impl_import_repo!(super::SqliteStore);
 
 /// Other processes on one SQLite file learn of new events by polling (see `events::Bus`).

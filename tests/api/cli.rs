@@ -59,6 +59,7 @@ async fn every_command_has_help() {
         vec!["token", "--help"],
         vec!["seed", "--help"],
         vec!["import", "--help"],
+        vec!["erase", "--help"],
     ] {
         let out = run(dir.path(), &args, &[]).await;
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));

@@ -90,7 +90,7 @@ fn offenders(module: &str, words: &[&str]) -> Vec<String> {
 #[test]
 fn only_store_speaks_sql() {
     for module in [
-        "domain", "service", "graphql", "http", "auth", "bulk", "enrich", "events", "crypto", "jobs",
+        "domain", "service", "graphql", "http", "auth", "bulk", "enrich", "events", "crypto", "jobs", "ops",
     ] {
         let found = offenders(module, &["sqlx"]);
         assert!(found.is_empty(), "{found:?}");
@@ -100,7 +100,7 @@ fn only_store_speaks_sql() {
 #[test]
 fn only_graphql_imports_async_graphql() {
     for module in [
-        "domain", "store", "service", "http", "auth", "bulk", "enrich", "events", "crypto", "jobs",
+        "domain", "store", "service", "http", "auth", "bulk", "enrich", "events", "crypto", "jobs", "ops",
     ] {
         let found = offenders(module, &["async_graphql"]);
         assert!(found.is_empty(), "{found:?}");
@@ -110,7 +110,7 @@ fn only_graphql_imports_async_graphql() {
 #[test]
 fn only_http_imports_axum() {
     for module in [
-        "domain", "store", "service", "graphql", "auth", "bulk", "enrich", "events", "crypto", "jobs",
+        "domain", "store", "service", "graphql", "auth", "bulk", "enrich", "events", "crypto", "jobs", "ops",
     ] {
         let found = offenders(module, &["axum"]);
         assert!(found.is_empty(), "{found:?}");
@@ -120,7 +120,7 @@ fn only_http_imports_axum() {
 #[test]
 fn only_enrich_and_webhooks_call_out() {
     for module in [
-        "domain", "store", "service", "graphql", "http", "auth", "bulk", "crypto", "jobs",
+        "domain", "store", "service", "graphql", "http", "auth", "bulk", "crypto", "jobs", "ops",
     ] {
         let found = offenders(module, &["reqwest"]);
         assert!(found.is_empty(), "{found:?}");

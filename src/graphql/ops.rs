@@ -1,0 +1,372 @@
+//! Retention and erasure: `retentionPolicy`, `setRetentionPolicy`, `runRetention`,
+//! `retentionRuns`, `eraseLead` and `erasures`, through `service::RetentionService` and
+//! `service::ErasureService`. Malformed input (days out of range, bad ids or cursors) is a
+//! `BAD_USER_INPUT` error; run and erasure ids are opaque global ids.
+
+use super::errors::{bad_input, to_gql};
+use super::ids::{decode_lead_id, lead_global_id};
+use super::query::actor;
+use crate::domain::{self, ErasureId, RetentionRunId, RunTrigger};
+use crate::service::{self, PolicyDraft, Services};
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+fn encode(prefix: &str, id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{prefix}:{id}"))
+}
+
+fn decode(prefix: &str, raw: &str, what: &str) -> async_graphql::Result<Uuid> {
+    let invalid = || {
+        bad_input(format!(
+            "'{}' is not {what}",
+            raw.chars().take(64).collect::<String>()
+        ))
+    };
+    let bytes = URL_SAFE_NO_PAD
+        .decode(raw.trim_end_matches('='))
+        .map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let uuid = text
+        .strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix(':'))
+        .ok_or_else(invalid)?;
+    Uuid::parse_str(uuid).map_err(|_| invalid())
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A workspace's retention policy. Every part is optional; an empty policy does nothing.
+pub struct RetentionPolicy(domain::RetentionPolicy);
+
+#[Object]
+impl RetentionPolicy {
+    /// Active leads whose `updatedAt` is more than this many days before a run are archived.
+    async fn archive_after_days(&self) -> Option<i64> {
+        self.0.archive_after_days.map(|d| i64::from(d.get()))
+    }
+    /// Archived leads whose `archivedAt` is more than this many days before a run are deleted,
+    /// with their tags and enrichment records.
+    async fn delete_archived_after_days(&self) -> Option<i64> {
+        self.0.delete_archived_after_days.map(|d| i64::from(d.get()))
+    }
+    /// Enrichment records past their expiry are deleted.
+    async fn compact_enrichment(&self) -> bool {
+        self.0.compact_enrichment
+    }
+    /// The workspace's events older than this many days are deleted (the deployment's
+    /// `event_retention_days` applies as well).
+    async fn event_ttl_days(&self) -> Option<i64> {
+        self.0.event_ttl_days.map(|d| i64::from(d.get()))
+    }
+}
+
+/// A new retention policy; it replaces the current one. Days are 1 to 36500.
+#[derive(InputObject)]
+pub struct RetentionPolicyInput {
+    pub archive_after_days: Option<i64>,
+    pub delete_archived_after_days: Option<i64>,
+    #[graphql(default)]
+    pub compact_enrichment: bool,
+    pub event_ttl_days: Option<i64>,
+}
+
+/// What started a retention run.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum RetentionTrigger {
+    /// The daily schedule (`retention_schedule`).
+    Schedule,
+    /// `runRetention`.
+    Manual,
+}
+
+/// One retention run and what it changed (or, for a dry run, would change).
+pub struct RetentionRun(domain::RetentionRun);
+
+#[Object]
+impl RetentionRun {
+    async fn id(&self) -> ID {
+        ID(encode("RetentionRun", self.0.id.as_uuid()))
+    }
+    async fn trigger(&self) -> RetentionTrigger {
+        match self.0.trigger {
+            RunTrigger::Schedule => RetentionTrigger::Schedule,
+            RunTrigger::Manual => RetentionTrigger::Manual,
+        }
+    }
+    /// Counted only; nothing was changed.
+    async fn dry_run(&self) -> bool {
+        self.0.dry_run
+    }
+    /// When the run was queued; its cut-offs are computed from this instant.
+    async fn started_at(&self) -> DateTime<Utc> {
+        self.0.started_at
+    }
+    /// Null while the run is queued or running.
+    async fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.0.finished_at
+    }
+    async fn archived(&self) -> i64 {
+        to_i64(self.0.counts.archived)
+    }
+    async fn deleted(&self) -> i64 {
+        to_i64(self.0.counts.deleted)
+    }
+    async fn enrichment_compacted(&self) -> i64 {
+        to_i64(self.0.counts.enrichment_compacted)
+    }
+    async fn events_compacted(&self) -> i64 {
+        to_i64(self.0.counts.events_compacted)
+    }
+    /// Why the last attempt failed, if it did.
+    async fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+}
+
+/// The audit record of an erasure: who, when, why and how much — no personal data.
+pub struct Erasure(domain::Erasure);
+
+#[Object]
+impl Erasure {
+    async fn id(&self) -> ID {
+        ID(encode("Erasure", self.0.id.as_uuid()))
+    }
+    /// The erased lead's id (the lead itself no longer exists).
+    async fn lead_id(&self) -> ID {
+        lead_global_id(self.0.lead_id)
+    }
+    /// The subject of the token that asked for it (`operator:cli` from the command line).
+    async fn actor_subject(&self) -> &str {
+        &self.0.actor_subject
+    }
+    async fn reason(&self) -> Option<&str> {
+        self.0.reason.as_deref()
+    }
+    async fn erased_at(&self) -> DateTime<Utc> {
+        self.0.erased_at
+    }
+    /// Enrichment records deleted with the lead.
+    async fn enrichment_records(&self) -> i64 {
+        to_i64(self.0.counts.enrichment_records)
+    }
+    /// Events whose payload was replaced (they keep their number and type).
+    async fn events_scrubbed(&self) -> i64 {
+        to_i64(self.0.counts.events_scrubbed)
+    }
+    /// Webhook delivery attempts whose receiver answer was cleared.
+    async fn deliveries_scrubbed(&self) -> i64 {
+        to_i64(self.0.counts.deliveries_scrubbed)
+    }
+    /// Jobs whose error history, progress, result or payload was scrubbed.
+    async fn jobs_scrubbed(&self) -> i64 {
+        to_i64(self.0.counts.jobs_scrubbed)
+    }
+    /// Rows deleted from tables keyed by the email's hash (e.g. import errors).
+    async fn rows_by_email_hash(&self) -> i64 {
+        to_i64(self.0.counts.rows_by_email_hash)
+    }
+}
+
+/// Where a keyset page of runs or erasures stands.
+#[derive(SimpleObject)]
+pub struct KeysetPageInfo {
+    pub has_next_page: bool,
+    pub has_previous_page: bool,
+    pub start_cursor: Option<String>,
+    pub end_cursor: Option<String>,
+}
+
+fn page_info(cursors: &[String], has_next: bool, after: bool) -> KeysetPageInfo {
+    KeysetPageInfo {
+        has_next_page: has_next,
+        has_previous_page: after,
+        start_cursor: cursors.first().cloned(),
+        end_cursor: cursors.last().cloned(),
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct RetentionRunEdge {
+    pub cursor: String,
+    pub node: RetentionRun,
+}
+
+/// Retention runs, newest first.
+#[derive(SimpleObject)]
+pub struct RetentionRunConnection {
+    pub edges: Vec<RetentionRunEdge>,
+    pub page_info: KeysetPageInfo,
+}
+
+#[derive(SimpleObject)]
+pub struct ErasureEdge {
+    pub cursor: String,
+    pub node: Erasure,
+}
+
+/// Erasure audit records, newest first.
+#[derive(SimpleObject)]
+pub struct ErasureConnection {
+    pub edges: Vec<ErasureEdge>,
+    pub page_info: KeysetPageInfo,
+}
+
+fn check_first(first: Option<i32>, max: u32) -> async_graphql::Result<u32> {
+    let first = first.unwrap_or(20);
+    u32::try_from(first)
+        .ok()
+        .filter(|f| (1..=max).contains(f))
+        .ok_or_else(|| bad_input(format!("`first` must be between 1 and {max}, got {first}")))
+}
+
+const RUN_CURSOR: &str = "rr1";
+const ERASURE_CURSOR: &str = "er1";
+
+#[derive(Default)]
+pub struct OpsQuery;
+
+#[Object]
+impl OpsQuery {
+    /// The workspace's retention policy (admins and members).
+    async fn retention_policy(&self, ctx: &Context<'_>) -> async_graphql::Result<RetentionPolicy> {
+        let services = ctx.data::<Services>()?;
+        let policy = services.retention.policy(actor(ctx)?).await.map_err(to_gql)?;
+        Ok(RetentionPolicy(policy))
+    }
+
+    /// Retention runs of the workspace, newest first (admins and members).
+    async fn retention_runs(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "At most 100; 20 when absent.")] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<RetentionRunConnection> {
+        let services = ctx.data::<Services>()?;
+        let actor = actor(ctx)?;
+        let first = check_first(first, service::MAX_RUN_PAGE)?;
+        let after_id = after
+            .as_deref()
+            .map(|c| decode(RUN_CURSOR, c, "a cursor of this connection"))
+            .transpose()?
+            .map(RetentionRunId::from_uuid);
+        let page = services
+            .retention
+            .runs(actor, after_id, first)
+            .await
+            .map_err(to_gql)?;
+        let edges: Vec<RetentionRunEdge> = page
+            .runs
+            .into_iter()
+            .map(|r| RetentionRunEdge {
+                cursor: encode(RUN_CURSOR, r.id.as_uuid()),
+                node: RetentionRun(r),
+            })
+            .collect();
+        let cursors: Vec<String> = edges.iter().map(|e| e.cursor.clone()).collect();
+        Ok(RetentionRunConnection {
+            page_info: page_info(&cursors, page.has_next, after_id.is_some()),
+            edges,
+        })
+    }
+
+    /// Erasure audit records of the workspace, newest first (admins only).
+    async fn erasures(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "At most 100; 20 when absent.")] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<ErasureConnection> {
+        let services = ctx.data::<Services>()?;
+        let actor = actor(ctx)?;
+        let first = check_first(first, service::MAX_ERASURE_PAGE)?;
+        let after_id = after
+            .as_deref()
+            .map(|c| decode(ERASURE_CURSOR, c, "a cursor of this connection"))
+            .transpose()?
+            .map(ErasureId::from_uuid);
+        let page = services
+            .erasure
+            .list(actor, after_id, first)
+            .await
+            .map_err(to_gql)?;
+        let edges: Vec<ErasureEdge> = page
+            .erasures
+            .into_iter()
+            .map(|e| ErasureEdge {
+                cursor: encode(ERASURE_CURSOR, e.id.as_uuid()),
+                node: Erasure(e),
+            })
+            .collect();
+        let cursors: Vec<String> = edges.iter().map(|e| e.cursor.clone()).collect();
+        Ok(ErasureConnection {
+            page_info: page_info(&cursors, page.has_next, after_id.is_some()),
+            edges,
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct OpsMutation;
+
+#[Object]
+impl OpsMutation {
+    /// Replaces the workspace's retention policy (admins only). Days are 1 to 36500.
+    async fn set_retention_policy(
+        &self,
+        ctx: &Context<'_>,
+        input: RetentionPolicyInput,
+    ) -> async_graphql::Result<RetentionPolicy> {
+        let services = ctx.data::<Services>()?;
+        let draft = PolicyDraft {
+            archive_after_days: input.archive_after_days,
+            delete_archived_after_days: input.delete_archived_after_days,
+            compact_enrichment: input.compact_enrichment,
+            event_ttl_days: input.event_ttl_days,
+        };
+        let policy = services
+            .retention
+            .set_policy(actor(ctx)?, draft)
+            .await
+            .map_err(to_gql)?;
+        Ok(RetentionPolicy(policy))
+    }
+
+    /// Queues a retention run under the current policy now (admins only) and returns it; a
+    /// dry run only counts. While a run of the same kind is queued or running, that one is
+    /// returned.
+    async fn run_retention(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = false)] dry_run: bool,
+    ) -> async_graphql::Result<RetentionRun> {
+        let services = ctx.data::<Services>()?;
+        let run = services
+            .retention
+            .run_now(actor(ctx)?, dry_run)
+            .await
+            .map_err(to_gql)?;
+        Ok(RetentionRun(run))
+    }
+
+    /// Erases a lead on request (admins only): deletes it with its enrichment, scrubs the
+    /// person's data from events, webhook deliveries and jobs, and keeps only a hash of the
+    /// email so the address cannot be brought back. Returns the audit record.
+    async fn erase_lead(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        #[graphql(desc = "Why, for the audit record (at most 500 characters, no personal data).")]
+        reason: Option<String>,
+    ) -> async_graphql::Result<Erasure> {
+        let services = ctx.data::<Services>()?;
+        let actor = actor(ctx)?;
+        let id = decode_lead_id(&id)?;
+        let erasure = services.erasure.erase(actor, id, reason).await.map_err(to_gql)?;
+        Ok(Erasure(erasure))
+    }
+}
