@@ -110,7 +110,9 @@ pub fn services(settings: &Settings, store: Store) -> anyhow::Result<Services> {
 }
 
 /// The job kinds this build runs and their schedules: `enrich.leads`, job pruning, webhook
-/// delivery, event-log retention, retention runs and their daily tick, and (with `job_test_kinds`) the test kinds. Modules with jobs of their own register them here.
+/// delivery, event-log retention, imports, retention runs and their daily tick, scheduled
+/// backups, and (with `job_test_kinds`) the test kinds. Modules with jobs of their own register
+/// them here.
 pub fn registry(settings: &Settings, services: &Services) -> anyhow::Result<Registry> {
     let mut registry = Registry::new();
     registry.register(EnrichLeadsHandler(services.enrichment.clone()));
@@ -137,6 +139,11 @@ pub fn registry(settings: &Settings, services: &Services) -> anyhow::Result<Regi
         services.jobs.queue().clone(),
         services.events.bus().clone(),
         &settings.retention_schedule,
+    )?;
+    crate::ops::backup::scheduled::register(
+        &mut registry,
+        services.store.clone(),
+        settings.backup_options(),
     )?;
     services.jobs.queue().install(&registry);
     Ok(registry)

@@ -113,6 +113,14 @@ pub struct Settings {
     pub job_test_kinds: bool,
     /// Leads an export reads per statement (1 to 10,000).
     pub export_batch_size: usize,
+    /// Five-field cron (UTC) for scheduled backups, e.g. `"0 2 * * *"`; unset: no scheduled
+    /// backups.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_schedule: Option<String>,
+    /// Directory scheduled backups are written to (created when missing).
+    pub backup_dir: PathBuf,
+    /// Scheduled backup files kept; older ones are deleted.
+    pub backup_keep: usize,
     /// Log filter, e.g. `info` or `leadgate=debug,info`.
     pub log: String,
     /// `text` or `json`.
@@ -175,6 +183,9 @@ impl Default for Settings {
             retention_schedule: "30 3 * * *".into(),
             job_test_kinds: false,
             export_batch_size: crate::bulk::export::DEFAULT_BATCH,
+            backup_schedule: None,
+            backup_dir: PathBuf::from("backups"),
+            backup_keep: 7,
             log: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -246,6 +257,14 @@ impl Settings {
             crate::jobs::schedule::CronSchedule::parse("retention_schedule", &self.retention_schedule, "UTC")
         {
             return invalid("retention_schedule", &e.to_string());
+        }
+        if self.backup_keep == 0 {
+            return invalid("backup_keep", "must be at least 1");
+        }
+        if let Some(cron) = &self.backup_schedule
+            && let Err(e) = crate::jobs::schedule::CronSchedule::parse("backup", cron, "UTC")
+        {
+            return invalid("backup_schedule", &e.to_string());
         }
         if self.request_timeout_secs == 0 {
             return invalid("request_timeout_secs", "must be at least 1");
@@ -403,6 +422,15 @@ impl Settings {
         }
     }
 
+    /// How scheduled backups run.
+    pub fn backup_options(&self) -> crate::ops::backup::scheduled::BackupOptions {
+        crate::ops::backup::scheduled::BackupOptions {
+            schedule: self.backup_schedule.clone(),
+            dir: self.backup_dir.clone(),
+            keep: self.backup_keep,
+        }
+    }
+
     /// The default settings as TOML, for `leadgate.example.toml`.
     pub fn default_toml() -> String {
         toml::to_string(&Self::default()).unwrap_or_default()
@@ -416,6 +444,27 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn backup_settings_are_checked() {
+        let bad_cron = Settings {
+            backup_schedule: Some("every night".into()),
+            ..Settings::default()
+        };
+        let err = bad_cron.validate().unwrap_err().to_string();
+        assert!(err.contains("`backup_schedule`"), "{err}");
+        let keep_none = Settings {
+            backup_keep: 0,
+            ..Settings::default()
+        };
+        let err = keep_none.validate().unwrap_err().to_string();
+        assert!(err.contains("`backup_keep`"), "{err}");
+        let nightly = Settings {
+            backup_schedule: Some("0 2 * * *".into()),
+            ..Settings::default()
+        };
+        nightly.validate().unwrap();
     }
 
     #[test]

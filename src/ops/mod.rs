@@ -1,6 +1,7 @@
-//! Data operations on whole workspaces: retention (archiving, deleting, compacting by policy)
-//! and erasure (right to be forgotten). Built on `domain` and `store` only; authorization is in
-//! `service`, scheduling in `service`'s job handlers.
+//! Operations on the data as a whole: retention (archiving, deleting, compacting by policy),
+//! erasure (right to be forgotten), and backup and restore. Built on `domain` and `store`;
+//! authorization is in `service`, and the scheduled runs are job handlers. No SQL here.
 
+pub mod backup;
 pub mod erasure;
 pub mod retention;

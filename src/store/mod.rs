@@ -5,6 +5,7 @@
 //! database URL and dispatches to it without boxing.
 
 pub mod admin;
+pub mod backup;
 mod enrichment;
 mod erasure;
 mod events;

@@ -16,8 +16,8 @@ use uuid::Uuid;
 /// Leads and workspaces in a PostgreSQL database.
 #[derive(Clone)]
 pub struct PgStore {
-    read: Pool<Postgres>,
-    write: Pool<Postgres>,
+    pub(super) read: Pool<Postgres>,
+    pub(super) write: Pool<Postgres>,
     /// For connections of their own (the event listener), outside the pool.
     connect: std::sync::Arc<PgConnectOptions>,
 }

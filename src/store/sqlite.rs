@@ -21,10 +21,10 @@ use std::time::Duration;
 /// Leads and workspaces in a SQLite database file.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    read: Pool<Sqlite>,
-    write: Pool<Sqlite>,
+    pub(super) read: Pool<Sqlite>,
+    pub(super) write: Pool<Sqlite>,
     /// The hot read path (pages, counts, lookups by id).
-    readers: Arc<Readers>,
+    pub(super) readers: Arc<Readers>,
 }
 
 impl std::fmt::Debug for Readers {

@@ -80,7 +80,7 @@ impl Readers {
         })
     }
 
-    fn open(&self) -> rusqlite::Result<Connection> {
+    pub(crate) fn open(&self) -> rusqlite::Result<Connection> {
         let flags =
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         let conn = Connection::open_with_flags(&self.path, flags)?;
@@ -93,7 +93,7 @@ impl Readers {
     }
 
     /// Runs `f` on an idle connection (or a new one) on a blocking thread.
-    async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {

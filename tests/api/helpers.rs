@@ -106,6 +106,28 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
         ..Settings::default()
     };
     adjust(&mut settings);
+    start(backend, settings, guard, false).await
+}
+
+/// The app on a database that already holds the `acme` and `globex` workspaces (a restored
+/// backup, say); `guard` keeps a SQLite file alive.
+pub async fn spawn_app_on(backend: Backend, url: String, guard: Option<tempfile::TempDir>) -> TestApp {
+    let settings = Settings {
+        database_url: url,
+        database_max_connections: 4,
+        jwt_secret: Some(SecretString::from(SECRET)),
+        master_key: Some(SecretString::from(MASTER_KEY)),
+        ..Settings::default()
+    };
+    start(backend, settings, guard, true).await
+}
+
+async fn start(
+    backend: Backend,
+    settings: Settings,
+    guard: Option<tempfile::TempDir>,
+    existing: bool,
+) -> TestApp {
     let store = app::open_store(&settings).await.expect("store");
     let auth = app::authenticator(&settings, &store, false)
         .await
@@ -114,18 +136,18 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
     let built = app::assemble(&settings, services, auth.clone(), None)
         .await
         .expect("assemble");
-    let workspace = built
-        .services
-        .workspaces
-        .create("acme", Some("Acme"))
-        .await
-        .unwrap();
-    let other = built
-        .services
-        .workspaces
-        .create("globex", Some("Globex"))
-        .await
-        .unwrap();
+    let tenant = |slug: &'static str, name: &'static str| {
+        let workspaces = built.services.workspaces.clone();
+        async move {
+            if existing {
+                workspaces.by_slug(slug).await.unwrap()
+            } else {
+                workspaces.create(slug, Some(name)).await.unwrap()
+            }
+        }
+    };
+    let workspace = tenant("acme", "Acme").await;
+    let other = tenant("globex", "Globex").await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = built.router;

@@ -2,6 +2,7 @@
 //! SQLite and (when configured) PostgreSQL.
 
 mod auth;
+mod backup;
 mod cli;
 mod contracts;
 mod enrichment;
