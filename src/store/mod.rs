@@ -23,7 +23,12 @@ pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
-    Cursor, CursorSide as Side, Cutoffs, EmailAddress, EmailHash, Enqueued, EnrichmentRecord, EnrichmentSettings, Erasure, ErasureId, Event, Group, Import, ImportErrorRow, ImportId, Job, JobFailure, JobId, JobScope, JobSelection, Lead, LeadFilter, LeadId, LeadPatch, LeadQuery, NewEvent, NewJob, ProviderConfig, ProviderKind, QueueStat, RetentionCounts, RetentionPolicy, RetentionRun, RetentionRunId, Schedule, Timestamp, UpsertOutcome, Usage, UsagePeriod, WebhookDelivery, WebhookEndpoint, Workspace, WorkspaceId,
+    Cursor, CursorSide as Side, Cutoffs, EmailAddress, EmailHash, Enqueued, EnrichmentRecord,
+    EnrichmentSettings, Erasure, ErasureId, Event, Group, Import, ImportErrorRow, ImportId, Job, JobFailure,
+    JobId, JobScope, JobSelection, Lead, LeadFilter, LeadId, LeadPatch, LeadQuery, NewEvent, NewJob,
+    ProviderConfig, ProviderKind, QueueStat, RetentionCounts, RetentionPolicy, RetentionRun, RetentionRunId,
+    Schedule, Timestamp, UpsertOutcome, Usage, UsagePeriod, WebhookDelivery, WebhookEndpoint, Workspace,
+    WorkspaceId,
 };
 use std::future::Future;
 use uuid::Uuid;
