@@ -209,6 +209,8 @@ pub async fn assemble(
     let gateway = Gateway::new(services.clone(), limits);
     let http = HttpConfig {
         max_body_bytes: settings.max_body_bytes,
+        max_upload_bytes: usize::try_from(settings.import_max_upload_mb.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX),
         request_timeout: Duration::from_secs(settings.request_timeout_secs),
         graphiql_token,
         ws: settings.ws_config(),

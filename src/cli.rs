@@ -129,6 +129,9 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "LEADGATE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Largest accepted multipart GraphQL request (file upload), in MiB.
+    #[arg(long, env = "LEADGATE_IMPORT_MAX_UPLOAD_MB")]
+    pub import_max_upload_mb: Option<u64>,
     /// Seconds before a request is answered with 408.
     #[arg(long, env = "LEADGATE_REQUEST_TIMEOUT_SECS")]
     pub request_timeout_secs: Option<u64>,
@@ -458,6 +461,9 @@ pub fn settings(global: &GlobalArgs, command: &Command) -> anyhow::Result<Settin
         }
         if let Some(v) = a.max_body_bytes {
             s.max_body_bytes = v;
+        }
+        if let Some(v) = a.import_max_upload_mb {
+            s.import_max_upload_mb = v;
         }
         if let Some(v) = a.request_timeout_secs {
             s.request_timeout_secs = v;

@@ -30,6 +30,9 @@ pub struct Settings {
     pub jwt_audience: String,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Largest accepted `multipart/form-data` GraphQL request (a file upload, as for
+    /// `importLeads`), in MiB; JSON bodies keep `max_body_bytes`.
+    pub import_max_upload_mb: u64,
     /// Largest GraphQL batch (JSON array of requests).
     pub max_batch: usize,
     /// Maximum query depth.
@@ -145,6 +148,7 @@ impl Default for Settings {
             jwt_issuer: "leadgate".into(),
             jwt_audience: "leadgate".into(),
             max_body_bytes: 2 * 1024 * 1024,
+            import_max_upload_mb: 2048,
             max_batch: 10,
             max_depth: 15,
             max_complexity: 20_000,
@@ -243,6 +247,9 @@ impl Settings {
         }
         if self.max_body_bytes < 1024 {
             return invalid("max_body_bytes", "must be at least 1024");
+        }
+        if self.import_max_upload_mb == 0 {
+            return invalid("import_max_upload_mb", "must be at least 1");
         }
         if self.max_batch == 0 {
             return invalid("max_batch", "must be at least 1");

@@ -18,6 +18,7 @@ pub enum NodeType {
     Lead,
     Workspace,
     WebhookEndpoint,
+    Import,
 }
 
 impl NodeType {
@@ -26,6 +27,7 @@ impl NodeType {
             NodeType::Lead => "Lead",
             NodeType::Workspace => "Workspace",
             NodeType::WebhookEndpoint => "WebhookEndpoint",
+            NodeType::Import => "Import",
         }
     }
 }
@@ -46,6 +48,7 @@ pub fn decode_global_id(id: &str) -> async_graphql::Result<(NodeType, Uuid)> {
         "Lead" => NodeType::Lead,
         "Workspace" => NodeType::Workspace,
         "WebhookEndpoint" => NodeType::WebhookEndpoint,
+        "Import" => NodeType::Import,
         _ => return Err(invalid()),
     };
     let uuid = Uuid::parse_str(raw).map_err(|_| invalid())?;

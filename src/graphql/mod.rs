@@ -11,6 +11,7 @@ mod errors;
 pub mod export;
 mod guard;
 mod ids;
+mod imports;
 mod inputs;
 mod jobs;
 mod mutation;
@@ -24,6 +25,7 @@ pub mod ws;
 
 pub use enrichment::EnrichScope;
 pub use enrichment_api::PlanRunner;
+pub use imports::parse_import_id;
 pub use query::Caller;
 
 use crate::service::Services;
@@ -41,6 +43,7 @@ pub struct QueryRoot(
     webhooks::WebhookQuery,
     jobs::JobsQuery,
     ops::OpsQuery,
+    imports::ImportQuery,
 );
 
 /// The mutation root: leads, enrichment settings, webhooks, dead jobs, retention and erasure.
@@ -52,6 +55,7 @@ pub struct MutationRoot(
     webhooks::WebhookMutation,
     jobs::JobsMutation,
     ops::OpsMutation,
+    imports::ImportMutation,
 );
 
 pub type LeadgateSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;

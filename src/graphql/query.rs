@@ -138,9 +138,18 @@ async fn resolve_nodes(ctx: &Context<'_>, ids: &[ID]) -> async_graphql::Result<V
     } else {
         None
     };
+    // imports are looked up one by one: a `nodes` call rarely names more than a few
+    let mut imports = HashMap::new();
+    for (kind, uuid) in &decoded {
+        if *kind == NodeType::Import && !imports.contains_key(uuid) {
+            let found = super::imports::import_node(ctx, crate::domain::ImportId::from_uuid(*uuid)).await?;
+            imports.insert(*uuid, found);
+        }
+    }
     Ok(decoded
         .into_iter()
         .map(|(kind, uuid)| match kind {
+            NodeType::Import => imports.get(&uuid).cloned().flatten().map(Node::Import),
             NodeType::Lead => leads
                 .get(&LeadId::from_uuid(uuid))
                 .cloned()

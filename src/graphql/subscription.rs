@@ -281,6 +281,17 @@ impl SubscriptionRoot {
         }))
     }
 
+    /// An import as it progresses: its state now, then after every committed chunk, ending
+    /// once it finished.
+    async fn import_progress(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<super::imports::Import>> + use<>>
+    {
+        super::imports::import_progress(ctx, &id).await
+    }
+
     /// Every event of your workspace's log, or only those of `types`.
     async fn events(
         &self,

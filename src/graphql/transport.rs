@@ -156,15 +156,9 @@ pub async fn serve(gateway: &Gateway, req: HttpRequest<'_>, caller: Caller) -> H
             "the Accept header must allow application/graphql-response+json or application/json",
         );
     };
-    let header_budget = match req.max_credits.map(|v| v.trim().parse::<u64>()) {
-        None => None,
-        Some(Ok(v)) => Some(v),
-        Some(Err(_)) => {
-            return bad_request(
-                media,
-                "the X-Leadgate-Max-Credits header must be a non-negative integer",
-            );
-        }
+    let header_budget = match parse_budget(req.max_credits) {
+        Ok(b) => b,
+        Err(message) => return bad_request(media, message),
     };
     let limits = gateway.limits();
     let batch = if req.is_get {
@@ -202,6 +196,17 @@ pub async fn serve(gateway: &Gateway, req: HttpRequest<'_>, caller: Caller) -> H
             Err(message) => return bad_request(media, &message),
         }
     };
+    run_batch(gateway, media, batch, caller, header_budget).await
+}
+
+/// Runs a decoded request or batch and encodes the answer.
+async fn run_batch(
+    gateway: &Gateway,
+    media: MediaType,
+    batch: BatchRequest,
+    caller: Caller,
+    header_budget: Option<u64>,
+) -> HttpReply {
     let response = match batch {
         BatchRequest::Single(r) => BatchResponse::Single(execute(gateway, r, caller, header_budget).await),
         BatchRequest::Batch(rs) => {
@@ -212,6 +217,98 @@ pub async fn serve(gateway: &Gateway, req: HttpRequest<'_>, caller: Caller) -> H
         }
     };
     encode(media, &response)
+}
+
+/// A `multipart/form-data` POST (the GraphQL multipart request spec,
+/// <https://github.com/jaydenseric/graphql-multipart-request-spec>): an `operations` part
+/// (the JSON request), a `map` part (file part name to variable paths) and the file parts.
+pub struct MultipartRequest<'a> {
+    /// The full `Content-Type`, with its `boundary`.
+    pub content_type: &'a str,
+    pub accept: Option<&'a str>,
+    /// Largest accepted request; a larger one is a 413.
+    pub max_bytes: usize,
+    pub max_credits: Option<&'a str>,
+}
+
+/// Whether a `Content-Type` is `multipart/form-data`.
+pub fn is_multipart(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("multipart/form-data"))
+}
+
+/// Decodes a multipart request as it streams in (files are spooled to anonymous temporary
+/// files, never held in memory), then executes it like a JSON POST. Malformed requests are
+/// refused with a 400 (`BAD_USER_INPUT`) before anything runs; one over `max_bytes` with a 413.
+pub async fn serve_multipart(
+    gateway: &Gateway,
+    req: MultipartRequest<'_>,
+    body: impl futures_util::io::AsyncRead + Send,
+    caller: Caller,
+) -> HttpReply {
+    use async_graphql::ParseRequestError as E;
+    let Some(media) = MediaType::negotiate(req.accept) else {
+        return error_reply(
+            406,
+            MediaType::Json,
+            BAD_USER_INPUT,
+            "the Accept header must allow application/graphql-response+json or application/json",
+        );
+    };
+    let header_budget = match parse_budget(req.max_credits) {
+        Ok(b) => b,
+        Err(message) => return bad_request(media, message),
+    };
+    // one file's worth for the whole stream: `operations` and `map` are small
+    let options = async_graphql::http::MultipartOptions::default()
+        .max_file_size(req.max_bytes)
+        .max_num_files(1);
+    let batch = match async_graphql::http::receive_batch_body(Some(req.content_type), body, options).await {
+        Ok(batch) => batch,
+        Err(E::PayloadTooLarge) => {
+            return error_reply(
+                413,
+                media,
+                BAD_USER_INPUT,
+                &format!(
+                    "the upload is larger than the {} MiB this server accepts",
+                    req.max_bytes >> 20
+                ),
+            );
+        }
+        Err(e) => {
+            let message = match e {
+                E::MissingOperatorsPart => "the multipart request has no `operations` part",
+                E::MissingMapPart => "the multipart request has no `map` part",
+                E::InvalidFilesMap(_) => {
+                    "`map` must be a JSON object mapping file part names to arrays of variable paths"
+                }
+                E::MissingFiles => "`map` names a file part the request does not contain",
+                E::InvalidRequest(_) => "`operations` must be a JSON GraphQL request (or a batch)",
+                E::InvalidMultipart(_) => "the body is not valid multipart/form-data",
+                E::Io(_) => "the request body could not be read",
+                _ => "the multipart request is malformed",
+            };
+            return bad_request(media, message);
+        }
+    };
+    if let BatchRequest::Batch(rs) = &batch
+        && rs.len() > gateway.limits().batch
+    {
+        let max = gateway.limits().batch;
+        return bad_request(media, &format!("a batch may contain at most {max} requests"));
+    }
+    run_batch(gateway, media, batch, caller, header_budget).await
+}
+
+/// The `X-Leadgate-Max-Credits` header as a budget.
+fn parse_budget(raw: Option<&str>) -> Result<Option<u64>, &'static str> {
+    match raw.map(|v| v.trim().parse::<u64>()) {
+        None => Ok(None),
+        Some(Ok(v)) => Ok(Some(v)),
+        Some(Err(_)) => Err("the X-Leadgate-Max-Credits header must be a non-negative integer"),
+    }
 }
 
 /// Parses and checks one request, then runs it; failures before execution carry a code.

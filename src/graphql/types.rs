@@ -269,4 +269,5 @@ impl Viewer {
 pub enum Node {
     Lead(Lead),
     Workspace(Workspace),
+    Import(super::imports::Import),
 }

@@ -13,7 +13,7 @@ use crate::graphql::export::{bad_request, refused};
 use crate::graphql::transport::{self, MediaType};
 use crate::service::{Extras, Format};
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use futures_util::StreamExt;
@@ -124,6 +124,50 @@ async fn export(state: &AppState, headers: &HeaderMap, query: Option<&str>, form
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", export.filename)) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// `GET /imports/{id}/errors.csv`: an import's error report (`row,column,reason`), streamed.
+/// The import must belong to the token's workspace (404 otherwise, as for an unknown id).
+pub(super) async fn import_errors_csv(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let actor = match caller(&state, &headers) {
+        Ok(Caller(Some(actor))) => actor,
+        Ok(Caller(None)) => {
+            return reply(transport::unauthenticated(
+                MediaType::Json,
+                "an error report needs `Authorization: Bearer <token>`",
+            ));
+        }
+        Err(message) => return reply(transport::unauthenticated(MediaType::Json, &message)),
+    };
+    let not_found = || refused(crate::service::ServiceError::NotFound("import"));
+    let Some(id) = crate::graphql::parse_import_id(&id) else {
+        return reply(not_found());
+    };
+    let rows = match state.services.imports.error_report_csv(&actor, id).await {
+        Ok(rows) => rows,
+        Err(e) => return reply(refused(e)),
+    };
+    let body = rows.map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string())));
+    let mut response = Response::new(Body::from_stream(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"import-errors.csv\""),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -12,7 +12,7 @@ use crate::graphql::{Caller, Gateway};
 use crate::service::{Actor, Services};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -31,6 +31,9 @@ use tower_http::trace::TraceLayer;
 #[derive(Clone, Debug)]
 pub struct HttpConfig {
     pub max_body_bytes: usize,
+    /// Largest `multipart/form-data` GraphQL request (file uploads); JSON bodies keep
+    /// `max_body_bytes`.
+    pub max_upload_bytes: usize,
     pub request_timeout: Duration,
     /// A token to preset in GraphiQL's headers editor (demo mode only).
     pub graphiql_token: Option<String>,
@@ -72,6 +75,7 @@ pub fn router(gateway: Gateway, auth: Authenticator, services: Services, config:
         .route("/graphiql", get(graphiql))
         .route("/export/leads.csv", get(export::leads_csv))
         .route("/export/leads.ndjson", get(export::leads_ndjson))
+        .route("/imports/{id}/errors.csv", get(export::import_errors_csv))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -145,8 +149,44 @@ async fn graphql_get(
     graphql(&state, &headers, true, query.as_deref(), &Bytes::new()).await
 }
 
-async fn graphql_post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    graphql(&state, &headers, false, None, &body).await
+/// A POST: JSON bodies are read whole (within `max_body_bytes`); `multipart/form-data` (the
+/// GraphQL multipart request spec, for uploads) is streamed to the parser, which spools files
+/// to temporary files and stops at `max_upload_bytes`.
+async fn graphql_post(State(state): State<Arc<AppState>>, request: axum::extract::Request) -> Response {
+    let headers = request.headers().clone();
+    if transport::is_multipart(header_str(&headers, header::CONTENT_TYPE)) {
+        return graphql_multipart(&state, &headers, request.into_body()).await;
+    }
+    // `Bytes` applies the `DefaultBodyLimit` (413 past `max_body_bytes`)
+    match Bytes::from_request(request, &()).await {
+        Ok(body) => graphql(&state, &headers, false, None, &body).await,
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+async fn graphql_multipart(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
+    use futures_util::TryStreamExt;
+    let accept = header_str(headers, header::ACCEPT);
+    let caller = match caller(state, headers) {
+        Ok(c) => c,
+        Err(message) => {
+            let media = MediaType::negotiate(accept).unwrap_or(MediaType::Json);
+            return reply(transport::unauthenticated(media, &message));
+        }
+    };
+    let reader = body
+        .into_data_stream()
+        .map_err(std::io::Error::other)
+        .into_async_read();
+    let upload = transport::MultipartRequest {
+        content_type: header_str(headers, header::CONTENT_TYPE).unwrap_or_default(),
+        accept,
+        max_bytes: state.config.max_upload_bytes,
+        max_credits: headers
+            .get(transport::MAX_CREDITS_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    };
+    reply(transport::serve_multipart(&state.gateway, upload, reader, caller).await)
 }
 
 async fn graphql(

@@ -12,6 +12,7 @@ use crate::domain::{Import, ImportErrorRow, ImportId, Job, NewJob, RetryPolicy, 
 use crate::events::Bus;
 use crate::jobs::{Handler, JobContext, JobError, Queue};
 use crate::store::{ImportRepo, Store, StoreError};
+use futures_util::Stream;
 use futures_util::future::BoxFuture;
 use std::io::Read;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -73,6 +74,34 @@ impl ImportService {
             .store
             .import_errors(actor.workspace_id, id, after, limit.min(MAX_ERROR_PAGE))
             .await?)
+    }
+
+    /// An import's error report as CSV (`row,column,reason`, in row order), read from the
+    /// store a page at a time as the stream is consumed. `NOT_FOUND` for another workspace's.
+    pub async fn error_report_csv(
+        &self,
+        actor: &Actor,
+        id: ImportId,
+    ) -> Result<impl Stream<Item = Result<Vec<u8>, ServiceError>> + Send + use<>, ServiceError> {
+        self.import(actor, id).await?;
+        let store = self.store.clone();
+        let ws = actor.workspace_id;
+        Ok(async_stream::try_stream! {
+            yield csv_rows(std::iter::once(["row", "column", "reason"].map(str::to_owned)))?;
+            let mut after = None;
+            loop {
+                let page = store.import_errors(ws, id, after, MAX_ERROR_PAGE).await?;
+                let Some(last) = page.last() else { break };
+                after = Some((last.row, last.seq));
+                let full = page.len() == MAX_ERROR_PAGE as usize;
+                yield csv_rows(page.into_iter().map(|r| {
+                    [r.row.to_string(), r.column.unwrap_or_default(), r.reason]
+                }))?;
+                if !full {
+                    break;
+                }
+            }
+        })
     }
 
     /// Stores an uploaded file and queues its import; returns the import (queued). Admins and
@@ -163,6 +192,16 @@ impl ImportService {
             Err(e) => Err(JobError::Transient(e.to_string())),
         }
     }
+}
+
+/// CSV lines of `records`.
+fn csv_rows(records: impl Iterator<Item = [String; 3]>) -> Result<Vec<u8>, ServiceError> {
+    let internal = |e: csv::Error| ServiceError::Internal(StoreError::Database(Box::new(e)));
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for record in records {
+        w.write_record(&record).map_err(internal)?;
+    }
+    w.into_inner().map_err(|e| internal(e.into_error().into()))
 }
 
 /// An uploaded file read back from the store chunk by chunk, on the parser's blocking thread.

@@ -13,6 +13,7 @@ mod fakes;
 mod helpers;
 mod http_protocol;
 mod imports;
+mod imports_graphql;
 mod jobs;
 mod limits;
 mod mutations;

@@ -1,0 +1,537 @@
+//! Imports over GraphQL: `importLeads` (a file sent as a multipart upload, imported by a
+//! `leads.import` job), `imports`, and the `Import` node with its counters and error report.
+
+use super::errors::{bad_input, to_gql};
+use super::ids::{NodeType, decode_typed_id, global_id};
+use super::query::actor;
+use crate::bulk::import::pipeline::ImportRequest;
+use crate::bulk::import::{Field, Format, OnDuplicate};
+use crate::domain::{self, CountryCode, ImportId};
+use crate::service::{MAX_ERROR_PAGE, Services};
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Upload};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use futures_util::{Stream, StreamExt};
+use std::path::Path;
+
+/// Most imports one page of `imports` returns.
+const MAX_IMPORT_PAGE: i32 = 100;
+const IMPORT_CURSOR: &str = "im1:";
+const ERROR_CURSOR: &str = "ie1:";
+
+pub fn import_global_id(id: ImportId) -> ID {
+    global_id(NodeType::Import, id.as_uuid())
+}
+
+/// The file formats an import reads.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(name = "ImportFormat")]
+pub enum ImportFormat {
+    Csv,
+    /// One JSON object per line (`.ndjson`, `.jsonl`).
+    Ndjson,
+}
+
+impl From<ImportFormat> for Format {
+    fn from(f: ImportFormat) -> Self {
+        match f {
+            ImportFormat::Csv => Format::Csv,
+            ImportFormat::Ndjson => Format::Ndjson,
+        }
+    }
+}
+
+/// What an import does with a row whose email already belongs to a lead.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, Default)]
+pub enum ImportOnDuplicate {
+    /// Leave the existing lead as it is.
+    #[default]
+    Skip,
+    /// Fill only the fields the existing lead lacks.
+    UpdateEmptyFields,
+    /// The file's non-empty values replace the lead's; empty cells never clear a field.
+    Overwrite,
+}
+
+impl From<ImportOnDuplicate> for OnDuplicate {
+    fn from(d: ImportOnDuplicate) -> Self {
+        match d {
+            ImportOnDuplicate::Skip => OnDuplicate::Skip,
+            ImportOnDuplicate::UpdateEmptyFields => OnDuplicate::UpdateEmptyFields,
+            ImportOnDuplicate::Overwrite => OnDuplicate::Overwrite,
+        }
+    }
+}
+
+/// Where an import stands.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum ImportStatus {
+    /// Waiting for a worker.
+    Queued,
+    Running,
+    Succeeded,
+    /// Stopped by an error retrying cannot fix; see `error`.
+    Failed,
+    /// Stopped before the end; it resumes from its checkpoint.
+    Interrupted,
+}
+
+impl From<domain::ImportStatus> for ImportStatus {
+    fn from(s: domain::ImportStatus) -> Self {
+        match s {
+            domain::ImportStatus::Queued => ImportStatus::Queued,
+            domain::ImportStatus::Running => ImportStatus::Running,
+            domain::ImportStatus::Succeeded => ImportStatus::Succeeded,
+            domain::ImportStatus::Failed => ImportStatus::Failed,
+            domain::ImportStatus::Interrupted => ImportStatus::Interrupted,
+        }
+    }
+}
+
+/// A source column read into a lead field.
+#[derive(InputObject)]
+pub struct ColumnMappingInput {
+    /// The header (CSV) or key (NDJSON) as written in the file.
+    pub column: String,
+    /// A field name (`email`, `firstName`, `first_name`, …) or `custom.<key>`.
+    pub field: String,
+}
+
+#[derive(InputObject, Default)]
+pub struct ImportLeadsInput {
+    /// Defaults to the one the file name implies (`.csv`, `.ndjson`, `.jsonl`).
+    pub format: Option<ImportFormat>,
+    #[graphql(default_with = "ImportOnDuplicate::Skip")]
+    pub on_duplicate: ImportOnDuplicate,
+    /// Run everything but write only the import and its error report.
+    #[graphql(default)]
+    pub dry_run: bool,
+    /// Explicit column mappings; recognised headers map themselves.
+    #[graphql(default)]
+    pub mapping: Vec<ColumnMappingInput>,
+    /// ISO 3166-1 alpha-2 region for phone numbers written without a country code.
+    pub default_region: Option<String>,
+}
+
+impl ImportLeadsInput {
+    /// The pipeline request for a file named `file_name`.
+    fn into_request(self, ctx: &Context<'_>, file_name: &str) -> async_graphql::Result<ImportRequest> {
+        let format = match self.format {
+            Some(f) => f.into(),
+            None => Format::from_path(Path::new(file_name))
+                .ok_or_else(|| bad_input("cannot tell the format from the file name; set `input.format`"))?,
+        };
+        for m in &self.mapping {
+            if Field::from_target(&m.field).is_none() {
+                return Err(bad_input(format!(
+                    "`mapping`: '{}' is not a lead field",
+                    m.field.chars().take(64).collect::<String>()
+                )));
+            }
+        }
+        let default_region = self
+            .default_region
+            .map(|r| CountryCode::parse("defaultRegion", &r))
+            .transpose()
+            .map_err(|e| bad_input(e.to_string()))?;
+        Ok(ImportRequest {
+            workspace: actor(ctx)?.workspace_id,
+            format,
+            on_duplicate: self.on_duplicate.into(),
+            dry_run: self.dry_run,
+            mapping: self.mapping.into_iter().map(|m| (m.column, m.field)).collect(),
+            default_region,
+            source_name: source_name(file_name),
+        })
+    }
+}
+
+/// The last path segment of a client's file name, for display.
+fn source_name(file_name: &str) -> String {
+    let name = file_name.rsplit(['/', '\\']).next().unwrap_or_default().trim();
+    if name.is_empty() {
+        "upload".to_owned()
+    } else {
+        name.chars().take(255).collect()
+    }
+}
+
+/// What happened to the data rows so far; every row counts exactly once.
+#[derive(SimpleObject)]
+pub struct ImportCounts {
+    /// New leads (in a dry run: leads that would be created).
+    pub created: u64,
+    /// Existing leads the file changed.
+    pub updated: u64,
+    /// Existing leads the file's values left as they were.
+    pub unchanged: u64,
+    /// Rows whose email already belonged to a lead, left alone under `SKIP`.
+    pub skipped_existing: u64,
+    /// Rows whose email an earlier row of the file already had.
+    pub duplicates_in_file: u64,
+    /// Rows refused by validation; they are in the error report.
+    pub invalid: u64,
+    /// Rows whose email was erased on request.
+    pub blocked: u64,
+}
+
+/// One line of an import's error report.
+#[derive(SimpleObject)]
+pub struct ImportError {
+    /// 1-based data row (the CSV header is not counted).
+    pub row: u64,
+    /// The column to blame, when one is.
+    pub column: Option<String>,
+    pub reason: String,
+}
+
+#[derive(SimpleObject)]
+pub struct ImportErrorEdge {
+    pub cursor: String,
+    pub node: ImportError,
+}
+
+/// Forward-only paging.
+#[derive(SimpleObject)]
+pub struct ForwardPageInfo {
+    pub has_next_page: bool,
+    pub end_cursor: Option<String>,
+}
+
+/// An import's error report in row order.
+#[derive(SimpleObject)]
+pub struct ImportErrorConnection {
+    pub edges: Vec<ImportErrorEdge>,
+    pub page_info: ForwardPageInfo,
+}
+
+/// One import of a file into the workspace.
+#[derive(Clone)]
+pub struct Import(Box<domain::Import>);
+
+impl Import {
+    fn new(import: domain::Import) -> Self {
+        Self(Box::new(import))
+    }
+}
+
+#[Object]
+impl Import {
+    pub async fn id(&self) -> ID {
+        import_global_id(self.0.id)
+    }
+    async fn status(&self) -> ImportStatus {
+        self.0.status.into()
+    }
+    async fn format(&self) -> Option<ImportFormat> {
+        match Format::parse(&self.0.format)? {
+            Format::Csv => Some(ImportFormat::Csv),
+            Format::Ndjson => Some(ImportFormat::Ndjson),
+        }
+    }
+    async fn on_duplicate(&self) -> Option<ImportOnDuplicate> {
+        match OnDuplicate::parse(self.0.options["onDuplicate"].as_str()?)? {
+            OnDuplicate::Skip => Some(ImportOnDuplicate::Skip),
+            OnDuplicate::UpdateEmptyFields => Some(ImportOnDuplicate::UpdateEmptyFields),
+            OnDuplicate::Overwrite => Some(ImportOnDuplicate::Overwrite),
+        }
+    }
+    async fn dry_run(&self) -> bool {
+        self.0.dry_run()
+    }
+    /// The file name the client sent.
+    async fn source_name(&self) -> &str {
+        &self.0.source_name
+    }
+    /// Data rows processed and committed.
+    async fn rows_done(&self) -> u64 {
+        self.0.checkpoint.rows_done
+    }
+    async fn counts(&self) -> ImportCounts {
+        let c = self.0.counts;
+        ImportCounts {
+            created: c.created,
+            updated: c.updated,
+            unchanged: c.unchanged,
+            skipped_existing: c.skipped_existing,
+            duplicates_in_file: c.duplicates_in_file,
+            invalid: c.invalid,
+            blocked: c.blocked,
+        }
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.0.started_at
+    }
+    async fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.0.finished_at
+    }
+    /// Where the error report can be downloaded as CSV (`row,column,reason`): a path on this
+    /// server, fetched with the same bearer token.
+    async fn error_report_url(&self) -> String {
+        error_report_path(self.0.id)
+    }
+    /// Why the import failed.
+    async fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+    /// The error report, in row order.
+    async fn errors(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100, desc = "At most 1000.")] first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<ImportErrorConnection> {
+        if first < 1 || first > MAX_ERROR_PAGE as i32 {
+            return Err(bad_input(format!(
+                "`first` must be between 1 and {MAX_ERROR_PAGE}, got {first}"
+            )));
+        }
+        let after = after.as_deref().map(decode_error_cursor).transpose()?;
+        let services = ctx.data::<Services>()?;
+        let limit = first as u32;
+        let mut rows = services
+            .imports
+            .errors(actor(ctx)?, self.0.id, after, limit + 1)
+            .await
+            .map_err(to_gql)?;
+        let has_next_page = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let edges: Vec<ImportErrorEdge> = rows
+            .into_iter()
+            .map(|r| ImportErrorEdge {
+                cursor: encode_error_cursor(r.row, r.seq),
+                node: ImportError {
+                    row: r.row,
+                    column: r.column,
+                    reason: r.reason,
+                },
+            })
+            .collect();
+        Ok(ImportErrorConnection {
+            page_info: ForwardPageInfo {
+                has_next_page,
+                end_cursor: edges.last().map(|e| e.cursor.clone()),
+            },
+            edges,
+        })
+    }
+}
+
+fn encode_error_cursor(row: u64, seq: u32) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{ERROR_CURSOR}{row}:{seq}"))
+}
+
+fn decode_error_cursor(cursor: &str) -> async_graphql::Result<(u64, u32)> {
+    let invalid = || bad_input("`after` is not a cursor of this connection");
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let (row, seq) = text
+        .strip_prefix(ERROR_CURSOR)
+        .and_then(|rest| rest.split_once(':'))
+        .ok_or_else(invalid)?;
+    Ok((
+        row.parse().map_err(|_| invalid())?,
+        seq.parse().map_err(|_| invalid())?,
+    ))
+}
+
+fn encode_import_cursor(id: ImportId) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{IMPORT_CURSOR}{}", id.as_uuid()))
+}
+
+fn decode_import_cursor(cursor: &str) -> async_graphql::Result<ImportId> {
+    let invalid = || bad_input("`after` is not a cursor of this connection");
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let raw = text.strip_prefix(IMPORT_CURSOR).ok_or_else(invalid)?;
+    raw.parse().map(ImportId::from_uuid).map_err(|_| invalid())
+}
+
+#[derive(SimpleObject)]
+pub struct ImportEdge {
+    pub cursor: String,
+    pub node: Import,
+}
+
+/// Imports, newest first.
+#[derive(SimpleObject)]
+pub struct ImportConnection {
+    pub edges: Vec<ImportEdge>,
+    pub page_info: ForwardPageInfo,
+}
+
+#[derive(Default)]
+pub struct ImportQuery;
+
+#[Object]
+impl ImportQuery {
+    /// The workspace's imports, newest first.
+    async fn imports(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20, desc = "At most 100.")] first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<ImportConnection> {
+        if !(1..=MAX_IMPORT_PAGE).contains(&first) {
+            return Err(bad_input(format!(
+                "`first` must be between 1 and {MAX_IMPORT_PAGE}, got {first}"
+            )));
+        }
+        let before = after.as_deref().map(decode_import_cursor).transpose()?;
+        let services = ctx.data::<Services>()?;
+        let limit = first as u32;
+        let mut list = services
+            .imports
+            .imports(actor(ctx)?, before, limit + 1)
+            .await
+            .map_err(to_gql)?;
+        let has_next_page = list.len() > limit as usize;
+        list.truncate(limit as usize);
+        let edges: Vec<ImportEdge> = list
+            .into_iter()
+            .map(|i| ImportEdge {
+                cursor: encode_import_cursor(i.id),
+                node: Import::new(i),
+            })
+            .collect();
+        Ok(ImportConnection {
+            page_info: ForwardPageInfo {
+                has_next_page,
+                end_cursor: edges.last().map(|e| e.cursor.clone()),
+            },
+            edges,
+        })
+    }
+}
+
+/// The import `importLeads` queued.
+#[derive(SimpleObject)]
+pub struct ImportLeadsPayload {
+    pub import: Import,
+}
+
+#[derive(Default)]
+pub struct ImportMutation;
+
+#[Object]
+impl ImportMutation {
+    /// Imports leads from an uploaded CSV or NDJSON file (a `multipart/form-data` request, see
+    /// the GraphQL multipart request spec). The file is stored and imported by a background
+    /// job: follow it with `importProgress`, or `node(id:)`. Admins and members only.
+    async fn import_leads(
+        &self,
+        ctx: &Context<'_>,
+        file: Upload,
+        input: Option<ImportLeadsInput>,
+    ) -> async_graphql::Result<ImportLeadsPayload> {
+        let actor = actor(ctx)?;
+        actor.require_lead_writer().map_err(to_gql)?;
+        let upload = file
+            .value(ctx)
+            .map_err(|_| bad_input("`file` is not a file part of this request"))?;
+        let request = input.unwrap_or_default().into_request(ctx, &upload.filename)?;
+        let content = tokio::fs::File::from_std(upload.content);
+        let services = ctx.data::<Services>()?;
+        let import = services
+            .imports
+            .upload(actor, request, content)
+            .await
+            .map_err(to_gql)?;
+        Ok(ImportLeadsPayload {
+            import: Import::new(import),
+        })
+    }
+}
+
+/// The path of an import's CSV error report.
+pub fn error_report_path(id: ImportId) -> String {
+    format!("/imports/{}/errors.csv", import_global_id(id).0)
+}
+
+/// The import a global id names, for the HTTP error report.
+pub fn parse_import_id(id: &str) -> Option<ImportId> {
+    decode_typed_id(id, NodeType::Import)
+        .ok()
+        .map(ImportId::from_uuid)
+}
+
+/// An import of the caller's workspace, for `node(id:)`.
+pub async fn import_node(ctx: &Context<'_>, id: ImportId) -> async_graphql::Result<Option<Import>> {
+    let services = ctx.data::<Services>()?;
+    match services.imports.import(actor(ctx)?, id).await {
+        Ok(i) => Ok(Some(Import::new(i))),
+        Err(crate::service::ServiceError::NotFound(_)) => Ok(None),
+        Err(e) => Err(to_gql(e)),
+    }
+}
+
+/// `importProgress`: the import as it is now, then again after each `import.progress` and
+/// `import.finished` event of it, ending after it finished. The event stream starts at the log's
+/// head read before the first snapshot, so no event between the two is missed.
+pub async fn import_progress(
+    ctx: &Context<'_>,
+    id: &ID,
+) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<Import>> + use<>> {
+    let id = decode_typed_id(id, NodeType::Import).map(ImportId::from_uuid)?;
+    let actor = actor(ctx)?.clone();
+    let services = ctx.data::<Services>()?.clone();
+    let head = services.events.head(&actor).await.map_err(to_gql)?;
+    let first = services.imports.import(&actor, id).await.map_err(to_gql)?;
+    let mut events = Box::pin(services.events.stream(&actor, Some(head)).await.map_err(to_gql)?);
+    Ok(async_stream::stream! {
+        let mut done = first.status.is_final();
+        yield Ok(Import::new(first));
+        while !done {
+            let Some(item) = events.next().await else { break };
+            match item {
+                Ok(event)
+                    if event.subject_id == Some(id.as_uuid())
+                        && (event.kind == domain::IMPORT_PROGRESS
+                            || event.kind == domain::IMPORT_FINISHED) =>
+                {
+                    match services.imports.import(&actor, id).await {
+                        Ok(now) => {
+                            done = now.status.is_final() || event.kind == domain::IMPORT_FINISHED;
+                            yield Ok(Import::new(now));
+                        }
+                        Err(e) => {
+                            yield Err(to_gql(e));
+                            break;
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    yield Err(to_gql(e));
+                    break;
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = encode_error_cursor(12, 3);
+        assert_eq!(decode_error_cursor(&c).unwrap(), (12, 3));
+        assert!(decode_error_cursor("nope").is_err());
+        let id = ImportId::new();
+        assert_eq!(decode_import_cursor(&encode_import_cursor(id)).unwrap(), id);
+        assert!(decode_import_cursor(&c).is_err());
+    }
+
+    #[test]
+    fn source_name_keeps_the_last_segment() {
+        assert_eq!(source_name("C:\\data\\leads.csv"), "leads.csv");
+        assert_eq!(source_name("a/b/leads.ndjson"), "leads.ndjson");
+        assert_eq!(source_name(" "), "upload");
+    }
+}
