@@ -28,7 +28,7 @@ macro_rules! impl_erasure_repo {
             };
             use $crate::store::erasure::TABLES_KEYED_BY_EMAIL_HASH;
             use $crate::store::repo::interpret;
-            use $crate::store::sql::{LEAD_COLUMNS, SqlBuilder};
+            use $crate::store::sql::{LEAD_COLUMNS, SqlBuilder, push_newest_first};
             use $crate::store::{ErasureRepo, StoreError, StoreResult};
 
             type Qb = sqlx::QueryBuilder<super::Db>;
@@ -395,13 +395,7 @@ macro_rules! impl_erasure_repo {
                 ) -> StoreResult<Vec<Erasure>> {
                     let mut qb = Qb::new(ERASURE_COLUMNS);
                     qb.push("workspace_id = ");
-                    qb.push_uuid(ws.as_uuid());
-                    if let Some(before) = before {
-                        qb.push(" AND id < ");
-                        qb.push_uuid(before.as_uuid());
-                    }
-                    qb.push(" ORDER BY id DESC LIMIT ");
-                    qb.push_int(i64::from(limit));
+                    push_newest_first(&mut qb, ws, before.map(|b| b.as_uuid()), limit);
                     let rows = qb.build().fetch_all(&self.read).await.map_err(interpret)?;
                     rows.iter().map(erasure_from_row).collect::<Result<_, _>>().map_err(interpret)
                 }

@@ -19,7 +19,7 @@ macro_rules! impl_import_repo {
                 ImportCounts, ImportErrorRow, ImportId, ImportStatus, JobId, Lead, Timestamp, WorkspaceId,
             };
             use $crate::store::repo::interpret;
-            use $crate::store::sql::{self, KeyValue, SqlBuilder};
+            use $crate::store::sql::{self, KeyValue, SqlBuilder, push_newest_first};
             use $crate::store::{ImportChunk, ImportRepo, StoreError, StoreResult};
 
             type Qb = sqlx::QueryBuilder<super::Db>;
@@ -217,13 +217,7 @@ macro_rules! impl_import_repo {
                     limit: u32,
                 ) -> StoreResult<Vec<Import>> {
                     let mut qb = Qb::new(format!("SELECT {IMPORT_COLUMNS} FROM imports WHERE workspace_id = "));
-                    qb.push_uuid(ws.as_uuid());
-                    if let Some(before) = before {
-                        qb.push(" AND id < ");
-                        qb.push_uuid(before.as_uuid());
-                    }
-                    qb.push(" ORDER BY id DESC LIMIT ");
-                    qb.push_int(i64::from(limit));
+                    push_newest_first(&mut qb, ws, before.map(|b| b.as_uuid()), limit);
                     let rows = qb.build().fetch_all(&self.read).await.map_err(interpret)?;
                     rows.iter().map(|r| import_from_row(r).map_err(interpret)).collect()
                 }

@@ -18,7 +18,7 @@ macro_rules! impl_retention_repo {
                 RetentionRun, RetentionRunId, RunTrigger, Timestamp, WorkspaceId,
             };
             use $crate::store::repo::interpret;
-            use $crate::store::sql::{LEAD_COLUMNS, SqlBuilder};
+            use $crate::store::sql::{LEAD_COLUMNS, SqlBuilder, push_newest_first};
             use $crate::store::{RetentionRepo, StoreError, StoreResult};
 
             type Qb = sqlx::QueryBuilder<super::Db>;
@@ -228,13 +228,7 @@ macro_rules! impl_retention_repo {
                 ) -> StoreResult<Vec<RetentionRun>> {
                     let mut qb = Qb::new(RUN_COLUMNS);
                     qb.push("workspace_id = ");
-                    qb.push_uuid(ws.as_uuid());
-                    if let Some(before) = before {
-                        qb.push(" AND id < ");
-                        qb.push_uuid(before.as_uuid());
-                    }
-                    qb.push(" ORDER BY id DESC LIMIT ");
-                    qb.push_int(i64::from(limit));
+                    push_newest_first(&mut qb, ws, before.map(|b| b.as_uuid()), limit);
                     let rows = qb.build().fetch_all(&self.read).await.map_err(interpret)?;
                     rows.iter().map(run_from_row).collect::<Result<_, _>>().map_err(interpret)
                 }

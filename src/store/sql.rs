@@ -458,6 +458,23 @@ pub(crate) fn select_in_query<B: SqlBuilder>(
     qb
 }
 
+/// Ends a `… WHERE workspace_id = ` statement over a table keyed by time-ordered UUIDs: the
+/// workspace's rows older than `before`, newest first, at most `limit`.
+pub(crate) fn push_newest_first<B: SqlBuilder>(
+    qb: &mut B,
+    ws: WorkspaceId,
+    before: Option<Uuid>,
+    limit: u32,
+) {
+    qb.push_uuid(ws.as_uuid());
+    if let Some(before) = before {
+        qb.push(" AND id < ");
+        qb.push_uuid(before);
+    }
+    qb.push(" ORDER BY id DESC LIMIT ");
+    qb.push_int(i64::from(limit));
+}
+
 /// A lookup key for `select_in_query`.
 pub(crate) enum KeyValue {
     Uuid(Uuid),
