@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use leadgate::domain::{JobScope, JobState, NewJob};
 use leadgate::jobs::Queue;
-use leadgate::store::{JobRepo, PoolOptions, Store};
+use leadgate::store::{PoolOptions, Store};
 use serde_json::json;
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -16,7 +16,7 @@ use crate::http::{HttpConfig, router};
 use crate::jobs::worker::Workers;
 use crate::jobs::{Registry, builtin};
 use crate::service::{EnrichLeadsHandler, Services};
-use crate::store::{EnrichmentRepo, PoolOptions, SettingsRepo, Store};
+use crate::store::{PoolOptions, Store};
 use anyhow::{Context, bail};
 use base64::Engine;
 use secrecy::SecretString;

@@ -903,7 +903,6 @@ async fn export(settings: &Settings, args: ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 async fn import(settings: &Settings, args: ImportArgs) -> anyhow::Result<()> {
-    use crate::store::WorkspaceRepo;
     let store = app::open_store(settings).await?;
     let ws = match &args.workspace {
         Some(slug) => store
@@ -1035,7 +1034,6 @@ async fn write_error_report(
     path: &std::path::Path,
     always: bool,
 ) -> anyhow::Result<u64> {
-    use crate::store::ImportRepo;
     let mut page = store
         .import_errors(import.workspace_id, import.id, None, 10_000)
         .await?;

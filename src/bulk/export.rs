@@ -9,38 +9,20 @@
 //! appears as it was when its batch was read.
 
 use crate::domain::{
-    EnrichmentRecord, Group, Lead, LeadFilter, LeadId, LeadOrder, LeadQuery, PageDirection, Timestamp,
-    WorkspaceId,
+    EnrichmentRecord, Group, LEAD_COLUMNS, Lead, LeadColumn, LeadFilter, LeadId, LeadOrder, LeadQuery,
+    PageDirection, Timestamp, Value as ColumnValue, WorkspaceId, lead_export_json,
 };
-use crate::store::{EnrichmentRepo, LeadRepo, Store, StoreError};
+use crate::store::{Store, StoreError};
 use bytes::Bytes;
-use chrono::SecondsFormat;
 use futures_util::Stream;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
-/// The lead's own columns, in order (CSV header and NDJSON keys).
-pub const LEAD_COLUMNS: [&str; 19] = [
-    "id",
-    "email",
-    "first_name",
-    "last_name",
-    "title",
-    "company_name",
-    "company_domain",
-    "phone",
-    "linkedin_url",
-    "country",
-    "source",
-    "status",
-    "owner",
-    "score",
-    "tags",
-    "custom_fields",
-    "created_at",
-    "updated_at",
-    "archived_at",
-];
+/// The lead's own columns, in order (CSV header and NDJSON keys): those of
+/// `domain::LEAD_COLUMNS` that exports carry.
+pub fn lead_columns() -> impl Iterator<Item = &'static LeadColumn> {
+    LEAD_COLUMNS.iter().filter(|c| c.is_exported())
+}
 
 /// Leads per statement unless configured otherwise.
 pub const DEFAULT_BATCH: usize = 5_000;
@@ -114,7 +96,7 @@ impl Extras {
 
     /// Every column of a CSV export, in order.
     pub fn columns(&self) -> Vec<String> {
-        let mut columns: Vec<String> = LEAD_COLUMNS.iter().map(|c| (*c).to_owned()).collect();
+        let mut columns: Vec<String> = lead_columns().map(|c| c.name.to_owned()).collect();
         for group in &self.groups {
             for field in group.fields() {
                 let name = format!("{}.{field}", group.as_str());
@@ -132,7 +114,7 @@ impl Extras {
 
 /// RFC 3339 in UTC with microseconds, e.g. `2026-11-28T10:00:00.123456Z`.
 pub fn timestamp(t: Timestamp) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+    ColumnValue::timestamp_text(t)
 }
 
 /// An enriched value in one CSV cell: text as is, numbers and booleans printed, lists and
@@ -210,29 +192,9 @@ impl Encoder {
     /// Writes one record field by field, without collecting it first.
     fn csv_row(&self, w: &mut csv::Writer<Vec<u8>>, lead: &Lead, records: &Records) -> csv::Result<()> {
         let opt = |v: Option<&str>| v.unwrap_or_default().to_owned();
-        w.write_field(lead.id.to_string())?;
-        for text in [
-            lead.email.as_ref().map(|v| v.as_str()),
-            lead.first_name.as_deref(),
-            lead.last_name.as_deref(),
-            lead.title.as_deref(),
-            lead.company_name.as_deref(),
-            lead.company_domain.as_ref().map(|v| v.as_str()),
-            lead.phone.as_ref().map(|v| v.as_str()),
-            lead.linkedin_url.as_ref().map(|v| v.as_str()),
-            lead.country.as_ref().map(|v| v.as_str()),
-            lead.source.as_deref(),
-        ] {
-            w.write_field(text.unwrap_or_default())?;
+        for column in lead_columns() {
+            w.write_field((column.get)(lead).to_cell())?;
         }
-        w.write_field(lead.status.as_str())?;
-        w.write_field(lead.owner.as_deref().unwrap_or_default())?;
-        w.write_field(lead.score.value().to_string())?;
-        w.write_field(serde_json::to_string(&lead.tags.as_strs()).unwrap_or_default())?;
-        w.write_field(lead.custom_fields.to_json_string())?;
-        w.write_field(timestamp(lead.created_at))?;
-        w.write_field(timestamp(lead.updated_at))?;
-        w.write_field(lead.archived_at.map(timestamp).unwrap_or_default())?;
         for group in &self.extras.groups {
             let record = records.get(&(lead.id, *group));
             for field in group.fields() {
@@ -252,30 +214,7 @@ impl Encoder {
 
     fn json_object(&self, lead: &Lead, records: &Records) -> Map<String, Value> {
         let text = |v: Option<&str>| v.map_or(Value::Null, |s| Value::String(s.to_owned()));
-        let values = [
-            Value::String(lead.id.to_string()),
-            text(lead.email.as_ref().map(|v| v.as_str())),
-            text(lead.first_name.as_deref()),
-            text(lead.last_name.as_deref()),
-            text(lead.title.as_deref()),
-            text(lead.company_name.as_deref()),
-            text(lead.company_domain.as_ref().map(|v| v.as_str())),
-            text(lead.phone.as_ref().map(|v| v.as_str())),
-            text(lead.linkedin_url.as_ref().map(|v| v.as_str())),
-            text(lead.country.as_ref().map(|v| v.as_str())),
-            text(lead.source.as_deref()),
-            Value::String(lead.status.as_str().to_owned()),
-            text(lead.owner.as_deref()),
-            Value::from(lead.score.value()),
-            Value::from(lead.tags.as_strs()),
-            Value::Object(lead.custom_fields.as_map().clone()),
-            Value::String(timestamp(lead.created_at)),
-            Value::String(timestamp(lead.updated_at)),
-            lead.archived_at
-                .map_or(Value::Null, |t| Value::String(timestamp(t))),
-        ];
-        let mut object: Map<String, Value> =
-            LEAD_COLUMNS.iter().map(|c| (*c).to_owned()).zip(values).collect();
+        let mut object = lead_export_json(lead);
         if !self.extras.groups.is_empty() {
             let mut enrichment = Map::new();
             for group in &self.extras.groups {
@@ -433,7 +372,28 @@ mod tests {
             provenance: true,
         };
         let columns = extras.columns();
-        assert_eq!(&columns[..19], LEAD_COLUMNS.map(String::from).as_slice());
+        let own = [
+            "id",
+            "email",
+            "first_name",
+            "last_name",
+            "title",
+            "company_name",
+            "company_domain",
+            "phone",
+            "linkedin_url",
+            "country",
+            "source",
+            "status",
+            "owner",
+            "score",
+            "tags",
+            "custom_fields",
+            "created_at",
+            "updated_at",
+            "archived_at",
+        ];
+        assert_eq!(&columns[..19], own.map(String::from).as_slice());
         assert_eq!(
             &columns[19..],
             [

@@ -9,7 +9,7 @@ pub mod import;
 pub mod synthetic;
 
 use crate::domain::{Workspace, now};
-use crate::store::{AdminRepo, LeadRepo, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Inserts `count` synthetic leads into `workspace` in one bulk load, calling `progress` with
 /// the running total as chunks land. Deterministic for a given `seed`.

@@ -4,6 +4,7 @@
 //! workspace id so the same address hashes differently in two workspaces. Imports and lead
 //! creation check new emails against it, so an erased person is not brought back.
 
+use super::columns::personal_texts;
 use super::ids::WorkspaceId;
 use super::lead::Lead;
 use super::values::EmailAddress;
@@ -45,18 +46,10 @@ pub const MIN_NEEDLE_CHARS: usize = 3;
 /// The values of `lead` that identify the person, lower-cased, as looked for in free text
 /// (job errors, receivers' answers, event payloads) when the lead is erased.
 pub fn personal_values(lead: &Lead) -> Vec<String> {
-    let mut out: Vec<String> = [
-        lead.email.as_ref().map(|e| e.as_str().to_owned()),
-        lead.first_name.clone(),
-        lead.last_name.clone(),
-        lead.phone.as_ref().map(|p| p.as_str().to_owned()),
-        lead.linkedin_url.as_ref().map(|u| u.as_str().to_owned()),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|v| v.trim().to_lowercase())
-    .filter(|v| v.chars().count() >= MIN_NEEDLE_CHARS)
-    .collect();
+    let mut out: Vec<String> = personal_texts(lead)
+        .map(|v| v.trim().to_lowercase())
+        .filter(|v| v.chars().count() >= MIN_NEEDLE_CHARS)
+        .collect();
     out.sort();
     out.dedup();
     out

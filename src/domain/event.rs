@@ -5,10 +5,9 @@
 //! Lead events carry a snapshot of the lead after the change (subscriptions and webhooks
 //! deliver it without reading the store again); enrichment events carry ids and field names.
 
+use super::columns::{changed_fields, lead_from_snapshot, lead_snapshot};
 use super::ids::{LeadId, WorkspaceId};
-use super::lead::{Lead, LeadStatus, Timestamp};
-use super::values::{CountryCode, CustomFields, Domain, EmailAddress, LinkedInUrl, Phone, Score, Tags};
-use serde::{Deserialize, Serialize};
+use super::lead::{Lead, Timestamp};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -67,7 +66,7 @@ impl NewEvent {
             kind,
             subject_id: Some(lead.id.as_uuid()),
             payload: serde_json::json!({
-                "lead": LeadDoc::from(lead),
+                "lead": lead_snapshot(lead),
                 "changedFields": changed,
             }),
             at: lead.updated_at,
@@ -129,17 +128,14 @@ impl Event {
         if !LEAD_CHANGE_TYPES.contains(&self.kind.as_str()) {
             return None;
         }
-        let doc: LeadDoc = serde_json::from_value(self.payload.get("lead")?.clone()).ok()?;
+        let lead = lead_from_snapshot(self.payload.get("lead")?, self.workspace_id).ok()?;
         let changed_fields = self
             .payload
             .get("changedFields")
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
             .unwrap_or_default();
-        Some(LeadChange {
-            lead: doc.into_lead(self.workspace_id)?,
-            changed_fields,
-        })
+        Some(LeadChange { lead, changed_fields })
     }
 
     /// The lead this event is about, for lead and enrichment events.
@@ -151,120 +147,10 @@ impl Event {
     }
 }
 
-/// The names (as in the API) of the fields that differ between two versions of a lead.
-pub fn changed_fields(before: &Lead, after: &Lead) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    let mut check = |name: &'static str, differs: bool| {
-        if differs {
-            out.push(name);
-        }
-    };
-    check("email", before.email != after.email);
-    check("firstName", before.first_name != after.first_name);
-    check("lastName", before.last_name != after.last_name);
-    check("title", before.title != after.title);
-    check("companyName", before.company_name != after.company_name);
-    check("companyDomain", before.company_domain != after.company_domain);
-    check("phone", before.phone != after.phone);
-    check("linkedinUrl", before.linkedin_url != after.linkedin_url);
-    check("country", before.country != after.country);
-    check("source", before.source != after.source);
-    check("status", before.status != after.status);
-    check("owner", before.owner != after.owner);
-    check("score", before.score != after.score);
-    check("tags", before.tags != after.tags);
-    check("customFields", before.custom_fields != after.custom_fields);
-    check("archivedAt", before.archived_at != after.archived_at);
-    out
-}
-
-/// A lead as stored in an event payload: plain JSON in the API's field names.
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LeadDoc {
-    id: Uuid,
-    email: Option<String>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    title: Option<String>,
-    company_name: Option<String>,
-    company_domain: Option<String>,
-    phone: Option<String>,
-    linkedin_url: Option<String>,
-    country: Option<String>,
-    source: Option<String>,
-    status: String,
-    owner: Option<String>,
-    score: i64,
-    tags: Vec<String>,
-    custom_fields: serde_json::Map<String, Value>,
-    created_at: Timestamp,
-    updated_at: Timestamp,
-    archived_at: Option<Timestamp>,
-    version: i64,
-}
-
-impl From<&Lead> for LeadDoc {
-    fn from(l: &Lead) -> Self {
-        let text = |v: Option<&str>| v.map(str::to_owned);
-        Self {
-            id: l.id.as_uuid(),
-            email: text(l.email.as_ref().map(EmailAddress::as_str)),
-            first_name: l.first_name.clone(),
-            last_name: l.last_name.clone(),
-            title: l.title.clone(),
-            company_name: l.company_name.clone(),
-            company_domain: text(l.company_domain.as_ref().map(Domain::as_str)),
-            phone: text(l.phone.as_ref().map(Phone::as_str)),
-            linkedin_url: text(l.linkedin_url.as_ref().map(LinkedInUrl::as_str)),
-            country: text(l.country.as_ref().map(CountryCode::as_str)),
-            source: l.source.clone(),
-            status: l.status.as_str().to_owned(),
-            owner: l.owner.clone(),
-            score: i64::from(l.score.value()),
-            tags: l.tags.as_strs().into_iter().map(str::to_owned).collect(),
-            custom_fields: l.custom_fields.as_map().clone(),
-            created_at: l.created_at,
-            updated_at: l.updated_at,
-            archived_at: l.archived_at,
-            version: l.version,
-        }
-    }
-}
-
-impl LeadDoc {
-    /// Values in an event were valid when written, so they are trusted back.
-    fn into_lead(self, workspace_id: WorkspaceId) -> Option<Lead> {
-        Some(Lead {
-            id: LeadId::from_uuid(self.id),
-            workspace_id,
-            email: self.email.map(EmailAddress::from_trusted),
-            first_name: self.first_name,
-            last_name: self.last_name,
-            title: self.title,
-            company_name: self.company_name,
-            company_domain: self.company_domain.map(Domain::from_trusted),
-            phone: self.phone.map(Phone::from_trusted),
-            linkedin_url: self.linkedin_url.map(LinkedInUrl::from_trusted),
-            country: self.country.map(CountryCode::from_trusted),
-            source: self.source,
-            status: LeadStatus::parse(&self.status)?,
-            owner: self.owner,
-            score: Score::from_trusted(self.score),
-            tags: Tags::from_trusted(self.tags),
-            custom_fields: CustomFields::from_trusted(self.custom_fields),
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            archived_at: self.archived_at,
-            version: self.version,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{LeadPatch, Patch, now};
+    use crate::domain::{EmailAddress, LeadPatch, Patch, Tags, now};
 
     fn lead() -> Lead {
         let mut lead = Lead::new(WorkspaceId::new(), now());

@@ -1,12 +1,14 @@
 //! Distinct identifier newtypes over UUIDv7, so one kind of id cannot stand in for another.
 
+use super::columns::Value;
 use std::fmt;
 use uuid::Uuid;
 
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
         pub struct $name(Uuid);
 
         impl $name {
@@ -34,6 +36,12 @@ macro_rules! uuid_id {
                 self.0.fmt(f)
             }
         }
+
+        impl From<$name> for Value {
+            fn from(id: $name) -> Self {
+                Value::Uuid(id.0)
+            }
+        }
     };
 }
 
@@ -57,3 +65,33 @@ uuid_id!(
     /// Identifies one erasure (its audit record).
     ErasureId
 );
+uuid_id!(
+    /// Identifies an outbound webhook endpoint.
+    WebhookId
+);
+
+/// Identifies one webhook delivery attempt (numbered by the store).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct DeliveryId(i64);
+
+impl DeliveryId {
+    /// Wraps a number the store assigned or a client sent back.
+    pub fn from_i64(n: i64) -> Self {
+        Self(n)
+    }
+    pub fn as_i64(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<DeliveryId> for Value {
+    fn from(id: DeliveryId) -> Self {
+        Value::Integer(id.0)
+    }
+}

@@ -12,7 +12,17 @@ use std::time::Duration;
 
 /// Identifies a job: the queue's row id, increasing with every enqueue.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct JobId(pub i64);
+pub struct JobId(i64);
+
+impl JobId {
+    /// Wraps a row id the store assigned or a client sent back.
+    pub fn from_i64(n: i64) -> Self {
+        Self(n)
+    }
+    pub fn as_i64(self) -> i64 {
+        self.0
+    }
+}
 
 impl fmt::Display for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -103,7 +113,7 @@ impl Job {
             workspace_id: ws,
             kind: JOB_DEAD,
             subject_id: None,
-            payload: serde_json::json!({ "jobId": self.id.0, "kind": self.kind, "error": error }),
+            payload: serde_json::json!({ "jobId": self.id.as_i64(), "kind": self.kind, "error": error }),
             at,
         })
     }
@@ -366,7 +376,7 @@ mod tests {
         assert!(JobSelection::default().is_empty());
         assert!(
             !JobSelection {
-                ids: vec![JobId(1)],
+                ids: vec![JobId::from_i64(1)],
                 kind: None
             }
             .is_empty()

@@ -352,6 +352,44 @@ impl LeadPatch {
     }
 }
 
+impl LeadPatch {
+    /// The part of this patch that fills fields `lead` lacks (an import's
+    /// `UPDATE_EMPTY_FIELDS`): a lead always has a status and a score, so those are never
+    /// "empty"; tags fill an empty list; custom fields add only the keys the lead lacks.
+    pub fn filling(&self, lead: &Lead) -> LeadPatch {
+        fn fill<T: Clone>(slot: &Option<T>, value: &Patch<T>) -> Patch<T> {
+            match (slot, value) {
+                (None, Patch::Set(v)) => Patch::Set(v.clone()),
+                _ => Patch::Keep,
+            }
+        }
+        LeadPatch {
+            email: Patch::Keep,
+            first_name: fill(&lead.first_name, &self.first_name),
+            last_name: fill(&lead.last_name, &self.last_name),
+            title: fill(&lead.title, &self.title),
+            company_name: fill(&lead.company_name, &self.company_name),
+            company_domain: fill(&lead.company_domain, &self.company_domain),
+            phone: fill(&lead.phone, &self.phone),
+            linkedin_url: fill(&lead.linkedin_url, &self.linkedin_url),
+            country: fill(&lead.country, &self.country),
+            source: fill(&lead.source, &self.source),
+            owner: fill(&lead.owner, &self.owner),
+            status: None,
+            score: None,
+            tags: self.tags.clone().filter(|_| lead.tags.is_empty()),
+            custom_fields: self.custom_fields.as_ref().and_then(|fields| {
+                let have = lead.custom_fields.as_map();
+                let mut merged = have.clone();
+                for (key, value) in fields.as_map() {
+                    merged.entry(key.clone()).or_insert_with(|| value.clone());
+                }
+                (merged.len() > have.len()).then(|| CustomFields::from_trusted(merged))
+            }),
+        }
+    }
+}
+
 /// Lifts a required parse into the optional shape `parse_with` takes.
 fn some<T>(r: Result<T, FieldError>) -> Result<Option<T>, FieldError> {
     r.map(Some)

@@ -4,6 +4,7 @@
 //! cannot hold an invalid value (`EmailAddress::parse`, `Phone::parse`, …); nothing downstream
 //! validates again. Neither GraphQL nor SQL derives live here: `graphql` and `store` convert.
 
+mod columns;
 mod enrichment;
 mod erasure;
 mod error;
@@ -19,6 +20,10 @@ mod values;
 mod webhook;
 mod workspace;
 
+pub use columns::{
+    ColumnType, LEAD_COLUMNS, LeadColumn, Role as ColumnRole, Value, changed_fields, lead_column,
+    lead_export_json, lead_from_snapshot, lead_from_values, lead_snapshot, personal_texts, read_columns,
+};
 pub use enrichment::{
     CompanyData, EmailStatus, EmailVerificationData, EnrichmentRecord, Fields, Group, GroupData, PersonData,
     PhoneData, PhoneKind, PhoneNumber, Policy, Source, Subject,
@@ -27,13 +32,13 @@ pub use erasure::{EmailHash, REDACTED, personal_values, redact};
 pub use error::{FieldError, FieldErrorCode, ValidationErrors};
 pub use event::{
     EVENT_TYPES, Event, JOB_DEAD, LEAD_ARCHIVED, LEAD_CHANGE_TYPES, LEAD_CREATED, LEAD_ENRICHED, LEAD_ERASED,
-    LEAD_RESTORED, LEAD_UPDATED, LeadChange, NewEvent, WEBHOOK_DISABLED, changed_fields, erased_payload,
+    LEAD_RESTORED, LEAD_UPDATED, LeadChange, NewEvent, WEBHOOK_DISABLED, erased_payload,
 };
 pub use filter::{
     ArchivedFilter, Cursor, CursorSide, Direction, LeadFilter, LeadOrder, LeadQuery, PageDirection,
     SortField, SortValue, TagMatch,
 };
-pub use ids::{ErasureId, ImportId, LeadId, RetentionRunId, WorkspaceId};
+pub use ids::{DeliveryId, ErasureId, ImportId, LeadId, RetentionRunId, WebhookId, WorkspaceId};
 pub use import::{
     IMPORT_FINISHED, IMPORT_PROGRESS, Import, ImportCheckpoint, ImportCounts, ImportErrorRow, ImportStatus,
 };

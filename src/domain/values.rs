@@ -23,6 +23,11 @@ macro_rules! string_value {
                 f.write_str(&self.0)
             }
         }
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
     };
 }
 

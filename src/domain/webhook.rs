@@ -3,10 +3,9 @@
 
 use super::error::{FieldError, FieldErrorCode};
 use super::event::EVENT_TYPES;
-use super::ids::WorkspaceId;
+use super::ids::{DeliveryId, WebhookId, WorkspaceId};
 use super::lead::Timestamp;
 use super::providers::SealedKey;
-use uuid::Uuid;
 
 /// Longest accepted endpoint URL.
 pub const MAX_URL_LEN: usize = 2048;
@@ -14,7 +13,7 @@ pub const MAX_URL_LEN: usize = 2048;
 /// A registered receiver of events.
 #[derive(Clone, PartialEq, Debug)]
 pub struct WebhookEndpoint {
-    pub id: Uuid,
+    pub id: WebhookId,
     pub workspace_id: WorkspaceId,
     pub url: String,
     pub description: Option<String>,
@@ -45,9 +44,9 @@ impl WebhookEndpoint {
 #[derive(Clone, PartialEq, Debug)]
 pub struct WebhookDelivery {
     /// Assigned by the store; 0 before it is written.
-    pub id: i64,
+    pub id: DeliveryId,
     pub workspace_id: WorkspaceId,
-    pub endpoint_id: Uuid,
+    pub endpoint_id: WebhookId,
     pub event_seq: i64,
     pub event_type: String,
     pub attempt: u32,

@@ -2,7 +2,7 @@
 //!
 //! Both answer at once and never queue: a provider that cannot take a call now is skipped and
 //! the waterfall moves on, so a slow or limited provider never holds a page up. The credit
-//! quotas shared across instances live in the store (`EnrichmentRepo::reserve_usage`).
+//! quotas shared across instances live in the store (`Store::reserve_usage`).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;

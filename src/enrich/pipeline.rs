@@ -19,7 +19,7 @@ use crate::domain::{
     EnrichmentRecord, EnrichmentSettings, Event, Group, LEAD_ENRICHED, Lead, LeadId, NewEvent, Policy,
     ProviderConfig, ProviderKind, Source, Subject, UsagePeriod, WorkspaceId, now,
 };
-use crate::store::{EnrichmentRepo, Store, StoreError};
+use crate::store::{Store, StoreError};
 use futures_util::future::join_all;
 use moka::sync::Cache;
 use secrecy::{ExposeSecret, SecretString};

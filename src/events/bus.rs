@@ -8,7 +8,7 @@
 //! reconnected. Whatever the task has not seen yet it reads from the log.
 
 use crate::domain::{Event, WorkspaceId};
-use crate::store::{EventRepo, Store, StoreError};
+use crate::store::{Store, StoreError};
 use futures_util::Stream;
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -11,17 +11,16 @@
 
 use super::Bus;
 use super::webhooks::{Deliverer, DeliveryError};
-use crate::domain::{Duplicate, Jitter, Job, NewJob, RetryPolicy, WorkspaceId, now};
+use crate::domain::{Duplicate, Jitter, Job, NewJob, RetryPolicy, WebhookId, WorkspaceId, now};
 use crate::jobs::builtin::retention_cutoff;
 use crate::jobs::schedule::{ScheduleError, ScheduleSpec};
 use crate::jobs::{Handler, JobContext, JobError, Queue, Registry};
-use crate::store::{EventRepo, Store, StoreError, WebhookRepo};
+use crate::store::{Store, StoreError};
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::broadcast;
-use uuid::Uuid;
 
 /// The job kind of one delivery attempt.
 pub const DELIVER: &str = "webhook.deliver";
@@ -33,7 +32,7 @@ const BATCH: u32 = 500;
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Delivery {
-    endpoint_id: Uuid,
+    endpoint_id: WebhookId,
     seq: i64,
 }
 

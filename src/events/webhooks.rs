@@ -8,15 +8,16 @@
 //! Every attempt is logged with the receiver's status and the start of its answer.
 
 use crate::crypto::KeySealer;
-use crate::domain::{Event, Timestamp, WebhookDelivery, WebhookEndpoint, WorkspaceId, now};
-use crate::store::{EventRepo, Store, StoreError, WebhookRepo};
+use crate::domain::{
+    DeliveryId, Event, Timestamp, WebhookDelivery, WebhookEndpoint, WebhookId, WorkspaceId, now,
+};
+use crate::store::{Store, StoreError};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
 use std::time::{Duration, Instant};
-use uuid::Uuid;
 
 pub const SIGNATURE_HEADER: &str = "Leadgate-Signature";
 pub const EVENT_ID_HEADER: &str = "Leadgate-Event-Id";
@@ -87,7 +88,7 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 }
 
 /// The sealing purpose of an endpoint's secret (associated data with the workspace).
-pub fn secret_purpose(endpoint: Uuid) -> String {
+pub fn secret_purpose(endpoint: WebhookId) -> String {
     format!("webhook:{endpoint}")
 }
 
@@ -179,7 +180,7 @@ impl Deliverer {
     pub async fn deliver(
         &self,
         ws: WorkspaceId,
-        endpoint: Uuid,
+        endpoint: WebhookId,
         seq: i64,
         attempt: u32,
     ) -> Result<(), DeliveryError> {
@@ -215,7 +216,7 @@ impl Deliverer {
             .send()
             .await;
         let mut log = WebhookDelivery {
-            id: 0,
+            id: DeliveryId::from_i64(0),
             workspace_id: ws,
             endpoint_id: endpoint,
             event_seq: seq,
@@ -272,7 +273,7 @@ impl Deliverer {
     pub async fn dead(
         &self,
         ws: WorkspaceId,
-        endpoint: Uuid,
+        endpoint: WebhookId,
         at: Timestamp,
     ) -> Result<Vec<Event>, StoreError> {
         let events = self

@@ -1,14 +1,13 @@
-//! Input types: the lead filter and order, and mutation inputs, with their conversion into
-//! domain values. Filters on queries have no `userErrors`, so a bad filter value is a
-//! `BAD_USER_INPUT` error.
+//! Query input types: the lead filter and order, with their conversion into domain values.
+//! Filters on queries have no `userErrors`, so a bad filter value is a `BAD_USER_INPUT` error.
+//! The lead's mutation inputs live beside the `Lead` type in `types`.
 
 use super::errors::bad_input;
 use super::types::LeadStatus;
 use crate::domain::{
-    self, ArchivedFilter, CountryCode, Direction, LeadDraft, LeadOrder, Patch, Score, SortField, TagMatch,
-    Tags,
+    self, ArchivedFilter, CountryCode, Direction, LeadOrder, Score, SortField, TagMatch, Tags,
 };
-use async_graphql::{Enum, ID, InputObject, Json, MaybeUndefined};
+use async_graphql::{Enum, InputObject};
 use chrono::{DateTime, Utc};
 
 const MAX_LIST: usize = 100;
@@ -187,123 +186,4 @@ impl LeadOrderInput {
             },
         }
     }
-}
-
-/// Fields of a new lead. Every field is optional; blank text counts as absent.
-#[derive(InputObject, Default)]
-pub struct CreateLeadInput {
-    pub email: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub title: Option<String>,
-    pub company_name: Option<String>,
-    /// A domain or website URL; derived from a business email when absent.
-    pub company_domain: Option<String>,
-    /// International form, e.g. `+1 415 555 0100`; stored as E.164.
-    pub phone: Option<String>,
-    pub linkedin_url: Option<String>,
-    /// ISO 3166-1 alpha-2 code.
-    pub country: Option<String>,
-    pub source: Option<String>,
-    /// Defaults to `NEW`.
-    pub status: Option<LeadStatus>,
-    pub owner: Option<String>,
-    /// 0 to 100; defaults to 0.
-    pub score: Option<i32>,
-    pub tags: Option<Vec<String>>,
-    /// A JSON object of at most 100 keys and 16 KiB.
-    pub custom_fields: Option<Json<serde_json::Value>>,
-}
-
-fn set<T>(v: Option<T>) -> Patch<T> {
-    v.map_or(Patch::Keep, Patch::Set)
-}
-
-impl CreateLeadInput {
-    pub fn into_draft(self) -> LeadDraft {
-        LeadDraft {
-            email: set(self.email),
-            first_name: set(self.first_name),
-            last_name: set(self.last_name),
-            title: set(self.title),
-            company_name: set(self.company_name),
-            company_domain: set(self.company_domain),
-            phone: set(self.phone),
-            linkedin_url: set(self.linkedin_url),
-            country: set(self.country),
-            source: set(self.source),
-            status: set(self.status.map(Into::into)),
-            owner: set(self.owner),
-            score: set(self.score.map(i64::from)),
-            tags: set(self.tags),
-            custom_fields: set(self.custom_fields.map(|j| j.0)),
-        }
-    }
-}
-
-/// A partial update: absent fields stay as they are, `null` clears a field.
-#[derive(InputObject)]
-pub struct UpdateLeadInput {
-    pub id: ID,
-    /// When given, the update is refused with a `STALE_VERSION` user error unless the lead is
-    /// still at this version.
-    pub expected_version: Option<i64>,
-    pub email: MaybeUndefined<String>,
-    pub first_name: MaybeUndefined<String>,
-    pub last_name: MaybeUndefined<String>,
-    pub title: MaybeUndefined<String>,
-    pub company_name: MaybeUndefined<String>,
-    pub company_domain: MaybeUndefined<String>,
-    pub phone: MaybeUndefined<String>,
-    pub linkedin_url: MaybeUndefined<String>,
-    pub country: MaybeUndefined<String>,
-    pub source: MaybeUndefined<String>,
-    pub status: MaybeUndefined<LeadStatus>,
-    pub owner: MaybeUndefined<String>,
-    pub score: MaybeUndefined<i32>,
-    pub tags: MaybeUndefined<Vec<String>>,
-    pub custom_fields: MaybeUndefined<Json<serde_json::Value>>,
-}
-
-fn patch<T>(v: MaybeUndefined<T>) -> Patch<T> {
-    match v {
-        MaybeUndefined::Undefined => Patch::Keep,
-        MaybeUndefined::Null => Patch::Clear,
-        MaybeUndefined::Value(v) => Patch::Set(v),
-    }
-}
-
-impl UpdateLeadInput {
-    pub fn into_draft(self) -> LeadDraft {
-        LeadDraft {
-            email: patch(self.email),
-            first_name: patch(self.first_name),
-            last_name: patch(self.last_name),
-            title: patch(self.title),
-            company_name: patch(self.company_name),
-            company_domain: patch(self.company_domain),
-            phone: patch(self.phone),
-            linkedin_url: patch(self.linkedin_url),
-            country: patch(self.country),
-            source: patch(self.source),
-            status: patch(self.status.map_value(Into::into)),
-            owner: patch(self.owner),
-            score: patch(self.score.map_value(i64::from)),
-            tags: patch(self.tags),
-            custom_fields: patch(self.custom_fields.map_value(|j| j.0)),
-        }
-    }
-}
-
-/// Identifies one lead.
-#[derive(InputObject)]
-pub struct LeadIdInput {
-    pub id: ID,
-}
-
-/// Leads to create or update, matched by email.
-#[derive(InputObject)]
-pub struct UpsertLeadsInput {
-    /// At most 1,000 leads; each needs an `email`.
-    pub leads: Vec<CreateLeadInput>,
 }

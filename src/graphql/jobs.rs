@@ -17,7 +17,7 @@ const CURSOR_PREFIX: &str = "dj1:";
 
 /// The global id of a job.
 pub fn job_global_id(id: JobId) -> ID {
-    ID(URL_SAFE_NO_PAD.encode(format!("Job:{}", id.0)))
+    ID(URL_SAFE_NO_PAD.encode(format!("Job:{}", id.as_i64())))
 }
 
 /// Decodes a global id that must name a job.
@@ -36,12 +36,12 @@ pub fn decode_job_id(id: &str) -> async_graphql::Result<JobId> {
     raw.parse::<i64>()
         .ok()
         .filter(|n| *n > 0)
-        .map(JobId)
+        .map(JobId::from_i64)
         .ok_or_else(invalid)
 }
 
 fn encode_cursor(id: JobId) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{}", id.0))
+    URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{}", id.as_i64()))
 }
 
 fn decode_cursor(cursor: &str) -> async_graphql::Result<JobId> {
@@ -49,7 +49,7 @@ fn decode_cursor(cursor: &str) -> async_graphql::Result<JobId> {
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     let raw = text.strip_prefix(CURSOR_PREFIX).ok_or_else(invalid)?;
-    raw.parse::<i64>().map(JobId).map_err(|_| invalid())
+    raw.parse::<i64>().map(JobId::from_i64).map_err(|_| invalid())
 }
 
 /// Where a job is in its life.
@@ -345,8 +345,8 @@ mod tests {
 
     #[test]
     fn job_ids_round_trip_and_reject_other_ids() {
-        let id = job_global_id(JobId(42));
-        assert_eq!(decode_job_id(&id).unwrap(), JobId(42));
+        let id = job_global_id(JobId::from_i64(42));
+        assert_eq!(decode_job_id(&id).unwrap(), JobId::from_i64(42));
         for bad in [
             "42",
             "not-a-job",
@@ -359,7 +359,10 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
-        assert_eq!(decode_cursor(&encode_cursor(JobId(7))).unwrap(), JobId(7));
+        assert_eq!(
+            decode_cursor(&encode_cursor(JobId::from_i64(7))).unwrap(),
+            JobId::from_i64(7)
+        );
         assert!(decode_cursor("!!").is_err());
         assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("lc1:7")).is_err());
     }

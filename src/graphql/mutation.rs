@@ -3,9 +3,9 @@
 
 use super::errors::{UserError, split};
 use super::ids::decode_lead_id;
-use super::inputs::{CreateLeadInput, LeadIdInput, UpdateLeadInput, UpsertLeadsInput};
 use super::query::actor;
 use super::types::Lead;
+use super::types::{CreateLeadInput, LeadIdInput, UpdateLeadInput, UpsertLeadsInput};
 use crate::domain::UpsertOutcome as StoreOutcome;
 use crate::service::Services;
 use async_graphql::{Context, Enum, Object, SimpleObject};

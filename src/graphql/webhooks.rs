@@ -18,7 +18,7 @@ pub struct WebhookEndpoint(domain::WebhookEndpoint);
 #[Object]
 impl WebhookEndpoint {
     async fn id(&self) -> ID {
-        global_id(NodeType::WebhookEndpoint, self.0.id)
+        global_id(NodeType::WebhookEndpoint, self.0.id.as_uuid())
     }
     async fn url(&self) -> &str {
         &self.0.url
@@ -70,7 +70,7 @@ impl WebhookEndpoint {
         after: Option<String>,
     ) -> async_graphql::Result<WebhookDeliveryPage> {
         let before = after
-            .map(|a| a.parse::<i64>())
+            .map(|a| a.parse::<i64>().map(domain::DeliveryId::from_i64))
             .transpose()
             .map_err(|_| super::errors::bad_input("malformed cursor in `after`"))?;
         let services = ctx.data::<Services>()?;
@@ -239,7 +239,7 @@ impl WebhookMutation {
         ctx: &Context<'_>,
         input: UpdateWebhookEndpointInput,
     ) -> async_graphql::Result<WebhookEndpointPayload> {
-        let id = decode_typed_id(&input.id, NodeType::WebhookEndpoint)?;
+        let id = domain::WebhookId::from_uuid(decode_typed_id(&input.id, NodeType::WebhookEndpoint)?);
         let services = ctx.data::<Services>()?;
         let update = WebhookUpdate {
             url: input.url,
@@ -263,7 +263,7 @@ impl WebhookMutation {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<WebhookSecretPayload> {
-        let uuid = decode_typed_id(&id, NodeType::WebhookEndpoint)?;
+        let uuid = domain::WebhookId::from_uuid(decode_typed_id(&id, NodeType::WebhookEndpoint)?);
         let services = ctx.data::<Services>()?;
         with_secret(services.webhooks.rotate_secret(actor(ctx)?, uuid).await)
     }
@@ -274,7 +274,7 @@ impl WebhookMutation {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<DeleteWebhookEndpointPayload> {
-        let uuid = decode_typed_id(&id, NodeType::WebhookEndpoint)?;
+        let uuid = domain::WebhookId::from_uuid(decode_typed_id(&id, NodeType::WebhookEndpoint)?);
         let services = ctx.data::<Services>()?;
         services
             .webhooks

@@ -5,7 +5,7 @@
 use super::schedule::{ScheduleError, ScheduleSpec};
 use super::{Handler, JobContext, JobError, Registry};
 use crate::domain::{Jitter, Job, RetryPolicy, now};
-use crate::store::{JobRepo, Store};
+use crate::store::Store;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 use std::time::Duration;

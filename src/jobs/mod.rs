@@ -12,7 +12,7 @@ pub mod schedule;
 pub mod worker;
 
 use crate::domain::{Enqueued, Job, JobId, NewJob, RetryPolicy, Timestamp, now};
-use crate::store::{JobRepo, Store, StoreError};
+use crate::store::{Store, StoreError};
 use futures_util::future::BoxFuture;
 use metrics::JobMetrics;
 use schedule::{ScheduleError, ScheduleSpec};
@@ -116,7 +116,7 @@ impl Queue {
         }
     }
 
-    /// Enqueues `job` (see `JobRepo::enqueue_job` for unique keys); attempts default to the
+    /// Enqueues `job` (see `Store::enqueue_job` for unique keys); attempts default to the
     /// kind's retry policy.
     pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued, StoreError> {
         let attempts = job

@@ -7,7 +7,7 @@
 
 use super::Queue;
 use crate::domain::{NewJob, Schedule, Timestamp};
-use crate::store::{JobRepo, StoreError};
+use crate::store::StoreError;
 use chrono::Utc;
 use chrono_tz::Tz;
 use croner::Cron;

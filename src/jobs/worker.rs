@@ -10,7 +10,7 @@
 use super::schedule::Scheduler;
 use super::{Handler, JobContext, JobError, Queue, Registry};
 use crate::domain::{Job, JobFailure, JobId, JobScope, now};
-use crate::store::{JobRepo, Lease, StoreError};
+use crate::store::{Lease, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};

@@ -1,11 +1,11 @@
 //! Erasure (right to be forgotten) and the tombstones that keep an erased person out.
 //!
-//! The erasure itself is one store transaction (`ErasureRepo::erase_lead`, which lists every
+//! The erasure itself is one store transaction (`Store::erase_lead`, which lists every
 //! table it touches); what lives here is finding the lead by email for operators and checking
 //! new emails against the tombstones, shared by lead creation, upserts and imports.
 
 use crate::domain::{EmailAddress, EmailHash, Erasure, Event, LeadId, WorkspaceId, now};
-use crate::store::{ErasureRepo, Store, StoreResult};
+use crate::store::{Store, StoreResult};
 use std::collections::HashSet;
 
 /// What a refused email is told.

@@ -9,7 +9,7 @@
 //! `expires_at < started_at`; an event is deleted iff `created_at < started_at - event_ttl_days`.
 
 use crate::domain::{Event, RetentionPolicy, RetentionRun, now};
-use crate::store::{RetentionRepo, Store, StoreResult};
+use crate::store::{Store, StoreResult};
 
 /// Leads (or records, or events) per transaction.
 pub const BATCH: u32 = 1_000;

@@ -14,7 +14,7 @@ use crate::enrich::controls::CircuitState;
 use crate::enrich::providers::sandbox::SandboxOptions;
 use crate::enrich::{Enricher, Ledger, Resolution};
 use crate::jobs::{Handler, JobContext, JobError, Queue};
-use crate::store::{EnrichmentRepo, JobRepo, LeadRepo, Store, StoreError};
+use crate::store::{Store, StoreError};
 use futures_util::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};

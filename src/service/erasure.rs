@@ -6,7 +6,7 @@ use super::{Actor, ServiceError};
 use crate::domain::{EmailAddress, Erasure, ErasureId, FieldErrorCode, LeadId, MAX_ERASURE_REASON};
 use crate::enrich::Enricher;
 use crate::events::Bus;
-use crate::store::{ErasureRepo, Store};
+use crate::store::Store;
 use tracing::instrument;
 
 /// Most audit records one page holds.

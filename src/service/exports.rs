@@ -7,7 +7,7 @@ use crate::bulk::export::{self, DEFAULT_BATCH, ExportRequest};
 /// The formats and extra columns an export can have, and one piece of its body.
 pub use crate::bulk::export::{Chunk, Extras, Format};
 use crate::domain::{LeadFilter, now};
-use crate::store::{Store, WorkspaceRepo};
+use crate::store::Store;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use prometheus_client::encoding::EncodeLabelSet;

@@ -11,7 +11,7 @@ use crate::bulk::import::pipeline::{self, ImportRequest};
 use crate::domain::{Import, ImportErrorRow, ImportId, Job, NewJob, RetryPolicy, now};
 use crate::events::Bus;
 use crate::jobs::{Handler, JobContext, JobError, Queue};
-use crate::store::{ImportRepo, Store, StoreError};
+use crate::store::{Store, StoreError};
 use futures_util::Stream;
 use futures_util::future::BoxFuture;
 use std::io::Read;

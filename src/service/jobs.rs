@@ -5,7 +5,6 @@
 use super::{Actor, ServiceError};
 use crate::domain::{FieldErrorCode, Job, JobId, JobScope, JobSelection, QueueStat, Schedule, now};
 use crate::jobs::Queue;
-use crate::store::JobRepo;
 
 /// Most dead jobs one page holds.
 pub const MAX_DEAD_PAGE: u32 = 100;

@@ -7,7 +7,7 @@ use crate::domain::{
 };
 use crate::events::Bus;
 use crate::ops::erasure;
-use crate::store::{LeadCounts, LeadRepo, Store, StoreError, WorkspaceRepo};
+use crate::store::{LeadCounts, Store, StoreError};
 use tracing::instrument;
 
 /// A filtered `totalCount` counts at most this many leads.

@@ -160,7 +160,6 @@ impl Services {
 impl Services {
     /// Checks that the database answers, for readiness probes.
     pub async fn ping(&self) -> Result<(), ServiceError> {
-        use crate::store::AdminRepo;
         self.store.ping().await.map_err(ServiceError::Internal)
     }
 }

@@ -12,7 +12,7 @@ use crate::domain::{
 use crate::events::Bus;
 use crate::jobs::schedule::{ScheduleError, ScheduleSpec};
 use crate::jobs::{Handler, JobContext, JobError, Queue, Registry};
-use crate::store::{JobRepo, RetentionRepo, Store, StoreError};
+use crate::store::{Store, StoreError};
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tracing::instrument;

@@ -4,14 +4,13 @@
 use super::{Actor, ServiceError};
 use crate::crypto::KeySealer;
 use crate::domain::{
-    FieldError, FieldErrorCode, ValidationErrors, WebhookDelivery, WebhookEndpoint, now, parse_event_types,
-    parse_webhook_url,
+    DeliveryId, FieldError, FieldErrorCode, ValidationErrors, WebhookDelivery, WebhookEndpoint, WebhookId,
+    now, parse_event_types, parse_webhook_url,
 };
 use crate::events::Bus;
 use crate::events::webhooks::{new_secret, secret_purpose};
-use crate::store::{Store, WebhookRepo};
+use crate::store::Store;
 use secrecy::SecretString;
-use uuid::Uuid;
 
 /// Endpoints per workspace.
 pub const MAX_WEBHOOKS: usize = 20;
@@ -45,7 +44,7 @@ impl WebhookService {
         Ok(self.store.webhooks(actor.workspace_id).await?)
     }
 
-    pub async fn get(&self, actor: &Actor, id: Uuid) -> Result<WebhookEndpoint, ServiceError> {
+    pub async fn get(&self, actor: &Actor, id: WebhookId) -> Result<WebhookEndpoint, ServiceError> {
         actor.require_admin()?;
         self.store
             .webhook(actor.workspace_id, id)
@@ -80,7 +79,7 @@ impl WebhookService {
                 format!("a workspace may register at most {MAX_WEBHOOKS} endpoints"),
             ));
         }
-        let id = Uuid::now_v7();
+        let id = WebhookId::new();
         let secret = new_secret();
         let at = now();
         let endpoint = WebhookEndpoint {
@@ -105,7 +104,7 @@ impl WebhookService {
     pub async fn update(
         &self,
         actor: &Actor,
-        id: Uuid,
+        id: WebhookId,
         update: WebhookUpdate,
     ) -> Result<WebhookEndpoint, ServiceError> {
         let mut endpoint = self.get(actor, id).await?;
@@ -156,7 +155,7 @@ impl WebhookService {
     pub async fn rotate_secret(
         &self,
         actor: &Actor,
-        id: Uuid,
+        id: WebhookId,
     ) -> Result<(WebhookEndpoint, SecretString), ServiceError> {
         let sealer = self.sealer()?;
         let mut endpoint = self.get(actor, id).await?;
@@ -167,7 +166,7 @@ impl WebhookService {
         Ok((endpoint, secret))
     }
 
-    pub async fn delete(&self, actor: &Actor, id: Uuid) -> Result<(), ServiceError> {
+    pub async fn delete(&self, actor: &Actor, id: WebhookId) -> Result<(), ServiceError> {
         actor.require_admin()?;
         if self.store.delete_webhook(actor.workspace_id, id).await? {
             Ok(())
@@ -180,8 +179,8 @@ impl WebhookService {
     pub async fn deliveries(
         &self,
         actor: &Actor,
-        id: Uuid,
-        before: Option<i64>,
+        id: WebhookId,
+        before: Option<DeliveryId>,
         limit: u32,
     ) -> Result<Vec<WebhookDelivery>, ServiceError> {
         actor.require_admin()?;

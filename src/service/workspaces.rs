@@ -2,7 +2,7 @@
 
 use super::ServiceError;
 use crate::domain::{FieldErrorCode, ValidationErrors, Workspace, WorkspaceId, WorkspaceSlug, now};
-use crate::store::{Store, WorkspaceRepo};
+use crate::store::Store;
 
 #[derive(Clone, Debug)]
 pub struct WorkspaceService {

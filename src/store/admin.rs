@@ -14,11 +14,11 @@ pub async fn create_postgres_database(base_url: &str, name: &str) -> Result<(), 
     }
     let mut conn = PgConnection::connect(base_url)
         .await
-        .map_err(super::repo::interpret)?;
+        .map_err(super::dialect::interpret)?;
     let statement = format!("CREATE DATABASE {name}");
     sqlx::query(sqlx::AssertSqlSafe(statement))
         .execute(&mut conn)
         .await
-        .map_err(super::repo::interpret)?;
-    conn.close().await.map_err(super::repo::interpret)
+        .map_err(super::dialect::interpret)?;
+    conn.close().await.map_err(super::dialect::interpret)
 }

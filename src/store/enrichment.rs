@@ -1,394 +1,373 @@
-//! Enrichment persistence shared by both backends: resolved records, provider settings, usage
-//! counters for quotas. Enrichment events go to the log (`store::events`) in the same
-//! transaction as the records they describe. Stamped out per backend by
-//! `impl_enrichment_repo!`, like `repo::impl_repos!`; a backend provides `read_time`.
+//! Enrichment persistence: resolved records, provider settings, usage counters for quotas.
+//! Enrichment events go to the log (`store::events`) in the same transaction as the records
+//! they describe.
 //!
 //! Quotas are enforced here, not in memory: `reserve_usage` is one conditional upsert per
 //! period in one transaction, so several instances sharing a database cannot overspend.
 
-macro_rules! impl_enrichment_repo {
-    ($store:ty) => {
-        mod enrichment_repo {
-            use super::read_time;
-            use sqlx::Row as _;
-            use $crate::domain::{
-                EnrichmentRecord, EnrichmentSettings, Event, Fields, Group, LeadId, NewEvent, Policy,
-                ProviderConfig, ProviderKind, SealedKey, Source, Timestamp, Usage, UsagePeriod, WorkspaceId,
-            };
-            use $crate::store::repo::interpret;
-            use $crate::store::sql::SqlBuilder;
-            use $crate::store::{EnrichmentRepo, StoreResult};
+use super::dialect::Row;
+use super::events::append_events;
+use super::{Store, StoreError, StoreResult};
+use crate::domain::{
+    EnrichmentRecord, EnrichmentSettings, Event, Fields, Group, LeadId, NewEvent, Policy, ProviderConfig,
+    ProviderKind, SealedKey, Source, Timestamp, Usage, UsagePeriod, WorkspaceId,
+};
 
-            type Qb = sqlx::QueryBuilder<super::Db>;
-            type Row = <super::Db as sqlx::Database>::Row;
+fn decode_json<T: serde::de::DeserializeOwned>(raw: &str) -> StoreResult<T> {
+    serde_json::from_str(raw).map_err(|e| StoreError::corrupt(e.to_string()))
+}
 
-            fn decode_json<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, sqlx::Error> {
-                serde_json::from_str(raw).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+fn record_from_row(r: &Row) -> StoreResult<EnrichmentRecord> {
+    let group: String = r.get(1)?;
+    Ok(EnrichmentRecord {
+        lead_id: LeadId::from_uuid(r.get(0)?),
+        group: Group::parse(&group).ok_or_else(|| StoreError::corrupt(format!("unknown group {group}")))?,
+        fields: decode_json::<Fields>(&r.get::<String>(2)?)?,
+        sources: decode_json::<Vec<Source>>(&r.get::<String>(3)?)?,
+        tried: decode_json::<Vec<String>>(&r.get::<String>(4)?)?,
+        subject_hash: r.get(5)?,
+        fetched_at: r.get(6)?,
+        expires_at: r.get(7)?,
+    })
+}
+
+fn config_from_row(r: &Row) -> StoreResult<Option<ProviderConfig>> {
+    let name: String = r.get(0)?;
+    let Some(provider) = ProviderKind::parse(&name) else {
+        // a provider a newer version added: not ours to show
+        return Ok(None);
+    };
+    let sealed: Option<String> = r.get(2)?;
+    let last4: Option<String> = r.get(3)?;
+    let options: String = r.get(8)?;
+    let cap =
+        |i: usize| -> StoreResult<Option<u64>> { Ok(r.get::<Option<i64>>(i)?.map(|v| v.max(0) as u64)) };
+    Ok(Some(ProviderConfig {
+        provider,
+        enabled: r.get::<i64>(1)? != 0,
+        key: sealed.map(|sealed| SealedKey {
+            sealed,
+            last4: last4.unwrap_or_default(),
+        }),
+        daily_credit_cap: cap(4)?,
+        monthly_credit_cap: cap(5)?,
+        rate_per_second: cap(6)?.map(|v| v.min(u64::from(u32::MAX)) as u32),
+        timeout_ms: cap(7)?.map(|v| v.min(u64::from(u32::MAX)) as u32),
+        options: decode_json(&options)?,
+        disabled_reason: r.get(9)?,
+        updated_at: r.get(10)?,
+    }))
+}
+
+impl Store {
+    pub async fn enrichment_records(
+        &self,
+        ws: WorkspaceId,
+        leads: &[LeadId],
+        groups: &[Group],
+    ) -> StoreResult<Vec<EnrichmentRecord>> {
+        if leads.is_empty() || groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut qb = self.sql(
+            "SELECT lead_id, grp, fields, sources, tried, subject_hash, fetched_at, expires_at \
+             FROM enrichment_records WHERE workspace_id = ",
+        );
+        qb.bind(ws);
+        qb.push(" AND lead_id IN (");
+        for (i, id) in leads.iter().enumerate() {
+            if i > 0 {
+                qb.push(", ");
             }
-
-            fn record_from_row(r: &Row) -> Result<EnrichmentRecord, sqlx::Error> {
-                let group: String = r.try_get(1)?;
-                Ok(EnrichmentRecord {
-                    lead_id: LeadId::from_uuid(r.try_get(0)?),
-                    group: Group::parse(&group)
-                        .ok_or_else(|| sqlx::Error::Decode(format!("unknown group {group}").into()))?,
-                    fields: decode_json::<Fields>(&r.try_get::<String, _>(2)?)?,
-                    sources: decode_json::<Vec<Source>>(&r.try_get::<String, _>(3)?)?,
-                    tried: decode_json::<Vec<String>>(&r.try_get::<String, _>(4)?)?,
-                    subject_hash: r.try_get(5)?,
-                    fetched_at: read_time(r, 6)?,
-                    expires_at: read_time(r, 7)?,
-                })
+            qb.bind(*id);
+        }
+        qb.push(") AND grp IN (");
+        for (i, g) in groups.iter().enumerate() {
+            if i > 0 {
+                qb.push(", ");
             }
+            qb.bind(g.as_str().to_owned());
+        }
+        qb.push(")");
+        let rows = self.fetch_all(qb).await?;
+        rows.iter().map(record_from_row).collect()
+    }
 
-            fn config_from_row(r: &Row) -> Result<Option<ProviderConfig>, sqlx::Error> {
-                let name: String = r.try_get(0)?;
-                let Some(provider) = ProviderKind::parse(&name) else {
-                    // a provider a newer version added: not ours to show
-                    return Ok(None);
-                };
-                let sealed: Option<String> = r.try_get(2)?;
-                let last4: Option<String> = r.try_get(3)?;
-                let options: String = r.try_get(8)?;
-                let cap = |i: usize| -> Result<Option<u64>, sqlx::Error> {
-                    Ok(r.try_get::<Option<i64>, _>(i)?.map(|v| v.max(0) as u64))
-                };
-                Ok(Some(ProviderConfig {
-                    provider,
-                    enabled: r.try_get::<i64, _>(1)? != 0,
-                    key: sealed.map(|sealed| SealedKey {
-                        sealed,
-                        last4: last4.unwrap_or_default(),
-                    }),
-                    daily_credit_cap: cap(4)?,
-                    monthly_credit_cap: cap(5)?,
-                    rate_per_second: cap(6)?.map(|v| v.min(u64::from(u32::MAX)) as u32),
-                    timeout_ms: cap(7)?.map(|v| v.min(u64::from(u32::MAX)) as u32),
-                    options: decode_json(&options)?,
-                    disabled_reason: r.try_get(9)?,
-                    updated_at: read_time(r, 10)?,
-                }))
+    pub async fn save_enrichment(
+        &self,
+        ws: WorkspaceId,
+        records: &[EnrichmentRecord],
+        events: &[NewEvent],
+    ) -> StoreResult<Vec<Event>> {
+        if records.is_empty() && events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        for chunk in records.chunks(200) {
+            let mut qb = self.sql(
+                "INSERT INTO enrichment_records (workspace_id, lead_id, grp, fields, sources, \
+                 tried, subject_hash, fetched_at, expires_at) ",
+            );
+            // Only leads that still exist: a lead deleted mid-flight takes its answers
+            // with it instead of failing the whole batch on the foreign key.
+            for (i, r) in chunk.iter().enumerate() {
+                qb.push(if i == 0 { "SELECT " } else { " UNION ALL SELECT " });
+                qb.bind(ws);
+                qb.push(", l.id, ");
+                qb.bind(r.group.as_str().to_owned());
+                qb.push(", ");
+                qb.bind(serde_json::to_string(&r.fields).unwrap_or_else(|_| "{}".into()));
+                qb.push(", ");
+                qb.bind(serde_json::to_string(&r.sources).unwrap_or_else(|_| "[]".into()));
+                qb.push(", ");
+                qb.bind(serde_json::to_string(&r.tried).unwrap_or_else(|_| "[]".into()));
+                qb.push(", ");
+                qb.bind(r.subject_hash.clone());
+                qb.push(", ");
+                qb.bind(r.fetched_at);
+                qb.push(", ");
+                qb.bind(r.expires_at);
+                qb.push(" FROM leads l WHERE l.id = ");
+                qb.bind(r.lead_id);
+                qb.push(" AND l.workspace_id = ");
+                qb.bind(ws);
             }
+            qb.push(
+                " ON CONFLICT (workspace_id, lead_id, grp) DO UPDATE SET fields = excluded.fields, \
+                 sources = excluded.sources, tried = excluded.tried, \
+                 subject_hash = excluded.subject_hash, fetched_at = excluded.fetched_at, \
+                 expires_at = excluded.expires_at",
+            );
+            tx.execute(qb).await?;
+        }
+        let events = append_events(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(events)
+    }
 
-            impl EnrichmentRepo for $store {
-                async fn enrichment_records(
-                    &self,
-                    ws: WorkspaceId,
-                    leads: &[LeadId],
-                    groups: &[Group],
-                ) -> StoreResult<Vec<EnrichmentRecord>> {
-                    if leads.is_empty() || groups.is_empty() {
-                        return Ok(Vec::new());
-                    }
-                    let mut qb = Qb::new(
-                        "SELECT lead_id, grp, fields, sources, tried, subject_hash, fetched_at, expires_at \
-                         FROM enrichment_records WHERE workspace_id = ",
-                    );
-                    qb.push_uuid(ws.as_uuid());
-                    qb.push(" AND lead_id IN (");
-                    for (i, id) in leads.iter().enumerate() {
-                        if i > 0 {
-                            qb.push(", ");
-                        }
-                        qb.push_uuid(id.as_uuid());
-                    }
-                    qb.push(") AND grp IN (");
-                    for (i, g) in groups.iter().enumerate() {
-                        if i > 0 {
-                            qb.push(", ");
-                        }
-                        qb.push_text(g.as_str().to_owned());
-                    }
-                    qb.push(")");
-                    let rows = qb.build().fetch_all(&self.read).await.map_err(interpret)?;
-                    rows.iter().map(|r| record_from_row(r).map_err(interpret)).collect()
-                }
+    pub async fn enrichment_settings(&self, ws: WorkspaceId) -> StoreResult<Option<EnrichmentSettings>> {
+        let mut qb =
+            self.sql("SELECT default_policy, waterfalls FROM enrichment_settings WHERE workspace_id = ");
+        qb.bind(ws);
+        let row = self.fetch_optional(qb).await?;
+        row.map(|r| -> StoreResult<EnrichmentSettings> {
+            let policy: String = r.get(0)?;
+            let waterfalls: String = r.get(1)?;
+            Ok(EnrichmentSettings {
+                default_policy: Policy::parse(&policy).unwrap_or_default(),
+                waterfalls: EnrichmentSettings::parse_waterfalls(&waterfalls),
+            })
+        })
+        .transpose()
+    }
 
-                async fn save_enrichment(
-                    &self,
-                    ws: WorkspaceId,
-                    records: &[EnrichmentRecord],
-                    events: &[NewEvent],
-                ) -> StoreResult<Vec<Event>> {
-                    if records.is_empty() && events.is_empty() {
-                        return Ok(Vec::new());
-                    }
-                    let mut tx = self.write.begin().await.map_err(interpret)?;
-                    for chunk in records.chunks(200) {
-                        let mut qb = Qb::new(
-                            "INSERT INTO enrichment_records (workspace_id, lead_id, grp, fields, sources, \
-                             tried, subject_hash, fetched_at, expires_at) ",
-                        );
-                        // Only leads that still exist: a lead deleted mid-flight takes its answers
-                        // with it instead of failing the whole batch on the foreign key.
-                        for (i, r) in chunk.iter().enumerate() {
-                            qb.push(if i == 0 { "SELECT " } else { " UNION ALL SELECT " });
-                            qb.push_uuid(ws.as_uuid());
-                            qb.push(", l.id, ");
-                            qb.push_text(r.group.as_str().to_owned());
-                            qb.push(", ");
-                            qb.push_text(serde_json::to_string(&r.fields).unwrap_or_else(|_| "{}".into()));
-                            qb.push(", ");
-                            qb.push_text(serde_json::to_string(&r.sources).unwrap_or_else(|_| "[]".into()));
-                            qb.push(", ");
-                            qb.push_text(serde_json::to_string(&r.tried).unwrap_or_else(|_| "[]".into()));
-                            qb.push(", ");
-                            qb.push_text(r.subject_hash.clone());
-                            qb.push(", ");
-                            qb.push_time(r.fetched_at);
-                            qb.push(", ");
-                            qb.push_time(r.expires_at);
-                            qb.push(" FROM leads l WHERE l.id = ");
-                            qb.push_uuid(r.lead_id.as_uuid());
-                            qb.push(" AND l.workspace_id = ");
-                            qb.push_uuid(ws.as_uuid());
-                        }
-                        qb.push(
-                            " ON CONFLICT (workspace_id, lead_id, grp) DO UPDATE SET fields = excluded.fields, \
-                             sources = excluded.sources, tried = excluded.tried, \
-                             subject_hash = excluded.subject_hash, fetched_at = excluded.fetched_at, \
-                             expires_at = excluded.expires_at",
-                        );
-                        qb.build().execute(&mut *tx).await.map_err(interpret)?;
-                    }
-                    let events = super::event_repo::append(&mut tx, events).await?;
-                    tx.commit().await.map_err(interpret)?;
-                    Ok(events)
-                }
+    pub async fn save_enrichment_settings(
+        &self,
+        ws: WorkspaceId,
+        settings: &EnrichmentSettings,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        let mut qb = self.sql(
+            "INSERT INTO enrichment_settings (workspace_id, default_policy, waterfalls, updated_at) VALUES (",
+        );
+        qb.bind(ws);
+        qb.push(", ");
+        qb.bind(settings.default_policy.as_str().to_owned());
+        qb.push(", ");
+        qb.bind(settings.waterfalls_json());
+        qb.push(", ");
+        qb.bind(at);
+        qb.push(
+            ") ON CONFLICT (workspace_id) DO UPDATE SET default_policy = excluded.default_policy, \
+             waterfalls = excluded.waterfalls, updated_at = excluded.updated_at",
+        );
+        self.execute(qb).await.map(drop)
+    }
 
-                async fn enrichment_settings(&self, ws: WorkspaceId) -> StoreResult<Option<EnrichmentSettings>> {
-                    let mut qb =
-                        Qb::new("SELECT default_policy, waterfalls FROM enrichment_settings WHERE workspace_id = ");
-                    qb.push_uuid(ws.as_uuid());
-                    let row = qb.build().fetch_optional(&self.read).await.map_err(interpret)?;
-                    row.map(|r| -> StoreResult<EnrichmentSettings> {
-                        let policy: String = r.try_get(0).map_err(interpret)?;
-                        let waterfalls: String = r.try_get(1).map_err(interpret)?;
-                        Ok(EnrichmentSettings {
-                            default_policy: Policy::parse(&policy).unwrap_or_default(),
-                            waterfalls: EnrichmentSettings::parse_waterfalls(&waterfalls),
-                        })
-                    })
-                    .transpose()
-                }
-
-                async fn save_enrichment_settings(
-                    &self,
-                    ws: WorkspaceId,
-                    settings: &EnrichmentSettings,
-                    at: Timestamp,
-                ) -> StoreResult<()> {
-                    let mut qb = Qb::new(
-                        "INSERT INTO enrichment_settings (workspace_id, default_policy, waterfalls, updated_at) VALUES (",
-                    );
-                    qb.push_uuid(ws.as_uuid());
-                    qb.push(", ");
-                    qb.push_text(settings.default_policy.as_str().to_owned());
-                    qb.push(", ");
-                    qb.push_text(settings.waterfalls_json());
-                    qb.push(", ");
-                    qb.push_time(at);
-                    qb.push(
-                        ") ON CONFLICT (workspace_id) DO UPDATE SET default_policy = excluded.default_policy, \
-                         waterfalls = excluded.waterfalls, updated_at = excluded.updated_at",
-                    );
-                    qb.build().execute(&self.write).await.map(drop).map_err(interpret)
-                }
-
-                async fn provider_configs(&self, ws: WorkspaceId) -> StoreResult<Vec<ProviderConfig>> {
-                    let mut qb = Qb::new(
-                        "SELECT provider, enabled, api_key_sealed, api_key_last4, daily_credit_cap, \
-                         monthly_credit_cap, rate_per_second, timeout_ms, options, disabled_reason, updated_at \
-                         FROM provider_configs WHERE workspace_id = ",
-                    );
-                    qb.push_uuid(ws.as_uuid());
-                    qb.push(" ORDER BY provider");
-                    let rows = qb.build().fetch_all(&self.read).await.map_err(interpret)?;
-                    let mut configs = Vec::new();
-                    for r in &rows {
-                        if let Some(c) = config_from_row(r).map_err(interpret)? {
-                            configs.push(c);
-                        }
-                    }
-                    Ok(configs)
-                }
-
-                async fn save_provider_config(&self, ws: WorkspaceId, c: &ProviderConfig) -> StoreResult<()> {
-                    let mut qb = Qb::new(
-                        "INSERT INTO provider_configs (workspace_id, provider, enabled, api_key_sealed, \
-                         api_key_last4, daily_credit_cap, monthly_credit_cap, rate_per_second, timeout_ms, \
-                         options, disabled_reason, updated_at) VALUES (",
-                    );
-                    qb.push_uuid(ws.as_uuid());
-                    qb.push(", ");
-                    qb.push_text(c.provider.as_str().to_owned());
-                    qb.push(", ");
-                    qb.push_int(i64::from(c.enabled));
-                    qb.push(", ");
-                    qb.push_opt_text(c.key.as_ref().map(|k| k.sealed.clone()));
-                    qb.push(", ");
-                    qb.push_opt_text(c.key.as_ref().map(|k| k.last4.clone()));
-                    for cap in [
-                        c.daily_credit_cap,
-                        c.monthly_credit_cap,
-                        c.rate_per_second.map(u64::from),
-                        c.timeout_ms.map(u64::from),
-                    ] {
-                        qb.push(", ");
-                        match cap {
-                            Some(v) => qb.push_int(v.min(i64::MAX as u64) as i64),
-                            None => qb.push_null(),
-                        }
-                    }
-                    qb.push(", ");
-                    qb.push_text(c.options.to_string());
-                    qb.push(", ");
-                    qb.push_opt_text(c.disabled_reason.clone());
-                    qb.push(", ");
-                    qb.push_time(c.updated_at);
-                    qb.push(
-                        ") ON CONFLICT (workspace_id, provider) DO UPDATE SET enabled = excluded.enabled, \
-                         api_key_sealed = excluded.api_key_sealed, api_key_last4 = excluded.api_key_last4, \
-                         daily_credit_cap = excluded.daily_credit_cap, \
-                         monthly_credit_cap = excluded.monthly_credit_cap, \
-                         rate_per_second = excluded.rate_per_second, timeout_ms = excluded.timeout_ms, \
-                         options = excluded.options, disabled_reason = excluded.disabled_reason, \
-                         updated_at = excluded.updated_at",
-                    );
-                    qb.build().execute(&self.write).await.map(drop).map_err(interpret)
-                }
-
-                async fn disable_provider(
-                    &self,
-                    ws: WorkspaceId,
-                    provider: ProviderKind,
-                    reason: &str,
-                    at: Timestamp,
-                ) -> StoreResult<()> {
-                    let mut qb = Qb::new("UPDATE provider_configs SET enabled = 0, disabled_reason = ");
-                    qb.push_text(reason.to_owned());
-                    qb.push(", updated_at = ");
-                    qb.push_time(at);
-                    qb.push(" WHERE workspace_id = ");
-                    qb.push_uuid(ws.as_uuid());
-                    qb.push(" AND provider = ");
-                    qb.push_text(provider.as_str().to_owned());
-                    qb.build().execute(&self.write).await.map(drop).map_err(interpret)
-                }
-
-                async fn count_sealed_keys(&self) -> StoreResult<u64> {
-                    let row = Qb::new(
-                        "SELECT (SELECT COUNT(*) FROM provider_configs WHERE api_key_sealed IS NOT NULL) \
-                         + (SELECT COUNT(*) FROM webhook_endpoints)",
-                    )
-                        .build()
-                        .fetch_one(&self.read)
-                        .await
-                        .map_err(interpret)?;
-                    Ok(row.try_get::<i64, _>(0).map_err(interpret)?.max(0) as u64)
-                }
-
-                async fn reserve_usage(
-                    &self,
-                    ws: WorkspaceId,
-                    provider: ProviderKind,
-                    at: Timestamp,
-                    charges: &[(UsagePeriod, u64, u64)],
-                ) -> StoreResult<Option<UsagePeriod>> {
-                    if charges.is_empty() {
-                        return Ok(None);
-                    }
-                    if let Some((period, _, _)) = charges.iter().find(|(_, cap, amount)| amount > cap) {
-                        return Ok(Some(*period));
-                    }
-                    let mut tx = self.write.begin().await.map_err(interpret)?;
-                    for (period, cap, amount) in charges {
-                        let mut qb = Qb::new(
-                            "INSERT INTO provider_usage (workspace_id, provider, period, period_start, used) VALUES (",
-                        );
-                        qb.push_uuid(ws.as_uuid());
-                        qb.push(", ");
-                        qb.push_text(provider.as_str().to_owned());
-                        qb.push(", ");
-                        qb.push_text(period.as_str().to_owned());
-                        qb.push(", ");
-                        qb.push_time(period.start(at));
-                        qb.push(", ");
-                        qb.push_int(*amount as i64);
-                        // A new period starts from zero; within one, the row only moves while
-                        // it stays under the cap. The row lock makes this atomic across
-                        // instances.
-                        qb.push(
-                            ") ON CONFLICT (workspace_id, provider, period) DO UPDATE SET \
-                             used = CASE WHEN provider_usage.period_start = excluded.period_start \
-                             THEN provider_usage.used + excluded.used ELSE excluded.used END, \
-                             period_start = excluded.period_start \
-                             WHERE provider_usage.period_start <> excluded.period_start \
-                             OR provider_usage.used + excluded.used <= ",
-                        );
-                        qb.push_int((*cap).min(i64::MAX as u64) as i64);
-                        qb.push(" RETURNING used");
-                        let row = qb.build().fetch_optional(&mut *tx).await.map_err(interpret)?;
-                        if row.is_none() {
-                            tx.rollback().await.map_err(interpret)?;
-                            return Ok(Some(*period));
-                        }
-                    }
-                    tx.commit().await.map_err(interpret)?;
-                    Ok(None)
-                }
-
-                async fn release_usage(
-                    &self,
-                    ws: WorkspaceId,
-                    provider: ProviderKind,
-                    reserved_at: Timestamp,
-                    releases: &[(UsagePeriod, u64)],
-                ) -> StoreResult<()> {
-                    for (period, amount) in releases.iter().filter(|(_, a)| *a > 0) {
-                        let mut qb = Qb::new("UPDATE provider_usage SET used = CASE WHEN used > ");
-                        qb.push_int(*amount as i64);
-                        qb.push(" THEN used - ");
-                        qb.push_int(*amount as i64);
-                        qb.push(" ELSE 0 END WHERE workspace_id = ");
-                        qb.push_uuid(ws.as_uuid());
-                        qb.push(" AND provider = ");
-                        qb.push_text(provider.as_str().to_owned());
-                        qb.push(" AND period = ");
-                        qb.push_text(period.as_str().to_owned());
-                        // a period that rolled over meanwhile owes nothing back
-                        qb.push(" AND period_start = ");
-                        qb.push_time(period.start(reserved_at));
-                        qb.build().execute(&self.write).await.map_err(interpret)?;
-                    }
-                    Ok(())
-                }
-
-                async fn provider_usage(&self, ws: WorkspaceId) -> StoreResult<Vec<Usage>> {
-                    let mut qb = Qb::new(
-                        "SELECT provider, period, period_start, used FROM provider_usage WHERE workspace_id = ",
-                    );
-                    qb.push_uuid(ws.as_uuid());
-                    let rows = qb.build().fetch_all(&self.read).await.map_err(interpret)?;
-                    let mut out = Vec::new();
-                    for r in &rows {
-                        let provider: String = r.try_get(0).map_err(interpret)?;
-                        let period: String = r.try_get(1).map_err(interpret)?;
-                        if let (Some(provider), Some(period)) =
-                            (ProviderKind::parse(&provider), UsagePeriod::parse(&period))
-                        {
-                            out.push(Usage {
-                                provider,
-                                period,
-                                period_start: read_time(r, 2).map_err(interpret)?,
-                                used: r.try_get::<i64, _>(3).map_err(interpret)?.max(0) as u64,
-                            });
-                        }
-                    }
-                    Ok(out)
-                }
+    pub async fn provider_configs(&self, ws: WorkspaceId) -> StoreResult<Vec<ProviderConfig>> {
+        let mut qb = self.sql(
+            "SELECT provider, enabled, api_key_sealed, api_key_last4, daily_credit_cap, \
+             monthly_credit_cap, rate_per_second, timeout_ms, options, disabled_reason, updated_at \
+             FROM provider_configs WHERE workspace_id = ",
+        );
+        qb.bind(ws);
+        qb.push(" ORDER BY provider");
+        let rows = self.fetch_all(qb).await?;
+        let mut configs = Vec::new();
+        for r in &rows {
+            if let Some(c) = config_from_row(r)? {
+                configs.push(c);
             }
         }
-    };
+        Ok(configs)
+    }
+
+    pub async fn save_provider_config(&self, ws: WorkspaceId, c: &ProviderConfig) -> StoreResult<()> {
+        let mut qb = self.sql(
+            "INSERT INTO provider_configs (workspace_id, provider, enabled, api_key_sealed, \
+             api_key_last4, daily_credit_cap, monthly_credit_cap, rate_per_second, timeout_ms, \
+             options, disabled_reason, updated_at) VALUES (",
+        );
+        qb.bind(ws);
+        qb.push(", ");
+        qb.bind(c.provider.as_str().to_owned());
+        qb.push(", ");
+        qb.bind(i64::from(c.enabled));
+        qb.push(", ");
+        qb.bind(c.key.as_ref().map(|k| k.sealed.clone()));
+        qb.push(", ");
+        qb.bind(c.key.as_ref().map(|k| k.last4.clone()));
+        for cap in [
+            c.daily_credit_cap,
+            c.monthly_credit_cap,
+            c.rate_per_second.map(u64::from),
+            c.timeout_ms.map(u64::from),
+        ] {
+            qb.push(", ");
+            qb.bind(cap.map(|v| v.min(i64::MAX as u64) as i64));
+        }
+        qb.push(", ");
+        qb.bind(c.options.to_string());
+        qb.push(", ");
+        qb.bind(c.disabled_reason.clone());
+        qb.push(", ");
+        qb.bind(c.updated_at);
+        qb.push(
+            ") ON CONFLICT (workspace_id, provider) DO UPDATE SET enabled = excluded.enabled, \
+             api_key_sealed = excluded.api_key_sealed, api_key_last4 = excluded.api_key_last4, \
+             daily_credit_cap = excluded.daily_credit_cap, \
+             monthly_credit_cap = excluded.monthly_credit_cap, \
+             rate_per_second = excluded.rate_per_second, timeout_ms = excluded.timeout_ms, \
+             options = excluded.options, disabled_reason = excluded.disabled_reason, \
+             updated_at = excluded.updated_at",
+        );
+        self.execute(qb).await.map(drop)
+    }
+
+    pub async fn disable_provider(
+        &self,
+        ws: WorkspaceId,
+        provider: ProviderKind,
+        reason: &str,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        let mut qb = self.sql("UPDATE provider_configs SET enabled = 0, disabled_reason = ");
+        qb.bind(reason.to_owned());
+        qb.push(", updated_at = ");
+        qb.bind(at);
+        qb.push(" WHERE workspace_id = ");
+        qb.bind(ws);
+        qb.push(" AND provider = ");
+        qb.bind(provider.as_str().to_owned());
+        self.execute(qb).await.map(drop)
+    }
+
+    pub async fn count_sealed_keys(&self) -> StoreResult<u64> {
+        let row = self
+            .fetch_one(self.sql(
+                "SELECT (SELECT COUNT(*) FROM provider_configs WHERE api_key_sealed IS NOT NULL) \
+             + (SELECT COUNT(*) FROM webhook_endpoints)",
+            ))
+            .await?;
+        Ok(row.get::<i64>(0)?.max(0) as u64)
+    }
+
+    pub async fn reserve_usage(
+        &self,
+        ws: WorkspaceId,
+        provider: ProviderKind,
+        at: Timestamp,
+        charges: &[(UsagePeriod, u64, u64)],
+    ) -> StoreResult<Option<UsagePeriod>> {
+        if charges.is_empty() {
+            return Ok(None);
+        }
+        if let Some((period, _, _)) = charges.iter().find(|(_, cap, amount)| amount > cap) {
+            return Ok(Some(*period));
+        }
+        let mut tx = self.begin().await?;
+        for (period, cap, amount) in charges {
+            let mut qb = self.sql(
+                "INSERT INTO provider_usage (workspace_id, provider, period, period_start, used) VALUES (",
+            );
+            qb.bind(ws);
+            qb.push(", ");
+            qb.bind(provider.as_str().to_owned());
+            qb.push(", ");
+            qb.bind(period.as_str().to_owned());
+            qb.push(", ");
+            qb.bind(period.start(at));
+            qb.push(", ");
+            qb.bind(*amount as i64);
+            // A new period starts from zero; within one, the row only moves while
+            // it stays under the cap. The row lock makes this atomic across
+            // instances.
+            qb.push(
+                ") ON CONFLICT (workspace_id, provider, period) DO UPDATE SET \
+                 used = CASE WHEN provider_usage.period_start = excluded.period_start \
+                 THEN provider_usage.used + excluded.used ELSE excluded.used END, \
+                 period_start = excluded.period_start \
+                 WHERE provider_usage.period_start <> excluded.period_start \
+                 OR provider_usage.used + excluded.used <= ",
+            );
+            qb.bind((*cap).min(i64::MAX as u64) as i64);
+            qb.push(" RETURNING used");
+            let row = tx.fetch_optional(qb).await?;
+            if row.is_none() {
+                tx.rollback().await?;
+                return Ok(Some(*period));
+            }
+        }
+        tx.commit().await?;
+        Ok(None)
+    }
+
+    pub async fn release_usage(
+        &self,
+        ws: WorkspaceId,
+        provider: ProviderKind,
+        reserved_at: Timestamp,
+        releases: &[(UsagePeriod, u64)],
+    ) -> StoreResult<()> {
+        for (period, amount) in releases.iter().filter(|(_, a)| *a > 0) {
+            let mut qb = self.sql("UPDATE provider_usage SET used = CASE WHEN used > ");
+            qb.bind(*amount as i64);
+            qb.push(" THEN used - ");
+            qb.bind(*amount as i64);
+            qb.push(" ELSE 0 END WHERE workspace_id = ");
+            qb.bind(ws);
+            qb.push(" AND provider = ");
+            qb.bind(provider.as_str().to_owned());
+            qb.push(" AND period = ");
+            qb.bind(period.as_str().to_owned());
+            // a period that rolled over meanwhile owes nothing back
+            qb.push(" AND period_start = ");
+            qb.bind(period.start(reserved_at));
+            self.execute(qb).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn provider_usage(&self, ws: WorkspaceId) -> StoreResult<Vec<Usage>> {
+        let mut qb =
+            self.sql("SELECT provider, period, period_start, used FROM provider_usage WHERE workspace_id = ");
+        qb.bind(ws);
+        let rows = self.fetch_all(qb).await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let provider: String = r.get(0)?;
+            let period: String = r.get(1)?;
+            if let (Some(provider), Some(period)) =
+                (ProviderKind::parse(&provider), UsagePeriod::parse(&period))
+            {
+                out.push(Usage {
+                    provider,
+                    period,
+                    period_start: r.get(2)?,
+                    used: r.get::<i64>(3)?.max(0) as u64,
+                });
+            }
+        }
+        Ok(out)
+    }
 }
-pub(crate) use impl_enrichment_repo;

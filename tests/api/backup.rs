@@ -7,7 +7,7 @@ use crate::helpers::*;
 use leadgate::crypto::KeySealer;
 use leadgate::domain::{ArchivedFilter, JobScope, JobState, LeadFilter, NewJob, ProviderKind, Role};
 use leadgate::ops::backup::{self, BackupError, Summary};
-use leadgate::store::{EnrichmentRepo, JobRepo, LeadRepo, PoolOptions, Store, WorkspaceRepo};
+use leadgate::store::{PoolOptions, Store};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use std::io::{Read, Write};

@@ -6,7 +6,6 @@
 use crate::fakes::{self, Known};
 use crate::helpers::{TestApp, backends, first_code, poll_until, spawn_app_with};
 use leadgate::domain::{LEAD_ENRICHED, Role};
-use leadgate::store::EventRepo;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -8,7 +8,7 @@ use leadgate::domain::{
     CompanyData, EnrichmentRecord, EnrichmentSettings, Group, GroupData, LEAD_ENRICHED, Lead, NewEvent,
     Policy, ProviderConfig, ProviderKind, SealedKey, Source, Workspace, WorkspaceId, WorkspaceSlug, now,
 };
-use leadgate::store::{EnrichmentRepo, EventRepo, LeadRepo, Store, WorkspaceRepo};
+use leadgate::store::Store;
 use serde_json::json;
 
 async fn workspace(store: &Store, slug: &str) -> Workspace {

@@ -5,7 +5,6 @@
 
 use crate::helpers::{TestApp, backends, first_code, spawn_app, spawn_app_with};
 use leadgate::domain::Role;
-use leadgate::store::WorkspaceRepo;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

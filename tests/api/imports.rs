@@ -10,7 +10,7 @@ use leadgate::domain::{
     EmailAddress, EmailHash, ImportCounts, ImportStatus, LeadFilter, LeadOrder, LeadPatch, LeadQuery,
     PageDirection, Patch, Workspace, WorkspaceId, WorkspaceSlug, now,
 };
-use leadgate::store::{ImportRepo, LeadRepo, PoolOptions, Store, WorkspaceRepo};
+use leadgate::store::{PoolOptions, Store};
 use std::io::Cursor;
 use std::process::Stdio;
 use std::time::Duration;

@@ -7,7 +7,7 @@ use crate::helpers::{Backend, TestApp, backends, first_code, fresh_database, pol
 use leadgate::domain::{Duplicate, Job, JobId, JobScope, JobState, NewJob, Role, Schedule, now};
 use leadgate::jobs::Queue;
 use leadgate::jobs::schedule::{ScheduleSpec, Scheduler};
-use leadgate::store::{JobRepo, PoolOptions, Store};
+use leadgate::store::{PoolOptions, Store};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::process::{Child, Command};
@@ -138,9 +138,7 @@ async fn a_failing_job_is_dead_with_its_history_until_replayed() {
         assert_eq!(node["payload"], json!({"failures": 3}));
         assert!(node["failedAt"].is_string());
         let events = app.services.store.clone();
-        let logged = leadgate::store::EventRepo::events_after(&events, app.workspace.id, 0, 10)
-            .await
-            .unwrap();
+        let logged = events.events_after(app.workspace.id, 0, 10).await.unwrap();
         assert!(
             logged.iter().any(|e| e.kind == "job.dead"),
             "{backend:?}: {logged:?}"

@@ -3,7 +3,6 @@
 
 use crate::helpers::{TestApp, backends, first_code, spawn_app, spawn_app_with};
 use leadgate::domain::Role;
-use leadgate::store::LeadRepo;
 use serde_json::{Value, json};
 
 /// `getIntrospectionQuery()` from graphql-js 16 with its default options.

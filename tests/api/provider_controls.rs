@@ -12,7 +12,7 @@ use crate::helpers::{
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 use leadgate::config::Settings;
 use leadgate::domain::{ProviderKind, Role, UsagePeriod};
-use leadgate::store::{EnrichmentRepo, PoolOptions, Store};
+use leadgate::store::{PoolOptions, Store};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -31,8 +31,6 @@ async fn seed(app: &TestApp) -> Vec<Lead> {
     leads
 }
 
-use leadgate::store::LeadRepo;
-
 fn ids(page: &Value) -> Vec<String> {
     page["edges"]
         .as_array()

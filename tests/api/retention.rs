@@ -10,7 +10,7 @@ use leadgate::domain::{
     EnrichmentRecord, Group, LEAD_ARCHIVED, Lead, LeadId, NewEvent, RetentionCounts, RetentionDays,
     RetentionPolicy, RetentionRun, RetentionRunId, Role, RunTrigger, Tags, Timestamp, now,
 };
-use leadgate::store::{EnrichmentRepo, EventRepo, LeadRepo, RetentionRepo, WorkspaceRepo};
+
 use serde_json::{Value, json};
 use std::time::Duration;
 

@@ -11,7 +11,7 @@ use leadgate::domain::{
     Phone, Score, SortField, SortValue, Tag, TagMatch, Tags, Timestamp, UpsertOutcome, Workspace,
     WorkspaceId, WorkspaceSlug, now,
 };
-use leadgate::store::{EventRepo, LeadCounts, LeadRepo, SettingsRepo, Store, StoreError, WorkspaceRepo};
+use leadgate::store::{LeadCounts, Store, StoreError};
 use serde_json::json;
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -1264,7 +1264,7 @@ async fn contract_any_lead_beside_answers_like_the_oracle() {
 #[tokio::test]
 async fn contract_load_leads_with_index_rebuild_keeps_every_index_working() {
     use leadgate::domain::{LeadFilter, LeadOrder, LeadQuery, PageDirection};
-    use leadgate::store::{LeadRepo, StoreError, WorkspaceRepo};
+    use leadgate::store::StoreError;
     for backend in backends() {
         let (store, _guard) = fresh_store(backend).await;
         let ws = leadgate::domain::Workspace {
@@ -1357,7 +1357,7 @@ mod jobs {
     use leadgate::domain::{
         Duplicate, Job, JobFailure, JobId, JobScope, JobSelection, JobState, NewJob, Schedule, Timestamp, now,
     };
-    use leadgate::store::{EventRepo, JobRepo, Lease, Store};
+    use leadgate::store::{Lease, Store};
     use serde_json::json;
     use std::collections::HashSet;
 
@@ -1538,7 +1538,7 @@ mod jobs {
             assert_eq!(events[0].kind, "job.dead");
             assert_eq!(
                 events[0].payload,
-                json!({"jobId": id.0, "kind": "k", "error": "second"})
+                json!({"jobId": id.as_i64(), "kind": "k", "error": "second"})
             );
         }
     }

@@ -4,7 +4,6 @@
 
 use crate::helpers::{Backend, Protocol, TestApp, WsClient, backends, spawn_app};
 use leadgate::domain::Role;
-use leadgate::store::EventRepo;
 use serde_json::{Value, json};
 
 const CHANGES: &str = "subscription($after: EventCursor, $filter: LeadFilter) { \

@@ -4,7 +4,6 @@
 use crate::helpers::{TestApp, backends, poll_until, spawn_app, spawn_app_with};
 use leadgate::domain::Role;
 use leadgate::events::webhooks::{ATTEMPT_HEADER, EVENT_ID_HEADER, SIGNATURE_HEADER, verify};
-use leadgate::store::EventRepo;
 use serde_json::{Value, json};
 use std::time::Duration;
 use wiremock::matchers::method;

@@ -2,26 +2,22 @@
 //! `E-mail Address`, `First Name`, `Company`, …), or given explicitly.
 
 use super::ImportError;
+use crate::domain::{LEAD_COLUMNS, lead_column};
 
 /// A lead field an import column can fill.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub enum Field {
-    Email,
-    FirstName,
-    LastName,
+    /// A plain text column of `domain::LEAD_COLUMNS` (by name) whose cell goes into the lead
+    /// as written (`email`, `first_name`, `title`, …): every such column is importable under
+    /// its own name without a line here.
+    Text(&'static str),
     /// `Name` or `Full Name`: split at the last space into first and last name.
     FullName,
-    Title,
-    CompanyName,
-    CompanyDomain,
     /// A company website; its host becomes the company domain.
     Website,
     Phone,
-    LinkedinUrl,
     Country,
-    Source,
     Status,
-    Owner,
     Score,
     Tags,
     CustomFields,
@@ -33,22 +29,14 @@ pub enum Field {
     Informational,
 }
 
-/// Canonical names, as an export writes them and an explicit mapping names them.
+/// Canonical names of the fields with their own normalisation, as an export writes them and an
+/// explicit mapping names them (plain text columns are found in `LEAD_COLUMNS`).
 const CANONICAL: &[(&str, Field)] = &[
-    ("email", Field::Email),
-    ("first_name", Field::FirstName),
-    ("last_name", Field::LastName),
     ("full_name", Field::FullName),
-    ("title", Field::Title),
-    ("company_name", Field::CompanyName),
-    ("company_domain", Field::CompanyDomain),
     ("website", Field::Website),
     ("phone", Field::Phone),
-    ("linkedin_url", Field::LinkedinUrl),
     ("country", Field::Country),
-    ("source", Field::Source),
     ("status", Field::Status),
-    ("owner", Field::Owner),
     ("score", Field::Score),
     ("tags", Field::Tags),
     ("custom_fields", Field::CustomFields),
@@ -58,39 +46,39 @@ const CANONICAL: &[(&str, Field)] = &[
 /// Header spellings seen in CRM and spreadsheet exports, compared after `header_key`
 /// (lower-cased, everything but letters and digits removed).
 const ALIASES: &[(&str, Field)] = &[
-    ("email", Field::Email),
-    ("emailaddress", Field::Email),
-    ("mail", Field::Email),
-    ("workemail", Field::Email),
-    ("businessemail", Field::Email),
-    ("primaryemail", Field::Email),
-    ("contactemail", Field::Email),
-    ("firstname", Field::FirstName),
-    ("first", Field::FirstName),
-    ("givenname", Field::FirstName),
-    ("forename", Field::FirstName),
-    ("lastname", Field::LastName),
-    ("last", Field::LastName),
-    ("surname", Field::LastName),
-    ("familyname", Field::LastName),
+    ("email", Field::Text("email")),
+    ("emailaddress", Field::Text("email")),
+    ("mail", Field::Text("email")),
+    ("workemail", Field::Text("email")),
+    ("businessemail", Field::Text("email")),
+    ("primaryemail", Field::Text("email")),
+    ("contactemail", Field::Text("email")),
+    ("firstname", Field::Text("first_name")),
+    ("first", Field::Text("first_name")),
+    ("givenname", Field::Text("first_name")),
+    ("forename", Field::Text("first_name")),
+    ("lastname", Field::Text("last_name")),
+    ("last", Field::Text("last_name")),
+    ("surname", Field::Text("last_name")),
+    ("familyname", Field::Text("last_name")),
     ("name", Field::FullName),
     ("fullname", Field::FullName),
     ("contactname", Field::FullName),
-    ("title", Field::Title),
-    ("jobtitle", Field::Title),
-    ("position", Field::Title),
-    ("role", Field::Title),
-    ("company", Field::CompanyName),
-    ("companyname", Field::CompanyName),
-    ("organization", Field::CompanyName),
-    ("organisation", Field::CompanyName),
-    ("organizationname", Field::CompanyName),
-    ("account", Field::CompanyName),
-    ("accountname", Field::CompanyName),
-    ("employer", Field::CompanyName),
-    ("companydomain", Field::CompanyDomain),
-    ("domain", Field::CompanyDomain),
-    ("emaildomain", Field::CompanyDomain),
+    ("title", Field::Text("title")),
+    ("jobtitle", Field::Text("title")),
+    ("position", Field::Text("title")),
+    ("role", Field::Text("title")),
+    ("company", Field::Text("company_name")),
+    ("companyname", Field::Text("company_name")),
+    ("organization", Field::Text("company_name")),
+    ("organisation", Field::Text("company_name")),
+    ("organizationname", Field::Text("company_name")),
+    ("account", Field::Text("company_name")),
+    ("accountname", Field::Text("company_name")),
+    ("employer", Field::Text("company_name")),
+    ("companydomain", Field::Text("company_domain")),
+    ("domain", Field::Text("company_domain")),
+    ("emaildomain", Field::Text("company_domain")),
     ("website", Field::Website),
     ("companywebsite", Field::Website),
     ("websiteurl", Field::Website),
@@ -109,25 +97,25 @@ const ALIASES: &[(&str, Field)] = &[
     ("workphone", Field::Phone),
     ("directphone", Field::Phone),
     ("businessphone", Field::Phone),
-    ("linkedin", Field::LinkedinUrl),
-    ("linkedinurl", Field::LinkedinUrl),
-    ("linkedinprofile", Field::LinkedinUrl),
-    ("linkedinprofileurl", Field::LinkedinUrl),
-    ("personlinkedinurl", Field::LinkedinUrl),
+    ("linkedin", Field::Text("linkedin_url")),
+    ("linkedinurl", Field::Text("linkedin_url")),
+    ("linkedinprofile", Field::Text("linkedin_url")),
+    ("linkedinprofileurl", Field::Text("linkedin_url")),
+    ("personlinkedinurl", Field::Text("linkedin_url")),
     ("country", Field::Country),
     ("countrycode", Field::Country),
     ("countryregion", Field::Country),
     ("countryname", Field::Country),
-    ("source", Field::Source),
-    ("leadsource", Field::Source),
-    ("originalsource", Field::Source),
+    ("source", Field::Text("source")),
+    ("leadsource", Field::Text("source")),
+    ("originalsource", Field::Text("source")),
     ("status", Field::Status),
     ("leadstatus", Field::Status),
-    ("owner", Field::Owner),
-    ("leadowner", Field::Owner),
-    ("contactowner", Field::Owner),
-    ("ownedby", Field::Owner),
-    ("owneremail", Field::Owner),
+    ("owner", Field::Text("owner")),
+    ("leadowner", Field::Text("owner")),
+    ("contactowner", Field::Text("owner")),
+    ("ownedby", Field::Text("owner")),
+    ("owneremail", Field::Text("owner")),
     ("score", Field::Score),
     ("leadscore", Field::Score),
     ("tags", Field::Tags),
@@ -150,10 +138,12 @@ impl Field {
             return (!key.is_empty()).then(|| Field::Custom(key.to_owned()));
         }
         let key = header_key(name);
-        CANONICAL
-            .iter()
-            .find(|(canonical, _)| header_key(canonical) == key)
-            .map(|(_, field)| field.clone())
+        text_column(&key).or_else(|| {
+            CANONICAL
+                .iter()
+                .find(|(canonical, _)| header_key(canonical) == key)
+                .map(|(_, field)| field.clone())
+        })
     }
 
     /// The field a header names, if it is a well-known spelling.
@@ -166,6 +156,7 @@ impl Field {
             .iter()
             .find(|(alias, _)| *alias == key)
             .map(|(_, f)| f.clone())
+            .or_else(|| text_column(&key))
     }
 
     /// The name shown in summaries.
@@ -173,6 +164,7 @@ impl Field {
         match self {
             Field::Custom(key) => format!("custom.{key}"),
             Field::Informational => "(informational)".to_owned(),
+            Field::Text(name) => (*name).to_owned(),
             other => CANONICAL
                 .iter()
                 .find(|(_, f)| f == other)
@@ -184,18 +176,12 @@ impl Field {
     /// The lead API's name for the field, as validation errors carry it.
     pub(super) fn api_name(&self) -> &'static str {
         match self {
-            Field::Email => "email",
-            Field::FirstName | Field::FullName => "firstName",
-            Field::LastName => "lastName",
-            Field::Title => "title",
-            Field::CompanyName => "companyName",
-            Field::CompanyDomain | Field::Website => "companyDomain",
+            Field::Text(name) => lead_column(name).map_or("", |c| c.api),
+            Field::FullName => "firstName",
+            Field::Website => "companyDomain",
             Field::Phone => "phone",
-            Field::LinkedinUrl => "linkedinUrl",
             Field::Country => "country",
-            Field::Source => "source",
             Field::Status => "status",
-            Field::Owner => "owner",
             Field::Score => "score",
             Field::Tags => "tags",
             Field::CustomFields | Field::Custom(_) => "customFields",
@@ -203,6 +189,15 @@ impl Field {
             Field::Informational => "",
         }
     }
+}
+
+/// The plain text column whose name or API name has this header key.
+fn text_column(key: &str) -> Option<Field> {
+    LEAD_COLUMNS
+        .iter()
+        .filter(|c| c.import.is_some())
+        .find(|c| header_key(c.name) == key || header_key(c.api) == key)
+        .map(|c| Field::Text(c.name))
 }
 
 /// Lower-cased, with everything but ASCII letters and digits removed: `E-mail Address` →
@@ -261,7 +256,7 @@ impl ColumnMapping {
         let identifies = mapping.mapped.iter().any(|(_, _, f)| {
             matches!(
                 f,
-                Field::Email | Field::FirstName | Field::LastName | Field::FullName | Field::CompanyName
+                Field::FullName | Field::Text("email" | "first_name" | "last_name" | "company_name")
             )
         });
         if !identifies {
@@ -299,10 +294,10 @@ mod tests {
         assert_eq!(
             fields,
             vec![
-                Field::Email,
-                Field::FirstName,
-                Field::CompanyName,
-                Field::Title,
+                Field::Text("email"),
+                Field::Text("first_name"),
+                Field::Text("company_name"),
+                Field::Text("title"),
                 Field::Phone
             ]
         );
@@ -323,7 +318,7 @@ mod tests {
             ("Plan".to_owned(), "custom.plan".to_owned()),
         ];
         let m = ColumnMapping::resolve(&headers(&["Email", "Contact", "Plan"]), &explicit).unwrap();
-        assert_eq!(m.mapped[0], (1, "Contact".to_owned(), Field::Email));
+        assert_eq!(m.mapped[0], (1, "Contact".to_owned(), Field::Text("email")));
         assert_eq!(m.mapped[1], (2, "Plan".to_owned(), Field::Custom("plan".into())));
         assert_eq!(m.ignored, vec!["Email".to_owned()]);
     }
@@ -346,8 +341,11 @@ mod tests {
 
     #[test]
     fn camel_case_and_canonical_targets_are_accepted() {
-        assert_eq!(Field::from_target("firstName"), Some(Field::FirstName));
-        assert_eq!(Field::from_target("company_domain"), Some(Field::CompanyDomain));
+        assert_eq!(Field::from_target("firstName"), Some(Field::Text("first_name")));
+        assert_eq!(
+            Field::from_target("company_domain"),
+            Some(Field::Text("company_domain"))
+        );
         assert_eq!(Field::from_target("custom."), None);
     }
 }

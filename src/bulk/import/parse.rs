@@ -4,7 +4,9 @@
 
 use super::columns::{ColumnMapping, Field};
 use super::{Format, ImportError, normalize};
-use crate::domain::{CountryCode, EmailAddress, LeadDraft, LeadPatch, LeadStatus, Patch, Timestamp};
+use crate::domain::{
+    CountryCode, EmailAddress, LeadDraft, LeadPatch, LeadStatus, Patch, Timestamp, lead_column,
+};
 use chrono::DateTime;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -370,13 +372,11 @@ fn build(
         let text = one_line(text.trim());
         let text = text.as_ref();
         match field {
-            Field::Email => draft.email = Patch::Set(text.to_owned()),
-            Field::FirstName => draft.first_name = Patch::Set(text.to_owned()),
-            Field::LastName => draft.last_name = Patch::Set(text.to_owned()),
+            Field::Text(name) => match lead_column(name).and_then(|c| c.import) {
+                Some(set) => set(&mut draft, text.to_owned()),
+                None => continue,
+            },
             Field::FullName => full_name = Some(text.to_owned()),
-            Field::Title => draft.title = Patch::Set(text.to_owned()),
-            Field::CompanyName => draft.company_name = Patch::Set(text.to_owned()),
-            Field::CompanyDomain => draft.company_domain = Patch::Set(text.to_owned()),
             Field::Website => {
                 if !draft.company_domain.is_set() {
                     draft.company_domain = Patch::Set(text.to_owned());
@@ -394,10 +394,7 @@ fn build(
                     continue;
                 }
             },
-            Field::LinkedinUrl => draft.linkedin_url = Patch::Set(text.to_owned()),
             Field::Country => draft.country = Patch::Set(normalize::country(text)),
-            Field::Source => draft.source = Patch::Set(text.to_owned()),
-            Field::Owner => draft.owner = Patch::Set(text.to_owned()),
             Field::Status => match LeadStatus::parse(text) {
                 Some(s) => draft.status = Patch::Set(s),
                 None => {

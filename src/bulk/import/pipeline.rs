@@ -6,16 +6,16 @@
 //! (first occurrence wins) with a set of 128-bit hashes: ~32 bytes per distinct email. The
 //! store side checks tombstones, looks up the chunk's emails in one statement, applies the
 //! duplicate policy and commits the chunk, its error rows and the checkpoint in one
-//! transaction (`ImportRepo::commit_import_chunk`), which is what lets a killed import resume
+//! transaction (`Store::commit_import_chunk`), which is what lets a killed import resume
 //! without duplicates. No per-lead events are written, only `import.progress` per chunk and
 //! `import.finished`.
 
 use super::{ColumnMapping, Format, ImportError, OnDuplicate, ParseOptions, ParsedRow, RowData, Rows};
 use crate::domain::{
-    CountryCode, CustomFields, EmailAddress, EmailHash, Event, Import, ImportCheckpoint, ImportErrorRow,
-    ImportStatus, Lead, LeadPatch, Patch, WorkspaceId, now,
+    CountryCode, EmailAddress, EmailHash, Event, Import, ImportCheckpoint, ImportErrorRow, ImportStatus,
+    Lead, LeadPatch, Patch, WorkspaceId, now,
 };
-use crate::store::{ErasureRepo, ImportChunk, ImportRepo, Store, StoreError};
+use crate::store::{ImportChunk, Store, StoreError};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -568,7 +568,7 @@ fn merge(policy: OnDuplicate, lead: &Lead, patch: &LeadPatch, at: crate::domain:
             email: Patch::Keep,
             ..patch.clone()
         },
-        OnDuplicate::UpdateEmptyFields => only_empty_fields(lead, patch),
+        OnDuplicate::UpdateEmptyFields => patch.filling(lead),
     };
     let mut next = lead.clone();
     if !next.apply(&patch) {
@@ -577,49 +577,6 @@ fn merge(policy: OnDuplicate, lead: &Lead, patch: &LeadPatch, at: crate::domain:
     next.updated_at = at;
     next.version = lead.version + 1;
     Merge::Updated(next)
-}
-
-/// The part of `patch` that fills fields `lead` lacks.
-fn only_empty_fields(lead: &Lead, patch: &LeadPatch) -> LeadPatch {
-    fn fill<T: Clone>(slot: &Option<T>, value: &Patch<T>) -> Patch<T> {
-        match (slot, value) {
-            (None, Patch::Set(v)) => Patch::Set(v.clone()),
-            _ => Patch::Keep,
-        }
-    }
-    LeadPatch {
-        email: Patch::Keep,
-        first_name: fill(&lead.first_name, &patch.first_name),
-        last_name: fill(&lead.last_name, &patch.last_name),
-        title: fill(&lead.title, &patch.title),
-        company_name: fill(&lead.company_name, &patch.company_name),
-        company_domain: fill(&lead.company_domain, &patch.company_domain),
-        phone: fill(&lead.phone, &patch.phone),
-        linkedin_url: fill(&lead.linkedin_url, &patch.linkedin_url),
-        country: fill(&lead.country, &patch.country),
-        source: fill(&lead.source, &patch.source),
-        owner: fill(&lead.owner, &patch.owner),
-        // a lead always has a status and a score: they are never "empty"
-        status: None,
-        score: None,
-        tags: patch.tags.clone().filter(|_| lead.tags.is_empty()),
-        custom_fields: patch
-            .custom_fields
-            .as_ref()
-            .and_then(|fields| missing_keys(lead, fields)),
-    }
-}
-
-/// The lead's custom fields plus the keys of `fields` it lacks; `None` when it lacks none.
-fn missing_keys(lead: &Lead, fields: &CustomFields) -> Option<CustomFields> {
-    let have = lead.custom_fields.as_map();
-    let mut merged = have.clone();
-    for (key, value) in fields.as_map() {
-        if !have.contains_key(key) {
-            merged.insert(key.clone(), value.clone());
-        }
-    }
-    (merged.len() > have.len()).then(|| CustomFields::from_trusted(merged))
 }
 
 #[cfg(test)]

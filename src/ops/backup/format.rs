@@ -16,7 +16,8 @@
 //! rows are hashed once. Values: uuid as hyphenated text, timestamp as integer microseconds
 //! UTC, blob as standard base64, integer (booleans are 0/1), real, text and null as JSON.
 
-use crate::store::backup::{LogicalType, Table, Value};
+use crate::domain::{ColumnType, Value};
+use crate::store::backup::Table;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -134,7 +135,8 @@ fn encode_row(out: &mut Vec<u8>, row: &[Value]) {
         // Writing into a Vec cannot fail.
         let _ = match v {
             Value::Null => out.write_all(b"null"),
-            Value::Integer(n) | Value::Timestamp(n) => write!(out, "{n}"),
+            Value::Integer(n) => write!(out, "{n}"),
+            Value::Timestamp(t) => write!(out, "{}", t.timestamp_micros()),
             Value::Real(x) => serde_json::to_writer(&mut *out, x).map_err(std::io::Error::other),
             Value::Text(t) => serde_json::to_writer(&mut *out, t).map_err(std::io::Error::other),
             Value::Uuid(u) => write!(out, "\"{}\"", u.hyphenated()),
@@ -297,16 +299,18 @@ fn decode_row(raw: &[u8], table: &Table) -> Result<Vec<Value>, String> {
         .collect()
 }
 
-fn decode_value(cell: serde_json::Value, logical: LogicalType) -> Option<Value> {
+fn decode_value(cell: serde_json::Value, logical: ColumnType) -> Option<Value> {
     use serde_json::Value as J;
     Some(match (logical, cell) {
         (_, J::Null) => Value::Null,
-        (LogicalType::Integer, J::Number(n)) => Value::Integer(n.as_i64()?),
-        (LogicalType::Timestamp, J::Number(n)) => Value::Timestamp(n.as_i64()?),
-        (LogicalType::Real, J::Number(n)) => Value::Real(n.as_f64()?),
-        (LogicalType::Text, J::String(s)) => Value::Text(s),
-        (LogicalType::Uuid, J::String(s)) => Value::Uuid(uuid::Uuid::parse_str(&s).ok()?),
-        (LogicalType::Blob, J::String(s)) => {
+        (ColumnType::Integer, J::Number(n)) => Value::Integer(n.as_i64()?),
+        (ColumnType::Timestamp, J::Number(n)) => {
+            Value::Timestamp(chrono::DateTime::from_timestamp_micros(n.as_i64()?)?)
+        }
+        (ColumnType::Real, J::Number(n)) => Value::Real(n.as_f64()?),
+        (ColumnType::Text, J::String(s)) => Value::Text(s),
+        (ColumnType::Uuid, J::String(s)) => Value::Uuid(uuid::Uuid::parse_str(&s).ok()?),
+        (ColumnType::Blob, J::String(s)) => {
             Value::Blob(base64::engine::general_purpose::STANDARD.decode(s).ok()?)
         }
         _ => return None,
@@ -326,12 +330,12 @@ mod tests {
         Table {
             name: "t".into(),
             columns: vec![
-                column("id", LogicalType::Uuid),
-                column("n", LogicalType::Integer),
-                column("at", LogicalType::Timestamp),
-                column("s", LogicalType::Text),
-                column("b", LogicalType::Blob),
-                column("x", LogicalType::Real),
+                column("id", ColumnType::Uuid),
+                column("n", ColumnType::Integer),
+                column("at", ColumnType::Timestamp),
+                column("s", ColumnType::Text),
+                column("b", ColumnType::Blob),
+                column("x", ColumnType::Real),
             ],
             key: vec!["id".into()],
         }
@@ -342,7 +346,7 @@ mod tests {
         let row = vec![
             Value::Uuid(uuid::Uuid::from_u128(7)),
             Value::Integer(-3),
-            Value::Timestamp(1_732_838_400_000_001),
+            Value::Timestamp(chrono::DateTime::from_timestamp_micros(1_732_838_400_000_001).unwrap()),
             Value::Text("a \"quoted\"\nline".into()),
             Value::Blob(vec![0, 1, 255]),
             Value::Null,

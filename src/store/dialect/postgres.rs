@@ -1,0 +1,360 @@
+//! What only PostgreSQL has: one connection pool, `LISTEN`/`NOTIFY` between instances, and
+//! `COPY` for bulk appends. Text columns that sort use the "C" collation (see the migrations)
+//! so ordering and cursors match SQLite byte for byte.
+
+use super::{Dialect, ident};
+use crate::domain::{Value, WorkspaceId};
+use crate::store::backup::{
+    Catalog, Column, MIGRATIONS_TABLE, ROWS_PER_BATCH, SnapshotPart, Table, closed, in_foreign_key_order,
+    pg_column_type, select_all, unportable,
+};
+use crate::store::{PoolOptions, StoreError, StoreResult};
+use futures_util::TryStreamExt as _;
+use sqlx::Row as _;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Pool, Postgres};
+use std::fmt::Write as _;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// A PostgreSQL database: one pool, and the options to open connections of its own.
+#[derive(Clone)]
+pub(crate) struct PgDb {
+    pub(crate) pool: Pool<Postgres>,
+    /// For connections outside the pool (the event listener). Holds the password.
+    connect: Arc<PgConnectOptions>,
+}
+
+/// The channel other instances `LISTEN` on for new events.
+const EVENTS_CHANNEL: &str = "leadgate_events";
+
+impl PgDb {
+    /// Connects to `url`, e.g. `postgres://user@127.0.0.1:5432/leadgate`.
+    pub(crate) async fn open(url: &str, options: &PoolOptions) -> StoreResult<Self> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Config(format!("invalid PostgreSQL URL: {e}")))?
+            .application_name("leadgate")
+            .statement_cache_capacity(256);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(connect.clone())
+            .await
+            .map_err(super::interpret)?;
+        Ok(Self {
+            pool,
+            connect: Arc::new(connect),
+        })
+    }
+
+    pub(crate) async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("migrations/postgres")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Database(Box::new(e)))
+    }
+
+    /// A listener for new events committed by any instance, on a connection of its own so it
+    /// never holds one of the pool's.
+    pub(crate) async fn listen_events(&self) -> StoreResult<EventListener> {
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with((*self.connect).clone())
+            .await
+            .map_err(super::interpret)?;
+        let mut listener = sqlx::postgres::PgListener::connect_with(&own)
+            .await
+            .map_err(super::interpret)?;
+        listener.listen(EVENTS_CHANNEL).await.map_err(super::interpret)?;
+        Ok(EventListener(listener))
+    }
+}
+
+/// Wake-ups for events committed by any instance sharing a PostgreSQL database. A
+/// notification only says "look": the log is the truth, and one lost while the connection was
+/// re-established is found by the next poll.
+pub struct EventListener(sqlx::postgres::PgListener);
+
+impl EventListener {
+    /// The next `(workspace, newest number)` announced; reconnects when the connection drops.
+    pub async fn recv(&mut self) -> StoreResult<(WorkspaceId, i64)> {
+        loop {
+            let note = self.0.recv().await.map_err(super::interpret)?;
+            let parsed = note
+                .payload()
+                .split_once(':')
+                .and_then(|(ws, top)| Some((WorkspaceId::from_uuid(ws.parse().ok()?), top.parse().ok()?)));
+            if let Some(wake) = parsed {
+                return Ok(wake);
+            }
+        }
+    }
+}
+
+/// Wakes listening instances when the transaction commits: `<workspace>:<newest number>`.
+pub(crate) async fn notify_events(
+    conn: &mut sqlx::PgConnection,
+    ws: WorkspaceId,
+    top: i64,
+) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(EVENTS_CHANNEL)
+        .bind(format!("{ws}:{top}"))
+        .execute(conn)
+        .await
+        .map_err(super::interpret)?;
+    Ok(())
+}
+
+/// Rows sent per COPY message: large enough to amortise the round trip, small enough to keep
+/// memory flat.
+const COPY_ROWS_PER_MESSAGE: usize = 2_000;
+
+/// `COPY table (columns) FROM STDIN` of `rows`; returns how many.
+pub(crate) async fn copy_rows(
+    conn: &mut sqlx::PgConnection,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Value>>,
+) -> StoreResult<u64> {
+    let columns: Vec<String> = columns.iter().map(|c| super::ident(c)).collect();
+    // COPY writes identity columns as given, like INSERT … OVERRIDING SYSTEM VALUE.
+    let statement = format!("COPY {} ({}) FROM STDIN", super::ident(table), columns.join(", "));
+    let mut copy = conn.copy_in_raw(&statement).await.map_err(super::interpret)?;
+    let (mut data, mut in_data, mut written) = (String::new(), 0usize, 0u64);
+    for row in &rows {
+        copy_row(&mut data, row);
+        in_data += 1;
+        written += 1;
+        if in_data == COPY_ROWS_PER_MESSAGE {
+            copy.send(std::mem::take(&mut data).into_bytes())
+                .await
+                .map_err(super::interpret)?;
+            in_data = 0;
+        }
+    }
+    if !data.is_empty() {
+        copy.send(data.into_bytes()).await.map_err(super::interpret)?;
+    }
+    copy.finish().await.map_err(super::interpret)?;
+    Ok(written)
+}
+
+/// One row in COPY's text format.
+pub(crate) fn copy_row(out: &mut String, row: &[Value]) {
+    for (i, v) in row.iter().enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
+        match v {
+            Value::Null => out.push_str("\\N"),
+            Value::Integer(n) => {
+                let _ = write!(out, "{n}");
+            }
+            Value::Real(x) => {
+                let _ = write!(out, "{x:?}");
+            }
+            Value::Text(t) => copy_escaped(out, t),
+            Value::Uuid(u) => {
+                let _ = write!(out, "{}", u.hyphenated());
+            }
+            Value::Blob(b) => {
+                // bytea hex form; the backslash itself is escaped in COPY text
+                out.push_str("\\\\x");
+                for byte in b {
+                    let _ = write!(out, "{byte:02x}");
+                }
+            }
+            Value::Timestamp(t) => out.push_str(&Value::timestamp_text(*t)),
+        }
+    }
+    out.push('\n');
+}
+
+fn copy_escaped(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// The catalog of a PostgreSQL database (see `store::backup`).
+pub(crate) async fn catalog(conn: &mut sqlx::PgConnection) -> StoreResult<Catalog> {
+    let interpret = super::interpret;
+    let schema_version: i64 =
+        sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(interpret)?;
+    // The last column is the position in the primary key, 1-based, 0 for other columns
+    // (`indkey` is an int2vector, whose subscripts start at 0).
+    let rows = sqlx::query(
+        "SELECT c.relname::text, a.attname::text, t.typname::text, \
+                coalesce(array_position(i.indkey::int2[], a.attnum) + 1, 0)::int8 \
+         FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+         JOIN pg_type t ON t.oid = a.atttypid \
+         LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary \
+         WHERE c.relkind = 'r' AND n.nspname = current_schema() AND c.relname <> $1 \
+         ORDER BY c.relname, a.attnum",
+    )
+    .bind(MIGRATIONS_TABLE)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(interpret)?;
+    let mut tables: Vec<Table> = Vec::new();
+    let mut keys: Vec<Vec<(i64, String)>> = Vec::new();
+    for r in rows {
+        let (table, column, udt, key): (String, String, String, i64) = (
+            r.try_get(0).map_err(interpret)?,
+            r.try_get(1).map_err(interpret)?,
+            r.try_get(2).map_err(interpret)?,
+            r.try_get(3).map_err(interpret)?,
+        );
+        let logical = pg_column_type(&udt).ok_or_else(|| unportable(&table, &column, &udt))?;
+        if tables.last().is_none_or(|t| t.name != table) {
+            tables.push(Table {
+                name: table,
+                columns: Vec::new(),
+                key: Vec::new(),
+            });
+            keys.push(Vec::new());
+        }
+        if key > 0 {
+            keys.last_mut().expect("pushed above").push((key, column.clone()));
+        }
+        tables.last_mut().expect("pushed above").columns.push(Column {
+            name: column,
+            logical,
+        });
+    }
+    for (t, mut k) in tables.iter_mut().zip(keys) {
+        k.sort();
+        t.key = k.into_iter().map(|(_, c)| c).collect();
+    }
+    let references: Vec<(String, String)> = sqlx::query_as(
+        "SELECT a.relname::text, b.relname::text FROM pg_constraint c \
+         JOIN pg_class a ON a.oid = c.conrelid JOIN pg_class b ON b.oid = c.confrelid \
+         JOIN pg_namespace n ON n.oid = a.relnamespace \
+         WHERE c.contype = 'f' AND n.nspname = current_schema()",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(interpret)?;
+    Ok(Catalog {
+        schema_version,
+        tables: in_foreign_key_order(tables, &references),
+    })
+}
+
+/// Reads every table in one repeatable-read, read-only transaction and sends it to `out`.
+pub(crate) async fn snapshot(pool: &Pool<Postgres>, out: mpsc::Sender<SnapshotPart>) -> StoreResult<()> {
+    let interpret = super::interpret;
+    let mut tx = pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await
+        .map_err(interpret)?;
+    let catalog = catalog(&mut tx).await?;
+    let mut counts = Vec::with_capacity(catalog.tables.len());
+    for t in &catalog.tables {
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {}",
+            ident(&t.name)
+        )))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(interpret)?;
+        counts.push(n as u64);
+    }
+    let tables = catalog.tables.clone();
+    out.send(SnapshotPart::Begin {
+        catalog,
+        rows: counts,
+    })
+    .await
+    .map_err(|_| closed())?;
+    for table in &tables {
+        let sql = select_all(table, Dialect::Postgres);
+        let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&mut *tx);
+        let mut batch = Vec::with_capacity(ROWS_PER_BATCH);
+        while let Some(row) = rows.try_next().await.map_err(interpret)? {
+            let values = (0..table.columns.len())
+                .map(|i| super::column_value(&row, i, table.columns[i].logical))
+                .collect::<StoreResult<Vec<_>>>()?;
+            batch.push(values);
+            if batch.len() == ROWS_PER_BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(ROWS_PER_BATCH));
+                out.send(SnapshotPart::Rows(full)).await.map_err(|_| closed())?;
+            }
+        }
+        drop(rows);
+        if !batch.is_empty() {
+            out.send(SnapshotPart::Rows(batch)).await.map_err(|_| closed())?;
+        }
+        out.send(SnapshotPart::EndTable).await.map_err(|_| closed())?;
+    }
+    tx.commit().await.map_err(interpret)?;
+    Ok(())
+}
+
+/// Moves every identity or serial sequence past the largest id its column holds, so new rows
+/// do not collide with restored ones.
+pub(crate) async fn set_sequences_past_ids(conn: &mut sqlx::PgConnection) -> StoreResult<()> {
+    let interpret = super::interpret;
+    let owned: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name <> $1 \
+           AND (is_identity = 'YES' OR column_default LIKE 'nextval(%')",
+    )
+    .bind(MIGRATIONS_TABLE)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(interpret)?;
+    for (table, column) in owned {
+        let sql = format!(
+            "SELECT setval(pg_get_serial_sequence($1, $2), coalesce(max({c}), 0) + 1, false) FROM {t}",
+            c = ident(&column),
+            t = ident(&table),
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(ident(&table))
+            .bind(column.clone())
+            .execute(&mut *conn)
+            .await
+            .map_err(interpret)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_rows_escape_text_and_encode_bytes() {
+        let mut out = String::new();
+        let at = chrono::DateTime::from_timestamp_micros(1_000_001).unwrap_or_default();
+        copy_row(
+            &mut out,
+            &[
+                Value::Text("a\tb\\c\nd".into()),
+                Value::Null,
+                Value::Blob(vec![0, 255]),
+                Value::Timestamp(at),
+            ],
+        );
+        assert_eq!(
+            out,
+            "a\\tb\\\\c\\nd\t\\N\t\\\\x00ff\t1970-01-01T00:00:01.000001Z\n"
+        );
+    }
+}
