@@ -684,16 +684,9 @@ async fn quotas_reset_at_utc_period_boundaries_and_releases_stay_in_their_period
     }
 }
 
-fn postgres_url() -> Option<String> {
-    std::env::var("LEADGATE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-}
-
 #[tokio::test]
 async fn two_instances_on_one_postgres_never_exceed_a_quota_together() {
-    if postgres_url().is_none() {
-        eprintln!("skipped: LEADGATE_TEST_POSTGRES_URL is not set");
+    if crate::helpers::postgres_url_or_skip().is_none() {
         return;
     }
     let pdl = MockServer::start().await;
