@@ -151,7 +151,11 @@ impl RateGate {
 
     /// Takes a token for a call that will go out after `delay`, if one is free then.
     pub fn try_acquire_after(&self, delay: Duration) -> bool {
-        let at = Instant::now() + delay;
+        self.try_acquire_at(Instant::now() + delay)
+    }
+
+    /// Takes a token for a call that goes out at `at`, if one is free then.
+    fn try_acquire_at(&self, at: Instant) -> bool {
         let mut calls = self.lock();
         if self.room_at(&mut calls, at) {
             calls.push_back(at);
@@ -206,15 +210,29 @@ mod tests {
 
     #[test]
     fn rate_gate_allows_at_most_the_rate_in_any_second() {
+        // the calls' times are given, so the window is checked whatever the machine's pace
         let g = RateGate::new(3);
-        assert!(g.has_room());
-        assert!(g.try_acquire() && g.try_acquire() && g.try_acquire());
-        assert!(!g.has_room());
-        assert!(!g.try_acquire(), "a fourth call within the second is refused");
-        assert!(!g.try_acquire_after(Duration::from_millis(900)));
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert!(g.room_at(&mut g.lock(), at(0)));
+        assert!(g.try_acquire_at(at(0)) && g.try_acquire_at(at(10)) && g.try_acquire_at(at(20)));
+        assert!(!g.room_at(&mut g.lock(), at(20)));
         assert!(
-            g.try_acquire_after(Duration::from_millis(1100)),
-            "the window slides"
+            !g.try_acquire_at(at(30)),
+            "a fourth call within the second is refused"
         );
+        assert!(
+            !g.try_acquire_at(at(1_024)),
+            "the margin keeps the window a little over a second"
+        );
+        assert!(
+            g.try_acquire_at(at(1_025)),
+            "the window slides past the first call"
+        );
+        assert!(
+            !g.try_acquire_at(at(1_030)),
+            "the second and third are still in it"
+        );
+        assert!(g.try_acquire_at(at(1_045)));
     }
 }

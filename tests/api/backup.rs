@@ -79,8 +79,11 @@ async fn a_backup_taken_under_concurrent_writes_restores_one_consistent_snapshot
         let stop = Arc::new(AtomicBool::new(false));
         let writes = Arc::new(AtomicU64::new(0));
         let mut writers = Vec::new();
+        // each committed write is also announced, for the backup's progress callback below
+        let (committed_tx, committed_rx) = std::sync::mpsc::channel::<()>();
         for w in 0..2 {
             let (app, stop, writes) = (app.clone(), stop.clone(), writes.clone());
+            let committed = committed_tx.clone();
             writers.push(tokio::spawn(async move {
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
@@ -99,6 +102,7 @@ async fn a_backup_taken_under_concurrent_writes_restores_one_consistent_snapshot
                     }
                     n += 1;
                     writes.fetch_add(1, Ordering::Relaxed);
+                    let _ = committed.send(());
                 }
             }));
         }
@@ -107,8 +111,24 @@ async fn a_backup_taken_under_concurrent_writes_restores_one_consistent_snapshot
         })
         .await;
         let dir = tempfile::tempdir().unwrap();
+        // the backup's writer blocks at its first progress report (the snapshot is open by
+        // then) until three more writes have committed, so writes overlap it on any machine
         let before = writes.load(Ordering::Relaxed);
-        let (file, taken) = take_backup(&store, dir.path(), "live.lgbackup").await;
+        drop(committed_tx);
+        let committed_rx = std::sync::Mutex::new(committed_rx);
+        let watched = writes.clone();
+        let file = dir.path().join("live.lgbackup");
+        let taken = backup::backup(&store, &file, move |done, _| {
+            if done == 0 {
+                let rx = committed_rx.lock().unwrap();
+                while watched.load(Ordering::Relaxed) < before + 3 {
+                    rx.recv_timeout(Duration::from_secs(30))
+                        .expect("writers commit while the snapshot is open");
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{backend:?}: backup failed: {e}"));
         let during = writes.load(Ordering::Relaxed) - before;
         stop.store(true, Ordering::Relaxed);
         for w in writers {
@@ -480,7 +500,7 @@ async fn every_column_has_the_same_portable_type_on_both_backends() {
         .expect("every SQLite column has a portable type");
     assert!(lite.tables.iter().any(|t| t.name == "leads"));
     assert!(!lite.tables.iter().any(|t| t.name.starts_with("_sqlx")));
-    if backends().contains(&Backend::Postgres) {
+    if crate::helpers::postgres_url_or_skip().is_some() {
         let (pg, _none) = fresh_store(Backend::Postgres).await;
         let pg = pg
             .catalog()

@@ -1,7 +1,9 @@
 //! `spawn_app()`: the real application on port 0 with a fresh database, and a client for it.
 //!
 //! SQLite always; PostgreSQL too when `LEADGATE_TEST_POSTGRES_URL` is set, in which case an
-//! unreachable server fails the test rather than skipping it. Each app gets its own database
+//! unreachable server fails the test rather than skipping it. In CI (`CI=true`) an unset URL
+//! fails every test that needs PostgreSQL (`postgres_url_or_skip`, `backends`); elsewhere
+//! such a test says on stderr what it skipped. Each app gets its own database
 //! (a temporary file, or a new PostgreSQL database named `lgt_…`).
 
 use leadgate::app;
@@ -24,10 +26,41 @@ pub enum Backend {
     Postgres,
 }
 
-/// The backends every test runs against.
+/// Whether this is a CI run (`CI` set, and not to `false` or `0`): there a test that needs a
+/// service which is not configured fails instead of skipping it.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// The value of `var`, the URL of a service some tests need. When it is not set, the test
+/// fails in CI (a run that skips what it cannot reach must not pass) and otherwise says on
+/// stderr what it skipped and gets `None`.
+pub fn service_url_or_skip(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let test = std::thread::current().name().unwrap_or("this test").to_owned();
+            assert!(
+                !in_ci(),
+                "{test} needs {what}, but {var} is not set; CI must configure it"
+            );
+            eprintln!("{test}: skipped {what}: {var} is not set");
+            None
+        }
+    }
+}
+
+/// `LEADGATE_TEST_POSTGRES_URL`, per `service_url_or_skip`: `None` (skipped, said on stderr)
+/// outside CI when unset, a failure in CI.
+pub fn postgres_url_or_skip() -> Option<String> {
+    service_url_or_skip("LEADGATE_TEST_POSTGRES_URL", "PostgreSQL")
+}
+
+/// The backends every test runs against: SQLite, and PostgreSQL when configured (in CI it
+/// must be: see `postgres_url_or_skip`).
 pub fn backends() -> Vec<Backend> {
     let mut list = vec![Backend::Sqlite];
-    if std::env::var("LEADGATE_TEST_POSTGRES_URL").is_ok_and(|v| !v.is_empty()) {
+    if postgres_url_or_skip().is_some() {
         list.push(Backend::Postgres);
     }
     list
@@ -44,7 +77,8 @@ pub async fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempD
             (url, Some(dir))
         }
         Backend::Postgres => {
-            let base = std::env::var("LEADGATE_TEST_POSTGRES_URL").expect("LEADGATE_TEST_POSTGRES_URL");
+            let base =
+                postgres_url_or_skip().expect("a PostgreSQL test database needs LEADGATE_TEST_POSTGRES_URL");
             let name = format!(
                 "lgt_{}_{}_{}",
                 std::process::id(),
@@ -416,7 +450,16 @@ use tokio_tungstenite::tungstenite::{self, Message};
 /// How long a WebSocket test waits for one frame.
 pub const WS_WAIT: Duration = Duration::from_secs(10);
 
-/// A WebSocket client speaking one of the two subprotocols to `/graphql/ws`.
+/// What the server sent next, keep-alives aside.
+#[derive(Debug, PartialEq)]
+pub enum WsFrame {
+    Message(Value),
+    Closed(u16, String),
+}
+
+/// A WebSocket client speaking one of the two subprotocols to `/graphql/ws`: the protocol
+/// adapter of the WebSocket tests, which are written once and run on both (`start`/`stop`,
+/// `result_type`, `errors_of`, `expect_rejected`, `sync` name each protocol's messages).
 pub struct WsClient {
     pub protocol: Protocol,
     socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
@@ -499,20 +542,6 @@ impl WsClient {
         }
     }
 
-    /// The next message, or `None` when the server closed the socket instead.
-    pub async fn recv_or_close(&mut self) -> Option<Value> {
-        loop {
-            let frame = tokio::time::timeout(WS_WAIT, self.socket.next())
-                .await
-                .expect("a frame in time");
-            match frame {
-                Some(Ok(Message::Text(text))) => return serde_json::from_str(text.as_str()).ok(),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                _ => return None,
-            }
-        }
-    }
-
     /// The next message that is not a `ka`.
     pub async fn recv(&mut self) -> Value {
         loop {
@@ -558,21 +587,106 @@ impl WsClient {
 
     /// Starts an operation: `subscribe` or `start`, as the protocol names it.
     pub async fn start(&mut self, id: &str, query: &str, variables: Value) {
-        let kind = match self.protocol {
-            Protocol::TransportWs => "subscribe",
-            Protocol::LegacyWs => "start",
-        };
+        let kind = self.subscribe_type();
         self.send(json!({"id": id, "type": kind, "payload": {"query": query, "variables": variables}}))
             .await;
     }
 
     /// Stops an operation: `complete` or `stop`.
     pub async fn stop(&mut self, id: &str) {
-        let kind = match self.protocol {
+        let kind = self.stop_type();
+        self.send(json!({"id": id, "type": kind})).await;
+    }
+
+    /// The message type that starts an operation: `subscribe` or `start`.
+    pub fn subscribe_type(&self) -> &'static str {
+        match self.protocol {
+            Protocol::TransportWs => "subscribe",
+            Protocol::LegacyWs => "start",
+        }
+    }
+
+    /// The message type that stops an operation: `complete` or `stop`.
+    pub fn stop_type(&self) -> &'static str {
+        match self.protocol {
             Protocol::TransportWs => "complete",
             Protocol::LegacyWs => "stop",
+        }
+    }
+
+    /// The errors of an `error` message: graphql-transport-ws sends an array of GraphQL
+    /// errors, graphql-ws one error object.
+    pub fn errors_of(&self, message: &Value) -> Vec<Value> {
+        assert_eq!(message["type"], "error", "{message}");
+        match self.protocol {
+            Protocol::TransportWs => message["payload"]
+                .as_array()
+                .unwrap_or_else(|| panic!("an array of errors: {message}"))
+                .clone(),
+            Protocol::LegacyWs => {
+                assert!(message["payload"].is_object(), "one error object: {message}");
+                vec![message["payload"].clone()]
+            }
+        }
+    }
+
+    /// The next frame that is not a keep-alive: a message, or the server's close.
+    pub async fn frame(&mut self) -> WsFrame {
+        loop {
+            let frame = tokio::time::timeout(WS_WAIT, self.socket.next())
+                .await
+                .expect("a frame in time");
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let message: Value = serde_json::from_str(text.as_str()).expect("JSON message");
+                    if message["type"] != "ka" {
+                        return WsFrame::Message(message);
+                    }
+                }
+                Some(Ok(Message::Close(Some(CloseFrame { code, reason })))) => {
+                    return WsFrame::Closed(u16::from(code), reason.as_str().to_owned());
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a message or a close frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Expects `connection_init` to be refused: graphql-ws first answers `connection_error`
+    /// (its payload is returned), then both protocols close with `code`; returns the close
+    /// reason too.
+    pub async fn expect_rejected(&mut self, code: u16) -> (Option<Value>, String) {
+        let said = match self.protocol {
+            Protocol::TransportWs => None,
+            Protocol::LegacyWs => {
+                let error = self.recv_any().await;
+                assert_eq!(error["type"], "connection_error", "{error}");
+                assert!(error["payload"]["message"].is_string(), "{error}");
+                Some(error["payload"].clone())
+            }
         };
-        self.send(json!({"id": id, "type": kind})).await;
+        let (got, reason) = self.closed().await;
+        assert_eq!(got, code, "{:?}: closed with {got} {reason}", self.protocol);
+        (said, reason)
+    }
+
+    /// A round trip that proves the server handled every earlier frame: `ping`/`pong` on
+    /// graphql-transport-ws, a query on graphql-ws (initialised connections only), which has
+    /// no ping.
+    pub async fn sync(&mut self, id: &str) {
+        match self.protocol {
+            Protocol::TransportWs => {
+                self.send(json!({"type": "ping", "payload": {"sync": id}})).await;
+                assert_eq!(
+                    self.recv().await,
+                    json!({"type": "pong", "payload": {"sync": id}})
+                );
+            }
+            Protocol::LegacyWs => {
+                let answer = self.execute(id, "{ __typename }", json!({})).await;
+                assert_eq!(answer, json!({"data": {"__typename": "Query"}}));
+            }
+        }
     }
 
     /// The type of a result message on this protocol (`next` or `data`).

@@ -337,8 +337,13 @@ fn big_csv(rows: usize) -> String {
 }
 
 fn import_command(dir: &std::path::Path, url: &str) -> tokio::process::Command {
+    import_command_for(dir, url, "-")
+}
+
+/// `leadgate import SOURCE --workspace acme` (`-` for stdin) on the database at `url`.
+fn import_command_for(dir: &std::path::Path, url: &str, source: &str) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(BIN);
-    cmd.args(["import", "-", "--workspace", "acme"])
+    cmd.args(["import", source, "--workspace", "acme"])
         .current_dir(dir)
         .env("LEADGATE_LOG", "warn")
         .env("LEADGATE_DATABASE_URL", url)
@@ -436,6 +441,193 @@ async fn a_killed_import_resumes_without_duplicates() {
         let out = child.wait_with_output().await.unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert_eq!(store.imports(ws.id, None, 10).await.unwrap().len(), 2);
+    }
+}
+
+/// Every email of the workspace's active leads, each as often as it is stored.
+async fn stored_emails(store: &Store, ws: &Workspace) -> Vec<String> {
+    let order = LeadOrder::default();
+    let mut after = None;
+    let mut emails = Vec::new();
+    loop {
+        let query = LeadQuery {
+            filter: LeadFilter::default(),
+            order,
+            after: after.clone(),
+            before: None,
+            limit: 5_000,
+            direction: PageDirection::Forward,
+        };
+        let mut page = store.list_leads(ws.id, &query).await.unwrap();
+        let more = page.len() > 5_000;
+        page.truncate(5_000);
+        after = page.last().map(|l| crate::reference::cursor(order, l));
+        emails.extend(
+            page.iter()
+                .filter_map(|l| l.email.as_ref().map(|e| e.as_str().to_owned())),
+        );
+        if !more {
+            break;
+        }
+    }
+    emails.sort();
+    emails
+}
+
+/// The distinct emails of `big_csv(rows)`, sorted.
+fn big_csv_emails(rows: usize) -> Vec<String> {
+    let mut emails: Vec<String> = (0..rows)
+        .filter(|i| i % 10 != 9)
+        .map(|n| format!("person{n}@example.com"))
+        .collect();
+    emails.sort();
+    emails
+}
+
+/// Starts an import fed `data` on stdin up to two thirds, waits until it has committed a
+/// checkpoint (the imports table says so), SIGKILLs it, and returns the interrupted import.
+async fn kill_an_import_midway(
+    dir: &std::path::Path,
+    url: &str,
+    store: &Store,
+    ws: &Workspace,
+    data: &str,
+) -> leadgate::domain::Import {
+    let mut child = import_command(dir, url).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(&data.as_bytes()[..data.len() * 2 / 3])
+        .await
+        .unwrap();
+    stdin.flush().await.unwrap();
+    let first = poll_until(Duration::from_secs(60), "a committed checkpoint", || async {
+        let imports = store.imports(ws.id, None, 10).await.unwrap();
+        imports.into_iter().find(|i| i.checkpoint.rows_done > 0)
+    })
+    .await;
+    child.start_kill().unwrap();
+    let status = child.wait().await.unwrap();
+    assert!(!status.success(), "killed, not finished");
+    drop(stdin);
+    let killed = store.import(ws.id, first.id).await.unwrap().unwrap();
+    assert_eq!(
+        killed.status,
+        ImportStatus::Running,
+        "a killed import stays resumable"
+    );
+    killed
+}
+
+#[tokio::test]
+async fn a_killed_file_import_is_resumed_by_the_next_run_with_every_row_once() {
+    const ROWS: usize = 30_000;
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, _guard) = fresh_database(backend).await;
+        let store = Store::connect(&url, &PoolOptions { max_connections: 4 })
+            .await
+            .unwrap();
+        let ws = workspace(&store, "acme").await;
+        let data = big_csv(ROWS);
+        let file = dir.path().join("leads.csv");
+        std::fs::write(&file, &data).unwrap();
+        let killed = kill_an_import_midway(dir.path(), &url, &store, &ws, &data).await;
+        assert!(killed.checkpoint.rows_done < ROWS as u64, "{backend:?}");
+        assert_eq!(
+            store.lead_counts(ws.id).await.unwrap().active,
+            killed.counts.created,
+            "{backend:?}: leads and checkpoint commit together"
+        );
+
+        // the same bytes from the file: the run continues the killed import
+        let out = import_command_for(dir.path(), &url, file.to_str().unwrap())
+            .output()
+            .await
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{backend:?}: {said}");
+        assert!(
+            said.contains(&format!("resumed after row {}", killed.checkpoint.rows_done)),
+            "{backend:?}: {said}"
+        );
+        let done = store.import(ws.id, killed.id).await.unwrap().unwrap();
+        assert_eq!(done.status, ImportStatus::Succeeded, "{backend:?}");
+        let emails = big_csv_emails(ROWS);
+        assert_eq!(done.counts.created, emails.len() as u64, "{backend:?}");
+        assert_eq!(
+            stored_emails(&store, &ws).await,
+            emails,
+            "{backend:?}: every row once"
+        );
+        assert_eq!(
+            store.imports(ws.id, None, 10).await.unwrap().len(),
+            1,
+            "{backend:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_processes_racing_to_resume_one_import_write_every_row_once() {
+    const ROWS: usize = 30_000;
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, _guard) = fresh_database(backend).await;
+        let store = Store::connect(&url, &PoolOptions { max_connections: 4 })
+            .await
+            .unwrap();
+        let ws = workspace(&store, "acme").await;
+        let data = big_csv(ROWS);
+        let file = dir.path().join("leads.csv");
+        std::fs::write(&file, &data).unwrap();
+        let killed = kill_an_import_midway(dir.path(), &url, &store, &ws, &data).await;
+
+        // two runners start at once on the same file and find the same interrupted import
+        let path = file.to_str().unwrap();
+        let (a, b) = tokio::join!(
+            import_command_for(dir.path(), &url, path).output(),
+            import_command_for(dir.path(), &url, path).output()
+        );
+        let runs = [a.unwrap(), b.unwrap()];
+        let said: Vec<String> = runs
+            .iter()
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .collect();
+        let succeeded = runs.iter().filter(|o| o.status.success()).count();
+        eprintln!("{backend:?}: {succeeded} of 2 runners succeeded: {said:?}");
+        assert!(succeeded >= 1, "{backend:?}: neither runner finished: {said:?}");
+        for (run, text) in runs.iter().zip(&said) {
+            if !run.status.success() {
+                // the loser's chunks lost the compare-and-set on the checkpoint
+                assert!(
+                    text.contains(&format!("import {} stopped", killed.id)),
+                    "{backend:?}: a runner failed for another reason: {text}"
+                );
+            }
+        }
+
+        // the interrupted import finished, and no row is missing or doubled
+        let done = store.import(ws.id, killed.id).await.unwrap().unwrap();
+        assert_eq!(done.status, ImportStatus::Succeeded, "{backend:?}: {said:?}");
+        let emails = big_csv_emails(ROWS);
+        assert_eq!(
+            stored_emails(&store, &ws).await,
+            emails,
+            "{backend:?}: every row exactly once: {said:?}"
+        );
+        // a runner that came after the import had finished started its own, which found
+        // every lead already there and wrote nothing
+        let imports = store.imports(ws.id, None, 10).await.unwrap();
+        for other in imports.iter().filter(|i| i.id != killed.id) {
+            assert_eq!(other.status, ImportStatus::Succeeded, "{backend:?}: {other:?}");
+            assert_eq!(other.counts.created, 0, "{backend:?}: {other:?}");
+            assert_eq!(other.counts.skipped_existing, emails.len() as u64, "{backend:?}");
+        }
+        assert_eq!(
+            store.lead_counts(ws.id).await.unwrap().active,
+            emails.len() as u64,
+            "{backend:?}: the maintained count follows"
+        );
     }
 }
 

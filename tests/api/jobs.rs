@@ -99,9 +99,14 @@ async fn a_transiently_failing_job_retries_with_backoff_and_succeeds() {
         assert_eq!(job.attempts, 3, "{backend:?}");
         let errors: Vec<u32> = job.errors.iter().map(|e| e.attempt).collect();
         assert_eq!(errors, vec![1, 2]);
-        // Backoff: equal jitter of 20 ms, then 40 ms, waits at least half of each.
-        let gap = job.errors[1].at - job.errors[0].at;
-        assert!(gap >= chrono::TimeDelta::milliseconds(10), "{gap:?}");
+        // Backoff: equal jitter of 20 ms, then 40 ms. The third attempt was scheduled (not
+        // measured) at the second failure plus half to all of 40 ms.
+        let scheduled = job.run_at - job.errors[1].at;
+        assert!(
+            scheduled >= chrono::TimeDelta::milliseconds(20)
+                && scheduled <= chrono::TimeDelta::milliseconds(40),
+            "{backend:?}: {scheduled:?}"
+        );
         let metrics = app.metrics().await;
         assert!(
             metrics.contains(r#"leadgate_jobs_failed_total{kind="flaky"} 2"#),
@@ -411,6 +416,20 @@ async fn start_worker(url: &str) -> Child {
     child
 }
 
+/// Stops a worker process as an operator would (SIGTERM) and waits until it has exited.
+async fn stop_worker(mut child: tokio::process::Child) {
+    let pid = child.id().expect("the worker is running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the worker stops after SIGTERM")
+        .expect("wait for the worker");
+}
+
 async fn open(url: &str) -> Store {
     Store::connect(url, &PoolOptions { max_connections: 2 })
         .await
@@ -478,7 +497,7 @@ async fn two_worker_processes_fire_a_cron_tick_once() {
             })
             .await
             .unwrap();
-        let (_a, _b) = tokio::join!(start_worker(&url), start_worker(&url));
+        let (a, b) = tokio::join!(start_worker(&url), start_worker(&url));
         poll_until(Duration::from_secs(15), "the tick's job to run", || {
             let store = &store;
             async move {
@@ -490,8 +509,9 @@ async fn two_worker_processes_fire_a_cron_tick_once() {
             }
         })
         .await;
-        // Both workers check schedules every 100 ms; give each several chances to fire again.
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        // Both workers have checked the schedule at least once (the tick fired); stopping them
+        // ends every check in flight, so a second firing would be in the table by now.
+        tokio::join!(stop_worker(a), stop_worker(b));
         let schedule = store
             .schedules()
             .await

@@ -18,6 +18,7 @@ mod jobs;
 mod limits;
 mod mutations;
 mod provider_controls;
+mod reference;
 mod relay;
 mod retention;
 mod store_contract;

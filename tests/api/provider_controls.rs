@@ -15,13 +15,10 @@ use leadgate::domain::{ProviderKind, Role, UsagePeriod};
 use leadgate::store::{PoolOptions, Store};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wiremock::{MockServer, ResponseTemplate};
 
 const PDL_KEY: &str = "pdl-key-123456";
-/// How long a page may take when a provider misbehaves: the 300 ms call timeout, one quick
-/// retry, and room for a slow CI machine.
-const PAGE_BOUND: Duration = Duration::from_millis(1500);
 
 /// A page of the leads tagged `$tag` with their person's name.
 const PAGE: &str = "query($tag: String!, $policy: EnrichmentPolicy) {
@@ -98,13 +95,12 @@ fn spend(body: &Value) -> (i64, i64) {
     )
 }
 
-/// Runs the page for `tag`, returning the body and how long it took.
-async fn timed_page(app: &TestApp, tag: &str, policy: Option<&str>) -> (Value, Duration) {
-    let started = Instant::now();
-    let body = app
-        .gql_body(Role::Viewer, PAGE, json!({"tag": tag, "policy": policy}))
-        .await;
-    (body, started.elapsed())
+/// Runs the page for `tag`. No assertion here or in the tests looks at how long a page took:
+/// what a misbehaving provider does to a page shows in its errors, the fake's request log
+/// and the metrics.
+async fn page(app: &TestApp, tag: &str, policy: Option<&str>) -> Value {
+    app.gql_body(Role::Viewer, PAGE, json!({"tag": tag, "policy": policy}))
+        .await
 }
 
 /// Every lead on the page has a null person and a coded error naming `provider`; returns the
@@ -218,8 +214,7 @@ async fn failing_pdl_is_contained(
     app.set_waterfall("PERSON", &["PEOPLE_DATA_LABS"]).await;
     leads(&app, "alone", 3).await;
 
-    let (body, took) = timed_page(&app, "alone", None).await;
-    assert!(took < PAGE_BOUND, "{backend:?} {outcome}: the page took {took:?}");
+    let body = page(&app, "alone", None).await;
     let messages = assert_unfilled(&body, "PROVIDER_UNAVAILABLE", "pdl");
     assert_eq!(spend(&body), (0, attempts as i64), "{backend:?} {outcome}");
     assert_eq!(
@@ -243,8 +238,7 @@ async fn failing_pdl_is_contained(
     app.set_waterfall("PERSON", &["PEOPLE_DATA_LABS", "SANDBOX"])
         .await;
     leads(&app, "fallback", 3).await;
-    let (body, took) = timed_page(&app, "fallback", None).await;
-    assert!(took < PAGE_BOUND, "{backend:?} {outcome}: the page took {took:?}");
+    let body = page(&app, "fallback", None).await;
     assert_filled(&body);
     assert_eq!(
         spend(&body).0,
@@ -321,7 +315,7 @@ async fn a_rejected_key_disables_the_provider_until_a_new_key_is_set() {
 
         pdl.reset().await;
         fakes::mount_pdl(&pdl, fakes::everyone(), Duration::ZERO).await;
-        let (body, _) = timed_page(&app, "alone", Some("REFRESH")).await;
+        let body = page(&app, "alone", Some("REFRESH")).await;
         assert_filled(&body);
         assert_eq!(name_providers(&app, "alone").await, vec!["PEOPLE_DATA_LABS"; 3]);
         let sent: Vec<String> = fakes::requests_to(&pdl, fakes::PDL_BULK)
@@ -358,11 +352,7 @@ async fn a_429_with_retry_after_is_retried_once_after_the_wait_and_charged_once(
             .await;
         leads(&app, "slow", 3).await;
 
-        let (body, took) = timed_page(&app, "slow", None).await;
-        assert!(
-            took >= Duration::from_secs(1) && took < Duration::from_secs(3),
-            "{backend:?}: Retry-After is honoured, and only once: {took:?}"
-        );
+        let body = page(&app, "slow", None).await;
         assert_filled(&body);
         assert_eq!(name_providers(&app, "slow").await, vec!["PEOPLE_DATA_LABS"; 3]);
         assert_eq!(fakes::bulk_sizes(&pdl).await, vec![3, 3], "{backend:?}");
@@ -380,23 +370,64 @@ async fn a_429_with_retry_after_is_retried_once_after_the_wait_and_charged_once(
 }
 
 #[tokio::test]
-async fn the_circuit_opens_after_repeated_failures_and_a_probe_closes_it() {
+async fn a_retry_after_longer_than_the_longest_wait_is_not_waited_for() {
+    for backend in backends() {
+        // the same 429, asking for an hour: the waterfall moves on instead of retrying
+        let pdl = MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .and(wiremock::matchers::path(fakes::PDL_BULK))
+            .respond_with(
+                fakes::pdl_error(429, "rate_limit_error", "Slow down").insert_header("Retry-After", "3600"),
+            )
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&pdl)
+            .await;
+        fakes::mount_pdl(&pdl, fakes::everyone(), Duration::ZERO).await;
+        let app = app_on(backend, &pdl, |_| {}).await;
+        configure(&app).await;
+        app.set_waterfall("PERSON", &["PEOPLE_DATA_LABS", "SANDBOX"])
+            .await;
+        leads(&app, "later", 3).await;
+
+        let body = page(&app, "later", None).await;
+        assert_filled(&body);
+        assert_eq!(
+            name_providers(&app, "later").await,
+            vec!["SANDBOX"; 3],
+            "{backend:?}"
+        );
+        assert_eq!(
+            fakes::bulk_sizes(&pdl).await,
+            vec![3],
+            "{backend:?}: no retry, where Retry-After: 1 gets one"
+        );
+        let metrics = app.metrics().await;
+        assert_eq!(calls(&metrics, "rate_limited"), 1.0, "{metrics}");
+        assert_eq!(calls(&metrics, "ok"), 0.0, "{metrics}");
+        assert_eq!(credits(&metrics, "pdl"), 0.0, "{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn the_circuit_opens_after_repeated_failures_and_an_open_circuit_sends_nothing() {
     for backend in backends() {
         let pdl = fakes::pdl_replying(fakes::pdl_error(503, "server_error", "Service unavailable")).await;
+        // a cool-down no test outlives: the circuit stays open whatever the machine's pace
         let app = app_on(backend, &pdl, |s| {
             s.provider_retries = 0;
             s.circuit_failure_threshold = 2;
-            s.circuit_cool_down_secs = 2;
+            s.circuit_cool_down_secs = 3600;
         })
         .await;
         configure(&app).await;
         app.set_waterfall("PERSON", &["PEOPLE_DATA_LABS"]).await;
         leads(&app, "flaky", 2).await;
 
-        for page in 1..=2 {
-            let (body, _) = timed_page(&app, "flaky", None).await;
+        for n in 1..=2 {
+            let body = page(&app, "flaky", None).await;
             assert_unfilled(&body, "PROVIDER_UNAVAILABLE", "pdl");
-            assert_eq!(fakes::requests_to(&pdl, fakes::PDL_BULK).await.len(), page);
+            assert_eq!(fakes::requests_to(&pdl, fakes::PDL_BULK).await.len(), n);
         }
         assert_eq!(
             provider(&app, "PEOPLE_DATA_LABS").await["circuit"],
@@ -404,27 +435,52 @@ async fn the_circuit_opens_after_repeated_failures_and_a_probe_closes_it() {
             "{backend:?}"
         );
 
-        let (body, took) = timed_page(&app, "flaky", None).await;
+        // the provider recovers, but the open circuit does not call it
+        pdl.reset().await;
+        fakes::mount_pdl(&pdl, fakes::everyone(), Duration::ZERO).await;
+        let body = page(&app, "flaky", None).await;
         let messages = assert_unfilled(&body, "PROVIDER_UNAVAILABLE", "pdl");
         assert!(messages[0].contains("circuit open"), "{messages:?}");
-        assert!(took < Duration::from_millis(500), "skipped at once: {took:?}");
         assert_eq!(
             fakes::requests_to(&pdl, fakes::PDL_BULK).await.len(),
-            2,
+            0,
             "{backend:?}: an open circuit sends nothing"
         );
         assert_eq!(spend(&body), (0, 0));
         assert!(skips(&app.metrics().await, "circuit_open") >= 1.0);
+        assert_eq!(provider(&app, "PEOPLE_DATA_LABS").await["circuit"], "OPEN");
+    }
+}
 
-        // The provider recovers; after the cool-down one probe goes out and closes the circuit.
-        pdl.reset().await;
-        fakes::mount_pdl(&pdl, fakes::everyone(), Duration::ZERO).await;
-        poll_until(Duration::from_secs(5), "the circuit to half-open", || {
-            let app = &app;
-            async move { (provider(app, "PEOPLE_DATA_LABS").await["circuit"] == "HALF_OPEN").then_some(()) }
+#[tokio::test]
+async fn after_the_cool_down_one_probe_closes_the_circuit() {
+    for backend in backends() {
+        let pdl = fakes::pdl_replying(fakes::pdl_error(503, "server_error", "Service unavailable")).await;
+        // no cool-down: the circuit is half-open as soon as it opens, whatever the clock says
+        let app = app_on(backend, &pdl, |s| {
+            s.provider_retries = 0;
+            s.circuit_failure_threshold = 2;
+            s.circuit_cool_down_secs = 0;
         })
         .await;
-        let (body, _) = timed_page(&app, "flaky", None).await;
+        configure(&app).await;
+        app.set_waterfall("PERSON", &["PEOPLE_DATA_LABS"]).await;
+        leads(&app, "probe", 2).await;
+        for n in 1..=2 {
+            let body = page(&app, "probe", None).await;
+            assert_unfilled(&body, "PROVIDER_UNAVAILABLE", "pdl");
+            assert_eq!(fakes::requests_to(&pdl, fakes::PDL_BULK).await.len(), n);
+        }
+        assert_eq!(
+            provider(&app, "PEOPLE_DATA_LABS").await["circuit"],
+            "HALF_OPEN",
+            "{backend:?}"
+        );
+
+        // the provider recovers; one probe goes out and closes the circuit
+        pdl.reset().await;
+        fakes::mount_pdl(&pdl, fakes::everyone(), Duration::ZERO).await;
+        let body = page(&app, "probe", None).await;
         assert_filled(&body);
         assert_eq!(fakes::bulk_sizes(&pdl).await, vec![2], "{backend:?}: one probe");
         assert_eq!(provider(&app, "PEOPLE_DATA_LABS").await["circuit"], "CLOSED");
@@ -469,7 +525,7 @@ async fn an_exhausted_quota_falls_through_to_the_next_provider() {
             .await;
 
         leads(&app, "first", 3).await;
-        let (body, _) = timed_page(&app, "first", None).await;
+        let body = page(&app, "first", None).await;
         assert_filled(&body);
         assert_eq!(name_providers(&app, "first").await, vec!["PEOPLE_DATA_LABS"; 3]);
         let before = Utc::now();
@@ -493,7 +549,7 @@ async fn an_exhausted_quota_falls_through_to_the_next_provider() {
 
         // The day's credits are spent: the next page goes to the sandbox, without an error.
         leads(&app, "second", 2).await;
-        let (body, _) = timed_page(&app, "second", None).await;
+        let body = page(&app, "second", None).await;
         assert_filled(&body);
         assert_eq!(name_providers(&app, "second").await, vec!["SANDBOX"; 2]);
         assert_eq!(fakes::bulk_sizes(&pdl).await, vec![3], "{backend:?}");
@@ -502,7 +558,7 @@ async fn an_exhausted_quota_falls_through_to_the_next_provider() {
         // With nobody after it, the quota is the error.
         app.set_waterfall("PERSON", &["PEOPLE_DATA_LABS"]).await;
         leads(&app, "third", 1).await;
-        let (body, _) = timed_page(&app, "third", None).await;
+        let body = page(&app, "third", None).await;
         let messages = assert_unfilled(&body, "QUOTA_EXCEEDED", "pdl");
         assert!(messages[0].contains("quota"), "{messages:?}");
         assert_eq!(fakes::bulk_sizes(&pdl).await, vec![3], "{backend:?}");
@@ -522,7 +578,7 @@ async fn a_batch_larger_than_the_credits_left_uses_what_is_left() {
             .await;
         leads(&app, "five", 5).await;
 
-        let (body, _) = timed_page(&app, "five", None).await;
+        let body = page(&app, "five", None).await;
         assert_filled(&body);
         let mut providers = name_providers(&app, "five").await;
         providers.sort();
@@ -684,16 +740,9 @@ async fn quotas_reset_at_utc_period_boundaries_and_releases_stay_in_their_period
     }
 }
 
-fn postgres_url() -> Option<String> {
-    std::env::var("LEADGATE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-}
-
 #[tokio::test]
 async fn two_instances_on_one_postgres_never_exceed_a_quota_together() {
-    if postgres_url().is_none() {
-        eprintln!("skipped: LEADGATE_TEST_POSTGRES_URL is not set");
+    if crate::helpers::postgres_url_or_skip().is_none() {
         return;
     }
     let pdl = MockServer::start().await;
@@ -769,14 +818,10 @@ async fn a_provider_over_its_rate_is_skipped_at_once() {
         leads(&app, "two", 2).await;
         leads(&app, "three", 1).await;
 
-        let (body, _) = timed_page(&app, "one", None).await;
+        let body = page(&app, "one", None).await;
         assert_filled(&body);
-        let (body, took) = timed_page(&app, "two", None).await;
+        let body = page(&app, "two", None).await;
         assert_filled(&body);
-        assert!(
-            took < Duration::from_millis(500),
-            "{backend:?}: no wait for the rate: {took:?}"
-        );
         assert_eq!(
             fakes::bulk_sizes(&pdl).await,
             vec![2],
@@ -788,7 +833,7 @@ async fn a_provider_over_its_rate_is_skipped_at_once() {
 
         // Alone in the waterfall, the rate is the page's error.
         app.set_waterfall("PERSON", &["PEOPLE_DATA_LABS"]).await;
-        let (body, _) = timed_page(&app, "three", None).await;
+        let body = page(&app, "three", None).await;
         let messages = assert_unfilled(&body, "PROVIDER_UNAVAILABLE", "pdl");
         assert!(messages[0].contains("rate limit"), "{messages:?}");
         assert_eq!(fakes::bulk_sizes(&pdl).await, vec![2]);

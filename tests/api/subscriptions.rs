@@ -1,8 +1,9 @@
 //! Subscriptions through a real WebSocket client: lead changes in order on both subprotocols,
 //! resuming after a dropped connection with no gap and no duplicate, workspace isolation,
-//! filters, malformed cursors, and a change made by another process on the same PostgreSQL.
+//! filters, malformed cursors, and a change made by another process on the same database;
+//! each on every backend and both subprotocols.
 
-use crate::helpers::{Backend, Protocol, TestApp, WsClient, backends, spawn_app};
+use crate::helpers::{Protocol, TestApp, WsClient, backends, spawn_app};
 use leadgate::domain::Role;
 use serde_json::{Value, json};
 
@@ -81,75 +82,79 @@ async fn lead_changes_arrive_in_order_on_both_protocols() {
 async fn a_resumed_subscription_gets_what_it_missed_once_and_in_order() {
     for backend in backends() {
         let app = spawn_app(backend).await;
-        let start = head(&app).await;
-        let mut client = app.ws_ready(Protocol::TransportWs, Role::Partner).await;
-        client.start("live", CHANGES, json!({"after": start})).await;
-        let ids: Vec<Value> = {
+        for protocol in Protocol::ALL {
+            // the client comes back on either protocol
+            let other = match protocol {
+                Protocol::TransportWs => Protocol::LegacyWs,
+                Protocol::LegacyWs => Protocol::TransportWs,
+            };
+            let tag = protocol.name();
+            let email = |n: usize| format!("r{n}-{tag}@resume.example");
+            let start = head(&app).await;
+            let mut client = app.ws_ready(protocol, Role::Partner).await;
+            client.start("live", CHANGES, json!({"after": start})).await;
             let mut ids = Vec::new();
             for n in 0..2 {
-                ids.push(
-                    app.create_lead(json!({"email": format!("r{n}@resume.example")}))
-                        .await["id"]
-                        .clone(),
-                );
+                ids.push(app.create_lead(json!({"email": email(n)})).await["id"].clone());
             }
-            ids
-        };
-        let first = next_change(&mut client, "live").await;
-        let second = next_change(&mut client, "live").await;
-        assert_eq!(second["lead"]["email"], "r1@resume.example");
-        client.close().await;
+            let first = next_change(&mut client, "live").await;
+            let second = next_change(&mut client, "live").await;
+            assert_eq!(first["lead"]["email"], email(0).as_str());
+            assert_eq!(second["lead"]["email"], email(1).as_str());
+            client.close().await;
 
-        // while nobody listens
-        set_status(&app, &ids[0], "CONTACTED").await;
-        for n in 2..4 {
-            app.create_lead(json!({"email": format!("r{n}@resume.example")}))
+            // while nobody listens
+            set_status(&app, &ids[0], "CONTACTED").await;
+            for n in 2..4 {
+                app.create_lead(json!({"email": email(n)})).await;
+            }
+
+            // resume after the last event processed: exactly the three missed, then live ones
+            let mut client = app.ws_ready(other, Role::Partner).await;
+            client
+                .start("again", CHANGES, json!({"after": second["cursor"]}))
                 .await;
-        }
+            let mut missed = Vec::new();
+            for _ in 0..3 {
+                missed.push(next_change(&mut client, "again").await);
+            }
+            let described: Vec<(Value, Value)> = missed
+                .iter()
+                .map(|e| (e["type"].clone(), e["lead"]["email"].clone()))
+                .collect();
+            assert_eq!(
+                described,
+                vec![
+                    (json!("LEAD_UPDATED"), json!(email(0))),
+                    (json!("LEAD_CREATED"), json!(email(2))),
+                    (json!("LEAD_CREATED"), json!(email(3))),
+                ],
+                "{backend:?} {protocol:?} then {other:?}"
+            );
+            set_status(&app, &ids[1], "CUSTOMER").await;
+            let live = next_change(&mut client, "again").await;
+            assert_eq!(
+                (live["type"].as_str(), live["lead"]["email"].as_str()),
+                (Some("LEAD_UPDATED"), Some(email(1).as_str()))
+            );
+            client.close().await;
 
-        // resume after the last event processed: exactly the three missed, then live ones
-        let mut client = app.ws_ready(Protocol::LegacyWs, Role::Partner).await;
-        client
-            .start("again", CHANGES, json!({"after": second["cursor"]}))
-            .await;
-        let mut missed = Vec::new();
-        for _ in 0..3 {
-            missed.push(next_change(&mut client, "again").await);
+            // resuming from the very first cursor replays everything after it, still once each
+            let mut client = app.ws_ready(protocol, Role::Partner).await;
+            client
+                .start("all", CHANGES, json!({"after": first["cursor"]}))
+                .await;
+            let mut replay = Vec::new();
+            for _ in 0..5 {
+                replay.push(next_change(&mut client, "all").await["cursor"].clone());
+            }
+            let mut unique = replay.clone();
+            unique.dedup();
+            assert_eq!(unique.len(), 5, "{backend:?} {protocol:?}: {replay:?}");
+            assert_eq!(replay[0], second["cursor"]);
+            assert_eq!(replay[4], live["cursor"]);
+            client.close().await;
         }
-        let described: Vec<(Value, Value)> = missed
-            .iter()
-            .map(|e| (e["type"].clone(), e["lead"]["email"].clone()))
-            .collect();
-        assert_eq!(
-            described,
-            vec![
-                (json!("LEAD_UPDATED"), json!("r0@resume.example")),
-                (json!("LEAD_CREATED"), json!("r2@resume.example")),
-                (json!("LEAD_CREATED"), json!("r3@resume.example")),
-            ],
-            "{backend:?}"
-        );
-        set_status(&app, &ids[1], "CUSTOMER").await;
-        let live = next_change(&mut client, "again").await;
-        assert_eq!(
-            (live["type"].as_str(), live["lead"]["email"].as_str()),
-            (Some("LEAD_UPDATED"), Some("r1@resume.example"))
-        );
-
-        // resuming from the very first cursor replays everything after it, still once each
-        let mut client = app.ws_ready(Protocol::TransportWs, Role::Partner).await;
-        client
-            .start("all", CHANGES, json!({"after": first["cursor"]}))
-            .await;
-        let mut replay = Vec::new();
-        for _ in 0..5 {
-            replay.push(next_change(&mut client, "all").await["cursor"].clone());
-        }
-        let mut unique = replay.clone();
-        unique.dedup();
-        assert_eq!(unique.len(), 5, "{backend:?}: {replay:?}");
-        assert_eq!(replay[0], second["cursor"]);
-        assert_eq!(replay[4], live["cursor"]);
     }
 }
 
@@ -157,51 +162,58 @@ async fn a_resumed_subscription_gets_what_it_missed_once_and_in_order() {
 async fn subscribers_see_only_their_workspace_and_their_filter() {
     for backend in backends() {
         let app = spawn_app(backend).await;
-        let mut client = app.ws_ready(Protocol::TransportWs, Role::Viewer).await;
-        let after = head(&app).await;
-        client.start("all", CHANGES, json!({"after": after})).await;
-        client
-            .start(
-                "hot",
-                CHANGES,
-                json!({"after": after, "filter": {"status": ["QUALIFIED"]}}),
-            )
-            .await;
+        for protocol in Protocol::ALL {
+            let mine = format!("mine-{}@acme.example", protocol.name());
+            let mut client = app.ws_ready(protocol, Role::Viewer).await;
+            let after = head(&app).await;
+            client.start("all", CHANGES, json!({"after": after})).await;
+            client
+                .start(
+                    "hot",
+                    CHANGES,
+                    json!({"after": after, "filter": {"status": ["QUALIFIED"]}}),
+                )
+                .await;
 
-        // the other tenant's change is not seen
-        let theirs = app
-            .post(
-                Some(&app.token_in(&app.other, Role::Member)),
-                json!({"query": "mutation { createLead(input: {email: \"x@other.example\"}) { lead { id } } }"}),
-            )
-            .await;
-        assert_eq!(theirs.0, 200, "{}", theirs.1);
-        let lead = app.create_lead(json!({"email": "mine@acme.example"})).await;
-        set_status(&app, &lead["id"], "QUALIFIED").await;
+            // the other tenant's change is not seen
+            let theirs = app
+                .post(
+                    Some(&app.token_in(&app.other, Role::Member)),
+                    json!({"query": "mutation($e: String!) { createLead(input: {email: $e}) { lead { id } } }",
+                           "variables": {"e": format!("x-{}@other.example", protocol.name())}}),
+                )
+                .await;
+            assert_eq!(theirs.0, 200, "{}", theirs.1);
+            let lead = app.create_lead(json!({"email": mine})).await;
+            set_status(&app, &lead["id"], "QUALIFIED").await;
 
-        let mut by_id: Vec<(String, String)> = Vec::new();
-        for _ in 0..3 {
-            let message = client.recv().await;
-            let event = &message["payload"]["data"]["leadChanged"];
+            let mut by_id: Vec<(String, String)> = Vec::new();
+            for _ in 0..3 {
+                let message = client.recv().await;
+                assert_eq!(message["type"], client.result_type(), "{message}");
+                let event = &message["payload"]["data"]["leadChanged"];
+                assert_eq!(
+                    event["lead"]["email"],
+                    mine.as_str(),
+                    "{backend:?} {protocol:?}: {message}"
+                );
+                by_id.push((
+                    message["id"].as_str().unwrap().into(),
+                    event["type"].as_str().unwrap().into(),
+                ));
+            }
+            by_id.sort();
             assert_eq!(
-                event["lead"]["email"], "mine@acme.example",
-                "{backend:?}: {message}"
+                by_id,
+                vec![
+                    ("all".into(), "LEAD_CREATED".into()),
+                    ("all".into(), "LEAD_UPDATED".into()),
+                    ("hot".into(), "LEAD_UPDATED".into()),
+                ],
+                "{backend:?} {protocol:?}"
             );
-            by_id.push((
-                message["id"].as_str().unwrap().into(),
-                event["type"].as_str().unwrap().into(),
-            ));
+            client.close().await;
         }
-        by_id.sort();
-        assert_eq!(
-            by_id,
-            vec![
-                ("all".into(), "LEAD_CREATED".into()),
-                ("all".into(), "LEAD_UPDATED".into()),
-                ("hot".into(), "LEAD_UPDATED".into()),
-            ],
-            "{backend:?}"
-        );
     }
 }
 
@@ -209,74 +221,91 @@ async fn subscribers_see_only_their_workspace_and_their_filter() {
 async fn the_event_stream_filters_by_type() {
     for backend in backends() {
         let app = spawn_app(backend).await;
-        let mut client = app.ws_ready(Protocol::TransportWs, Role::Partner).await;
-        client
-            .start(
-                "e",
-                "subscription($after: EventCursor) { events(after: $after, types: [LEAD_UPDATED]) { cursor type leadId payload } }",
-                json!({"after": head(&app).await}),
-            )
-            .await;
-        let lead = app.create_lead(json!({"email": "typed@acme.example"})).await;
-        set_status(&app, &lead["id"], "CONTACTED").await;
-        let message = client.recv().await;
-        let event = &message["payload"]["data"]["events"];
-        assert_eq!(event["type"], "LEAD_UPDATED", "{backend:?}: {message}");
-        assert_eq!(event["leadId"], lead["id"]);
-        assert_eq!(event["payload"]["changedFields"], json!(["status"]));
+        for protocol in Protocol::ALL {
+            let mut client = app.ws_ready(protocol, Role::Partner).await;
+            client
+                .start(
+                    "e",
+                    "subscription($after: EventCursor) { events(after: $after, types: [LEAD_UPDATED]) { cursor type leadId payload } }",
+                    json!({"after": head(&app).await}),
+                )
+                .await;
+            let lead = app
+                .create_lead(json!({"email": format!("typed-{}@acme.example", protocol.name())}))
+                .await;
+            set_status(&app, &lead["id"], "CONTACTED").await;
+            let message = client.recv().await;
+            assert_eq!(message["type"], client.result_type(), "{message}");
+            let event = &message["payload"]["data"]["events"];
+            assert_eq!(
+                event["type"], "LEAD_UPDATED",
+                "{backend:?} {protocol:?}: {message}"
+            );
+            assert_eq!(event["leadId"], lead["id"]);
+            assert_eq!(event["payload"]["changedFields"], json!(["status"]));
+            client.close().await;
+        }
     }
+}
+
+/// The first message on `id`: a result (`next`/`data`) carrying errors, then `complete`;
+/// returns the first error.
+async fn failed_result(client: &mut WsClient, id: &str) -> Value {
+    let message = client.recv().await;
+    assert_eq!(
+        (message["id"].as_str(), message["type"].as_str()),
+        (Some(id), Some(client.result_type())),
+        "{message}"
+    );
+    let error = message["payload"]["errors"][0].clone();
+    assert!(error.is_object(), "{message}");
+    assert_eq!(client.recv().await, json!({"id": id, "type": "complete"}));
+    error
 }
 
 #[tokio::test]
 async fn bad_cursors_are_refused_per_protocol() {
     for backend in backends() {
         let app = spawn_app(backend).await;
-        // not a cursor at all: the operation fails with the reason and completes
-        let mut client = app.ws_ready(Protocol::TransportWs, Role::Partner).await;
-        client
-            .start("bad", CHANGES, json!({"after": "not-a-cursor"}))
-            .await;
-        let message = client.recv().await;
-        assert_eq!(
-            (message["id"].as_str(), message["type"].as_str()),
-            (Some("bad"), Some("next")),
-            "{message}"
-        );
-        assert!(
-            message["payload"]["errors"][0]["message"]
-                .as_str()
-                .unwrap()
-                .contains("malformed event cursor"),
-            "{message}"
-        );
-        assert_eq!(client.recv().await, json!({"id": "bad", "type": "complete"}));
+        for protocol in Protocol::ALL {
+            // not a cursor at all: the operation fails with the reason and completes
+            let mut client = app.ws_ready(protocol, Role::Partner).await;
+            client
+                .start("bad", CHANGES, json!({"after": "not-a-cursor"}))
+                .await;
+            let error = failed_result(&mut client, "bad").await;
+            assert!(
+                error["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("malformed event cursor"),
+                "{backend:?} {protocol:?}: {error}"
+            );
 
-        // a well-formed cursor beyond the log: the operation fails and completes
-        let beyond = json!("ZXZlbnQ6OTk5OTk5"); // event:999999
-        client.start("ahead", CHANGES, json!({"after": beyond})).await;
-        let message = client.recv().await;
-        assert_eq!(message["type"], "next", "{message}");
-        assert_eq!(
-            message["payload"]["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
-            "{message}"
-        );
-        assert_eq!(client.recv().await, json!({"id": "ahead", "type": "complete"}));
+            // a well-formed cursor beyond the log: the operation fails and completes
+            let beyond = json!("ZXZlbnQ6OTk5OTk5"); // event:999999
+            client.start("ahead", CHANGES, json!({"after": beyond})).await;
+            let error = failed_result(&mut client, "ahead").await;
+            assert_eq!(
+                error["extensions"]["code"], "BAD_USER_INPUT",
+                "{backend:?} {protocol:?}: {error}"
+            );
 
-        // the connection is still usable
-        let data = client.execute("q", "{ latestEventCursor }", json!({})).await;
-        assert!(
-            data["data"]["latestEventCursor"].is_string(),
-            "{backend:?}: {data}"
-        );
+            // the connection is still usable
+            let data = client.execute("q", "{ latestEventCursor }", json!({})).await;
+            assert!(
+                data["data"]["latestEventCursor"].is_string(),
+                "{backend:?} {protocol:?}: {data}"
+            );
+            client.close().await;
+        }
     }
 }
 
 #[tokio::test]
 async fn a_change_made_by_another_process_reaches_a_subscriber() {
+    // PostgreSQL relays it by NOTIFY, SQLite by the bus's poll of the shared file
     for backend in backends() {
-        if backend != Backend::Postgres {
-            continue;
-        }
         let app = spawn_app(backend).await;
         let dir = tempfile::tempdir().unwrap();
         let other = crate::cli::start(
@@ -294,21 +323,26 @@ async fn a_change_made_by_another_process_reaches_a_subscriber() {
             false,
         )
         .await;
-        let mut client = app.ws_ready(Protocol::TransportWs, Role::Partner).await;
-        client
-            .start("x", CHANGES, json!({"after": head(&app).await}))
-            .await;
+        for protocol in Protocol::ALL {
+            let email = format!("remote-{}@process.example", protocol.name());
+            let mut client = app.ws_ready(protocol, Role::Partner).await;
+            client
+                .start("x", CHANGES, json!({"after": head(&app).await}))
+                .await;
 
-        let response = reqwest::Client::new()
-            .post(format!("{}/graphql", other.base))
-            .bearer_auth(app.token(Role::Member))
-            .json(&json!({"query": "mutation { createLead(input: {email: \"remote@process.example\"}) { lead { id } } }"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
-        let event = next_change(&mut client, "x").await;
-        assert_eq!(event["lead"]["email"], "remote@process.example");
+            let response = reqwest::Client::new()
+                .post(format!("{}/graphql", other.base))
+                .bearer_auth(app.token(Role::Member))
+                .json(&json!({"query": "mutation($e: String!) { createLead(input: {email: $e}) { lead { id } } }",
+                              "variables": {"e": email}}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+            let event = next_change(&mut client, "x").await;
+            assert_eq!(event["lead"]["email"], email.as_str(), "{backend:?} {protocol:?}");
+            client.close().await;
+        }
     }
 }
 
@@ -329,26 +363,31 @@ async fn a_cursor_older_than_the_retained_log_is_refused_not_skipped() {
             .await
             .unwrap();
         assert!(pruned >= 3, "{backend:?}: {pruned}");
-        let mut client = app.ws_ready(Protocol::TransportWs, Role::Partner).await;
-        client.start("old", CHANGES, json!({"after": start})).await;
-        let message = client.recv().await;
-        assert_eq!(message["type"], "next", "{message}");
-        let error = &message["payload"]["errors"][0];
-        assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{message}");
-        assert!(
-            error["message"].as_str().unwrap().contains("no longer kept"),
-            "{message}"
-        );
-        assert_eq!(client.recv().await, json!({"id": "old", "type": "complete"}));
+        for protocol in Protocol::ALL {
+            let mut client = app.ws_ready(protocol, Role::Partner).await;
+            client.start("old", CHANGES, json!({"after": start})).await;
+            let error = failed_result(&mut client, "old").await;
+            assert_eq!(
+                error["extensions"]["code"], "BAD_USER_INPUT",
+                "{backend:?} {protocol:?}: {error}"
+            );
+            assert!(
+                error["message"].as_str().unwrap().contains("no longer kept"),
+                "{error}"
+            );
 
-        // from the current head it works, and new events still arrive
-        client
-            .start("new", CHANGES, json!({"after": head(&app).await}))
-            .await;
-        app.create_lead(json!({"email": "fresh@retention.example"})).await;
-        assert_eq!(
-            next_change(&mut client, "new").await["lead"]["email"],
-            "fresh@retention.example"
-        );
+            // from the current head it works, and new events still arrive
+            client
+                .start("new", CHANGES, json!({"after": head(&app).await}))
+                .await;
+            let email = format!("fresh-{}@retention.example", protocol.name());
+            app.create_lead(json!({"email": email})).await;
+            assert_eq!(
+                next_change(&mut client, "new").await["lead"]["email"],
+                email.as_str(),
+                "{backend:?} {protocol:?}"
+            );
+            client.close().await;
+        }
     }
 }

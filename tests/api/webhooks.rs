@@ -2,7 +2,7 @@
 //! refused), and delivery to receivers on 127.0.0.1 through the job queue.
 
 use crate::helpers::{TestApp, backends, poll_until, spawn_app, spawn_app_with};
-use leadgate::domain::Role;
+use leadgate::domain::{JobState, Role};
 use leadgate::events::webhooks::{ATTEMPT_HEADER, EVENT_ID_HEADER, SIGNATURE_HEADER, verify};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -401,8 +401,55 @@ async fn a_receiver_that_never_succeeds_ends_dead_lettered_and_switched_off() {
             .await
             .unwrap();
         assert!(events.iter().any(|e| e.kind == "webhook.disabled"), "{events:?}");
-        // a disabled endpoint is not called again
+        // a disabled endpoint is not called again. A second, healthy endpoint proves the new
+        // event was dispatched; once it got it and the queue holds nothing queued or running,
+        // a delivery to the disabled one would have been made (or would still be waiting).
+        let canary = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(204))
+            .mount(&canary)
+            .await;
+        register(&app, &canary.uri(), &["LEAD_CREATED"]).await;
         app.create_lead(json!({"email": "later@navy.example"})).await;
-        assert_eq!(receiver.received_requests().await.unwrap().len(), 3);
+        poll_until(
+            Duration::from_secs(20),
+            "the healthy endpoint's delivery",
+            || async {
+                let got = canary.received_requests().await.unwrap_or_default();
+                got.iter()
+                    .any(|r| String::from_utf8_lossy(&r.body).contains("later@navy.example"))
+                    .then_some(())
+            },
+        )
+        .await;
+        poll_until(
+            Duration::from_secs(20),
+            "no delivery queued or running",
+            || async {
+                let stats = app
+                    .services
+                    .store
+                    .job_stats(leadgate::domain::JobScope::AllWorkspaces)
+                    .await
+                    .unwrap();
+                stats
+                    .iter()
+                    .filter(|s| s.kind == "webhook.deliver")
+                    .all(|s| !matches!(s.state, JobState::Queued | JobState::Running) || s.count == 0)
+                    .then_some(())
+            },
+        )
+        .await;
+        let requests = receiver.received_requests().await.unwrap();
+        assert_eq!(
+            requests.len(),
+            3,
+            "{backend:?}: the disabled endpoint was called again"
+        );
+        assert!(
+            requests
+                .iter()
+                .all(|r| !String::from_utf8_lossy(&r.body).contains("later@navy.example"))
+        );
     }
 }

@@ -209,14 +209,17 @@ fn subscribe(id: &str, query: &str) -> Value {
     json!({"id": id, "type": "subscribe", "payload": {"query": query}})
 }
 
+/// Lets the sessions' tasks run until `check` holds (they need no I/O, only turns), for at
+/// most 5 s.
 async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..250 {
-        if check() {
-            return;
+    let until = async {
+        while !check() {
+            tokio::task::yield_now().await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("gave up waiting for {what}");
+    };
+    tokio::time::timeout(Duration::from_secs(5), until)
+        .await
+        .unwrap_or_else(|_| panic!("gave up waiting for {what}"));
 }
 
 #[tokio::test]
@@ -262,17 +265,48 @@ async fn a_second_init_closes_4429() {
     );
 }
 
-#[tokio::test]
+/// Lets every ready task run without moving the (paused) clock.
+async fn settle() {
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn no_init_within_the_timeout_closes_4408() {
+    for protocol in Protocol::ALL {
+        let ctx = context(WsConfig {
+            init_timeout: Duration::from_secs(10),
+            ..config()
+        });
+        let mut client = connect(&ctx, protocol, None);
+        settle().await;
+        tokio::time::advance(Duration::from_millis(9_999)).await;
+        settle().await;
+        assert!(
+            client.rx.try_recv().is_err(),
+            "{protocol:?}: nothing before the timeout"
+        );
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(
+            client.closed().await,
+            (4408, "Connection initialisation timeout".to_owned()),
+            "{protocol:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_init_in_time_is_not_closed_when_the_timeout_passes() {
     let ctx = context(WsConfig {
-        init_timeout: Duration::from_millis(50),
+        init_timeout: Duration::from_secs(10),
         ..config()
     });
     let mut client = connect(&ctx, Protocol::TransportWs, None);
-    assert_eq!(
-        client.closed().await,
-        (4408, "Connection initialisation timeout".to_owned())
-    );
+    tokio::time::advance(Duration::from_millis(9_999)).await;
+    client.init("good").await;
+    tokio::time::advance(Duration::from_secs(60)).await;
+    client.round_trip().await;
 }
 
 #[tokio::test]
@@ -545,15 +579,21 @@ async fn a_slow_member_is_ended_without_stalling_the_others() {
     slow.round_trip().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn legacy_init_is_acked_then_kept_alive() {
     let ctx = context(WsConfig {
-        keepalive: Duration::from_millis(30),
+        keepalive: Duration::from_secs(30),
         ..config()
     });
     let mut client = connect(&ctx, Protocol::LegacyWs, None);
     client.init("good").await;
+    // one `ka` right after the ack, then one per interval and none in between
+    assert_eq!(client.json().await, json!({"type": "ka"}));
     for _ in 0..3 {
+        tokio::time::advance(Duration::from_millis(29_999)).await;
+        settle().await;
+        assert!(client.rx.try_recv().is_err(), "no ka before the interval");
+        tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(client.json().await, json!({"type": "ka"}));
     }
 }
