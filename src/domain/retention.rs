@@ -154,6 +154,9 @@ pub struct ErasureCounts {
     pub jobs_scrubbed: u64,
     /// Rows deleted from the tables keyed by email hash (e.g. import errors).
     pub rows_by_email_hash: u64,
+    /// Imports whose error reasons or file name quoted the person, or whose unfinished upload
+    /// named them (cancelled, the file deleted).
+    pub imports_scrubbed: u64,
 }
 
 /// The audit record of one erasure: who, when, why and how much — no email, no name.

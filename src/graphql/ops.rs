@@ -170,6 +170,11 @@ impl Erasure {
     async fn rows_by_email_hash(&self) -> i64 {
         to_i64(self.0.counts.rows_by_email_hash)
     }
+    /// Imports whose error reasons or file name quoted the person, or whose unfinished upload
+    /// named them (cancelled, its file deleted).
+    async fn imports_scrubbed(&self) -> i64 {
+        to_i64(self.0.counts.imports_scrubbed)
+    }
 }
 
 /// Where a keyset page of runs or erasures stands.

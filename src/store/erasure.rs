@@ -7,8 +7,11 @@
 //! e.g. `job.dead`, have the person's values redacted); `webhook_deliveries` (response body and
 //! error cleared for the lead's events, and wherever they quote the person); `jobs` (error
 //! history, progress and result of jobs that name the lead or quote the person; payload values
-//! redacted); the tables in `TABLES_KEYED_BY_EMAIL_HASH`; `workspaces` (counts);
-//! `erasure_tombstones` and `erasures` (added). `provider_usage`, `provider_configs`,
+//! redacted); the tables in `TABLES_KEYED_BY_EMAIL_HASH`; `import_errors` reasons and
+//! `imports` file names (redacted where they quote the person); `import_uploads` (the file of
+//! an unfinished import that names the person is deleted and the import cancelled);
+//! `workspaces` (counts); `erasure_tombstones` and `erasures` (added). The contract test
+//! `every_column_is_classified_for_erasure` holds this list against both catalogs. `provider_usage`, `provider_configs`,
 //! `enrichment_settings`, `webhook_endpoints`, `schedules`, `settings` and the retention tables
 //! hold no lead data.
 
@@ -34,8 +37,8 @@ const ERASED_ERROR: &str = "erased on request";
 const WEBHOOK_DELIVER: &str = "webhook.deliver";
 
 const ERASURE_COLUMNS: &str = "SELECT id, workspace_id, lead_id, actor_subject, reason, erased_at, \
-     enrichment_records, events_scrubbed, deliveries_scrubbed, jobs_scrubbed, rows_by_email_hash \
-     FROM erasures WHERE ";
+     enrichment_records, events_scrubbed, deliveries_scrubbed, jobs_scrubbed, rows_by_email_hash, \
+     imports_scrubbed FROM erasures WHERE ";
 
 fn count(v: i64) -> u64 {
     v.max(0) as u64
@@ -55,6 +58,7 @@ fn erasure_from_row(r: &Row) -> StoreResult<Erasure> {
             deliveries_scrubbed: count(r.get(8)?),
             jobs_scrubbed: count(r.get(9)?),
             rows_by_email_hash: count(r.get(10)?),
+            imports_scrubbed: count(r.get(11)?),
         },
     })
 }
@@ -246,6 +250,119 @@ async fn scrub_jobs(
     Ok(scrubbed)
 }
 
+/// What an unfinished import whose uploaded file names an erased person says instead.
+const CANCELLED_UPLOAD: &str =
+    "cancelled: the uploaded file named a person erased on request; upload it again without them";
+
+/// Redacts the person from import records: error reasons (rows of invalid data carry no email
+/// hash, and a reason may quote a value) and file names. An unfinished upload whose bytes
+/// name the person is cancelled: its chunks are deleted and the import marked failed, so no
+/// copy of the file outlives the erasure. Returns how many imports were changed.
+async fn scrub_imports(
+    conn: &mut Conn,
+    ws: WorkspaceId,
+    needles: &[String],
+    at: Timestamp,
+) -> StoreResult<u64> {
+    let mut changed = std::collections::BTreeSet::new();
+    let mut qb =
+        conn.sql("SELECT import_id, row_number, seq, reason FROM import_errors WHERE workspace_id = ");
+    qb.bind(ws);
+    qb.push(" AND ");
+    push_mentions(&mut qb, &["reason"], needles);
+    for r in conn.fetch_all(qb).await? {
+        let reason: String = r.get(3)?;
+        let Some(redacted) = redact(&reason, needles) else {
+            continue;
+        };
+        let import: uuid::Uuid = r.get(0)?;
+        let mut qb = conn.sql("UPDATE import_errors SET reason = ");
+        qb.bind(redacted);
+        qb.push(" WHERE import_id = ");
+        qb.bind(import);
+        qb.push(" AND row_number = ");
+        qb.bind(r.get::<i64>(1)?);
+        qb.push(" AND seq = ");
+        qb.bind(r.get::<i64>(2)?);
+        conn.execute(qb).await?;
+        changed.insert(import);
+    }
+    let mut qb = conn.sql("SELECT id, source_name FROM imports WHERE workspace_id = ");
+    qb.bind(ws);
+    qb.push(" AND ");
+    push_mentions(&mut qb, &["source_name"], needles);
+    for r in conn.fetch_all(qb).await? {
+        let name: String = r.get(1)?;
+        let Some(redacted) = redact(&name, needles) else {
+            continue;
+        };
+        let import: uuid::Uuid = r.get(0)?;
+        let mut qb = conn.sql("UPDATE imports SET source_name = ");
+        qb.bind(redacted);
+        qb.push(" WHERE id = ");
+        qb.bind(import);
+        conn.execute(qb).await?;
+        changed.insert(import);
+    }
+    let mut qb = conn.sql("SELECT id FROM imports WHERE workspace_id = ");
+    qb.bind(ws);
+    qb.push(" AND status NOT IN ('succeeded', 'failed') AND EXISTS (SELECT 1 FROM import_uploads u WHERE u.import_id = imports.id)");
+    qb.push(conn.dialect().for_update());
+    for r in conn.fetch_all(qb).await? {
+        let import: uuid::Uuid = r.get(0)?;
+        if !upload_mentions(conn, import, needles).await? {
+            continue;
+        }
+        let mut qb = conn.sql("DELETE FROM import_uploads WHERE import_id = ");
+        qb.bind(import);
+        conn.execute(qb).await?;
+        let mut qb = conn.sql("UPDATE imports SET status = 'failed', error = ");
+        qb.bind(CANCELLED_UPLOAD);
+        qb.push(", updated_at = ");
+        qb.bind(at);
+        qb.push(", finished_at = ");
+        qb.bind(at);
+        qb.push(" WHERE id = ");
+        qb.bind(import);
+        conn.execute(qb).await?;
+        changed.insert(import);
+    }
+    Ok(changed.len() as u64)
+}
+
+/// Whether an uploaded file's bytes hold any of the (lower-case) needles, case-insensitively
+/// for ASCII; read chunk by chunk, each searched together with the end of the one before so a
+/// value split across two chunks is found too.
+async fn upload_mentions(conn: &mut Conn, import: uuid::Uuid, needles: &[String]) -> StoreResult<bool> {
+    let longest = needles.iter().map(String::len).max().unwrap_or(0);
+    if longest == 0 {
+        return Ok(false);
+    }
+    let mut carry: Vec<u8> = Vec::new();
+    let mut seq = 0i64;
+    loop {
+        let mut qb = conn.sql("SELECT data FROM import_uploads WHERE import_id = ");
+        qb.bind(import);
+        qb.push(" AND seq = ");
+        qb.bind(seq);
+        let Some(row) = conn.fetch_optional(qb).await? else {
+            return Ok(false);
+        };
+        let chunk: Vec<u8> = row.get(0)?;
+        carry.extend(chunk.iter().map(u8::to_ascii_lowercase));
+        if needles.iter().any(|n| contains(&carry, n.as_bytes())) {
+            return Ok(true);
+        }
+        let keep = carry.len().min(longest - 1);
+        carry.drain(..carry.len() - keep);
+        seq += 1;
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 impl Store {
     pub async fn tombstoned(&self, ws: WorkspaceId, hashes: &[EmailHash]) -> StoreResult<Vec<EmailHash>> {
         let mut found = Vec::new();
@@ -328,6 +445,7 @@ impl Store {
         counts.events_scrubbed = seqs.len() as u64;
         counts.deliveries_scrubbed = scrub_deliveries(&mut tx, ws, &seqs, &needles).await?;
         counts.jobs_scrubbed = scrub_jobs(&mut tx, ws, id, &seqs, &needles).await?;
+        counts.imports_scrubbed = scrub_imports(&mut tx, ws, &needles, at).await?;
         if let Some(email) = &lead.email {
             let hash = EmailHash::of(ws, email);
             counts.rows_by_email_hash = delete_by_email_hash(&mut tx, ws, &hash).await?;
@@ -354,7 +472,7 @@ impl Store {
         let mut qb = self.sql(
             "INSERT INTO erasures (id, workspace_id, lead_id, actor_subject, reason, erased_at, \
              enrichment_records, events_scrubbed, deliveries_scrubbed, jobs_scrubbed, \
-             rows_by_email_hash) VALUES (",
+             rows_by_email_hash, imports_scrubbed) VALUES (",
         );
         qb.bind(erasure.id);
         qb.push(", ");
@@ -373,6 +491,7 @@ impl Store {
             counts.deliveries_scrubbed,
             counts.jobs_scrubbed,
             counts.rows_by_email_hash,
+            counts.imports_scrubbed,
         ] {
             qb.push(", ");
             qb.bind(i64::try_from(v).unwrap_or(i64::MAX));
