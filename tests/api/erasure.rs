@@ -466,10 +466,6 @@ enum Class {
     CancelledUpload,
     /// Written by the operator who erases (the erasure's reason); not scrubbed.
     OperatorText,
-    /// Can hold personal data that the erasure leaves in place: a gap, reported. The test
-    /// proves that it is one (the person is still found there), so fixing it fails the test
-    /// until the column is reclassified.
-    Gap,
 }
 
 use Class::*;
