@@ -2000,3 +2000,109 @@ mod jobs {
         }
     }
 }
+
+/// The unique constraints of the live catalog (names on PostgreSQL, `table.col, table.col` on
+/// SQLite, as each reports a violation).
+async fn unique_constraints(backend: crate::helpers::Backend, url: &str) -> Vec<String> {
+    use sqlx::Row as _;
+    match backend {
+        crate::helpers::Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(url).await.expect("postgres");
+            let rows = sqlx::query(
+                "SELECT conname::text FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace \
+                 WHERE n.nspname = current_schema() AND c.contype IN ('p', 'u') \
+                 UNION SELECT indexname::text FROM pg_indexes \
+                 WHERE schemaname = current_schema() AND indexdef LIKE 'CREATE UNIQUE%'",
+            )
+            .fetch_all(&pool)
+            .await
+            .expect("catalog");
+            rows.iter().map(|r| r.get::<String, _>(0)).collect()
+        }
+        crate::helpers::Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(url).await.expect("sqlite");
+            let tables: Vec<String> = sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table'")
+                .fetch_all(&pool)
+                .await
+                .expect("catalog")
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let mut out = Vec::new();
+            for table in tables {
+                let sql = format!("SELECT name FROM pragma_index_list('{table}') WHERE \"unique\" = 1");
+                let indexes = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .fetch_all(&pool)
+                    .await
+                    .expect("indexes");
+                for index in indexes {
+                    let name: String = index.get(0);
+                    let sql = format!("SELECT name FROM pragma_index_info('{name}') ORDER BY seqno");
+                    let columns: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(&pool)
+                        .await
+                        .expect("index columns")
+                        .iter()
+                        .map(|r| format!("{table}.{}", r.get::<String, _>(0)))
+                        .collect();
+                    out.push(columns.join(", "));
+                }
+            }
+            out
+        }
+    }
+}
+
+#[tokio::test]
+async fn contract_every_unique_constraint_maps_to_a_conflict() {
+    use leadgate::store::{Dialect, dialect::known_unique_constraints};
+    for backend in backends() {
+        let (url, _guard) = crate::helpers::fresh_database(backend).await;
+        let store = Store::connect(&url, &leadgate::store::PoolOptions::default())
+            .await
+            .expect("store");
+        let known = known_unique_constraints(store.dialect());
+        let mut found = unique_constraints(backend, &url).await;
+        found.retain(|name| !name.starts_with("_sqlx_migrations"));
+        let unknown: Vec<&String> = found.iter().filter(|c| !known.contains(&c.as_str())).collect();
+        assert!(
+            unknown.is_empty(),
+            "{backend:?}: unique constraints `store::dialect::UNIQUE` does not name: {unknown:?}"
+        );
+        if store.dialect() == Dialect::Postgres {
+            let stale: Vec<&&str> = known.iter().filter(|k| !found.iter().any(|f| f == *k)).collect();
+            assert!(
+                stale.is_empty(),
+                "constraints named but not in the schema: {stale:?}"
+            );
+        }
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn contract_a_duplicate_email_is_a_conflict_on_email_by_its_constraint() {
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let ws = created_workspace(&store, "dup").await;
+        let lead = full_lead(ws.id, "dup@acme.io");
+        store.insert_lead(&lead).await.unwrap();
+        let again = full_lead(ws.id, "dup@acme.io");
+        assert!(
+            matches!(
+                store.insert_lead(&again).await,
+                Err(StoreError::Conflict { field: "email" })
+            ),
+            "{backend:?}"
+        );
+        let mut same_id = full_lead(ws.id, "other@acme.io");
+        same_id.id = lead.id;
+        assert!(
+            matches!(
+                store.insert_lead(&same_id).await,
+                Err(StoreError::Conflict { field: "id" })
+            ),
+            "{backend:?}"
+        );
+    }
+}

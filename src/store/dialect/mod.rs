@@ -674,9 +674,19 @@ const UNIQUE: &[Unique] = &[
         field: "period",
     },
     Unique {
+        postgres: "events_pkey",
+        sqlite: "events.id",
+        field: "id",
+    },
+    Unique {
         postgres: "events_by_seq",
         sqlite: "events.workspace_id, events.seq",
         field: "seq",
+    },
+    Unique {
+        postgres: "jobs_pkey",
+        sqlite: "jobs.id",
+        field: "id",
     },
     Unique {
         postgres: "jobs_unique_key",
@@ -691,6 +701,11 @@ const UNIQUE: &[Unique] = &[
     Unique {
         postgres: "webhook_endpoints_pkey",
         sqlite: "webhook_endpoints.id",
+        field: "id",
+    },
+    Unique {
+        postgres: "webhook_deliveries_pkey",
+        sqlite: "webhook_deliveries.id",
         field: "id",
     },
     Unique {
