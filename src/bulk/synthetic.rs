@@ -263,8 +263,8 @@ impl Generator {
             custom_fields: CustomFields::from_trusted(custom),
             created_at: created,
             updated_at: updated.min(end),
-            archived_at: None,
-            version: 1,
+            // fields the generator does not know of stay absent
+            ..Lead::new(workspace_id, created)
         }
     }
 }
