@@ -35,6 +35,13 @@ pub use retention::{
 pub use webhooks::{MAX_WEBHOOKS, WebhookService, WebhookUpdate};
 pub use workspaces::WorkspaceService;
 
+/// The enrichment and import vocabulary the API speaks, named here so that callers above the
+/// services depend on them only.
+pub use crate::bulk::import::pipeline::ImportRequest;
+pub use crate::bulk::import::{Field as ImportField, Format as ImportFormat, OnDuplicate};
+pub use crate::enrich::controls::CircuitState;
+pub use crate::enrich::{EnrichError, Ledger, PlannedGroup, Resolution, Spend};
+
 use crate::domain::{FieldError, FieldErrorCode, Role, ValidationErrors, WorkspaceId};
 use crate::store::{Store, StoreError};
 

@@ -191,3 +191,78 @@ fn every_setting_has_an_environment_variable() {
         assert!(cli.contains(&var), "setting `{key}` has no {var}");
     }
 }
+
+/// The layers, bottom up, and the modules each may name (`crate::<module>`). A module may use
+/// only what sits below it; `config`, `telemetry`, `cli` and `app` assemble everything and are
+/// not listed.
+const LAYERS: &[(&str, &[&str])] = &[
+    ("domain", &[]),
+    ("store", &["domain"]),
+    ("crypto", &["domain"]),
+    ("auth", &["domain"]),
+    ("enrich", &["domain", "store", "crypto"]),
+    ("jobs", &["domain", "store"]),
+    ("events", &["domain", "store", "crypto", "jobs"]),
+    ("bulk", &["domain", "store"]),
+    ("ops", &["domain", "store", "jobs"]),
+    (
+        "service",
+        &["domain", "store", "crypto", "enrich", "jobs", "events", "bulk", "ops"],
+    ),
+    ("graphql", &["domain", "service"]),
+    ("http", &["domain", "service", "graphql", "auth"]),
+];
+
+/// The `crate::<module>` names in a file's code (comments left out).
+fn crate_modules_named(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let code = line.split("//").next().unwrap_or_default();
+        let mut rest = code;
+        while let Some(at) = rest.find("crate::") {
+            rest = &rest[at + "crate::".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn modules_import_only_the_layers_below_them() {
+    let layer_names: Vec<&str> = LAYERS.iter().map(|(m, _)| *m).collect();
+    let mut found = Vec::new();
+    for (module, allowed) in LAYERS {
+        let src = root().join("src");
+        let mut files = Vec::new();
+        if src.join(module).is_dir() {
+            files.extend(rust_files(&src.join(module)));
+        }
+        if src.join(format!("{module}.rs")).is_file() {
+            files.push(src.join(format!("{module}.rs")));
+        }
+        for path in files {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for named in crate_modules_named(&text) {
+                let upward = named != *module
+                    && !allowed.contains(&named.as_str())
+                    && (layer_names.contains(&named.as_str())
+                        || ["config", "telemetry", "cli", "app"].contains(&named.as_str()));
+                if upward {
+                    found.push(format!(
+                        "{} names crate::{named}",
+                        path.strip_prefix(root()).unwrap().display()
+                    ));
+                }
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    assert!(found.is_empty(), "imports against the layering: {found:#?}");
+}
