@@ -1,10 +1,19 @@
-//! Typed settings, layered: defaults → `leadgate.toml` (or `--config FILE`) → `LEADGATE_*`
-//! environment variables → command-line flags. Checked before anything binds or connects, with
-//! messages that name the setting. Secrets are `SecretString` and never printed.
+//! Typed settings. Every setting is a documented field of `Settings` with its default, and
+//! nothing else declares it: its environment variable (`LEADGATE_` + the name in upper case)
+//! and its flag (`--` + the name with hyphens, on the commands that use it) follow from the
+//! name. `Settings::load` is the one place the layers are merged — defaults < `leadgate.toml`
+//! (or `--config FILE`) < `LEADGATE_*` environment variables < flags (`layers`) — and checked,
+//! with messages that name the variable, flag or file key at fault. Secrets are `SecretString`
+//! and never printed, neither by `Debug` nor in an error.
+
+mod layers;
+
+pub use layers::{ENV_PREFIX, Flags, env_var, fields, flag};
 
 use crate::auth::{AuthConfig, PublicKeyConfig};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -202,32 +211,41 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("setting `{setting}`: {message}")]
-    Invalid { setting: &'static str, message: String },
+    /// A value that does not fit its setting; `whence` names it as it was given (the
+    /// variable, the flag, or the file and key).
+    #[error("{whence}: {message}")]
+    Value { whence: String, message: String },
+    /// A value that fits its type but not the setting's rules; `from` says where it was given.
+    #[error("setting `{setting}`{}: {message}", from_text(.from))]
+    Invalid {
+        setting: &'static str,
+        message: String,
+        from: Option<String>,
+    },
+}
+
+fn from_text(from: &Option<String>) -> String {
+    from.as_ref().map(|f| format!(" (from {f})")).unwrap_or_default()
 }
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_FILE: &str = "leadgate.toml";
 
 impl Settings {
-    /// Defaults overlaid with the config file: the explicit one (which must exist) or
-    /// `leadgate.toml` in the working directory when present.
-    pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
-        let path = match explicit {
-            Some(p) => Some(p.to_path_buf()),
-            None => Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.exists()),
-        };
-        let Some(path) = path else {
-            return Ok(Self::default());
-        };
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path,
-            message: e.message().to_owned(),
-        })
+    /// The settings of this process: the defaults, overlaid with the config file (the explicit
+    /// one, which must exist, or `leadgate.toml` in the working directory when present), the
+    /// `LEADGATE_*` environment variables and the command line's `flags`, then checked.
+    pub fn load(config_file: Option<&Path>, flags: &Flags) -> Result<Self, ConfigError> {
+        layers::load(config_file, flags, &|var| std::env::var_os(var))
+    }
+
+    /// `load` with the environment given as a function of the variable's name.
+    pub fn load_with_env(
+        config_file: Option<&Path>,
+        flags: &Flags,
+        env: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<Self, ConfigError> {
+        layers::load(config_file, flags, env)
     }
 
     /// Checks values that types alone do not.
@@ -236,6 +254,7 @@ impl Settings {
             Err(ConfigError::Invalid {
                 setting,
                 message: message.to_owned(),
+                from: None,
             })
         };
         let url = &self.database_url;
@@ -438,9 +457,32 @@ impl Settings {
         }
     }
 
-    /// The default settings as TOML, for `leadgate.example.toml`.
+    /// The default settings as TOML.
     pub fn default_toml() -> String {
         toml::to_string(&Self::default()).unwrap_or_default()
+    }
+
+    /// `leadgate.example.toml`: every setting with its default, under a header that says how
+    /// settings are named elsewhere and which have no default.
+    pub fn example_toml() -> String {
+        let defaults = Self::default_toml();
+        let listed: toml::Table = toml::from_str(&defaults).unwrap_or_default();
+        let unset: Vec<&str> = fields()
+            .iter()
+            .copied()
+            .filter(|f| !listed.contains_key(*f))
+            .collect();
+        format!(
+            "# leadgate.toml: every setting with its default. Copy to leadgate.toml and edit.\n\
+             # Each setting is also read from the environment variable LEADGATE_<NAME> (the name in\n\
+             # upper case, e.g. LEADGATE_MAX_DEPTH) and, on the commands that use it, from the flag\n\
+             # --<name> with hyphens (e.g. --max-depth). Flags win over the environment, which wins\n\
+             # over this file. Lists in the environment are JSON, TOML or comma-separated.\n\
+             # Without a default (unset unless given): {}.\n\
+             # Secrets (jwt_secret, master_key) are best given as LEADGATE_JWT_SECRET and\n\
+             # LEADGATE_MASTER_KEY instead.\n\n{defaults}",
+            unset.join(", ")
+        )
     }
 }
 
@@ -487,5 +529,159 @@ mod tests {
             ..Settings::default()
         };
         assert!(s.validate().unwrap_err().to_string().contains("database_url"));
+    }
+
+    /// Loads with `file` as the config file, `env` as the whole environment and `flags`.
+    fn load(file: &str, env: &[(&str, &str)], flags: &Flags) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leadgate.toml");
+        std::fs::write(&path, file).unwrap();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        Settings::load_with_env(Some(&path), flags, &|name| {
+            env.iter().find(|(k, _)| k == name).map(|(_, v)| v.into())
+        })
+    }
+
+    #[derive(Serialize, Default)]
+    struct DepthFlag {
+        max_depth: Option<usize>,
+        listen: Option<SocketAddr>,
+    }
+
+    fn depth_flag(depth: usize) -> Flags {
+        let mut flags = Flags::default();
+        flags
+            .add(&DepthFlag {
+                max_depth: Some(depth),
+                listen: None,
+            })
+            .unwrap();
+        flags
+    }
+
+    #[test]
+    fn layers_apply_in_order_defaults_file_environment_flags() {
+        let none = Flags::default();
+        assert_eq!(load("", &[], &none).unwrap().max_depth, 15);
+        assert_eq!(load("max_depth = 20", &[], &none).unwrap().max_depth, 20);
+        let env = [("LEADGATE_MAX_DEPTH", "30")];
+        assert_eq!(load("max_depth = 20", &env, &none).unwrap().max_depth, 30);
+        let s = load("max_depth = 20\nmax_batch = 3", &env, &depth_flag(40)).unwrap();
+        assert_eq!((s.max_depth, s.max_batch), (40, 3));
+        // a flag that was not given (`listen: None`) leaves the lower layers alone
+        let s = load("listen = \"127.0.0.1:9\"", &[], &depth_flag(40)).unwrap();
+        assert_eq!(s.listen.port(), 9);
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_flag_or_file_key() {
+        let none = Flags::default();
+        let err = load("", &[("LEADGATE_MAX_DEPTH", "abc")], &none).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "LEADGATE_MAX_DEPTH: invalid digit found in string"
+        );
+        let err = load("", &[("LEADGATE_WORKERS", "maybe")], &none).unwrap_err();
+        assert!(err.to_string().starts_with("LEADGATE_WORKERS: "), "{err}");
+        let err = load("max_depth = \"deep\"", &[], &none).unwrap_err().to_string();
+        assert!(
+            err.contains("leadgate.toml: setting `max_depth`: expected"),
+            "{err}"
+        );
+        let err = load("", &[("LEADGATE_MAX_DEPTH", "5")], &none)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`max_depth` (from LEADGATE_MAX_DEPTH)"), "{err}");
+        let err = load("", &[], &depth_flag(5)).unwrap_err().to_string();
+        assert!(err.contains("`max_depth` (from --max-depth)"), "{err}");
+        let err = load("lisen = \"0.0.0.0:1\"", &[], &none).unwrap_err().to_string();
+        assert!(err.contains("setting `lisen`: no such setting"), "{err}");
+        let err = load("log_format = \"xml\"", &[], &none).unwrap_err().to_string();
+        assert!(err.contains("`log_format`: unknown value `xml`"), "{err}");
+    }
+
+    #[test]
+    fn environment_values_take_the_settings_type() {
+        let none = Flags::default();
+        // digits stay text for a text setting
+        let s = load("", &[("LEADGATE_JWT_ISSUER", "2024")], &none).unwrap();
+        assert_eq!(s.jwt_issuer, "2024");
+        let s = load(
+            "",
+            &[
+                ("LEADGATE_JOB_TEST_KINDS", "true"),
+                ("LEADGATE_LISTEN", "0.0.0.0:1"),
+            ],
+            &none,
+        )
+        .unwrap();
+        assert!(s.job_test_kinds);
+        assert_eq!(s.listen, SocketAddr::from(([0, 0, 0, 0], 1)));
+        for keys in [
+            r#"[{"kid":"a","algorithm":"RS256","path":"a.pem"},{"kid":"b","algorithm":"ES256","path":"b.pem"}]"#,
+            r#"[{kid = "a", algorithm = "RS256", path = "a.pem"}, {kid = "b", algorithm = "ES256", path = "b.pem"}]"#,
+        ] {
+            let s = load("", &[("LEADGATE_JWT_PUBLIC_KEYS", keys)], &none).unwrap();
+            let kids: Vec<&str> = s.jwt_public_keys.iter().map(|k| k.kid.as_str()).collect();
+            assert_eq!(kids, ["a", "b"], "{keys}");
+        }
+        // empty means unset; variables that name no setting are ignored
+        let s = load(
+            "",
+            &[
+                ("LEADGATE_MAX_DEPTH", ""),
+                ("LEADGATE_TEST_POSTGRES_URL", "postgres://x"),
+            ],
+            &none,
+        )
+        .unwrap();
+        assert_eq!(s.max_depth, 15);
+    }
+
+    #[test]
+    fn rust_log_is_read_below_leadgate_log() {
+        let none = Flags::default();
+        assert_eq!(load("", &[("RUST_LOG", "debug")], &none).unwrap().log, "debug");
+        let both = [("RUST_LOG", "debug"), ("LEADGATE_LOG", "warn")];
+        assert_eq!(load("", &both, &none).unwrap().log, "warn");
+    }
+
+    #[test]
+    fn secrets_are_never_printed() {
+        let none = Flags::default();
+        let err = load("jwt_secret = 8675309", &[], &none).unwrap_err().to_string();
+        assert!(err.contains("`jwt_secret`") && !err.contains("8675309"), "{err}");
+        let err = load("", &[("LEADGATE_MASTER_KEY", "hunter2-not-a-key")], &none)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("master_key") && !err.contains("hunter2"), "{err}");
+        let err = load("jwt_secret = \"hunter2", &[], &none)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+
+        #[derive(Serialize)]
+        struct SecretFlag {
+            jwt_secret: Option<&'static str>,
+        }
+        let mut flags = Flags::default();
+        flags
+            .add(&SecretFlag {
+                jwt_secret: Some("hunter2-hunter2-hunter2-hunter2-hunter2"),
+            })
+            .unwrap();
+        assert!(!format!("{flags:?}").contains("hunter2"));
+        let s = load("", &[], &flags).unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(s.jwt_secret.is_some());
+    }
+
+    #[test]
+    fn every_setting_is_named_by_serde() {
+        assert_eq!(fields().first(), Some(&"listen"));
+        assert_eq!(fields().last(), Some(&"log_format"));
+        assert!(fields().contains(&"jwt_secret") && fields().contains(&"backup_schedule"));
+        assert_eq!(env_var("max_depth"), "LEADGATE_MAX_DEPTH");
+        assert_eq!(flag("max_depth"), "--max-depth");
     }
 }

@@ -1,14 +1,12 @@
 //! The `leadgate` command; see `leadgate --help`.
 
-use clap::Parser;
-
 /// mimalloc: many threads allocate small, short-lived objects per request; glibc's arenas
 /// spend a measurable share of each request consolidating them.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    let cli = leadgate::cli::Cli::parse();
+    let cli = leadgate::cli::parse();
     // Blocking threads serve SQLite reads (each keeps a thread-local allocator heap); a bound
     // keeps memory flat under bursts.
     let runtime = tokio::runtime::Builder::new_multi_thread()

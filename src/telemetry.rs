@@ -1,12 +1,15 @@
 //! Tracing set-up, done once at start-up: text or JSON logs to stderr, filtered by `log`.
-//! Spans carry ids, never emails or phone numbers.
+//! Spans carry ids, never emails or phone numbers. The bulk commands (seed, import, export,
+//! backup, restore) log `quietly`: library warnings such as sqlx's "slow statement" (an index
+//! build or a bulk insert is slow by design) would break up their progress bar, so sqlx logs
+//! only errors unless the filter names `sqlx` itself (`LEADGATE_LOG=info,sqlx=warn`).
 
 use crate::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber; a second call is a no-op (tests build many apps).
-pub fn init(filter: &str, format: LogFormat) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+pub fn init(filter: &str, format: LogFormat, quiet: bool) {
+    let filter = EnvFilter::try_new(directives(filter, quiet)).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -14,4 +17,29 @@ pub fn init(filter: &str, format: LogFormat) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// The filter's directives; when `quiet`, sqlx is held to errors unless the filter says
+/// otherwise about it.
+fn directives(filter: &str, quiet: bool) -> String {
+    let names_sqlx = filter.split(',').any(|d| d.trim().starts_with("sqlx"));
+    match (quiet, names_sqlx, filter.trim()) {
+        (true, false, "") => "info,sqlx=error".to_owned(),
+        (true, false, f) => format!("{f},sqlx=error"),
+        _ => filter.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::directives;
+
+    #[test]
+    fn quiet_commands_hold_sqlx_to_errors_unless_the_filter_names_it() {
+        assert_eq!(directives("info", true), "info,sqlx=error");
+        assert_eq!(directives("debug", false), "debug");
+        assert_eq!(directives("info,sqlx=warn", true), "info,sqlx=warn");
+        assert_eq!(directives("sqlx::query=debug", true), "sqlx::query=debug");
+        assert_eq!(directives("", true), "info,sqlx=error");
+    }
 }

@@ -4,9 +4,9 @@
 use super::errors::{bad_input, to_gql};
 use super::ids::{NodeType, decode_typed_id, global_id};
 use super::query::actor;
+use crate::domain::{self, CountryCode, ImportId};
 use crate::service::ImportRequest;
 use crate::service::{ImportField as Field, ImportFormat as Format, OnDuplicate};
-use crate::domain::{self, CountryCode, ImportId};
 use crate::service::{MAX_ERROR_PAGE, Services};
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Upload};
 use base64::Engine;

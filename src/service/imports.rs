@@ -1,5 +1,8 @@
-//! Imports as use cases: reading imports and their error reports, and importing an uploaded
-//! file on the job queue (`leads.import`, run by `ImportLeadsHandler`).
+//! Imports as use cases: reading imports and their error reports, importing an uploaded
+//! file on the job queue (`leads.import`, run by `ImportLeadsHandler`), and importing a file
+//! in this process for the command line (`run_local`). Both paths check the role, run the
+//! same pipeline (tombstones, the `imports` record and its error report, checkpoints) and
+//! publish its `import.progress`/`import.finished` events on the bus.
 //!
 //! An upload is stored in the database in 1 MiB chunks before the job is queued, so any worker
 //! process can run it, and a job that is run again (at least once delivery) reads the same
@@ -7,7 +10,7 @@
 //! finishes.
 
 use super::{Actor, ServiceError};
-use crate::bulk::import::pipeline::{self, ImportRequest};
+use crate::bulk::import::pipeline::{self, ImportOutcome, ImportRequest, PipelineError};
 use crate::domain::{Import, ImportErrorRow, ImportId, Job, NewJob, RetryPolicy, now};
 use crate::events::Bus;
 use crate::jobs::{Handler, JobContext, JobError, Queue};
@@ -155,6 +158,34 @@ impl ImportService {
         Ok(import)
     }
 
+    /// Imports `input` in this process (the command line): continues the unfinished import
+    /// this path started with the same workspace, format and options (unless `restart`, which
+    /// abandons it), or starts one, and runs it to the end. `progress` is told of the import
+    /// after every committed chunk. Admins and members only; `request.workspace` is replaced
+    /// by the caller's.
+    pub async fn run_local(
+        &self,
+        actor: &Actor,
+        mut request: ImportRequest,
+        input: Box<dyn Read + Send>,
+        restart: bool,
+        mut progress: impl FnMut(&Import) + Send,
+    ) -> Result<ImportOutcome, LocalImportError> {
+        actor.require_lead_writer()?;
+        request.workspace = actor.workspace_id;
+        let import = pipeline::begin(&self.store, &request, restart)
+            .await
+            .map_err(ServiceError::from)?;
+        let id = import.id;
+        let bus = self.bus.clone();
+        pipeline::run(&self.store, import, input, move |import, events| {
+            bus.publish(events);
+            progress(import);
+        })
+        .await
+        .map_err(|error| LocalImportError::Stopped { id, error })
+    }
+
     /// Runs (or continues) the import a `leads.import` job names.
     async fn run_job(&self, job: &Job, _ctx: &JobContext) -> Result<(), JobError> {
         let ws = job
@@ -192,6 +223,18 @@ impl ImportService {
             Err(e) => Err(JobError::Transient(e.to_string())),
         }
     }
+}
+
+/// Why `ImportService::run_local` did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalImportError {
+    /// Refused or failed before the import started.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// The import started and stopped: an input error or a changed input failed it for good;
+    /// a store failure leaves it resumable from its last checkpoint.
+    #[error("import {id} stopped: {error}")]
+    Stopped { id: ImportId, error: PipelineError },
 }
 
 /// CSV lines of `records`.

@@ -25,7 +25,9 @@ pub use enrichment::{
 pub use erasure::{ErasurePage, ErasureService, MAX_ERASURE_PAGE};
 pub use events::EventService;
 pub use exports::{Chunk, Export, ExportMetrics, ExportService, Extras, Format};
-pub use imports::{IMPORT_LEADS, ImportLeadsHandler, ImportService, MAX_ERROR_PAGE, UPLOAD_CHUNK};
+pub use imports::{
+    IMPORT_LEADS, ImportLeadsHandler, ImportService, LocalImportError, MAX_ERROR_PAGE, UPLOAD_CHUNK,
+};
 pub use jobs::{DeadPage, JobService, MAX_DEAD_PAGE, MAX_JOB_IDS};
 pub use leads::{FILTERED_COUNT_CAP, LeadPage, LeadService, MAX_UPSERT, TotalCount};
 pub use retention::{

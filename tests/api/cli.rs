@@ -59,7 +59,10 @@ async fn every_command_has_help() {
         vec!["token", "--help"],
         vec!["seed", "--help"],
         vec!["import", "--help"],
+        vec!["export", "--help"],
         vec!["erase", "--help"],
+        vec!["backup", "--help"],
+        vec!["restore", "--help"],
     ] {
         let out = run(dir.path(), &args, &[]).await;
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
@@ -175,8 +178,142 @@ async fn bad_settings_name_the_setting() {
     std::fs::write(dir.path().join("leadgate.toml"), "lisen = \"x\"\n").unwrap();
     let out = run(dir.path(), &["migrate"], &[]).await;
     assert!(stderr(&out).contains("lisen"), "{}", stderr(&out));
+    std::fs::remove_file(dir.path().join("leadgate.toml")).unwrap();
     let out = run(dir.path(), &["migrate", "--database-url", "mysql://x"], &[]).await;
-    assert!(stderr(&out).contains("database_url"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("setting `database_url` (from --database-url)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn data_commands_list_no_server_or_worker_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_only = [
+        "--listen",
+        "--ws-",
+        "--webhook-",
+        "--event-",
+        "--worker-concurrency",
+        "--job-",
+        "--hunter-url",
+        "--provider-",
+        "--master-key",
+    ];
+    for command in [
+        "import", "export", "seed", "backup", "restore", "erase", "token", "migrate",
+    ] {
+        let out = run(dir.path(), &[command, "--help"], &[]).await;
+        let help = stdout(&out);
+        assert!(help.contains("--database-url"), "{command}: {help}");
+        for flag in server_only {
+            assert!(
+                !help.contains(flag),
+                "`leadgate {command} --help` lists {flag}:\n{help}"
+            );
+        }
+    }
+    let out = run(dir.path(), &["worker", "--help"], &[]).await;
+    assert!(!stdout(&out).contains("--listen") && !stdout(&out).contains("--ws-"));
+    // and a flag a command does not read is refused
+    let out = run(dir.path(), &["import", "-", "--ws-send-queue", "3"], &[]).await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--ws-send-queue"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn a_bad_environment_value_names_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["migrate"], &[("LEADGATE_MAX_DEPTH", "deep")]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("LEADGATE_MAX_DEPTH: invalid digit"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(
+        dir.path(),
+        &["migrate"],
+        &[("LEADGATE_MASTER_KEY", "not-the-real-key-but-secret")],
+    )
+    .await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("master_key"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("not-the-real-key"), "{}", stderr(&out));
+}
+
+/// `leadgate import` runs through `ImportService` as an operator of the workspace: the import
+/// is the service's record with its counters, its events are in the log, its error report is
+/// written beside the file, and the summary says so.
+#[tokio::test]
+async fn the_import_command_goes_through_the_import_service() {
+    use futures_util::StreamExt;
+    use leadgate::domain::{ImportStatus, Role};
+    use leadgate::service::Actor;
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, _guard) = fresh_database(backend).await;
+        let env = [("LEADGATE_DATABASE_URL", url.as_str())];
+        let out = run(dir.path(), &["workspace", "create", "acme"], &env).await;
+        assert!(out.status.success(), "{}", stderr(&out));
+        std::fs::write(
+            dir.path().join("leads.csv"),
+            "email,first_name,score\nann@acme.io,Ann,10\nbob@acme.io,Bob,999\nann@acme.io,Ann again,5\n",
+        )
+        .unwrap();
+        // one workspace: --workspace may be left out
+        let out = run(dir.path(), &["import", "leads.csv"], &env).await;
+        let said = stderr(&out);
+        assert!(out.status.success(), "{backend:?}: {said}");
+        assert!(said.contains("succeeded: 3 rows"), "{said}");
+        assert!(
+            said.contains(
+                "created 1, updated 0, unchanged 0, skipped (existing) 0, duplicates in file 1, invalid 1"
+            ),
+            "{said}"
+        );
+        assert!(
+            said.contains("error report: leads.csv.errors.csv (1 rows)"),
+            "{said}"
+        );
+        assert!(
+            !said.contains("WARN"),
+            "no library warnings between the bar and the summary: {said}"
+        );
+        let report = std::fs::read_to_string(dir.path().join("leads.csv.errors.csv")).unwrap();
+        assert!(report.starts_with("row,column,reason\n2,score,"), "{report}");
+
+        let settings = leadgate::config::Settings {
+            database_url: url.clone(),
+            ..leadgate::config::Settings::default()
+        };
+        let store = leadgate::app::open_store(&settings).await.unwrap();
+        let services = leadgate::app::services(&settings, store.clone()).unwrap();
+        let ws = services.workspaces.by_slug("acme").await.unwrap();
+        let actor = Actor {
+            subject: "test".into(),
+            workspace_id: ws.id,
+            role: Role::Viewer,
+        };
+        let imports = services.imports.imports(&actor, None, 10).await.unwrap();
+        assert_eq!(imports.len(), 1, "{backend:?}");
+        assert_eq!(imports[0].status, ImportStatus::Succeeded);
+        assert_eq!(imports[0].counts.created, 1);
+        assert_eq!(imports[0].source_name, "leads.csv");
+        let head = services.events.head(&actor).await.unwrap();
+        let events: Vec<String> = services
+            .events
+            .stream(&actor, Some(0))
+            .await
+            .unwrap()
+            .take(head as usize)
+            .map(|e| e.unwrap().kind.clone())
+            .collect()
+            .await;
+        assert_eq!(events, ["import.progress", "import.finished"], "{backend:?}");
+        store.close().await;
+    }
 }
 
 /// A `serve` process and what it printed before it was ready.

@@ -1,0 +1,209 @@
+//! `leadgate serve` (the HTTP server, with job workers in-process unless `--no-workers`) and
+//! `leadgate worker` (job workers only), with the setting flags each reads: the HTTP limits
+//! and WebSocket settings (serve), provider endpoints and enrichment tunables, events and
+//! webhooks, and the job workers (both).
+
+use super::flags::{
+    CommonFlags, DatabaseFlags, EnrichmentFlags, EventFlags, ExportFlags, HttpFlags, JobFlags, SealingFlags,
+    SettingFlags, TokenFlags, WsFlags,
+};
+use crate::app::{self, App};
+use crate::config::Settings;
+use crate::domain::Role;
+use anyhow::Context;
+use clap::Args;
+use serde::{Serialize, Serializer};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Create the `demo` workspace with 10,000 leads on first start and print an admin token.
+    #[arg(long, env = "LEADGATE_DEMO")]
+    pub demo: bool,
+    #[command(flatten)]
+    pub settings: ServeSettings,
+}
+
+/// The settings `serve` reads from its flags.
+#[derive(Args, Debug, Default, Serialize)]
+pub struct ServeSettings {
+    /// Whether to run job workers in this process.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub workers: Option<bool>,
+    /// Run no job workers in this process (the same as `--workers false`, and it wins; run
+    /// `leadgate worker` elsewhere).
+    #[arg(long, env = "LEADGATE_NO_WORKERS")]
+    // given, it is `workers = false`; serialised after `workers`, so it overrides it
+    #[serde(
+        rename = "workers",
+        skip_serializing_if = "std::ops::Not::not",
+        serialize_with = "off"
+    )]
+    pub no_workers: bool,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: CommonFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub database: DatabaseFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub tokens: TokenFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub sealing: SealingFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub http: HttpFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub exports: ExportFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub ws: WsFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub enrichment: EnrichmentFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub events: EventFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub jobs: JobFlags,
+}
+
+impl SettingFlags for ServeSettings {
+    fn common(&self) -> &CommonFlags {
+        &self.common
+    }
+}
+
+fn off<S: Serializer>(_: &bool, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(false)
+}
+
+/// `leadgate worker`: the workers' settings and those of the jobs they run.
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub settings: WorkerSettings,
+}
+
+/// The settings `worker` reads from its flags.
+#[derive(Args, Debug, Default, Serialize)]
+pub struct WorkerSettings {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub common: CommonFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub database: DatabaseFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub sealing: SealingFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub enrichment: EnrichmentFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub events: EventFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub jobs: JobFlags,
+}
+
+impl SettingFlags for WorkerSettings {
+    fn common(&self) -> &CommonFlags {
+        &self.common
+    }
+}
+
+pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<()> {
+    let demo = args.demo;
+    let store = app::open_store(settings).await?;
+    app::check_master_key(settings, &store).await?;
+    let auth = app::authenticator(settings, &store, demo).await?;
+    let services = app::services(settings, store.clone())?;
+    let mut banner = Vec::new();
+    let demo_token = if demo {
+        let (ws, added) = app::ensure_demo(&services).await?;
+        let token = app::mint(
+            &auth,
+            "demo-admin",
+            &ws,
+            Role::Admin,
+            Duration::from_secs(7 * 86_400),
+        )?;
+        let counts = services.workspaces.lead_counts(ws.id).await?;
+        banner.push(format!(
+            "Demo workspace `{}`: {} leads{}",
+            ws.slug,
+            counts.active,
+            if added > 0 { " (created now)" } else { "" }
+        ));
+        Some(token)
+    } else {
+        None
+    };
+    let App { router, workers, .. } = app::assemble(settings, services, auth, demo_token.clone()).await?;
+    let shutdown = crate::http::shutdown_signal();
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let shown = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    // Best effort: a closed stdout (e.g. piped into `head`) must not stop the server.
+    // Best effort: a closed stdout (e.g. piped into `head`) must not stop the server.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "leadgate is serving on http://{shown} ({} database)",
+        store.backend()
+    );
+    let _ = writeln!(out, "GraphiQL: http://{shown}/graphiql");
+    for line in banner {
+        let _ = writeln!(out, "{line}");
+    }
+    if let Some(token) = &demo_token {
+        let _ = writeln!(
+            out,
+            "Admin token for the demo workspace (valid 7 days; preset in GraphiQL):"
+        );
+        let _ = writeln!(out, "{token}");
+    }
+    drop(out);
+    tracing::info!(%addr, backend = store.backend(), "listening");
+    crate::http::serve(listener, router, shutdown).await?;
+    if let Some(workers) = workers {
+        workers.shutdown().await;
+    }
+    store.close().await;
+    Ok(())
+}
+
+pub(super) async fn worker(settings: &Settings) -> anyhow::Result<()> {
+    let store = app::open_store(settings).await?;
+    app::check_master_key(settings, &store).await?;
+    let services = app::services(settings, store.clone())?;
+    let registry = app::registry(settings, &services)?;
+    let kinds = registry.kinds().join(", ");
+    let shutdown = crate::http::shutdown_signal();
+    let workers = app::start_workers(settings, &services, registry).await?;
+    // Best effort, as for `serve`.
+    let _ = writeln!(
+        std::io::stdout().lock(),
+        "leadgate worker running ({} database; kinds: {kinds})",
+        store.backend()
+    );
+    tracing::info!(backend = store.backend(), "worker running");
+    shutdown.await;
+    workers.shutdown().await;
+    store.close().await;
+    Ok(())
+}
