@@ -315,3 +315,60 @@ fn modules_import_only_the_layers_below_them() {
     found.dedup();
     assert!(found.is_empty(), "imports against the layering: {found:#?}");
 }
+
+/// Code lines (comments stripped) of every source file, with their place.
+fn code_lines() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for path in rust_files(&root().join("src")) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = path.strip_prefix(root()).unwrap().display().to_string();
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            if !code.trim().is_empty() {
+                out.push((format!("{name}:{}", i + 1), code.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn pagination_is_keyset_only() {
+    let found: Vec<_> = code_lines()
+        .into_iter()
+        .filter(|(_, code)| {
+            // SQL keywords are written in capitals here
+            let text = code.as_str();
+            text.match_indices("OFFSET").any(|(at, _)| {
+                let before = text[..at].chars().next_back();
+                let after = text[at + "OFFSET".len()..].chars().next();
+                !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+        })
+        .map(|(place, code)| format!("{place}: {}", code.trim()))
+        .collect();
+    assert!(found.is_empty(), "OFFSET in SQL: {found:#?}");
+}
+
+#[test]
+fn no_global_mutable_state() {
+    // Statics are allowed only for values computed once and never changed (`LazyLock`/`OnceLock`
+    // of plain data, the allocator); state is passed in.
+    let mutable = ["Mutex", "RwLock", "Atomic", "Cell<", "RefCell", "ArcSwap"];
+    let found: Vec<_> = code_lines()
+        .into_iter()
+        .filter(|(_, code)| {
+            let t = code.trim_start();
+            t.starts_with("static mut")
+                || t.contains("thread_local!")
+                || t.contains("lazy_static!")
+                || ((t.starts_with("static ")
+                    || t.starts_with("pub static ")
+                    || t.starts_with("pub(crate) static "))
+                    && mutable.iter().any(|m| t.contains(m)))
+        })
+        .map(|(place, code)| format!("{place}: {}", code.trim()))
+        .collect();
+    assert!(found.is_empty(), "global mutable state: {found:#?}");
+}
