@@ -7,6 +7,19 @@
 //! Enriched columns come from stored enrichment records only: an export never calls a provider.
 //! Batches are consistent on their own, not with each other: a lead changed during an export
 //! appears as it was when its batch was read.
+//!
+//! **Exports stream in keyset batches.** One `list_leads` statement per batch (default 5,000
+//! leads, `export_batch_size`), ordered by `(created_at, id)`, the next batch starting after the
+//! last lead of the previous one: no `OFFSET`, no long-lived cursor or transaction holding a
+//! connection for the whole download. A reader task stays at most two batches ahead of the encoder
+//! (bounded channel) and the HTTP body is pulled by the client, so a slow client slows the reader
+//! and memory holds a few batches whatever the size of the export. The header row is the stream's
+//! first chunk, sent before any lead is read. Each batch is consistent; the export as a whole is
+//! not a snapshot (a lead changed during a long export appears as its batch saw it; a lead created
+//! meanwhile appears if it sorts after the current position).
+//!
+//! **Enriched export columns come from stored records** (one `enrichment_records` look-up per
+//! batch); exports never call providers. A field's provenance is the source that supplied it.
 
 use crate::domain::{
     EnrichmentRecord, Group, LEAD_COLUMNS, Lead, LeadColumn, LeadFilter, LeadId, LeadOrder, LeadQuery,

@@ -1,4 +1,7 @@
 //! The lead entity, its status, and validated partial changes (`LeadPatch`).
+//!
+//! **Timestamps** are microsecond-precise everywhere (`domain::now` truncates), stored as INTEGER
+//! microseconds on SQLite and `timestamptz` on PostgreSQL.
 
 use super::error::{FieldError, FieldErrorCode, ValidationErrors};
 use super::ids::{LeadId, WorkspaceId};

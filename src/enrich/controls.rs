@@ -3,6 +3,12 @@
 //! Both answer at once and never queue: a provider that cannot take a call now is skipped and
 //! the waterfall moves on, so a slow or limited provider never holds a page up. The credit
 //! quotas shared across instances live in the store (`Store::reserve_usage`).
+//!
+//! **Quota periods** are UTC seconds, days and calendar months, one rolling row per (workspace,
+//! provider, period) in `provider_usage`. Rates are also gated in process by a sliding log of the
+//! last calls (with a 25 ms margin), whose token is taken right before the request leaves and
+//! again for every retry, so one instance never exceeds `ratePerSecond` in any second the provider
+//! sees.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;

@@ -8,6 +8,14 @@
 //! duplicates by `Leadgate-Event-Id`. `DeliveryHandler` makes one attempt per job; a delivery
 //! that exhausts its attempts is dead-lettered with the receiver's answer in its error history
 //! and counts towards switching the endpoint off.
+//!
+//! **Webhooks are at least once.** Deliveries are queued per (endpoint, event) with a unique key;
+//! the endpoint's cursor moves after queueing, so a crash in between queues again, and receivers
+//! drop duplicates by `Leadgate-Event-Id`. The signature (`t=<unix>,v1=<hex>`, HMAC-SHA256 over
+//! `"<t>.<body>"`) is computed on every attempt. A delivery that exhausts its attempts stays in
+//! the dead-letter queue with the receiver's answer in its history; after `webhook_disable_after`
+//! such deliveries in a row the endpoint is switched off and a `webhook.disabled` event reports
+//! it. Re-enabling it resumes with new events, not the backlog.
 
 use super::Bus;
 use super::webhooks::{Deliverer, DeliveryError};

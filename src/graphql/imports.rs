@@ -1,5 +1,19 @@
 //! Imports over GraphQL: `importLeads` (a file sent as a multipart upload, imported by a
 //! `leads.import` job), `imports`, and the `Import` node with its counters and error report.
+//!
+//! **`importLeads`** validates the input (format from the file name, mapping targets, region)
+//! before calling `ImportService::upload`, which checks the role first, stores the file in the
+//! database in 1 MiB chunks and queues `leads.import`; the resolver never writes anything for a
+//! refused request.
+//!
+//! **`Import` is a Relay node** (`NodeType::Import`, resolved in `node`/`nodes` through the
+//! service, so another workspace's id resolves to null).
+//!
+//! **`importProgress`** reads the workspace's log head, then the import, then streams events after
+//! that head, so no `import.progress`/`import.finished` event between the snapshot and the stream
+//! is lost. Each matching event triggers a re-read of the import (the events carry only counters),
+//! and the stream ends after a final status. Invariant: a refused upload request (malformed, too
+//! large, wrong role, bad input) creates no import and queues no job.
 
 use super::errors::{bad_input, to_gql};
 use super::ids::{NodeType, decode_typed_id, global_id};

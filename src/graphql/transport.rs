@@ -5,6 +5,16 @@
 //! Under `application/graphql-response+json` a request that fails before execution (bad
 //! document, failed validation) is a 400 and carries no `data`; under the legacy
 //! `application/json` every well-formed request is a 200.
+//!
+//! **Uploads.** `http` routes a `multipart/form-data` POST on `/graphql` to
+//! `graphql::transport::serve_multipart` as a stream (no buffering of the body); JSON POSTs still
+//! go through the `Bytes` extractor and `DefaultBodyLimit`. The transport parses the multipart
+//! request with async-graphql's `receive_batch_body` and `MultipartOptions` (the `tempfile`
+//! feature is on: file parts are spooled to anonymous temporary files, never held in memory); the
+//! whole stream is capped at `import_max_upload_mb` (413 past it). Parse errors are mapped to a
+//! 400 `BAD_USER_INPUT` with a fixed message per cause (the parser's own messages are not sent).
+//! After parsing, a multipart request runs exactly like a JSON one (`run_batch`: limits,
+//! `@budget`, error labels).
 
 use super::EnrichScope;
 use super::enrichment_api::PlanRunner;

@@ -6,6 +6,10 @@
 //! the rest follows batch by batch as the client reads it, so a slow client slows the reader
 //! instead of filling memory. A failure after the status was sent aborts the body (the client
 //! sees a truncated transfer, never a complete-looking file) and is logged by the service.
+//!
+//! **A failure after the status line** cannot become an error status: the body stream ends with an
+//! error, hyper aborts the chunked transfer (no terminating chunk), the service logs it and counts
+//! it in `leadgate_export_failures_total`.
 
 use super::{AppState, caller, reply};
 use crate::graphql::Caller;

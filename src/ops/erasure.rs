@@ -3,6 +3,10 @@
 //! The erasure itself is one store transaction (`Store::erase_lead`, which lists every
 //! table it touches); what lives here is finding the lead by email for operators and checking
 //! new emails against the tombstones, shared by lead creation, upserts and imports.
+//!
+//! **Tombstone check happens before the write**, in the service; a lead created with the address
+//! in the instant between the check and a concurrent erasure's commit is not caught (the erasure
+//! removes whatever lead has the id it was given).
 
 use crate::domain::{EmailAddress, EmailHash, Erasure, Event, LeadId, WorkspaceId, now};
 use crate::store::{Store, StoreResult};

@@ -7,6 +7,10 @@
 //! a lead is archived iff `updated_at < started_at - archive_after_days`, deleted iff
 //! `archived_at < started_at - delete_archived_after_days`; an enrichment record is compacted iff
 //! `expires_at < started_at`; an event is deleted iff `created_at < started_at - event_ttl_days`.
+//!
+//! **Retention boundaries are strict** (`<`), computed once from the run's `startedAt`, so a lead
+//! exactly N days old stays; archiving sets `archivedAt` and `updatedAt` to the time of the batch
+//! (so the archive clock starts then).
 
 use crate::domain::{Event, RetentionPolicy, RetentionRun, now};
 use crate::store::{Store, StoreResult};

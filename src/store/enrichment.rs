@@ -4,6 +4,13 @@
 //!
 //! Quotas are enforced here, not in memory: `reserve_usage` is one conditional upsert per
 //! period in one transaction, so several instances sharing a database cannot overspend.
+//!
+//! **Enrichment records** are stored per (lead, group) with the merged values, each source's
+//! provenance, and the providers already asked (`tried`), so a later query that selects more
+//! fields continues the waterfall after them instead of paying twice; a record also carries a
+//! fingerprint of the lead's identifying values, so changing an email makes it stale. Misses are
+//! records too, with their own TTL. Each fetch writes `lead.enriched` events (ids and field names,
+//! no personal values) to the `events` table in the same transaction.
 
 use super::dialect::Row;
 use super::events::append_events;

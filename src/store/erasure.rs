@@ -14,6 +14,13 @@
 //! `every_column_is_classified_for_erasure` holds this list against both catalogs. `provider_usage`, `provider_configs`,
 //! `enrichment_settings`, `webhook_endpoints`, `schedules`, `settings` and the retention tables
 //! hold no lead data.
+//!
+//! **Erasure redacts free text by value.** Texts that may quote a person (job error history,
+//! receivers' answers, subject-less events such as `job.dead`) are searched case-insensitively for
+//! the lead's email, names, phone and LinkedIn URL (values of three characters or more) and the
+//! matches replaced by `[erased]`; a job's error entries are replaced wholesale. Lead ids are kept
+//! (the audit record and the erased events need them; they identify nobody once the lead row is
+//! gone).
 
 /// Tables whose rows are keyed by `(workspace_id, email_hash)` and are deleted with the person:
 /// the error reports of imports.

@@ -6,6 +6,12 @@
 //! events commit in the order of their numbers, so a reader that sees `n` has seen `1..n`. On
 //! PostgreSQL the same transaction sends a `NOTIFY` that wakes other instances; processes on
 //! one SQLite file find new events by polling (see `events::Bus`).
+//!
+//! **Events carry a snapshot.** A lead event holds the lead as it was after the change and the
+//! names of the fields that changed, so subscriptions and webhooks deliver it without reading the
+//! store and filters match the state the event describes. Bulk loads (seed, import) write no per-
+//! lead events. The log is pruned after `event_retention_days` (default 7); a cursor older than
+//! that is refused rather than silently skipping ahead.
 
 use super::dialect::{Conn, Row, postgres};
 use super::{Store, StoreError, StoreResult};

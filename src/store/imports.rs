@@ -6,6 +6,10 @@
 //! the counters, the checkpoint and its `import.progress` event commit together, and only if
 //! the stored checkpoint is still the one the chunk started from, so two runners of one
 //! import (a job delivered twice) cannot both write a chunk.
+//!
+//! **Uploads and the CLI never share an import.** `imports.job_id` is written only by
+//! `set_import_job` (right after the enqueue) and never cleared by a runner; the CLI resumes only
+//! imports with no job, so it never picks up an upload's import.
 
 use super::dialect::{Conn, Row};
 use super::events::append_events;

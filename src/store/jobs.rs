@@ -4,6 +4,19 @@
 //! Ownership of a running job is its lease token: every write by a worker names it, so a
 //! worker whose lease expired changes nothing. A dead job leaves only by `replay_jobs` or
 //! `discard_jobs`.
+//!
+//! **The job queue** is a table, not a broker: a claim is one `UPDATE … WHERE id IN (SELECT …
+//! ORDER BY priority DESC, run_at, id LIMIT n [FOR UPDATE SKIP LOCKED]) RETURNING …` that starts
+//! an attempt and sets a lease (token, expiry); on SQLite the single writer connection serialises
+//! claims, on PostgreSQL `SKIP LOCKED` lets workers in many processes claim without waiting on
+//! each other. Delivery is **at least once**: a worker that dies stops heartbeating and its jobs
+//! are reclaimed when the lease ends (or dead-lettered with "lease expired" when out of attempts),
+//! so handlers must be idempotent. Completions are **batched** (one statement for everything
+//! finished while the previous one ran); failures are written one by one because each appends to
+//! the job's error history and may append a `job.dead` event in the same transaction. Unique keys
+//! are a partial unique index over queued and running jobs (`ON CONFLICT … WHERE`). A cron tick
+//! fires once across instances because firing is a compare-and-set on the stored `next_run_at` in
+//! the same transaction as the enqueue; after downtime only the latest missed tick fires.
 
 use super::dialect::{Conn, Row, Sql};
 use super::events::append_events;

@@ -4,6 +4,25 @@
 //! A workspace's `lead_count` and `archived_lead_count` move in the transaction of every
 //! insert, archive and restore, so an unfiltered `totalCount` is one row read. Each single
 //! write appends its event (`store::events`) in the same transaction; bulk loads write none.
+//!
+//! **Absent names sort as ''**: `last_name` and `company_name` are stored `NOT NULL DEFAULT ''` so
+//! that they are ordinary keyset keys; the domain turns '' back into `None`. PostgreSQL text
+//! columns that sort use `COLLATE "C"` so both backends order byte for byte alike.
+//!
+//! **Counts**: `workspaces.lead_count` and `archived_lead_count` are maintained in the same
+//! transaction as every insert/archive/restore, so an unfiltered `totalCount` costs one row read —
+//! and when the page selects it, that read is a join in the page's own statement
+//! (`list_leads_counted`). Filtered counts stop at 10,000 (`totalCountIsExact` says when they
+//! did).
+//!
+//! **Tags** are stored on the lead (JSON) and, for filtering, in `lead_tags` (one row per tag).
+//!
+//! **Search** matches a lower-cased `search_text` column with `LIKE '%…%'`; it walks the sort
+//! index and stops at the page size, so it is cheap for common terms and a scan for rare ones.
+//!
+//! **Indexes**: one per sort, `(workspace_id, key, id, status, country)` over non-archived leads,
+//! so default listings and the common status/country filters are served in order from the index;
+//! archived leads have their own small index and are sorted after lookup.
 
 use super::dialect::{Conn, Row, Sql};
 use super::events::append_events;

@@ -9,6 +9,23 @@
 //! transaction (`Store::commit_import_chunk`), which is what lets a killed import resume
 //! without duplicates. No per-lead events are written, only `import.progress` per chunk and
 //! `import.finished`.
+//!
+//! **Resuming an import** re-reads the input from the start: the rows already committed are parsed
+//! again only to rebuild the within-file dedupe set (nothing is written), and the bytes up to the
+//! checkpoint must hash to the stored SHA-256 — so stdin works too, and a changed file is refused
+//! rather than half-merged. The CLI resumes only imports it started (no job id), matched by
+//! workspace, format and options (stored as JSON text and compared as text).
+//!
+//! **A chunk that loses a race** (a concurrent `createLead` took a new email → `Conflict`, or a
+//! lead changed between look-up and commit → `VersionMismatch`) is rolled back whole and retried
+//! with a fresh look-up, up to 5 times.
+//!
+//! **Bulk paths**: new leads go through the same `append_leads` as `seed` (COPY on PostgreSQL,
+//! multi-row INSERTs on SQLite) inside the chunk's transaction; updates (only under
+//! `UPDATE_EMPTY_FIELDS`/`OVERWRITE`) are compare-and-set updates one by one.
+//!
+//! **Dry run** runs the same pipeline and commits the same import row, counters, error report and
+//! progress events, with empty lead lists.
 
 use super::{ColumnMapping, Format, ImportError, OnDuplicate, ParseOptions, ParsedRow, RowData, Rows};
 use crate::domain::{

@@ -6,6 +6,16 @@
 //! subscription replays from its own cursor). A group ends when its stream ends or its last
 //! member leaves. Delivery never waits: a member whose connection queue is full is dropped
 //! from the group and its operation ends with `SLOW_CONSUMER`, so it cannot stall the others.
+//!
+//! **Shared subscriptions**: subscriptions with the same (workspace, role, document, variables,
+//! operation name) run as one execution in `ws::Hub`, and each result is serialised once into an
+//! `Arc<str>` that each connection wraps with its own id when it writes. Only documents whose root
+//! fields take no `after` argument are shared (a resumed subscription replays from its own cursor,
+//! so it runs alone). The hub never waits for a member: one whose connection queue
+//! (`ws_send_queue` frames) is full leaves the group and its operation ends with an `error` whose
+//! `extensions.code` is `SLOW_CONSUMER`. A group ends with its stream or its last member.
+//! Operations over the socket pass the same parse, alias, depth and complexity checks as
+//! `/graphql`.
 
 use super::session::{Done, Ending};
 use super::{Outbound, result_json};

@@ -7,6 +7,15 @@
 //! `graphql-ws` (<https://github.com/apollographql/subscriptions-transport-ws/blob/master/PROTOCOL.md>).
 //! A session is fed client text frames and answers through a bounded channel of `Outbound`
 //! frames; the `http` module only moves those between the socket and the session.
+//!
+//! **WebSocket close codes** follow the two protocol documents (4400 invalid message, 4401
+//! subscribe before ack, 4403 rejected or missing token, 4408 no `connection_init` in time, 4409
+//! duplicate active id, 4429 second `connection_init`; on legacy `graphql-ws` bad messages are
+//! answered with `connection_error`/`error` and only auth failures close). A request offering
+//! neither subprotocol gets 400 before the upgrade (the documents define no code, and a client
+//! that asked for a subprotocol fails a handshake that selects none). A token over its connection
+//! limit is closed with **1008** (policy violation), not 4403: the token is valid and a retry
+//! succeeds once a connection ends. Close reasons are cut to 122 bytes.
 
 mod hub;
 mod limit;

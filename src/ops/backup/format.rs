@@ -15,6 +15,33 @@
 //! bytes each table's `end` line already covers: so it vouches for the whole file while the
 //! rows are hashed once. Values: uuid as hyphenated text, timestamp as integer microseconds
 //! UTC, blob as standard base64, integer (booleans are 0/1), real, text and null as JSON.
+//!
+//! **The whole-file checksum hashes each row once**: the trailer's SHA-256 covers every line but
+//! the rows, and each table's `end` line carries the SHA-256 of its rows, so the trailer vouches
+//! for every byte. zstd's own frame checksum is on as well.
+//!
+//! The file, line by line:
+//!
+//! ```text
+//! LGBACKUP\n                                     9 bytes, uncompressed
+//! zstd stream (level 1, frame checksum on) of newline-terminated JSON lines:
+//!   {"format":"leadgate-backup","version":1,"created_at":"2026-11-29T00:00:00.000000Z",
+//!    "backend":"sqlite","schema_version":6,
+//!    "tables":[{"name":"workspaces","columns":[{"name":"id","type":"uuid"},…],
+//!               "key":["id"],"rows":2},…]}                          manifest
+//!   {"table":"workspaces"}                                          per table, FK order:
+//!   ["0193…-…","acme","Acme",1732838400000000,0,0,5]                one JSON array per row
+//!   …
+//!   {"end":"workspaces","rows":2,"sha256":"<hex of the row lines' bytes>"}
+//!   …
+//!   {"trailer":{"tables":14,"rows":1004321,"sha256":"<hex>"}}
+//! ```
+//!
+//! Types: `uuid` (hyphenated text), `timestamp` (integer µs since the epoch, UTC), `integer`,
+//! `real`, `text`, `blob` (standard base64); `null` for SQL NULL. The trailer's `sha256` is over
+//! the bytes of every line before it except row lines. A reader refuses: a missing magic; another
+//! format or version; a row whose value does not fit its column's type; a table out of order; a
+//! count or table checksum that differs; a missing or mismatching trailer; anything after it.
 
 use crate::domain::{ColumnType, Value};
 use crate::store::backup::Table;

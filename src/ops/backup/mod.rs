@@ -7,6 +7,16 @@
 //! anything, then streams the rows into `Store::restore`'s single transaction while verifying
 //! every checksum; the transaction commits only after the trailer has been verified, so a
 //! corrupt or truncated file leaves the target as it was. `scheduled` is the `ops.backup` job.
+//!
+//! **Backups are logical and portable.** Tables come from the catalog (the migrations table
+//! excluded; its newest version is the file's schema version), in foreign-key order, rows in
+//! primary-key order (text keys in byte order on PostgreSQL too), so the same data gives the same
+//! bytes — and the same per-table SHA-256 — whichever backend it came from. Values are portable:
+//! uuid as text, timestamp as integer microseconds UTC, blob as base64, integers (booleans are 0/1
+//! on both backends), text. PostgreSQL names types in its catalog; SQLite cannot tell a uuid from
+//! a blob or a timestamp from an integer, so there the column name decides (`id`/`*_id` BLOB →
+//! uuid, `*_at`/`*_until`/`*_start` INTEGER → timestamp), and a contract test keeps that rule and
+//! the PostgreSQL catalog in agreement.
 
 pub mod format;
 pub mod scheduled;

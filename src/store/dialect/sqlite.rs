@@ -6,6 +6,10 @@
 //! across a channel; for the small, frequent reads behind a page of leads that hand-off costs
 //! more than the query. So pages, counts and lookups by id run on rusqlite connections on
 //! blocking threads with cached prepared statements. Both link the same bundled SQLite.
+//!
+//! **The bundled SQLite** is built (`.cargo/config.toml`) without STAT4, which re-prepared
+//! statements whenever a bound value might change the plan, and without the global memory-
+//! statistics mutex that concurrent readers contended on. The binary uses mimalloc.
 
 use super::{Dialect, Sql, ident};
 use crate::domain::{ColumnType, Lead, Value, lead_from_values, read_columns};
