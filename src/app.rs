@@ -6,8 +6,8 @@ use crate::auth::Authenticator;
 use crate::config::Settings;
 use crate::crypto::KeySealer;
 use crate::domain::{Group, ProviderKind, Role, Workspace};
-use crate::enrich::Enricher;
 use crate::enrich::metrics::Metrics;
+use crate::enrich::{EnrichOptions, Enricher};
 use crate::events::Bus;
 use crate::events::delivery::{self, DeliveryHandler, Dispatcher};
 use crate::events::webhooks::Deliverer;
@@ -79,12 +79,17 @@ pub async fn authenticator(settings: &Settings, store: &Store, demo: bool) -> an
 
 /// The enrichment pipeline as configured: every adapter, the key sealer when a master key is
 /// set, and the tunables.
-pub fn enricher(settings: &Settings, store: Store, bus: Bus) -> anyhow::Result<Enricher> {
+pub fn enricher(
+    settings: &Settings,
+    options: EnrichOptions,
+    store: Store,
+    bus: Bus,
+) -> anyhow::Result<Enricher> {
     Ok(Enricher::new(
         store,
         crate::enrich::providers::all(&settings.endpoints()),
         sealer(settings)?,
-        settings.enrich_options(),
+        options,
         Metrics::new(),
         Arc::new(move |events| bus.publish(events)),
     ))
@@ -102,8 +107,13 @@ pub fn sealer(settings: &Settings) -> anyhow::Result<Option<KeySealer>> {
 
 /// The services on an opened store, with the event bus they publish to. Needs a Tokio runtime.
 pub fn services(settings: &Settings, store: Store) -> anyhow::Result<Services> {
+    services_with(settings, settings.enrich_options(), store)
+}
+
+/// `services` with the enrichment pipeline's options given (tests hold its clock still).
+pub fn services_with(settings: &Settings, enrich: EnrichOptions, store: Store) -> anyhow::Result<Services> {
     let bus = Bus::start(store.clone(), settings.bus_options());
-    let enricher = enricher(settings, store.clone(), bus.clone())?;
+    let enricher = enricher(settings, enrich, store.clone(), bus.clone())?;
     let mut services = Services::new(store, enricher, bus, sealer(settings)?);
     services.exports.set_batch_size(settings.export_batch_size);
     Ok(services)

@@ -11,7 +11,7 @@
 //! sees.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Opens after `threshold` consecutive failures; after `cool_down` lets one probe through
@@ -107,22 +107,57 @@ impl Breaker {
     }
 }
 
+/// Where rate gates read the time: the monotonic clock, or, in tests, a clock held still so a
+/// window's edge never depends on how fast the machine runs.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> Instant + Send + Sync>);
+
+impl Clock {
+    /// The monotonic clock.
+    pub fn system() -> Self {
+        Self(Arc::new(Instant::now))
+    }
+
+    /// A clock that always reads `at`.
+    pub fn fixed(at: Instant) -> Self {
+        Self(Arc::new(move || at))
+    }
+
+    pub fn now(&self) -> Instant {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::system()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
 /// At most `per_second` calls in any one-second window (a sliding log of the last calls,
 /// with a small margin so that scheduling jitter between here and the provider cannot squeeze
 /// more into one of its seconds). Answers at once; never queues.
 pub struct RateGate {
     per_second: u32,
     calls: Mutex<VecDeque<Instant>>,
+    clock: Clock,
 }
 
 /// Added to the window to absorb the time between taking a token and the request arriving.
 const WINDOW_MARGIN: Duration = Duration::from_millis(25);
 
 impl RateGate {
-    pub fn new(per_second: u32) -> Self {
+    pub fn new(per_second: u32, clock: Clock) -> Self {
         Self {
             per_second: per_second.max(1),
             calls: Mutex::new(VecDeque::new()),
+            clock,
         }
     }
 
@@ -147,7 +182,7 @@ impl RateGate {
 
     /// Whether a call could go out now, without taking a token.
     pub fn has_room(&self) -> bool {
-        self.room_at(&mut self.lock(), Instant::now())
+        self.room_at(&mut self.lock(), self.clock.now())
     }
 
     /// Takes a token if one is free now.
@@ -157,7 +192,7 @@ impl RateGate {
 
     /// Takes a token for a call that will go out after `delay`, if one is free then.
     pub fn try_acquire_after(&self, delay: Duration) -> bool {
-        self.try_acquire_at(Instant::now() + delay)
+        self.try_acquire_at(self.clock.now() + delay)
     }
 
     /// Takes a token for a call that goes out at `at`, if one is free then.
@@ -217,7 +252,7 @@ mod tests {
     #[test]
     fn rate_gate_allows_at_most_the_rate_in_any_second() {
         // the calls' times are given, so the window is checked whatever the machine's pace
-        let g = RateGate::new(3);
+        let g = RateGate::new(3, Clock::system());
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         assert!(g.room_at(&mut g.lock(), at(0)));

@@ -12,5 +12,6 @@ pub mod pipeline;
 pub mod provider;
 pub mod providers;
 
+pub use controls::Clock;
 pub use ledger::{Ledger, PlannedGroup, PlannedStep, Spend};
 pub use pipeline::{EnrichError, EnrichOptions, Enricher, EventSink, Resolution, WorkspaceSetup};

@@ -9,7 +9,7 @@
 //! unused part released after it, so nothing is paid for misses or failures. Results are
 //! stored with their `lead.enriched` events in one transaction, then cached.
 
-use super::controls::{Breaker, CircuitState, RateGate};
+use super::controls::{Breaker, CircuitState, Clock, RateGate};
 use super::ledger::{Ledger, PlannedStep};
 use super::metrics::Metrics;
 use super::provider::{Answer, CallContext, Provider, ProviderError};
@@ -55,6 +55,8 @@ pub struct EnrichOptions {
     /// How long a workspace's provider settings are reused before being read again (changes
     /// made through this instance apply at once).
     pub settings_ttl: Duration,
+    /// What the rate gates read the time from.
+    pub clock: Clock,
 }
 
 impl Default for EnrichOptions {
@@ -72,6 +74,7 @@ impl Default for EnrichOptions {
             concurrency: 8,
             cache_bytes: 256 * 1024 * 1024,
             settings_ttl: Duration::from_secs(5),
+            clock: Clock::system(),
         }
     }
 }
@@ -786,9 +789,9 @@ impl Enricher {
         let mut gates = self.inner.gates.lock().unwrap_or_else(|p| p.into_inner());
         let gate = gates
             .entry((ws, kind))
-            .or_insert_with(|| Arc::new(RateGate::new(per_second)));
+            .or_insert_with(|| Arc::new(RateGate::new(per_second, self.inner.options.clock.clone())));
         if gate.per_second() != per_second {
-            *gate = Arc::new(RateGate::new(per_second));
+            *gate = Arc::new(RateGate::new(per_second, self.inner.options.clock.clone()));
         }
         gate.clone()
     }

@@ -131,6 +131,23 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn(backend, None, adjust).await
+}
+
+/// `spawn_app_with`, with the enrichment pipeline's rate gates reading `clock`.
+pub async fn spawn_app_with_clock(
+    backend: Backend,
+    clock: leadgate::enrich::Clock,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
+    spawn(backend, Some(clock), adjust).await
+}
+
+async fn spawn(
+    backend: Backend,
+    clock: Option<leadgate::enrich::Clock>,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
     let (url, guard) = fresh_database(backend).await;
     let mut settings = Settings {
         database_url: url,
@@ -140,7 +157,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
         ..Settings::default()
     };
     adjust(&mut settings);
-    start(backend, settings, guard, false).await
+    start(backend, settings, guard, false, clock).await
 }
 
 /// The app on a database that already holds the `acme` and `globex` workspaces (a restored
@@ -153,7 +170,7 @@ pub async fn spawn_app_on(backend: Backend, url: String, guard: Option<tempfile:
         master_key: Some(SecretString::from(MASTER_KEY)),
         ..Settings::default()
     };
-    start(backend, settings, guard, true).await
+    start(backend, settings, guard, true, None).await
 }
 
 async fn start(
@@ -161,12 +178,17 @@ async fn start(
     settings: Settings,
     guard: Option<tempfile::TempDir>,
     existing: bool,
+    clock: Option<leadgate::enrich::Clock>,
 ) -> TestApp {
     let store = app::open_store(&settings).await.expect("store");
     let auth = app::authenticator(&settings, &store, false)
         .await
         .expect("authenticator");
-    let services = app::services(&settings, store).expect("services");
+    let mut enrich = settings.enrich_options();
+    if let Some(clock) = clock {
+        enrich.clock = clock;
+    }
+    let services = app::services_with(&settings, enrich, store).expect("services");
     let built = app::assemble(&settings, services, auth.clone(), None)
         .await
         .expect("assemble");

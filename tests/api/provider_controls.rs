@@ -39,7 +39,17 @@ async fn app_on(
     pdl: &MockServer,
     adjust: impl FnOnce(&mut Settings),
 ) -> TestApp {
-    spawn_app_with(backend, |s| {
+    app_with_clock(backend, pdl, leadgate::enrich::Clock::system(), adjust).await
+}
+
+/// `app_on`, with the rate gates reading `clock`.
+async fn app_with_clock(
+    backend: crate::helpers::Backend,
+    pdl: &MockServer,
+    clock: leadgate::enrich::Clock,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
+    crate::helpers::spawn_app_with_clock(backend, clock, |s| {
         s.pdl_url = fakes::pdl_url(pdl);
         s.provider_timeout_ms = 300;
         s.provider_retries = 1;
@@ -808,7 +818,10 @@ async fn two_instances_on_one_postgres_never_exceed_a_quota_together() {
 async fn a_provider_over_its_rate_is_skipped_at_once() {
     for backend in backends() {
         let pdl = fakes::pdl(fakes::everyone()).await;
-        let app = app_on(backend, &pdl, |_| {}).await;
+        // the rate gate's clock stands still: every page below falls in one second of it,
+        // however slowly the machine runs them
+        let clock = leadgate::enrich::Clock::fixed(std::time::Instant::now());
+        let app = app_with_clock(backend, &pdl, clock, |_| {}).await;
         configure(&app).await;
         app.configure_provider(json!({"provider": "PEOPLE_DATA_LABS", "ratePerSecond": 1}))
             .await;
