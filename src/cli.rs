@@ -1034,9 +1034,12 @@ async fn write_error_report(
     path: &std::path::Path,
     always: bool,
 ) -> anyhow::Result<u64> {
+    use crate::domain::KeysetPage;
+    const BATCH: usize = 10_000;
     let mut page = store
-        .import_errors(import.workspace_id, import.id, None, 10_000)
-        .await?;
+        .import_errors(import.workspace_id, import.id, &KeysetPage::first(BATCH))
+        .await?
+        .items;
     if page.is_empty() && !always {
         return Ok(0);
     }
@@ -1054,8 +1057,9 @@ async fn write_error_report(
             written += 1;
         }
         page = store
-            .import_errors(import.workspace_id, import.id, Some(last), 10_000)
-            .await?;
+            .import_errors(import.workspace_id, import.id, &KeysetPage::after(last, BATCH))
+            .await?
+            .items;
     }
     csv.flush()?;
     Ok(written)

@@ -11,8 +11,8 @@ use super::errors::{BUDGET_EXCEEDED, INTERNAL, PROVIDER_UNAVAILABLE, QUOTA_EXCEE
 use super::query::actor;
 use super::types::Lead;
 use crate::domain::{self, EnrichmentRecord, Group, LeadId, Policy, ProviderKind};
-use crate::service::{EnrichError, Ledger, Resolution, Spend};
 use crate::service::{Actor, Services};
+use crate::service::{EnrichError, Ledger, Resolution, Spend};
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, Enum, ErrorExtensions, Lookahead, Object, SelectionField, SimpleObject};
 use chrono::{DateTime, Utc};

@@ -7,8 +7,8 @@ use super::errors::{UserError, bad_input, split, to_gql};
 use super::ids::decode_lead_id;
 use super::query::{Caller, actor};
 use crate::domain::{Group, ProviderKind};
-use crate::service::PlannedGroup;
 use crate::service::CircuitState;
+use crate::service::PlannedGroup;
 use crate::service::{self, JobState, ProviderUpdate, Services};
 use async_graphql::registry::{__DirectiveLocation, MetaDirective, MetaInputValue, Registry};
 use async_graphql::{

@@ -207,7 +207,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("ops", &["domain", "store", "jobs"]),
     (
         "service",
-        &["domain", "store", "crypto", "enrich", "jobs", "events", "bulk", "ops"],
+        &[
+            "domain", "store", "crypto", "enrich", "jobs", "events", "bulk", "ops",
+        ],
     ),
     ("graphql", &["domain", "service"]),
     ("http", &["domain", "service", "graphql", "auth"]),
