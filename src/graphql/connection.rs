@@ -166,7 +166,7 @@ fn beside_of<'c, C>(
 /// Whether anything lies at or beyond the cursor a page started from, asked of the services.
 type Beside = Box<dyn Fn(Services) -> BoxFuture<'static, Result<bool, ServiceError>> + Send + Sync>;
 
-/// Relay page information, the same type for every connection.
+/// Relay page information: the cursors of a page's ends and what lies beyond them.
 pub struct PageInfo {
     start_cursor: Option<String>,
     end_cursor: Option<String>,
@@ -177,6 +177,7 @@ pub struct PageInfo {
     beside: Option<Beside>,
 }
 
+/// Relay page information, the same for every connection.
 #[Object]
 impl PageInfo {
     /// Whether more edges follow. Paging backward, whether any edge lies at or after `before`.
