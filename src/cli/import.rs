@@ -6,7 +6,7 @@ use super::flags::DataSettings;
 use crate::app;
 use crate::bulk::import::{Format, OnDuplicate, pipeline};
 use crate::config::Settings;
-use crate::domain::{CountryCode, ImportId};
+use crate::domain::{CountryCode, ImportId, KeysetPage};
 use crate::service::{Actor, MAX_ERROR_PAGE, Services};
 use anyhow::{Context, bail};
 use clap::Args;
@@ -191,16 +191,17 @@ async fn write_error_report(
     always: bool,
 ) -> anyhow::Result<u64> {
     let imports = &services.imports;
-    let mut page = imports.errors(actor, id, None, MAX_ERROR_PAGE).await?;
-    if page.is_empty() && !always {
+    let size = MAX_ERROR_PAGE as usize;
+    let mut read = imports.errors(actor, id, KeysetPage::first(size)).await?;
+    if read.items.is_empty() && !always {
         return Ok(0);
     }
     let file = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
     let mut csv = csv::Writer::from_writer(std::io::BufWriter::new(file));
     csv.write_record(["row", "column", "reason"])?;
     let mut written = 0;
-    while let Some(last) = page.last().map(|e| (e.row, e.seq)) {
-        for e in &page {
+    loop {
+        for e in &read.items {
             csv.write_record([
                 e.row.to_string().as_str(),
                 e.column.as_deref().unwrap_or(""),
@@ -208,7 +209,13 @@ async fn write_error_report(
             ])?;
             written += 1;
         }
-        page = imports.errors(actor, id, Some(last), MAX_ERROR_PAGE).await?;
+        match read.items.last() {
+            Some(last) if read.has_more => {
+                let after = KeysetPage::after((last.row, last.seq), size);
+                read = imports.errors(actor, id, after).await?;
+            }
+            _ => break,
+        }
     }
     csv.flush()?;
     Ok(written)

@@ -14,6 +14,7 @@ mod ids;
 mod import;
 mod job;
 mod lead;
+mod paging;
 mod providers;
 mod retention;
 mod values;
@@ -47,6 +48,7 @@ pub use job::{
     RetryPolicy, Schedule,
 };
 pub use lead::{Lead, LeadDraft, LeadPatch, LeadStatus, Patch, Timestamp, UpsertOutcome, now};
+pub use paging::{KeysetPage, Paged};
 pub use providers::{EnrichmentSettings, ProviderConfig, ProviderKind, SealedKey, Usage, UsagePeriod};
 pub use retention::{
     Cutoffs, Erasure, ErasureCounts, MAX_ERASURE_REASON, MAX_RETENTION_DAYS, RetentionCounts, RetentionDays,

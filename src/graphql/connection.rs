@@ -1,21 +1,75 @@
-//! The Relay connection over leads: arguments, keyset paging and lazily computed extras.
+//! Relay connections: the one `PageInfo` type, the checks of `first`/`after`/`last`/`before`
+//! every connection shares, and the connection over leads.
 //!
 //! Follows the Relay Cursor Connections specification: `first`/`after` page forward,
-//! `last`/`before` backward. `hasPreviousPage` (forward) and `hasNextPage` (backward) are
-//! answered with one indexed existence check, and only when selected; so is `totalCount`.
+//! `last`/`before` backward, and edges keep the connection's order either way. The flag on the
+//! side a page was read towards comes with the read (one row more than asked for); the other —
+//! `hasPreviousPage` paging forward, `hasNextPage` backward — is one indexed existence check at
+//! or beyond the cursor the page started from, made only when selected (`PageInfo::beside`).
+//! Leads ask `LeadService::any_beside`; the connections ordered by one unique key (imports,
+//! import errors, dead jobs, webhook deliveries, retention runs, erasures) read their own
+//! listing with `KeysetPage::probe`. `totalCount` on leads is likewise computed only when
+//! selected.
 
 use super::enrichment::Prefetched;
 use super::errors::{bad_input, to_gql};
-use super::ids::{decode_cursor, encode_cursor};
+use super::ids::{CursorKey, decode_cursor, decode_key_cursor, encode_cursor, encode_key_cursor};
 use super::types::Lead;
-use crate::domain::{Cursor, CursorSide as Side, LeadFilter, LeadOrder, LeadQuery, PageDirection};
-use crate::service::{Actor, LeadCounts, LeadPage, Services, TotalCount};
-use async_graphql::{Context, Object, SimpleObject};
+use crate::domain::{
+    Cursor, CursorSide as Side, KeysetPage, LeadFilter, LeadOrder, LeadQuery, PageDirection, Paged,
+};
+use crate::service::{Actor, LeadCounts, LeadPage, ServiceError, Services, TotalCount};
+use async_graphql::{Context, Object};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 pub const DEFAULT_PAGE: i32 = 50;
 pub const MAX_PAGE: i32 = 500;
+
+/// The page sizes of one connection.
+#[derive(Clone, Copy, Debug)]
+pub struct PageSize {
+    /// Used when neither `first` nor `last` is given.
+    pub default: usize,
+    pub max: usize,
+}
+
+/// Leads: 50 by default, at most 500.
+pub const LEAD_PAGE: PageSize = PageSize {
+    default: DEFAULT_PAGE as usize,
+    max: MAX_PAGE as usize,
+};
+
+/// Checks `first`/`last` and tells how many edges to read from which end. `first` and `last`
+/// together are refused; each must be 0 to `size.max`. With neither, `size.default` edges are
+/// read forward, or backward when only `before` is given (the natural reading of "the page
+/// before this cursor").
+pub fn page_size(
+    first: Option<i32>,
+    last: Option<i32>,
+    after: bool,
+    before: bool,
+    size: PageSize,
+) -> async_graphql::Result<(usize, PageDirection)> {
+    let check = |name: &str, n: i32| -> async_graphql::Result<usize> {
+        let max = size.max;
+        let n = usize::try_from(n).map_err(|_| bad_input(format!("`{name}` must not be negative")))?;
+        if n > max {
+            return Err(bad_input(format!("`{name}` must be at most {max}, got {n}")));
+        }
+        Ok(n)
+    };
+    match (first, last) {
+        (Some(_), Some(_)) => Err(bad_input("pass either `first` or `last`, not both")),
+        (Some(n), None) => Ok((check("first", n)?, PageDirection::Forward)),
+        (None, Some(n)) => Ok((check("last", n)?, PageDirection::Backward)),
+        (None, None) if before && !after => Ok((size.default, PageDirection::Backward)),
+        (None, None) => Ok((size.default, PageDirection::Forward)),
+    }
+}
 
 /// Turns Relay arguments into a validated keyset query.
 pub fn page_query(
@@ -26,27 +80,7 @@ pub fn page_query(
     filter: LeadFilter,
     order: LeadOrder,
 ) -> async_graphql::Result<LeadQuery> {
-    let check = |name: &str, n: i32| -> async_graphql::Result<usize> {
-        if n < 0 {
-            return Err(bad_input(format!("`{name}` must not be negative")));
-        }
-        if n > MAX_PAGE {
-            return Err(bad_input(format!("`{name}` must be at most {MAX_PAGE}, got {n}")));
-        }
-        Ok(n as usize)
-    };
-    let (limit, direction) = match (first, last) {
-        (Some(_), Some(_)) => {
-            return Err(bad_input("pass either `first` or `last`, not both"));
-        }
-        (Some(n), None) => (check("first", n)?, PageDirection::Forward),
-        (None, Some(n)) => (check("last", n)?, PageDirection::Backward),
-        // Only `before` given: the natural reading is "the page before this cursor".
-        (None, None) if before.is_some() && after.is_none() => {
-            (DEFAULT_PAGE as usize, PageDirection::Backward)
-        }
-        (None, None) => (DEFAULT_PAGE as usize, PageDirection::Forward),
-    };
+    let (limit, direction) = page_size(first, last, after.is_some(), before.is_some(), LEAD_PAGE)?;
     let after = after.map(|c| decode_cursor(&c, order, "after")).transpose()?;
     let before = before.map(|c| decode_cursor(&c, order, "before")).transpose()?;
     Ok(LeadQuery {
@@ -57,6 +91,131 @@ pub fn page_query(
         limit,
         direction,
     })
+}
+
+/// Turns Relay arguments into a validated page of a connection ordered by one unique key.
+pub fn keyset_page<K: CursorKey>(
+    first: Option<i32>,
+    after: Option<String>,
+    last: Option<i32>,
+    before: Option<String>,
+    size: PageSize,
+) -> async_graphql::Result<KeysetPage<K>> {
+    let (limit, direction) = page_size(first, last, after.is_some(), before.is_some(), size)?;
+    Ok(KeysetPage {
+        after: after.map(|c| decode_key_cursor(&c, "after")).transpose()?,
+        before: before.map(|c| decode_key_cursor(&c, "before")).transpose()?,
+        inclusive: false,
+        limit,
+        direction,
+    })
+}
+
+/// Builds a keyset connection from a page read with `page`: its edges (`edge` gets each
+/// item's cursor) and its page info, whose other side `probe` answers by reading the same
+/// listing with the `KeysetPage::probe` it is given and returning `has_more`.
+pub fn keyset_connection<K, T, E, F, Fut>(
+    page: &KeysetPage<K>,
+    read: Paged<T>,
+    key: impl Fn(&T) -> K,
+    edge: impl Fn(String, T) -> E,
+    probe: F,
+) -> (Vec<E>, PageInfo)
+where
+    K: CursorKey,
+    F: Fn(Services, KeysetPage<K>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<bool, ServiceError>> + Send + 'static,
+{
+    let start_cursor = read.items.first().map(|t| encode_key_cursor(&key(t)));
+    let end_cursor = read.items.last().map(|t| encode_key_cursor(&key(t)));
+    let edges = read
+        .items
+        .into_iter()
+        .map(|t| {
+            let cursor = encode_key_cursor(&key(&t));
+            edge(cursor, t)
+        })
+        .collect();
+    let (cursor, side) = beside_of(page.direction, &page.after, &page.before);
+    let beside = cursor.cloned().map(|cursor| -> Beside {
+        Box::new(move |services| probe(services, KeysetPage::probe(cursor.clone(), side)).boxed())
+    });
+    let info = PageInfo {
+        start_cursor,
+        end_cursor,
+        direction: page.direction,
+        has_more: read.has_more,
+        beside,
+    };
+    (edges, info)
+}
+
+/// The cursor a page started from and the side of it the page does not cover: `after` and
+/// what lies at or before it paging forward, `before` and what lies at or after it backward.
+fn beside_of<'c, C>(
+    direction: PageDirection,
+    after: &'c Option<C>,
+    before: &'c Option<C>,
+) -> (Option<&'c C>, Side) {
+    match direction {
+        PageDirection::Forward => (after.as_ref(), Side::AtOrBefore),
+        PageDirection::Backward => (before.as_ref(), Side::AtOrAfter),
+    }
+}
+
+/// Whether anything lies at or beyond the cursor a page started from, asked of the services.
+type Beside = Box<dyn Fn(Services) -> BoxFuture<'static, Result<bool, ServiceError>> + Send + Sync>;
+
+/// Relay page information: the cursors of a page's ends and what lies beyond them.
+pub struct PageInfo {
+    start_cursor: Option<String>,
+    end_cursor: Option<String>,
+    direction: PageDirection,
+    /// Whether more edges lie beyond the page in the direction it was read.
+    has_more: bool,
+    /// `None` when the page started from no cursor: then nothing lies on the other side.
+    beside: Option<Beside>,
+}
+
+/// Relay page information, the same for every connection.
+#[Object]
+impl PageInfo {
+    /// Whether more edges follow. Paging backward, whether any edge lies at or after `before`.
+    async fn has_next_page(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        match self.direction {
+            PageDirection::Forward => Ok(self.has_more),
+            PageDirection::Backward => self.beside(ctx).await,
+        }
+    }
+
+    /// Whether edges precede this page. Paging forward, whether any edge lies at or before
+    /// `after`.
+    async fn has_previous_page(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        match self.direction {
+            PageDirection::Backward => Ok(self.has_more),
+            PageDirection::Forward => self.beside(ctx).await,
+        }
+    }
+
+    /// Cursor of the first edge, if any.
+    async fn start_cursor(&self) -> Option<&str> {
+        self.start_cursor.as_deref()
+    }
+
+    /// Cursor of the last edge, if any.
+    async fn end_cursor(&self) -> Option<&str> {
+        self.end_cursor.as_deref()
+    }
+}
+
+impl PageInfo {
+    async fn beside(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let Some(beside) = &self.beside else {
+            return Ok(false);
+        };
+        let services = ctx.data::<Services>()?;
+        beside(services.clone()).await.map_err(to_gql)
+    }
 }
 
 /// A page of leads.
@@ -120,67 +279,6 @@ impl LeadEdge<'_> {
     }
 }
 
-/// Relay page information.
-#[derive(SimpleObject)]
-#[graphql(complex)]
-pub struct PageInfo {
-    /// Cursor of the first edge, if any.
-    start_cursor: Option<String>,
-    /// Cursor of the last edge, if any.
-    end_cursor: Option<String>,
-    #[graphql(skip)]
-    has_more: bool,
-    #[graphql(skip)]
-    actor: Actor,
-    #[graphql(skip)]
-    query: LeadQuery,
-}
-
-#[async_graphql::ComplexObject]
-impl PageInfo {
-    /// Whether more edges follow. Paging backward, whether any lead lies at or after `before`.
-    async fn has_next_page(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
-        match self.query.direction {
-            PageDirection::Forward => Ok(self.has_more),
-            PageDirection::Backward => {
-                self.beside(ctx, self.query.before.as_ref(), Side::AtOrAfter)
-                    .await
-            }
-        }
-    }
-
-    /// Whether edges precede this page. Paging forward, whether any lead lies at or before
-    /// `after`.
-    async fn has_previous_page(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
-        match self.query.direction {
-            PageDirection::Backward => Ok(self.has_more),
-            PageDirection::Forward => {
-                self.beside(ctx, self.query.after.as_ref(), Side::AtOrBefore)
-                    .await
-            }
-        }
-    }
-}
-
-impl PageInfo {
-    async fn beside(
-        &self,
-        ctx: &Context<'_>,
-        cursor: Option<&Cursor>,
-        side: Side,
-    ) -> async_graphql::Result<bool> {
-        let Some(cursor) = cursor else {
-            return Ok(false);
-        };
-        let services = ctx.data::<Services>()?;
-        services
-            .leads
-            .any_beside(&self.actor, &self.query.filter, cursor, side)
-            .await
-            .map_err(to_gql)
-    }
-}
-
 #[Object]
 impl LeadConnection {
     async fn edges(&self) -> Vec<LeadEdge<'_>> {
@@ -203,12 +301,20 @@ impl LeadConnection {
     }
 
     async fn page_info(&self) -> PageInfo {
+        let (cursor, side) = beside_of(self.query.direction, &self.query.after, &self.query.before);
+        let beside = cursor.cloned().map(|cursor| -> Beside {
+            let (actor, filter) = (self.actor.clone(), self.query.filter.clone());
+            Box::new(move |services| {
+                let (actor, filter, cursor) = (actor.clone(), filter.clone(), cursor.clone());
+                async move { services.leads.any_beside(&actor, &filter, &cursor, side).await }.boxed()
+            })
+        });
         PageInfo {
             start_cursor: self.cursor_at(0),
             end_cursor: self.leads.len().checked_sub(1).and_then(|i| self.cursor_at(i)),
+            direction: self.query.direction,
             has_more: self.has_more,
-            actor: self.actor.clone(),
-            query: self.query.clone(),
+            beside,
         }
     }
 

@@ -1,11 +1,18 @@
 //! Opaque identifiers: Relay global ids (`Lead:<uuid>`, base64url) and connection cursors.
 //!
-//! A cursor is base64url of `b"lc1"`, the sort field and direction, the lead id, and the sort
-//! key. It is tied to the `orderBy` it was made for and rejected, with a clear message, when
-//! malformed or replayed against another order.
+//! A lead cursor is base64url of `b"lc1"`, the sort field and direction, the lead id, and the
+//! sort key. It is tied to the `orderBy` it was made for and rejected, with a clear message,
+//! when malformed or replayed against another order.
+//!
+//! The other connections are ordered by one unique key; their cursors are base64url of
+//! `<kind>:<key>` (`CursorKey`), the kind naming the connection, so a cursor of one connection
+//! is refused by every other.
 
 use super::errors::bad_input;
-use crate::domain::{Cursor, Direction, LeadId, LeadOrder, SortField, SortValue, WorkspaceId};
+use crate::domain::{
+    Cursor, DeliveryId, Direction, ErasureId, ImportId, JobId, LeadId, LeadOrder, RetentionRunId, SortField,
+    SortValue, WorkspaceId,
+};
 use async_graphql::ID;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -140,6 +147,80 @@ pub fn decode_cursor(raw: &str, order: LeadOrder, arg: &str) -> async_graphql::R
     })
 }
 
+/// The key of a connection ordered by one unique key, as its cursors carry it.
+pub trait CursorKey: Sized + Clone + Send + Sync + 'static {
+    /// Names the connection; no two connections share one.
+    const KIND: &'static str;
+    fn to_text(&self) -> String;
+    fn from_text(text: &str) -> Option<Self>;
+}
+
+macro_rules! uuid_cursor_key {
+    ($($t:ty => $kind:literal),*) => {$(
+        impl CursorKey for $t {
+            const KIND: &'static str = $kind;
+            fn to_text(&self) -> String {
+                self.as_uuid().to_string()
+            }
+            fn from_text(text: &str) -> Option<Self> {
+                Uuid::parse_str(text).ok().map(Self::from_uuid)
+            }
+        }
+    )*};
+}
+// the kinds of the cursors handed out before every connection paged both ways, kept so those
+// cursors stay valid
+uuid_cursor_key!(ImportId => "im1", RetentionRunId => "rr1", ErasureId => "er1");
+
+impl CursorKey for JobId {
+    const KIND: &'static str = "dj1";
+    fn to_text(&self) -> String {
+        self.as_i64().to_string()
+    }
+    fn from_text(text: &str) -> Option<Self> {
+        text.parse().ok().map(JobId::from_i64)
+    }
+}
+
+impl CursorKey for DeliveryId {
+    const KIND: &'static str = "wd1";
+    fn to_text(&self) -> String {
+        self.as_i64().to_string()
+    }
+    fn from_text(text: &str) -> Option<Self> {
+        text.parse().ok().map(DeliveryId::from_i64)
+    }
+}
+
+/// An import error's `(row, seq)`.
+impl CursorKey for (u64, u32) {
+    const KIND: &'static str = "ie1";
+    fn to_text(&self) -> String {
+        format!("{}:{}", self.0, self.1)
+    }
+    fn from_text(text: &str) -> Option<Self> {
+        let (row, seq) = text.split_once(':')?;
+        Some((row.parse().ok()?, seq.parse().ok()?))
+    }
+}
+
+pub fn encode_key_cursor<K: CursorKey>(key: &K) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{}", K::KIND, key.to_text()))
+}
+
+/// Decodes the cursor given as `arg`, which must be one of `K`'s connection.
+pub fn decode_key_cursor<K: CursorKey>(raw: &str, arg: &str) -> async_graphql::Result<K> {
+    let malformed = || bad_input(format!("`{arg}` is not a valid cursor for this connection"));
+    let bytes = URL_SAFE_NO_PAD
+        .decode(raw.trim_end_matches('='))
+        .map_err(|_| malformed())?;
+    let text = String::from_utf8(bytes).map_err(|_| malformed())?;
+    text.strip_prefix(K::KIND)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .and_then(K::from_text)
+        .ok_or_else(malformed)
+}
+
 fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
@@ -203,6 +284,55 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn key_cursors_round_trip_and_refuse_every_other_connection() {
+        fn entry<K: CursorKey>(key: K) -> (&'static str, String) {
+            (K::KIND, encode_key_cursor(&key))
+        }
+        fn other_kinds_refuse<K: CursorKey + PartialEq + std::fmt::Debug>(
+            key: K,
+            cursors: &[(&str, String)],
+        ) {
+            let cursor = encode_key_cursor(&key);
+            assert_eq!(decode_key_cursor::<K>(&cursor, "after").unwrap(), key);
+            for (_, other) in cursors.iter().filter(|(kind, _)| *kind != K::KIND) {
+                assert!(
+                    decode_key_cursor::<K>(other, "after").is_err(),
+                    "{} took {other}",
+                    K::KIND
+                );
+            }
+            assert!(decode_key_cursor::<K>("garbage!", "after").is_err());
+        }
+        let lead = encode_cursor(&Cursor {
+            order: LeadOrder::default(),
+            key: SortValue::Time(crate::domain::now()),
+            id: LeadId::new(),
+        });
+        let cursors = vec![
+            ("lc1", lead),
+            entry(ImportId::new()),
+            entry(RetentionRunId::new()),
+            entry(ErasureId::new()),
+            entry(JobId::from_i64(7)),
+            entry(DeliveryId::from_i64(7)),
+            entry((7u64, 1u32)),
+        ];
+        let mut kinds: Vec<&str> = cursors.iter().map(|(kind, _)| *kind).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        assert_eq!(kinds.len(), cursors.len(), "two connections share a cursor kind");
+        other_kinds_refuse(ImportId::new(), &cursors);
+        other_kinds_refuse(RetentionRunId::new(), &cursors);
+        other_kinds_refuse(ErasureId::new(), &cursors);
+        other_kinds_refuse(JobId::from_i64(7), &cursors);
+        other_kinds_refuse(DeliveryId::from_i64(7), &cursors);
+        other_kinds_refuse((7u64, 1u32), &cursors);
+        for (_, other) in &cursors[1..] {
+            assert!(decode_cursor(other, LeadOrder::default(), "after").is_err());
+        }
     }
 
     #[test]

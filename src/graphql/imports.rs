@@ -15,24 +15,27 @@
 //! and the stream ends after a final status. Invariant: a refused upload request (malformed, too
 //! large, wrong role, bad input) creates no import and queues no job.
 
+use super::connection::{PageInfo, PageSize, keyset_connection, keyset_page};
 use super::errors::{bad_input, to_gql};
 use super::ids::{NodeType, decode_typed_id, global_id};
 use super::query::actor;
 use crate::domain::{self, CountryCode, ImportId};
 use crate::service::ImportRequest;
 use crate::service::{ImportField as Field, ImportFormat as Format, OnDuplicate};
-use crate::service::{MAX_ERROR_PAGE, Services};
+use crate::service::{MAX_ERROR_PAGE, MAX_IMPORT_PAGE, Services};
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject, Upload};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use futures_util::{Stream, StreamExt};
 use std::path::Path;
 
-/// Most imports one page of `imports` returns.
-const MAX_IMPORT_PAGE: i32 = 100;
-const IMPORT_CURSOR: &str = "im1:";
-const ERROR_CURSOR: &str = "ie1:";
+const IMPORT_PAGE: PageSize = PageSize {
+    default: 20,
+    max: MAX_IMPORT_PAGE as usize,
+};
+const ERROR_PAGE: PageSize = PageSize {
+    default: 100,
+    max: MAX_ERROR_PAGE as usize,
+};
 
 pub fn import_global_id(id: ImportId) -> ID {
     global_id(NodeType::Import, id.as_uuid())
@@ -206,18 +209,11 @@ pub struct ImportErrorEdge {
     pub node: ImportError,
 }
 
-/// Forward-only paging.
-#[derive(SimpleObject)]
-pub struct ForwardPageInfo {
-    pub has_next_page: bool,
-    pub end_cursor: Option<String>,
-}
-
 /// An import's error report in row order.
 #[derive(SimpleObject)]
 pub struct ImportErrorConnection {
     pub edges: Vec<ImportErrorEdge>,
-    pub page_info: ForwardPageInfo,
+    pub page_info: PageInfo,
 }
 
 /// One import of a file into the workspace.
@@ -296,73 +292,40 @@ impl Import {
     async fn errors(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 100, desc = "At most 1000.")] first: i32,
+        #[graphql(desc = "At most 1000; 100 when neither `first` nor `last` is given.")] first: Option<i32>,
         after: Option<String>,
+        #[graphql(desc = "At most 1000.")] last: Option<i32>,
+        before: Option<String>,
     ) -> async_graphql::Result<ImportErrorConnection> {
-        if first < 1 || first > MAX_ERROR_PAGE as i32 {
-            return Err(bad_input(format!(
-                "`first` must be between 1 and {MAX_ERROR_PAGE}, got {first}"
-            )));
-        }
-        let after = after.as_deref().map(decode_error_cursor).transpose()?;
+        let page = keyset_page(first, after, last, before, ERROR_PAGE)?;
         let services = ctx.data::<Services>()?;
-        let limit = first as u32;
-        let mut rows = services
+        let actor = actor(ctx)?;
+        let id = self.0.id;
+        let read = services
             .imports
-            .errors(actor(ctx)?, self.0.id, after, limit + 1)
+            .errors(actor, id, page.clone())
             .await
             .map_err(to_gql)?;
-        let has_next_page = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        let edges: Vec<ImportErrorEdge> = rows
-            .into_iter()
-            .map(|r| ImportErrorEdge {
-                cursor: encode_error_cursor(r.row, r.seq),
+        let actor = actor.clone();
+        let (edges, page_info) = keyset_connection(
+            &page,
+            read,
+            |r| (r.row, r.seq),
+            |cursor, r| ImportErrorEdge {
+                cursor,
                 node: ImportError {
                     row: r.row,
                     column: r.column,
                     reason: r.reason,
                 },
-            })
-            .collect();
-        Ok(ImportErrorConnection {
-            page_info: ForwardPageInfo {
-                has_next_page,
-                end_cursor: edges.last().map(|e| e.cursor.clone()),
             },
-            edges,
-        })
+            move |services, probe| {
+                let actor = actor.clone();
+                async move { Ok(services.imports.errors(&actor, id, probe).await?.has_more) }
+            },
+        );
+        Ok(ImportErrorConnection { edges, page_info })
     }
-}
-
-fn encode_error_cursor(row: u64, seq: u32) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{ERROR_CURSOR}{row}:{seq}"))
-}
-
-fn decode_error_cursor(cursor: &str) -> async_graphql::Result<(u64, u32)> {
-    let invalid = || bad_input("`after` is not a cursor of this connection");
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let (row, seq) = text
-        .strip_prefix(ERROR_CURSOR)
-        .and_then(|rest| rest.split_once(':'))
-        .ok_or_else(invalid)?;
-    Ok((
-        row.parse().map_err(|_| invalid())?,
-        seq.parse().map_err(|_| invalid())?,
-    ))
-}
-
-fn encode_import_cursor(id: ImportId) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{IMPORT_CURSOR}{}", id.as_uuid()))
-}
-
-fn decode_import_cursor(cursor: &str) -> async_graphql::Result<ImportId> {
-    let invalid = || bad_input("`after` is not a cursor of this connection");
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let raw = text.strip_prefix(IMPORT_CURSOR).ok_or_else(invalid)?;
-    raw.parse().map(ImportId::from_uuid).map_err(|_| invalid())
 }
 
 #[derive(SimpleObject)]
@@ -375,7 +338,7 @@ pub struct ImportEdge {
 #[derive(SimpleObject)]
 pub struct ImportConnection {
     pub edges: Vec<ImportEdge>,
-    pub page_info: ForwardPageInfo,
+    pub page_info: PageInfo,
 }
 
 #[derive(Default)]
@@ -387,38 +350,34 @@ impl ImportQuery {
     async fn imports(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20, desc = "At most 100.")] first: i32,
+        #[graphql(desc = "At most 100; 20 when neither `first` nor `last` is given.")] first: Option<i32>,
         after: Option<String>,
+        #[graphql(desc = "At most 100.")] last: Option<i32>,
+        before: Option<String>,
     ) -> async_graphql::Result<ImportConnection> {
-        if !(1..=MAX_IMPORT_PAGE).contains(&first) {
-            return Err(bad_input(format!(
-                "`first` must be between 1 and {MAX_IMPORT_PAGE}, got {first}"
-            )));
-        }
-        let before = after.as_deref().map(decode_import_cursor).transpose()?;
+        let page = keyset_page(first, after, last, before, IMPORT_PAGE)?;
         let services = ctx.data::<Services>()?;
-        let limit = first as u32;
-        let mut list = services
+        let actor = actor(ctx)?;
+        let read = services
             .imports
-            .imports(actor(ctx)?, before, limit + 1)
+            .imports(actor, page.clone())
             .await
             .map_err(to_gql)?;
-        let has_next_page = list.len() > limit as usize;
-        list.truncate(limit as usize);
-        let edges: Vec<ImportEdge> = list
-            .into_iter()
-            .map(|i| ImportEdge {
-                cursor: encode_import_cursor(i.id),
+        let actor = actor.clone();
+        let (edges, page_info) = keyset_connection(
+            &page,
+            read,
+            |i| i.id,
+            |cursor, i| ImportEdge {
+                cursor,
                 node: Import::new(i),
-            })
-            .collect();
-        Ok(ImportConnection {
-            page_info: ForwardPageInfo {
-                has_next_page,
-                end_cursor: edges.last().map(|e| e.cursor.clone()),
             },
-            edges,
-        })
+            move |services, probe| {
+                let actor = actor.clone();
+                async move { Ok(services.imports.imports(&actor, probe).await?.has_more) }
+            },
+        );
+        Ok(ImportConnection { edges, page_info })
     }
 }
 
@@ -531,16 +490,6 @@ pub async fn import_progress(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_reject_garbage() {
-        let c = encode_error_cursor(12, 3);
-        assert_eq!(decode_error_cursor(&c).unwrap(), (12, 3));
-        assert!(decode_error_cursor("nope").is_err());
-        let id = ImportId::new();
-        assert_eq!(decode_import_cursor(&encode_import_cursor(id)).unwrap(), id);
-        assert!(decode_import_cursor(&c).is_err());
-    }
 
     #[test]
     fn source_name_keeps_the_last_segment() {

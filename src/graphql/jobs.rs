@@ -4,6 +4,7 @@
 //!
 //! Job ids are opaque global ids (`Job:<n>`, base64url), shared with `enrichmentJob`.
 
+use super::connection::{PageInfo, PageSize, keyset_connection, keyset_page};
 use super::errors::{UserError, bad_input, split, to_gql};
 use super::query::actor;
 use crate::domain::{self, JobId, JobSelection, JobState};
@@ -13,7 +14,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 
-const CURSOR_PREFIX: &str = "dj1:";
+const DEAD_PAGE: PageSize = PageSize {
+    default: 20,
+    max: service::MAX_DEAD_PAGE as usize,
+};
 
 /// The global id of a job.
 pub fn job_global_id(id: JobId) -> ID {
@@ -38,18 +42,6 @@ pub fn decode_job_id(id: &str) -> async_graphql::Result<JobId> {
         .filter(|n| *n > 0)
         .map(JobId::from_i64)
         .ok_or_else(invalid)
-}
-
-fn encode_cursor(id: JobId) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{}", id.as_i64()))
-}
-
-fn decode_cursor(cursor: &str) -> async_graphql::Result<JobId> {
-    let invalid = || bad_input("`after` is not a cursor of this connection");
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let raw = text.strip_prefix(CURSOR_PREFIX).ok_or_else(invalid)?;
-    raw.parse::<i64>().map(JobId::from_i64).map_err(|_| invalid())
 }
 
 /// Where a job is in its life.
@@ -138,20 +130,11 @@ pub struct DeadJobEdge {
     pub node: DeadJob,
 }
 
-/// Paging of dead jobs (newest first, forward only).
-#[derive(SimpleObject)]
-pub struct DeadJobPageInfo {
-    pub has_next_page: bool,
-    /// Whether `after` was given (older pages are reached forward only).
-    pub has_previous_page: bool,
-    pub start_cursor: Option<String>,
-    pub end_cursor: Option<String>,
-}
-
+/// Dead jobs, newest first.
 #[derive(SimpleObject)]
 pub struct DeadJobConnection {
     pub edges: Vec<DeadJobEdge>,
-    pub page_info: DeadJobPageInfo,
+    pub page_info: PageInfo,
 }
 
 /// A recurring schedule.
@@ -208,41 +191,35 @@ impl JobQueue {
     async fn dead(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20, desc = "At most 100.")] first: i32,
+        #[graphql(desc = "At most 100; 20 when neither `first` nor `last` is given.")] first: Option<i32>,
         after: Option<String>,
+        #[graphql(desc = "At most 100.")] last: Option<i32>,
+        before: Option<String>,
         #[graphql(desc = "Only jobs of this kind.")] kind: Option<String>,
     ) -> async_graphql::Result<DeadJobConnection> {
+        let page = keyset_page(first, after, last, before, DEAD_PAGE)?;
         let actor = actor(ctx)?;
         let services = ctx.data::<Services>()?;
-        if first < 1 || first > service::MAX_DEAD_PAGE as i32 {
-            return Err(bad_input(format!(
-                "`first` must be between 1 and {}, got {first}",
-                service::MAX_DEAD_PAGE
-            )));
-        }
-        let after_id = after.as_deref().map(decode_cursor).transpose()?;
-        let page = services
+        let read = services
             .jobs
-            .dead(actor, kind.as_deref(), after_id, first as u32)
+            .dead(actor, kind.as_deref(), page.clone())
             .await
             .map_err(to_gql)?;
-        let edges: Vec<DeadJobEdge> = page
-            .jobs
-            .into_iter()
-            .map(|j| DeadJobEdge {
-                cursor: encode_cursor(j.id),
+        let actor = actor.clone();
+        let (edges, page_info) = keyset_connection(
+            &page,
+            read,
+            |j| j.id,
+            |cursor, j| DeadJobEdge {
+                cursor,
                 node: j.into(),
-            })
-            .collect();
-        Ok(DeadJobConnection {
-            page_info: DeadJobPageInfo {
-                has_next_page: page.has_next,
-                has_previous_page: after_id.is_some(),
-                start_cursor: edges.first().map(|e| e.cursor.clone()),
-                end_cursor: edges.last().map(|e| e.cursor.clone()),
             },
-            edges,
-        })
+            move |services, probe| {
+                let (actor, kind) = (actor.clone(), kind.clone());
+                async move { Ok(services.jobs.dead(&actor, kind.as_deref(), probe).await?.has_more) }
+            },
+        );
+        Ok(DeadJobConnection { edges, page_info })
     }
 
     /// The deployment's recurring schedules.
@@ -355,15 +332,5 @@ mod tests {
         ] {
             assert!(decode_job_id(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn cursors_round_trip_and_reject_garbage() {
-        assert_eq!(
-            decode_cursor(&encode_cursor(JobId::from_i64(7))).unwrap(),
-            JobId::from_i64(7)
-        );
-        assert!(decode_cursor("!!").is_err());
-        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("lc1:7")).is_err());
     }
 }

@@ -3,10 +3,11 @@
 //! `service::ErasureService`. Malformed input (days out of range, bad ids or cursors) is a
 //! `BAD_USER_INPUT` error; run and erasure ids are opaque global ids.
 
-use super::errors::{bad_input, to_gql};
+use super::connection::{PageInfo, PageSize, keyset_connection, keyset_page};
+use super::errors::to_gql;
 use super::ids::{decode_lead_id, lead_global_id};
 use super::query::actor;
-use crate::domain::{self, ErasureId, RetentionRunId, RunTrigger};
+use crate::domain::{self, RunTrigger};
 use crate::service::{self, PolicyDraft, Services};
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use base64::Engine;
@@ -16,24 +17,6 @@ use uuid::Uuid;
 
 fn encode(prefix: &str, id: Uuid) -> String {
     URL_SAFE_NO_PAD.encode(format!("{prefix}:{id}"))
-}
-
-fn decode(prefix: &str, raw: &str, what: &str) -> async_graphql::Result<Uuid> {
-    let invalid = || {
-        bad_input(format!(
-            "'{}' is not {what}",
-            raw.chars().take(64).collect::<String>()
-        ))
-    };
-    let bytes = URL_SAFE_NO_PAD
-        .decode(raw.trim_end_matches('='))
-        .map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let uuid = text
-        .strip_prefix(prefix)
-        .and_then(|r| r.strip_prefix(':'))
-        .ok_or_else(invalid)?;
-    Uuid::parse_str(uuid).map_err(|_| invalid())
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -177,24 +160,6 @@ impl Erasure {
     }
 }
 
-/// Where a keyset page of runs or erasures stands.
-#[derive(SimpleObject)]
-pub struct KeysetPageInfo {
-    pub has_next_page: bool,
-    pub has_previous_page: bool,
-    pub start_cursor: Option<String>,
-    pub end_cursor: Option<String>,
-}
-
-fn page_info(cursors: &[String], has_next: bool, after: bool) -> KeysetPageInfo {
-    KeysetPageInfo {
-        has_next_page: has_next,
-        has_previous_page: after,
-        start_cursor: cursors.first().cloned(),
-        end_cursor: cursors.last().cloned(),
-    }
-}
-
 #[derive(SimpleObject)]
 pub struct RetentionRunEdge {
     pub cursor: String,
@@ -205,7 +170,7 @@ pub struct RetentionRunEdge {
 #[derive(SimpleObject)]
 pub struct RetentionRunConnection {
     pub edges: Vec<RetentionRunEdge>,
-    pub page_info: KeysetPageInfo,
+    pub page_info: PageInfo,
 }
 
 #[derive(SimpleObject)]
@@ -218,19 +183,17 @@ pub struct ErasureEdge {
 #[derive(SimpleObject)]
 pub struct ErasureConnection {
     pub edges: Vec<ErasureEdge>,
-    pub page_info: KeysetPageInfo,
+    pub page_info: PageInfo,
 }
 
-fn check_first(first: Option<i32>, max: u32) -> async_graphql::Result<u32> {
-    let first = first.unwrap_or(20);
-    u32::try_from(first)
-        .ok()
-        .filter(|f| (1..=max).contains(f))
-        .ok_or_else(|| bad_input(format!("`first` must be between 1 and {max}, got {first}")))
-}
-
-const RUN_CURSOR: &str = "rr1";
-const ERASURE_CURSOR: &str = "er1";
+const RUN_PAGE: PageSize = PageSize {
+    default: 20,
+    max: service::MAX_RUN_PAGE as usize,
+};
+const ERASURE_PAGE: PageSize = PageSize {
+    default: 20,
+    max: service::MAX_ERASURE_PAGE as usize,
+};
 
 #[derive(Default)]
 pub struct OpsQuery;
@@ -248,70 +211,64 @@ impl OpsQuery {
     async fn retention_runs(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "At most 100; 20 when absent.")] first: Option<i32>,
+        #[graphql(desc = "At most 100; 20 when neither `first` nor `last` is given.")] first: Option<i32>,
         after: Option<String>,
+        #[graphql(desc = "At most 100.")] last: Option<i32>,
+        before: Option<String>,
     ) -> async_graphql::Result<RetentionRunConnection> {
+        let page = keyset_page(first, after, last, before, RUN_PAGE)?;
         let services = ctx.data::<Services>()?;
         let actor = actor(ctx)?;
-        let first = check_first(first, service::MAX_RUN_PAGE)?;
-        let after_id = after
-            .as_deref()
-            .map(|c| decode(RUN_CURSOR, c, "a cursor of this connection"))
-            .transpose()?
-            .map(RetentionRunId::from_uuid);
-        let page = services
+        let read = services
             .retention
-            .runs(actor, after_id, first)
+            .runs(actor, page.clone())
             .await
             .map_err(to_gql)?;
-        let edges: Vec<RetentionRunEdge> = page
-            .runs
-            .into_iter()
-            .map(|r| RetentionRunEdge {
-                cursor: encode(RUN_CURSOR, r.id.as_uuid()),
+        let actor = actor.clone();
+        let (edges, page_info) = keyset_connection(
+            &page,
+            read,
+            |r| r.id,
+            |cursor, r| RetentionRunEdge {
+                cursor,
                 node: RetentionRun(r),
-            })
-            .collect();
-        let cursors: Vec<String> = edges.iter().map(|e| e.cursor.clone()).collect();
-        Ok(RetentionRunConnection {
-            page_info: page_info(&cursors, page.has_next, after_id.is_some()),
-            edges,
-        })
+            },
+            move |services, probe| {
+                let actor = actor.clone();
+                async move { Ok(services.retention.runs(&actor, probe).await?.has_more) }
+            },
+        );
+        Ok(RetentionRunConnection { edges, page_info })
     }
 
     /// Erasure audit records of the workspace, newest first (admins only).
     async fn erasures(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "At most 100; 20 when absent.")] first: Option<i32>,
+        #[graphql(desc = "At most 100; 20 when neither `first` nor `last` is given.")] first: Option<i32>,
         after: Option<String>,
+        #[graphql(desc = "At most 100.")] last: Option<i32>,
+        before: Option<String>,
     ) -> async_graphql::Result<ErasureConnection> {
+        let page = keyset_page(first, after, last, before, ERASURE_PAGE)?;
         let services = ctx.data::<Services>()?;
         let actor = actor(ctx)?;
-        let first = check_first(first, service::MAX_ERASURE_PAGE)?;
-        let after_id = after
-            .as_deref()
-            .map(|c| decode(ERASURE_CURSOR, c, "a cursor of this connection"))
-            .transpose()?
-            .map(ErasureId::from_uuid);
-        let page = services
-            .erasure
-            .list(actor, after_id, first)
-            .await
-            .map_err(to_gql)?;
-        let edges: Vec<ErasureEdge> = page
-            .erasures
-            .into_iter()
-            .map(|e| ErasureEdge {
-                cursor: encode(ERASURE_CURSOR, e.id.as_uuid()),
+        let read = services.erasure.list(actor, page.clone()).await.map_err(to_gql)?;
+        let actor = actor.clone();
+        let (edges, page_info) = keyset_connection(
+            &page,
+            read,
+            |e| e.id,
+            |cursor, e| ErasureEdge {
+                cursor,
                 node: Erasure(e),
-            })
-            .collect();
-        let cursors: Vec<String> = edges.iter().map(|e| e.cursor.clone()).collect();
-        Ok(ErasureConnection {
-            page_info: page_info(&cursors, page.has_next, after_id.is_some()),
-            edges,
-        })
+            },
+            move |services, probe| {
+                let actor = actor.clone();
+                async move { Ok(services.erasure.list(&actor, probe).await?.has_more) }
+            },
+        );
+        Ok(ErasureConnection { edges, page_info })
     }
 }
 

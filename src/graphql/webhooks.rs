@@ -2,12 +2,13 @@
 //! rotate the secret of and delete an endpoint. The signing secret appears only in the
 //! payload of `createWebhookEndpoint` and `rotateWebhookSecret`.
 
+use super::connection::{PageInfo, PageSize, keyset_connection, keyset_page};
 use super::errors::{UserError, split, to_gql};
 use super::ids::{NodeType, decode_typed_id, global_id};
 use super::query::actor;
 use super::subscription::{EventCursor, EventType};
 use crate::domain;
-use crate::service::{Services, WebhookUpdate};
+use crate::service::{MAX_DELIVERY_PAGE, Services, WebhookUpdate};
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -66,39 +67,73 @@ impl WebhookEndpoint {
     async fn deliveries(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20, validator(minimum = 1, maximum = 100))] first: i32,
+        #[graphql(desc = "At most 100; 20 when neither `first` nor `last` is given.")] first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<WebhookDeliveryPage> {
-        let before = after
-            .map(|a| a.parse::<i64>().map(domain::DeliveryId::from_i64))
-            .transpose()
-            .map_err(|_| super::errors::bad_input("malformed cursor in `after`"))?;
+        #[graphql(desc = "At most 100.")] last: Option<i32>,
+        before: Option<String>,
+    ) -> async_graphql::Result<WebhookDeliveryConnection> {
+        let page = keyset_page(first, after, last, before, DELIVERY_PAGE)?;
         let services = ctx.data::<Services>()?;
-        let limit = first as u32;
-        let mut rows = services
+        let actor = actor(ctx)?;
+        let endpoint = self.0.id;
+        let read = services
             .webhooks
-            .deliveries(actor(ctx)?, self.0.id, before, limit + 1)
+            .deliveries(actor, endpoint, page.clone())
             .await
             .map_err(to_gql)?;
-        let has_next_page = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        Ok(WebhookDeliveryPage {
-            end_cursor: rows.last().map(|d| d.id.to_string()),
-            has_next_page,
-            nodes: rows.into_iter().map(WebhookDelivery).collect(),
-        })
+        let actor = actor.clone();
+        let (edges, page_info) = keyset_connection(
+            &page,
+            read,
+            |d| d.id,
+            |cursor, d| WebhookDeliveryEdge {
+                cursor,
+                node: WebhookDelivery(d),
+            },
+            move |services, probe| {
+                let actor = actor.clone();
+                async move {
+                    Ok(services
+                        .webhooks
+                        .deliveries(&actor, endpoint, probe)
+                        .await?
+                        .has_more)
+                }
+            },
+        );
+        Ok(WebhookDeliveryConnection { edges, page_info })
     }
 }
 
-/// A page of delivery attempts, newest first; pass `endCursor` as `after` for older ones.
+const DELIVERY_PAGE: PageSize = PageSize {
+    default: 20,
+    max: MAX_DELIVERY_PAGE as usize,
+};
+
 #[derive(SimpleObject)]
-pub struct WebhookDeliveryPage {
-    pub nodes: Vec<WebhookDelivery>,
-    pub has_next_page: bool,
-    pub end_cursor: Option<String>,
+pub struct WebhookDeliveryEdge {
+    pub cursor: String,
+    pub node: WebhookDelivery,
+}
+
+/// Delivery attempts, newest first.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct WebhookDeliveryConnection {
+    pub edges: Vec<WebhookDeliveryEdge>,
+    pub page_info: PageInfo,
+}
+
+#[async_graphql::ComplexObject]
+impl WebhookDeliveryConnection {
+    /// The attempts of `edges`, without cursors.
+    async fn nodes(&self) -> Vec<WebhookDelivery> {
+        self.edges.iter().map(|e| e.node.clone()).collect()
+    }
 }
 
 /// One attempt to deliver one event.
+#[derive(Clone)]
 pub struct WebhookDelivery(domain::WebhookDelivery);
 
 #[Object]

@@ -3,7 +3,9 @@
 //! in-process enrichment cache and `lead.erased` is published.
 
 use super::{Actor, ServiceError};
-use crate::domain::{EmailAddress, Erasure, ErasureId, FieldErrorCode, LeadId, MAX_ERASURE_REASON};
+use crate::domain::{
+    EmailAddress, Erasure, ErasureId, FieldErrorCode, KeysetPage, LeadId, MAX_ERASURE_REASON, Paged,
+};
 use crate::enrich::Enricher;
 use crate::events::Bus;
 use crate::store::Store;
@@ -11,13 +13,6 @@ use tracing::instrument;
 
 /// Most audit records one page holds.
 pub const MAX_ERASURE_PAGE: u32 = 100;
-
-/// One page of audit records, newest first.
-#[derive(Clone, Debug)]
-pub struct ErasurePage {
-    pub erasures: Vec<Erasure>,
-    pub has_next: bool,
-}
 
 #[derive(Clone, Debug)]
 pub struct ErasureService {
@@ -76,24 +71,14 @@ impl ErasureService {
         self.erase(actor, id, reason).await
     }
 
-    /// Audit records of the workspace, newest first, after `after` (keyset).
+    /// A page of the workspace's erasure records, newest first (at most `MAX_ERASURE_PAGE`).
     pub async fn list(
         &self,
         actor: &Actor,
-        after: Option<ErasureId>,
-        first: u32,
-    ) -> Result<ErasurePage, ServiceError> {
+        page: KeysetPage<ErasureId>,
+    ) -> Result<Paged<Erasure>, ServiceError> {
         actor.require_admin()?;
-        if first == 0 || first > MAX_ERASURE_PAGE {
-            return Err(ServiceError::invalid(
-                "first",
-                FieldErrorCode::Invalid,
-                format!("must be between 1 and {MAX_ERASURE_PAGE}"),
-            ));
-        }
-        let mut erasures = self.store.erasures(actor.workspace_id, after, first + 1).await?;
-        let has_next = erasures.len() > first as usize;
-        erasures.truncate(first as usize);
-        Ok(ErasurePage { erasures, has_next })
+        let page = page.capped(MAX_ERASURE_PAGE as usize);
+        Ok(self.store.erasures(actor.workspace_id, &page).await?)
     }
 }

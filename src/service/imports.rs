@@ -11,7 +11,7 @@
 
 use super::{Actor, ServiceError};
 use crate::bulk::import::pipeline::{self, ImportOutcome, ImportRequest, PipelineError};
-use crate::domain::{Import, ImportErrorRow, ImportId, Job, NewJob, RetryPolicy, now};
+use crate::domain::{Import, ImportErrorRow, ImportId, Job, KeysetPage, NewJob, Paged, RetryPolicy, now};
 use crate::events::Bus;
 use crate::jobs::{Handler, JobContext, JobError, Queue};
 use crate::store::{Store, StoreError};
@@ -26,6 +26,8 @@ pub const IMPORT_LEADS: &str = "leads.import";
 pub const UPLOAD_CHUNK: usize = 1 << 20;
 /// Most error rows one page returns.
 pub const MAX_ERROR_PAGE: u32 = 1_000;
+/// Most imports one page returns.
+pub const MAX_IMPORT_PAGE: u32 = 100;
 
 #[derive(Clone)]
 pub struct ImportService {
@@ -54,29 +56,27 @@ impl ImportService {
             .ok_or(ServiceError::NotFound("import"))
     }
 
-    /// The workspace's imports, newest first, older than `before`.
+    /// A page of the workspace's imports, newest first (at most `MAX_IMPORT_PAGE`).
     pub async fn imports(
         &self,
         actor: &Actor,
-        before: Option<ImportId>,
-        limit: u32,
-    ) -> Result<Vec<Import>, ServiceError> {
-        Ok(self.store.imports(actor.workspace_id, before, limit).await?)
+        page: KeysetPage<ImportId>,
+    ) -> Result<Paged<Import>, ServiceError> {
+        let page = page.capped(MAX_IMPORT_PAGE as usize);
+        Ok(self.store.imports(actor.workspace_id, &page).await?)
     }
 
-    /// A page of an import's error report in row order, after `(row, seq)`.
+    /// A page of an import's error report in row order, keyed by `(row, seq)` (at most
+    /// `MAX_ERROR_PAGE`).
     pub async fn errors(
         &self,
         actor: &Actor,
         id: ImportId,
-        after: Option<(u64, u32)>,
-        limit: u32,
-    ) -> Result<Vec<ImportErrorRow>, ServiceError> {
+        page: KeysetPage<(u64, u32)>,
+    ) -> Result<Paged<ImportErrorRow>, ServiceError> {
         self.import(actor, id).await?;
-        Ok(self
-            .store
-            .import_errors(actor.workspace_id, id, after, limit.min(MAX_ERROR_PAGE))
-            .await?)
+        let page = page.capped(MAX_ERROR_PAGE as usize);
+        Ok(self.store.import_errors(actor.workspace_id, id, &page).await?)
     }
 
     /// An import's error report as CSV (`row,column,reason`, in row order), read from the
@@ -91,16 +91,15 @@ impl ImportService {
         let ws = actor.workspace_id;
         Ok(async_stream::try_stream! {
             yield csv_rows(std::iter::once(["row", "column", "reason"].map(str::to_owned)))?;
-            let mut after = None;
+            let mut page = KeysetPage::first(MAX_ERROR_PAGE as usize);
             loop {
-                let page = store.import_errors(ws, id, after, MAX_ERROR_PAGE).await?;
-                let Some(last) = page.last() else { break };
-                after = Some((last.row, last.seq));
-                let full = page.len() == MAX_ERROR_PAGE as usize;
-                yield csv_rows(page.into_iter().map(|r| {
+                let read = store.import_errors(ws, id, &page).await?;
+                let Some(last) = read.items.last() else { break };
+                page = KeysetPage::after((last.row, last.seq), MAX_ERROR_PAGE as usize);
+                yield csv_rows(read.items.into_iter().map(|r| {
                     [r.row.to_string(), r.column.unwrap_or_default(), r.reason]
                 }))?;
-                if !full {
+                if !read.has_more {
                     break;
                 }
             }

@@ -3,20 +3,15 @@
 //! jobs (no workspace) are for operators on the command line.
 
 use super::{Actor, ServiceError};
-use crate::domain::{FieldErrorCode, Job, JobId, JobScope, JobSelection, QueueStat, Schedule, now};
+use crate::domain::{
+    FieldErrorCode, Job, JobId, JobScope, JobSelection, KeysetPage, Paged, QueueStat, Schedule, now,
+};
 use crate::jobs::Queue;
 
 /// Most dead jobs one page holds.
 pub const MAX_DEAD_PAGE: u32 = 100;
 /// Most ids one replay or discard names.
 pub const MAX_JOB_IDS: usize = 1_000;
-
-/// One page of dead jobs, newest first.
-#[derive(Clone, Debug)]
-pub struct DeadPage {
-    pub jobs: Vec<Job>,
-    pub has_next: bool,
-}
 
 #[derive(Clone, Debug)]
 pub struct JobService {
@@ -39,33 +34,19 @@ impl JobService {
         Ok(self.queue.store().job_stats(scope(actor)).await?)
     }
 
-    /// Dead jobs of the workspace, newest first, after the job `after` (keyset).
+    /// A page of the workspace's dead jobs, newest first (at most `MAX_DEAD_PAGE`).
     pub async fn dead(
         &self,
         actor: &Actor,
         kind: Option<&str>,
-        after: Option<JobId>,
-        first: u32,
-    ) -> Result<DeadPage, ServiceError> {
+        page: KeysetPage<JobId>,
+    ) -> Result<Paged<Job>, ServiceError> {
         actor.require_admin()?;
         if let Some(kind) = kind {
             self.check_kind(kind)?;
         }
-        if first == 0 || first > MAX_DEAD_PAGE {
-            return Err(ServiceError::invalid(
-                "first",
-                FieldErrorCode::Invalid,
-                format!("must be between 1 and {MAX_DEAD_PAGE}"),
-            ));
-        }
-        let mut jobs = self
-            .queue
-            .store()
-            .dead_jobs(scope(actor), kind, after, first + 1)
-            .await?;
-        let has_next = jobs.len() > first as usize;
-        jobs.truncate(first as usize);
-        Ok(DeadPage { jobs, has_next })
+        let page = page.capped(MAX_DEAD_PAGE as usize);
+        Ok(self.queue.store().dead_jobs(scope(actor), kind, &page).await?)
     }
 
     /// The recurring schedules of the deployment (the same for every workspace).

@@ -22,19 +22,20 @@ pub use enrichment::{
     ENRICH_LEADS, EnrichJob, EnrichLeadsHandler, EnrichProgress, EnrichmentService, JobState, MAX_ENRICH_JOB,
     MAX_WATERFALL, ProviderStatus, ProviderUpdate, UsageStatus, waterfalls,
 };
-pub use erasure::{ErasurePage, ErasureService, MAX_ERASURE_PAGE};
+pub use erasure::{ErasureService, MAX_ERASURE_PAGE};
 pub use events::EventService;
 pub use exports::{Chunk, Export, ExportMetrics, ExportService, Extras, Format};
 pub use imports::{
-    IMPORT_LEADS, ImportLeadsHandler, ImportService, LocalImportError, MAX_ERROR_PAGE, UPLOAD_CHUNK,
+    IMPORT_LEADS, ImportLeadsHandler, ImportService, LocalImportError, MAX_ERROR_PAGE, MAX_IMPORT_PAGE,
+    UPLOAD_CHUNK,
 };
-pub use jobs::{DeadPage, JobService, MAX_DEAD_PAGE, MAX_JOB_IDS};
+pub use jobs::{JobService, MAX_DEAD_PAGE, MAX_JOB_IDS};
 pub use leads::{FILTERED_COUNT_CAP, LeadPage, LeadService, MAX_UPSERT, TotalCount};
 pub use retention::{
     MAX_RUN_PAGE, PolicyDraft, RETENTION_RUN, RETENTION_SCHEDULE, RetentionRunHandler,
-    RetentionScheduleHandler, RetentionService, RunPage,
+    RetentionScheduleHandler, RetentionService,
 };
-pub use webhooks::{MAX_WEBHOOKS, WebhookService, WebhookUpdate};
+pub use webhooks::{MAX_DELIVERY_PAGE, MAX_WEBHOOKS, WebhookService, WebhookUpdate};
 pub use workspaces::WorkspaceService;
 
 /// The enrichment and import vocabulary the API speaks, named here so that callers above the

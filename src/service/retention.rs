@@ -6,7 +6,7 @@
 
 use super::{Actor, ServiceError};
 use crate::domain::{
-    FieldErrorCode, Job, JobScope, NewJob, RetentionCounts, RetentionDays, RetentionPolicy, RetentionRun,
+    Job, JobScope, KeysetPage, NewJob, Paged, RetentionCounts, RetentionDays, RetentionPolicy, RetentionRun,
     RetentionRunId, Role, RunTrigger, ValidationErrors, WorkspaceId, now,
 };
 use crate::events::Bus;
@@ -56,13 +56,6 @@ impl PolicyDraft {
             Err(ValidationErrors(errors))
         }
     }
-}
-
-/// One page of runs, newest first.
-#[derive(Clone, Debug)]
-pub struct RunPage {
-    pub runs: Vec<RetentionRun>,
-    pub has_next: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -122,28 +115,15 @@ impl RetentionService {
         .await?)
     }
 
-    /// Runs of the workspace, newest first, after the run `after` (keyset).
+    /// A page of the workspace's runs, newest first (at most `MAX_RUN_PAGE`).
     pub async fn runs(
         &self,
         actor: &Actor,
-        after: Option<RetentionRunId>,
-        first: u32,
-    ) -> Result<RunPage, ServiceError> {
+        page: KeysetPage<RetentionRunId>,
+    ) -> Result<Paged<RetentionRun>, ServiceError> {
         require_reader(actor)?;
-        if first == 0 || first > MAX_RUN_PAGE {
-            return Err(ServiceError::invalid(
-                "first",
-                FieldErrorCode::Invalid,
-                format!("must be between 1 and {MAX_RUN_PAGE}"),
-            ));
-        }
-        let mut runs = self
-            .store
-            .retention_runs(actor.workspace_id, after, first + 1)
-            .await?;
-        let has_next = runs.len() > first as usize;
-        runs.truncate(first as usize);
-        Ok(RunPage { runs, has_next })
+        let page = page.capped(MAX_RUN_PAGE as usize);
+        Ok(self.store.retention_runs(actor.workspace_id, &page).await?)
     }
 }
 

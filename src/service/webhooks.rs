@@ -4,8 +4,8 @@
 use super::{Actor, ServiceError};
 use crate::crypto::KeySealer;
 use crate::domain::{
-    DeliveryId, FieldError, FieldErrorCode, ValidationErrors, WebhookDelivery, WebhookEndpoint, WebhookId,
-    now, parse_event_types, parse_webhook_url,
+    DeliveryId, FieldError, FieldErrorCode, KeysetPage, Paged, ValidationErrors, WebhookDelivery,
+    WebhookEndpoint, WebhookId, now, parse_event_types, parse_webhook_url,
 };
 use crate::events::Bus;
 use crate::events::webhooks::{new_secret, secret_purpose};
@@ -14,6 +14,8 @@ use secrecy::SecretString;
 
 /// Endpoints per workspace.
 pub const MAX_WEBHOOKS: usize = 20;
+/// Most delivery attempts one page returns.
+pub const MAX_DELIVERY_PAGE: u32 = 100;
 /// Longest description.
 const MAX_DESCRIPTION: usize = 500;
 
@@ -175,19 +177,17 @@ impl WebhookService {
         }
     }
 
-    /// Attempts to deliver to an endpoint, newest first, older than the delivery `before`.
+    /// A page of an endpoint's delivery attempts, newest first (at most
+    /// `MAX_DELIVERY_PAGE`).
     pub async fn deliveries(
         &self,
         actor: &Actor,
         id: WebhookId,
-        before: Option<DeliveryId>,
-        limit: u32,
-    ) -> Result<Vec<WebhookDelivery>, ServiceError> {
+        page: KeysetPage<DeliveryId>,
+    ) -> Result<Paged<WebhookDelivery>, ServiceError> {
         actor.require_admin()?;
-        Ok(self
-            .store
-            .deliveries(actor.workspace_id, id, before, limit.min(100))
-            .await?)
+        let page = page.capped(MAX_DELIVERY_PAGE as usize);
+        Ok(self.store.deliveries(actor.workspace_id, id, &page).await?)
     }
 
     fn sealer(&self) -> Result<&KeySealer, ServiceError> {

@@ -28,12 +28,13 @@ pub(crate) const TABLES_KEYED_BY_EMAIL_HASH: &[&str] = &["import_errors"];
 
 use super::dialect::{Conn, Row, Sql};
 use super::events::append_events;
+use super::keyset::KeyOrder;
 use super::leads::{bump, leads_in};
-use super::sql::{lead_select, push_newest_first};
+use super::sql::lead_select;
 use super::{Store, StoreError, StoreResult};
 use crate::domain::{
-    EmailAddress, EmailHash, Erasure, ErasureCounts, ErasureId, Event, JobFailure, LeadId, NewEvent,
-    Timestamp, WorkspaceId, erased_payload, personal_values, redact,
+    EmailAddress, EmailHash, Erasure, ErasureCounts, ErasureId, Event, JobFailure, KeysetPage, LeadId,
+    NewEvent, Paged, Timestamp, WorkspaceId, erased_payload, personal_values, redact,
 };
 
 /// Hashes per lookup statement, well under either backend's parameter limit.
@@ -510,16 +511,16 @@ impl Store {
         Ok(Some((erasure, events)))
     }
 
+    /// A page of the workspace's erasure records, newest first.
     pub async fn erasures(
         &self,
         ws: WorkspaceId,
-        before: Option<ErasureId>,
-        limit: u32,
-    ) -> StoreResult<Vec<Erasure>> {
+        page: &KeysetPage<ErasureId>,
+    ) -> StoreResult<Paged<Erasure>> {
         let mut qb = self.sql(ERASURE_COLUMNS);
         qb.push("workspace_id = ");
-        push_newest_first(&mut qb, ws, before.map(|b| b.as_uuid()), limit);
-        let rows = self.fetch_all(qb).await?;
-        rows.iter().map(erasure_from_row).collect::<Result<_, _>>()
+        qb.bind(ws);
+        self.keyset_page(qb, KeyOrder::NEWEST_FIRST, page, erasure_from_row)
+            .await
     }
 }

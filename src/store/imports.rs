@@ -13,12 +13,14 @@
 
 use super::dialect::{Conn, Row};
 use super::events::append_events;
+use super::keyset::KeyOrder;
 use super::leads::{append_leads, bump, counts_of, update_one};
-use super::sql::{self, push_newest_first};
+use super::sql;
 use super::{ImportChunk, Store, StoreError, StoreResult};
+use crate::domain::Direction;
 use crate::domain::{
     EmailAddress, EmailHash, Event, IMPORT_FINISHED, IMPORT_PROGRESS, Import, ImportCheckpoint, ImportCounts,
-    ImportErrorRow, ImportId, ImportStatus, JobId, Lead, WorkspaceId,
+    ImportErrorRow, ImportId, ImportStatus, JobId, KeysetPage, Lead, Paged, WorkspaceId,
 };
 
 /// Columns of `imports` in the order `import_from_row` reads them.
@@ -200,18 +202,14 @@ impl Store {
         row.as_ref().map(import_from_row).transpose()
     }
 
-    pub async fn imports(
-        &self,
-        ws: WorkspaceId,
-        before: Option<ImportId>,
-        limit: u32,
-    ) -> StoreResult<Vec<Import>> {
+    /// A page of the workspace's imports, newest first.
+    pub async fn imports(&self, ws: WorkspaceId, page: &KeysetPage<ImportId>) -> StoreResult<Paged<Import>> {
         let mut qb = self.sql(format!(
             "SELECT {IMPORT_COLUMNS} FROM imports WHERE workspace_id = "
         ));
-        push_newest_first(&mut qb, ws, before.map(|b| b.as_uuid()), limit);
-        let rows = self.fetch_all(qb).await?;
-        rows.iter().map(import_from_row).collect()
+        qb.bind(ws);
+        self.keyset_page(qb, KeyOrder::NEWEST_FIRST, page, import_from_row)
+            .await
     }
 
     pub async fn resumable_import(
@@ -298,13 +296,17 @@ impl Store {
         Ok(events)
     }
 
+    /// A page of an import's error report in row order, keyed by `(row, seq)`.
     pub async fn import_errors(
         &self,
         ws: WorkspaceId,
         id: ImportId,
-        after: Option<(u64, u32)>,
-        limit: u32,
-    ) -> StoreResult<Vec<ImportErrorRow>> {
+        page: &KeysetPage<(u64, u32)>,
+    ) -> StoreResult<Paged<ImportErrorRow>> {
+        const ROW_ORDER: KeyOrder = KeyOrder {
+            columns: &["row_number", "seq"],
+            direction: Direction::Asc,
+        };
         let mut qb = self.sql(
             "SELECT row_number, CAST(seq AS BIGINT), column_name, reason, email_hash FROM import_errors \
              WHERE workspace_id = ",
@@ -312,29 +314,16 @@ impl Store {
         qb.bind(ws);
         qb.push(" AND import_id = ");
         qb.bind(id);
-        if let Some((row, seq)) = after {
-            qb.push(" AND (row_number > ");
-            qb.bind(row as i64);
-            qb.push(" OR (row_number = ");
-            qb.bind(row as i64);
-            qb.push(" AND seq > ");
-            qb.bind(i64::from(seq));
-            qb.push("))");
-        }
-        qb.push(" ORDER BY row_number, seq LIMIT ");
-        qb.bind(i64::from(limit));
-        let rows = self.fetch_all(qb).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ImportErrorRow {
-                    row: r.get::<i64>(0)?.max(0) as u64,
-                    seq: r.get::<i64>(1)?.clamp(0, i64::from(u32::MAX)) as u32,
-                    column: r.get(2)?,
-                    reason: r.get(3)?,
-                    email_hash: r.get::<Option<String>>(4)?.map(EmailHash::from_trusted),
-                })
+        self.keyset_page(qb, ROW_ORDER, page, |r| {
+            Ok(ImportErrorRow {
+                row: r.get::<i64>(0)?.max(0) as u64,
+                seq: r.get::<i64>(1)?.clamp(0, i64::from(u32::MAX)) as u32,
+                column: r.get(2)?,
+                reason: r.get(3)?,
+                email_hash: r.get::<Option<String>>(4)?.map(EmailHash::from_trusted),
             })
-            .collect::<StoreResult<_>>()
+        })
+        .await
     }
 
     pub async fn save_import_upload(

@@ -20,10 +20,11 @@
 
 use super::dialect::{Conn, Row, Sql};
 use super::events::append_events;
+use super::keyset::KeyOrder;
 use super::{Lease, Reclaimed, Store, StoreError, StoreResult};
 use crate::domain::{
-    Duplicate, Enqueued, Job, JobFailure, JobId, JobScope, JobSelection, JobState, NewJob, QueueStat,
-    Schedule, Timestamp, WorkspaceId,
+    Duplicate, Enqueued, Job, JobFailure, JobId, JobScope, JobSelection, JobState, KeysetPage, NewJob, Paged,
+    QueueStat, Schedule, Timestamp, WorkspaceId,
 };
 
 /// Columns of `jobs` in the order `job_from_row` reads them.
@@ -435,13 +436,13 @@ impl Store {
         Ok(stats)
     }
 
+    /// A page of dead jobs, newest first.
     pub async fn dead_jobs(
         &self,
         scope: JobScope,
         kind: Option<&str>,
-        before: Option<JobId>,
-        limit: u32,
-    ) -> StoreResult<Vec<Job>> {
+        page: &KeysetPage<JobId>,
+    ) -> StoreResult<Paged<Job>> {
         let mut qb = self.sql("SELECT ");
         qb.push(JOB_COLUMNS);
         qb.push(" FROM jobs WHERE state = 'dead'");
@@ -450,14 +451,8 @@ impl Store {
             qb.push(" AND kind = ");
             qb.bind(kind.to_owned());
         }
-        if let Some(before) = before {
-            qb.push(" AND id < ");
-            qb.bind(before.as_i64());
-        }
-        qb.push(" ORDER BY id DESC LIMIT ");
-        qb.bind(i64::from(limit));
-        let rows = self.fetch_all(qb).await?;
-        jobs_from_rows(&rows)
+        self.keyset_page(qb, KeyOrder::NEWEST_FIRST, page, job_from_row)
+            .await
     }
 
     pub async fn replay_jobs(

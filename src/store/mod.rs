@@ -6,7 +6,8 @@
 //! `webhooks`, `jobs`, `imports`, `retention`, `erasure`, `backup`); the few places where the
 //! backends differ sit behind `dialect`. Every call that touches tenant data takes a
 //! `WorkspaceId`, and every statement filters on it. Lead columns come from
-//! `domain::LEAD_COLUMNS`; filters and keyset conditions are written once in `sql`.
+//! `domain::LEAD_COLUMNS`; filters and keyset conditions are written once in `sql`, and every
+//! other listing pages through `keyset`.
 
 pub mod admin;
 pub mod backup;
@@ -16,6 +17,7 @@ mod erasure;
 mod events;
 mod imports;
 mod jobs;
+mod keyset;
 mod leads;
 mod retention;
 mod sql;

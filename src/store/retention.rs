@@ -8,12 +8,13 @@
 
 use super::dialect::{Row, Sql};
 use super::events::append_events;
+use super::keyset::KeyOrder;
 use super::leads::{bump, leads_in};
-use super::sql::{lead_select, push_newest_first};
+use super::sql::lead_select;
 use super::{Store, StoreError, StoreResult};
 use crate::domain::{
-    Cutoffs, Event, LEAD_ARCHIVED, Lead, NewEvent, RetentionCounts, RetentionDays, RetentionPolicy,
-    RetentionRun, RetentionRunId, RunTrigger, Timestamp, WorkspaceId,
+    Cutoffs, Event, KeysetPage, LEAD_ARCHIVED, Lead, NewEvent, Paged, RetentionCounts, RetentionDays,
+    RetentionPolicy, RetentionRun, RetentionRunId, RunTrigger, Timestamp, WorkspaceId,
 };
 
 const RUN_COLUMNS: &str = "SELECT id, workspace_id, trigger_kind, dry_run, started_at, finished_at, \
@@ -198,17 +199,17 @@ impl Store {
         row.as_ref().map(run_from_row).transpose()
     }
 
+    /// A page of the workspace's runs, newest first.
     pub async fn retention_runs(
         &self,
         ws: WorkspaceId,
-        before: Option<RetentionRunId>,
-        limit: u32,
-    ) -> StoreResult<Vec<RetentionRun>> {
+        page: &KeysetPage<RetentionRunId>,
+    ) -> StoreResult<Paged<RetentionRun>> {
         let mut qb = self.sql(RUN_COLUMNS);
         qb.push("workspace_id = ");
-        push_newest_first(&mut qb, ws, before.map(|b| b.as_uuid()), limit);
-        let rows = self.fetch_all(qb).await?;
-        rows.iter().map(run_from_row).collect::<Result<_, _>>()
+        qb.bind(ws);
+        self.keyset_page(qb, KeyOrder::NEWEST_FIRST, page, run_from_row)
+            .await
     }
 
     pub async fn count_retention(&self, ws: WorkspaceId, cutoffs: &Cutoffs) -> StoreResult<RetentionCounts> {

@@ -10,7 +10,6 @@ use crate::domain::{
     PageDirection, SortField, SortValue, TagMatch, Value, WorkspaceId, read_columns,
 };
 use std::sync::LazyLock;
-use uuid::Uuid;
 
 /// `l.id, l.workspace_id, …`: the columns `dialect::lead_from_row` reads, in order.
 pub(crate) fn lead_select() -> &'static str {
@@ -289,18 +288,6 @@ pub(crate) fn select_in_query<V: Into<Value>>(
     qb.bind_list(values);
     qb.push(")");
     qb
-}
-
-/// Ends a `… WHERE workspace_id = ` statement over a table keyed by time-ordered UUIDs: the
-/// workspace's rows older than `before`, newest first, at most `limit`.
-pub(crate) fn push_newest_first(qb: &mut Sql, ws: WorkspaceId, before: Option<Uuid>, limit: u32) {
-    qb.bind(ws);
-    if let Some(before) = before {
-        qb.push(" AND id < ");
-        qb.bind(before);
-    }
-    qb.push(" ORDER BY id DESC LIMIT ");
-    qb.bind(i64::from(limit));
 }
 
 #[cfg(test)]

@@ -5,10 +5,11 @@
 
 use super::dialect::{Row, Sql};
 use super::events::append_events;
+use super::keyset::KeyOrder;
 use super::{Store, StoreError, StoreResult};
 use crate::domain::{
-    DeliveryId, Event, NewEvent, SealedKey, Timestamp, WEBHOOK_DISABLED, WebhookDelivery, WebhookEndpoint,
-    WebhookId, WorkspaceId,
+    DeliveryId, Event, KeysetPage, NewEvent, Paged, SealedKey, Timestamp, WEBHOOK_DISABLED, WebhookDelivery,
+    WebhookEndpoint, WebhookId, WorkspaceId,
 };
 
 const ENDPOINT_COLUMNS: &str = "SELECT id, workspace_id, url, description, event_types, secret_sealed, \
@@ -260,13 +261,13 @@ impl Store {
         Ok(done)
     }
 
+    /// A page of an endpoint's delivery attempts, newest first.
     pub async fn deliveries(
         &self,
         ws: WorkspaceId,
         endpoint: WebhookId,
-        before: Option<DeliveryId>,
-        limit: u32,
-    ) -> StoreResult<Vec<WebhookDelivery>> {
+        page: &KeysetPage<DeliveryId>,
+    ) -> StoreResult<Paged<WebhookDelivery>> {
         let mut qb = self.sql(
             "SELECT id, workspace_id, endpoint_id, event_seq, event_type, attempt, status, response_body, \
              error, duration_ms, succeeded, created_at FROM webhook_deliveries WHERE workspace_id = ",
@@ -274,13 +275,7 @@ impl Store {
         qb.bind(ws);
         qb.push(" AND endpoint_id = ");
         qb.bind(endpoint);
-        if let Some(before) = before {
-            qb.push(" AND id < ");
-            qb.bind(before);
-        }
-        qb.push(" ORDER BY id DESC LIMIT ");
-        qb.bind(i64::from(limit));
-        let rows = self.fetch_all(qb).await?;
-        rows.iter().map(delivery_from_row).collect::<Result<_, _>>()
+        self.keyset_page(qb, KeyOrder::NEWEST_FIRST, page, delivery_from_row)
+            .await
     }
 }

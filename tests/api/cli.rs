@@ -296,7 +296,12 @@ async fn the_import_command_goes_through_the_import_service() {
             workspace_id: ws.id,
             role: Role::Viewer,
         };
-        let imports = services.imports.imports(&actor, None, 10).await.unwrap();
+        let imports = services
+            .imports
+            .imports(&actor, leadgate::domain::KeysetPage::first(10))
+            .await
+            .unwrap()
+            .items;
         assert_eq!(imports.len(), 1, "{backend:?}");
         assert_eq!(imports[0].status, ImportStatus::Succeeded);
         assert_eq!(imports[0].counts.created, 1);

@@ -191,9 +191,14 @@ async fn bad_rows_are_reported_while_good_rows_go_in() {
         assert_eq!(c.total(), 7);
         assert_eq!(outcome.import.checkpoint.rows_done, 7);
         let errors = store
-            .import_errors(ws.id, outcome.import.id, None, 100)
+            .import_errors(
+                ws.id,
+                outcome.import.id,
+                &leadgate::domain::KeysetPage::first(100),
+            )
             .await
-            .unwrap();
+            .unwrap()
+            .items;
         let rows: Vec<(u64, Option<&str>)> = errors.iter().map(|e| (e.row, e.column.as_deref())).collect();
         assert_eq!(
             rows,
@@ -206,9 +211,14 @@ async fn bad_rows_are_reported_while_good_rows_go_in() {
             "reasons never echo an email"
         );
         let page = store
-            .import_errors(ws.id, outcome.import.id, Some((errors[0].row, errors[0].seq)), 1)
+            .import_errors(
+                ws.id,
+                outcome.import.id,
+                &leadgate::domain::KeysetPage::after((errors[0].row, errors[0].seq), 1),
+            )
             .await
-            .unwrap();
+            .unwrap()
+            .items;
         assert_eq!(page.len(), 1);
         assert_eq!(page[0].row, 4, "the report pages by (row, seq)");
         let leads = leads_by_email(&store, &ws).await;
@@ -222,9 +232,14 @@ async fn bad_rows_are_reported_while_good_rows_go_in() {
         assert!(store.import(other.id, outcome.import.id).await.unwrap().is_none());
         assert!(
             store
-                .import_errors(other.id, outcome.import.id, None, 100)
+                .import_errors(
+                    other.id,
+                    outcome.import.id,
+                    &leadgate::domain::KeysetPage::first(100)
+                )
                 .await
                 .unwrap()
+                .items
                 .is_empty()
         );
     }
@@ -249,13 +264,15 @@ async fn a_dry_run_reports_the_same_counts_and_writes_no_lead() {
         assert_eq!(dry.import.counts, real.import.counts, "{backend:?}");
         assert_eq!(real.import.counts.updated, 1);
         let dry_errors = store
-            .import_errors(ws.id, dry.import.id, None, 100)
+            .import_errors(ws.id, dry.import.id, &leadgate::domain::KeysetPage::first(100))
             .await
-            .unwrap();
+            .unwrap()
+            .items;
         let real_errors = store
-            .import_errors(ws.id, real.import.id, None, 100)
+            .import_errors(ws.id, real.import.id, &leadgate::domain::KeysetPage::first(100))
             .await
-            .unwrap();
+            .unwrap()
+            .items;
         assert_eq!(dry_errors, real_errors);
         assert_eq!(store.lead_counts(ws.id).await.unwrap().active, 3);
     }
@@ -308,9 +325,10 @@ async fn a_tombstoned_email_is_refused() {
             "{backend:?}: the erased person stays out"
         );
         let errors = store
-            .import_errors(ws.id, outcome.import.id, None, 10)
+            .import_errors(ws.id, outcome.import.id, &leadgate::domain::KeysetPage::first(10))
             .await
-            .unwrap();
+            .unwrap()
+            .items;
         assert_eq!(errors.len(), 1);
         assert_eq!((errors[0].row, errors[0].reason.as_str()), (1, ERASED_REASON));
         assert_eq!(
@@ -378,7 +396,11 @@ async fn a_killed_import_resumes_without_duplicates() {
             .unwrap();
         stdin.flush().await.unwrap();
         let first = poll_until(Duration::from_secs(60), "a committed checkpoint", || async {
-            let imports = store.imports(ws.id, None, 10).await.unwrap();
+            let imports = store
+                .imports(ws.id, &leadgate::domain::KeysetPage::first(10))
+                .await
+                .unwrap()
+                .items;
             imports.into_iter().find(|i| i.checkpoint.rows_done > 0)
         })
         .await;
@@ -428,7 +450,15 @@ async fn a_killed_import_resumes_without_duplicates() {
             ROWS as u64 - duplicates,
             "{backend:?}: no lead twice (emails are unique, so counting rows counts emails)"
         );
-        assert_eq!(store.imports(ws.id, None, 10).await.unwrap().len(), 1);
+        assert_eq!(
+            store
+                .imports(ws.id, &leadgate::domain::KeysetPage::first(10))
+                .await
+                .unwrap()
+                .items
+                .len(),
+            1
+        );
 
         // a different file does not resume that import
         let mut child = import_command(dir.path(), &url).spawn().unwrap();
@@ -440,7 +470,15 @@ async fn a_killed_import_resumes_without_duplicates() {
         drop(stdin);
         let out = child.wait_with_output().await.unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(store.imports(ws.id, None, 10).await.unwrap().len(), 2);
+        assert_eq!(
+            store
+                .imports(ws.id, &leadgate::domain::KeysetPage::first(10))
+                .await
+                .unwrap()
+                .items
+                .len(),
+            2
+        );
     }
 }
 
@@ -501,7 +539,11 @@ async fn kill_an_import_midway(
         .unwrap();
     stdin.flush().await.unwrap();
     let first = poll_until(Duration::from_secs(60), "a committed checkpoint", || async {
-        let imports = store.imports(ws.id, None, 10).await.unwrap();
+        let imports = store
+            .imports(ws.id, &leadgate::domain::KeysetPage::first(10))
+            .await
+            .unwrap()
+            .items;
         imports.into_iter().find(|i| i.checkpoint.rows_done > 0)
     })
     .await;
@@ -560,7 +602,12 @@ async fn a_killed_file_import_is_resumed_by_the_next_run_with_every_row_once() {
             "{backend:?}: every row once"
         );
         assert_eq!(
-            store.imports(ws.id, None, 10).await.unwrap().len(),
+            store
+                .imports(ws.id, &leadgate::domain::KeysetPage::first(10))
+                .await
+                .unwrap()
+                .items
+                .len(),
             1,
             "{backend:?}"
         );
@@ -617,7 +664,11 @@ async fn two_processes_racing_to_resume_one_import_write_every_row_once() {
         );
         // a runner that came after the import had finished started its own, which found
         // every lead already there and wrote nothing
-        let imports = store.imports(ws.id, None, 10).await.unwrap();
+        let imports = store
+            .imports(ws.id, &leadgate::domain::KeysetPage::first(10))
+            .await
+            .unwrap()
+            .items;
         for other in imports.iter().filter(|i| i.id != killed.id) {
             assert_eq!(other.status, ImportStatus::Succeeded, "{backend:?}: {other:?}");
             assert_eq!(other.counts.created, 0, "{backend:?}: {other:?}");
@@ -666,9 +717,16 @@ async fn a_dirty_generated_file_of_100k_rows_imports_with_the_expected_counts() 
         let mut after = None;
         loop {
             let page = store
-                .import_errors(ws.id, outcome.import.id, after, 1_000)
+                .import_errors(
+                    ws.id,
+                    outcome.import.id,
+                    &after.map_or(leadgate::domain::KeysetPage::first(1_000), |k| {
+                        leadgate::domain::KeysetPage::after(k, 1_000)
+                    }),
+                )
                 .await
-                .unwrap();
+                .unwrap()
+                .items;
             let Some(last) = page.last() else { break };
             after = Some((last.row, last.seq));
             for e in page {
@@ -723,9 +781,10 @@ async fn an_uploaded_file_is_imported_by_a_job_and_its_upload_deleted() {
         assert!(
             app.services
                 .imports
-                .imports(&actor(Role::Admin), None, 10)
+                .imports(&actor(Role::Admin), leadgate::domain::KeysetPage::first(10))
                 .await
                 .unwrap()
+                .items
                 .is_empty()
         );
 

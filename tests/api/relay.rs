@@ -1,5 +1,6 @@
-//! The `leads` connection: keyset paging both ways under every order, filters, counts, and
-//! the errors for bad paging arguments.
+//! The Relay connections: `leads` (keyset paging both ways under every order, filters, counts,
+//! the errors for bad paging arguments), and every other connection field walked both ways
+//! against a reference list the test builds from what it created.
 
 use crate::helpers::{TestApp, backends, first_code, spawn_app};
 use leadgate::domain::{Lead, LeadStatus, Role};
@@ -345,5 +346,526 @@ async fn total_count_is_exact_unfiltered_and_follows_archiving() {
         let token = app.token_in(&app.other, Role::Viewer);
         let (_, body) = app.post(Some(&token), json!({"query": q})).await;
         assert_eq!(body["data"]["leads"]["totalCount"], json!(0), "{backend:?}");
+    }
+}
+
+// ---- every connection field, walked both ways against a reference list ----
+
+const PAGE_ARGS: &str = "first: $first, after: $after, last: $last, before: $before";
+const PAGE_INFO: &str = "pageInfo { hasNextPage hasPreviousPage startCursor endCursor }";
+
+/// One connection field under test.
+struct Listing {
+    name: &'static str,
+    query: String,
+    /// Variables besides the paging ones.
+    vars: Value,
+    /// JSON pointer to the connection in `data`.
+    at: &'static str,
+    /// What identifies a node (a field of the node selection).
+    key: &'static str,
+    max: i64,
+    /// The node keys in the order the connection lists them.
+    expected: Vec<String>,
+}
+
+/// A query over one connection field: `open` is everything up to the field's selection set,
+/// `close` what closes the fields around it.
+fn listing_query(extra_vars: &str, open: &str, close: &str, key: &str) -> String {
+    format!(
+        "query($first: Int, $after: String, $last: Int, $before: String{extra_vars}) {{ {open} {{ \
+         edges {{ cursor node {{ {key} }} }} {PAGE_INFO} }} {close} }}"
+    )
+}
+
+impl Listing {
+    fn variables(&self, paging: Value) -> Value {
+        let mut vars = self.vars.clone();
+        for (k, v) in paging.as_object().unwrap() {
+            vars[k] = v.clone();
+        }
+        vars
+    }
+
+    async fn page(&self, app: &TestApp, paging: Value) -> Value {
+        let data = app.gql(Role::Admin, &self.query, self.variables(paging)).await;
+        data.pointer(self.at)
+            .unwrap_or_else(|| panic!("{}: no connection in {data}", self.name))
+            .clone()
+    }
+
+    async fn refused(&self, app: &TestApp, paging: Value, what: &str) {
+        let body = app
+            .gql_err(Role::Admin, &self.query, self.variables(paging))
+            .await;
+        assert_eq!(
+            first_code(&body),
+            "BAD_USER_INPUT",
+            "{} {what}: {body}",
+            self.name
+        );
+    }
+
+    /// The page's node keys and cursors; checks `startCursor` and `endCursor` against them.
+    fn read(&self, page: &Value) -> (Vec<String>, Vec<String>) {
+        let edges = page["edges"].as_array().unwrap();
+        let keys: Vec<String> = edges
+            .iter()
+            .map(|e| e["node"][self.key].as_str().unwrap().to_owned())
+            .collect();
+        let cursors: Vec<String> = edges
+            .iter()
+            .map(|e| e["cursor"].as_str().unwrap().to_owned())
+            .collect();
+        let info = &page["pageInfo"];
+        assert_eq!(
+            info["startCursor"].as_str(),
+            cursors.first().map(String::as_str),
+            "{}",
+            self.name
+        );
+        assert_eq!(
+            info["endCursor"].as_str(),
+            cursors.last().map(String::as_str),
+            "{}",
+            self.name
+        );
+        (keys, cursors)
+    }
+
+    /// Pages forward with `first`/`after` to the end; returns every key and cursor met.
+    async fn walk_forward(&self, app: &TestApp, size: i64) -> (Vec<String>, Vec<String>) {
+        let total = self.expected.len();
+        let (mut keys, mut cursors) = (Vec::new(), Vec::new());
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.page(app, json!({"first": size, "after": after})).await;
+            let (k, c) = self.read(&page);
+            let at = format!("{} forward after {} edges", self.name, keys.len());
+            assert_eq!(k.len(), (total - keys.len()).min(size as usize), "{at}");
+            keys.extend(k);
+            cursors.extend(c);
+            let info = &page["pageInfo"];
+            assert_eq!(info["hasPreviousPage"], json!(after.is_some()), "{at}");
+            assert_eq!(info["hasNextPage"], json!(keys.len() < total), "{at}");
+            if keys.len() == total {
+                return (keys, cursors);
+            }
+            after = Some(cursors.last().unwrap().clone());
+        }
+    }
+
+    /// Pages backward with `last`/`before` to the start; returns the keys in connection order.
+    async fn walk_backward(&self, app: &TestApp, size: i64) -> Vec<String> {
+        let total = self.expected.len();
+        let mut keys: Vec<String> = Vec::new();
+        let mut before: Option<String> = None;
+        loop {
+            let page = self.page(app, json!({"last": size, "before": before})).await;
+            let (mut k, c) = self.read(&page);
+            let at = format!("{} backward before {} edges", self.name, keys.len());
+            assert_eq!(k.len(), (total - keys.len()).min(size as usize), "{at}");
+            k.extend(keys);
+            keys = k;
+            let info = &page["pageInfo"];
+            assert_eq!(info["hasNextPage"], json!(before.is_some()), "{at}");
+            assert_eq!(info["hasPreviousPage"], json!(keys.len() < total), "{at}");
+            if keys.len() == total {
+                return keys;
+            }
+            before = Some(c.first().unwrap().clone());
+        }
+    }
+
+    /// Walks both ways, pages a window between two cursors, and checks the refusals; returns
+    /// the first cursor, for the other connections to refuse.
+    async fn check(&self, app: &TestApp) -> String {
+        let size = 3;
+        assert!(
+            self.expected.len() > 2 * size as usize,
+            "{}: too few items",
+            self.name
+        );
+        let (forward, cursors) = self.walk_forward(app, size).await;
+        assert_eq!(forward, self.expected, "{} forward", self.name);
+        let backward = self.walk_backward(app, size).await;
+        assert_eq!(backward, self.expected, "{} backward", self.name);
+
+        // a window between two cursors, from either end
+        let n = self.expected.len();
+        let (from, to) = (&cursors[0], &cursors[n - 1]);
+        for paging in [
+            json!({"first": self.max, "after": from, "before": to}),
+            json!({"last": self.max, "after": from, "before": to}),
+        ] {
+            let page = self.page(app, paging.clone()).await;
+            let (keys, _) = self.read(&page);
+            assert_eq!(keys, self.expected[1..n - 1].to_vec(), "{} {paging}", self.name);
+        }
+        // no edges: the flags still tell what lies around
+        let page = self.page(app, json!({"first": 0, "after": from})).await;
+        assert_eq!(self.read(&page).0, Vec::<String>::new());
+        assert_eq!(
+            page["pageInfo"],
+            json!({"hasNextPage": true, "hasPreviousPage": true, "startCursor": null, "endCursor": null}),
+            "{}",
+            self.name
+        );
+
+        let garbage = {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("xx1:1")
+        };
+        for (paging, what) in [
+            (json!({"first": 1, "last": 1}), "first and last"),
+            (json!({"first": -1}), "negative first"),
+            (json!({"last": -1}), "negative last"),
+            (json!({"first": self.max + 1}), "first over the maximum"),
+            (json!({"last": self.max + 1}), "last over the maximum"),
+            (json!({"first": 1, "after": "not a cursor!"}), "malformed after"),
+            (json!({"last": 1, "before": garbage}), "unknown before"),
+        ] {
+            self.refused(app, paging, what).await;
+        }
+        cursors[0].clone()
+    }
+}
+
+/// The global id a `kind` node of `id` has.
+fn global_id(kind: &str, id: impl std::fmt::Display) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{kind}:{id}"))
+}
+
+/// The uuid of an object's global id.
+fn uuid_of(global: &str) -> uuid::Uuid {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(global)
+        .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    text.split_once(':').unwrap().1.parse().unwrap()
+}
+
+/// Newest first: the ids sorted from the largest down.
+fn newest_first<T: Ord + Clone>(ids: &[T]) -> Vec<T> {
+    let mut sorted = ids.to_vec();
+    sorted.sort();
+    sorted.reverse();
+    sorted
+}
+
+const ITEMS: usize = 8;
+
+/// Every connection field of the schema, with `ITEMS` items (or more) created in the test
+/// workspace and the order each lists them in.
+async fn listings(app: &TestApp) -> Vec<Listing> {
+    use leadgate::domain::{
+        Import, ImportErrorRow, JobFailure, NewJob, RetentionCounts, RetentionRun, RetentionRunId,
+        RunTrigger, WebhookDelivery, WebhookId, now,
+    };
+    let store = &app.services.store;
+    let ws = app.workspace.id;
+
+    // imports, one of them with an error report of several errors per row
+    let mut report = Import::new(ws, "csv", json!({}), "report.csv", now());
+    store.create_import(&report).await.unwrap();
+    let mut imports = vec![report.id];
+    for i in 0..ITEMS {
+        let import = Import::new(ws, "csv", json!({}), &format!("f{i}.csv"), now());
+        store.create_import(&import).await.unwrap();
+        imports.push(import.id);
+    }
+    let mut errors: Vec<ImportErrorRow> = (1..=4u64)
+        .flat_map(|row| {
+            (0..3u32).map(move |seq| ImportErrorRow {
+                row,
+                seq,
+                column: None,
+                reason: format!("row {row} error {seq}"),
+                email_hash: None,
+            })
+        })
+        .collect();
+    // written out of order; the report lists them by (row, seq)
+    errors.reverse();
+    report.checkpoint.rows_done = 4;
+    store
+        .commit_import_chunk(&leadgate::store::ImportChunk {
+            import: &report,
+            previous_rows_done: 0,
+            created: &[],
+            updated: &[],
+            errors: &errors,
+        })
+        .await
+        .unwrap();
+    let mut error_order: Vec<(u64, u32, String)> =
+        errors.iter().map(|e| (e.row, e.seq, e.reason.clone())).collect();
+    error_order.sort();
+
+    // dead jobs, of a kind no worker runs
+    let mut dead = Vec::new();
+    for i in 0..ITEMS {
+        let at = now();
+        let job = NewJob::new("relay.test", json!({"i": i})).in_workspace(ws);
+        let id = store.enqueue_job(&job, 1, at).await.unwrap().id;
+        let lease = leadgate::store::Lease {
+            token: format!("lease-{i}"),
+            until: at + chrono::TimeDelta::seconds(60),
+        };
+        let claimed = store
+            .claim_jobs(&["relay.test"], 1, &lease, at)
+            .await
+            .unwrap()
+            .remove(0);
+        let failure = JobFailure {
+            attempt: claimed.attempts,
+            at,
+            error: "boom".into(),
+        };
+        assert!(store.fail_job(&claimed, &failure, None).await.unwrap());
+        dead.push(id.as_i64());
+    }
+
+    // deliveries to an endpoint for an event nothing here causes
+    let data = app
+        .gql(
+            Role::Admin,
+            "mutation { createWebhookEndpoint(input: {url: \"https://hooks.example/relay\", eventTypes: [WEBHOOK_DISABLED]}) { endpoint { id } } }",
+            json!({}),
+        )
+        .await;
+    let endpoint = WebhookId::from_uuid(uuid_of(
+        data["createWebhookEndpoint"]["endpoint"]["id"].as_str().unwrap(),
+    ));
+    let start = now();
+    let mut deliveries = Vec::new();
+    for i in 0..ITEMS {
+        let at = start + chrono::TimeDelta::seconds(i as i64);
+        let body = format!("delivery {i}");
+        store
+            .record_delivery(&WebhookDelivery {
+                id: leadgate::domain::DeliveryId::from_i64(0),
+                workspace_id: ws,
+                endpoint_id: endpoint,
+                event_seq: i as i64 + 1,
+                event_type: "webhook.disabled".into(),
+                attempt: 1,
+                status: Some(500),
+                response_body: Some(body.clone()),
+                error: None,
+                duration_ms: 1,
+                succeeded: false,
+                at,
+            })
+            .await
+            .unwrap();
+        deliveries.push((at, body));
+    }
+    deliveries.sort();
+    deliveries.reverse();
+
+    // retention runs
+    let mut runs = Vec::new();
+    for _ in 0..ITEMS {
+        let run = RetentionRun {
+            id: RetentionRunId::new(),
+            workspace_id: ws,
+            trigger: RunTrigger::Manual,
+            dry_run: true,
+            started_at: now(),
+            finished_at: None,
+            counts: RetentionCounts::default(),
+            error: None,
+        };
+        store.save_retention_run(&run).await.unwrap();
+        runs.push(run.id.as_uuid());
+    }
+
+    // erasures of leads made for the purpose
+    let doomed = app
+        .create_leads(
+            (0..ITEMS)
+                .map(|i| json!({"email": format!("gone{i}@relay.example")}))
+                .collect(),
+        )
+        .await;
+    let mut erasures = Vec::new();
+    for id in doomed {
+        let data = app
+            .gql(
+                Role::Admin,
+                "mutation($id: ID!) { eraseLead(id: $id) { id } }",
+                json!({"id": id}),
+            )
+            .await;
+        erasures.push(uuid_of(data["eraseLead"]["id"].as_str().unwrap()));
+    }
+
+    // leads, one by one: the default order is the order they were created in
+    let mut leads = Vec::new();
+    for i in 0..ITEMS {
+        let lead = app
+            .create_lead(json!({"email": format!("kept{i}@relay.example")}))
+            .await;
+        leads.push(lead["id"].as_str().unwrap().to_owned());
+    }
+
+    let report_id = global_id("Import", report.id);
+    vec![
+        Listing {
+            name: "leads",
+            query: listing_query("", &format!("leads({PAGE_ARGS})"), "", "id"),
+            vars: json!({}),
+            at: "/leads",
+            key: "id",
+            max: 500,
+            expected: leads,
+        },
+        Listing {
+            name: "imports",
+            query: listing_query("", &format!("imports({PAGE_ARGS})"), "", "id"),
+            vars: json!({}),
+            at: "/imports",
+            key: "id",
+            max: 100,
+            expected: newest_first(&imports)
+                .into_iter()
+                .map(|id| global_id("Import", id))
+                .collect(),
+        },
+        Listing {
+            name: "Import.errors",
+            query: listing_query(
+                ", $import: ID!",
+                &format!("node(id: $import) {{ ... on Import {{ errors({PAGE_ARGS})"),
+                "} }",
+                "reason",
+            ),
+            vars: json!({"import": report_id}),
+            at: "/node/errors",
+            key: "reason",
+            max: 1000,
+            expected: error_order.into_iter().map(|(_, _, reason)| reason).collect(),
+        },
+        Listing {
+            name: "JobQueue.dead",
+            query: listing_query("", &format!("jobQueue {{ dead({PAGE_ARGS})"), "}", "id"),
+            vars: json!({}),
+            at: "/jobQueue/dead",
+            key: "id",
+            max: 100,
+            expected: newest_first(&dead)
+                .into_iter()
+                .map(|id| global_id("Job", id))
+                .collect(),
+        },
+        Listing {
+            name: "WebhookEndpoint.deliveries",
+            query: listing_query(
+                "",
+                &format!("webhookEndpoints {{ deliveries({PAGE_ARGS})"),
+                "}",
+                "responseBody",
+            ),
+            vars: json!({}),
+            at: "/webhookEndpoints/0/deliveries",
+            key: "responseBody",
+            max: 100,
+            expected: deliveries.into_iter().map(|(_, body)| body).collect(),
+        },
+        Listing {
+            name: "retentionRuns",
+            query: listing_query("", &format!("retentionRuns({PAGE_ARGS})"), "", "id"),
+            vars: json!({}),
+            at: "/retentionRuns",
+            key: "id",
+            max: 100,
+            expected: newest_first(&runs)
+                .into_iter()
+                .map(|id| global_id("RetentionRun", id))
+                .collect(),
+        },
+        Listing {
+            name: "erasures",
+            query: listing_query("", &format!("erasures({PAGE_ARGS})"), "", "id"),
+            vars: json!({}),
+            at: "/erasures",
+            key: "id",
+            max: 100,
+            expected: newest_first(&erasures)
+                .into_iter()
+                .map(|id| global_id("Erasure", id))
+                .collect(),
+        },
+    ]
+}
+
+/// The connection fields of the committed schema: `Type.field` of every field whose type is
+/// a `…Connection` (`field` alone on the query root).
+fn schema_connection_fields() -> Vec<String> {
+    use async_graphql::parser::types::{BaseType, TypeKind, TypeSystemDefinition};
+    let sdl = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql")).unwrap();
+    let document = async_graphql::parser::parse_schema(&sdl).unwrap();
+    let mut fields = Vec::new();
+    for definition in document.definitions {
+        let TypeSystemDefinition::Type(ty) = definition else {
+            continue;
+        };
+        let TypeKind::Object(object) = &ty.node.kind else {
+            continue;
+        };
+        for field in &object.fields {
+            let BaseType::Named(returns) = &field.node.ty.node.base else {
+                continue;
+            };
+            if returns.ends_with("Connection") {
+                fields.push(match ty.node.name.node.as_str() {
+                    "Query" => field.node.name.node.to_string(),
+                    owner => format!("{owner}.{}", field.node.name.node),
+                });
+            }
+        }
+    }
+    fields.sort();
+    fields
+}
+
+#[tokio::test]
+async fn every_connection_pages_both_ways_like_its_reference_list() {
+    for backend in backends() {
+        let app = spawn_app(backend).await;
+        let listings = listings(&app).await;
+        let mut first_cursors = Vec::new();
+        for listing in &listings {
+            first_cursors.push((listing.name, listing.check(&app).await));
+        }
+        // a cursor of one connection is refused by every other
+        for listing in &listings {
+            for (name, cursor) in first_cursors.iter().filter(|(name, _)| *name != listing.name) {
+                listing
+                    .refused(
+                        &app,
+                        json!({"first": 1, "after": cursor}),
+                        &format!("{name}'s cursor as after"),
+                    )
+                    .await;
+                listing
+                    .refused(
+                        &app,
+                        json!({"last": 1, "before": cursor}),
+                        &format!("{name}'s cursor as before"),
+                    )
+                    .await;
+            }
+        }
+        let mut covered: Vec<&str> = listings.iter().map(|l| l.name).collect();
+        covered.sort_unstable();
+        assert_eq!(
+            covered,
+            schema_connection_fields(),
+            "every connection field of schema.graphql is walked here"
+        );
     }
 }

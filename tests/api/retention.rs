@@ -387,7 +387,11 @@ async fn the_daily_tick_queues_a_run_per_workspace_with_a_policy() {
         };
         assert_eq!(tick.fire().await.unwrap(), 1, "{backend:?}");
         let runs = poll_until(Duration::from_secs(20), "the scheduled run to finish", || async {
-            let runs = store.retention_runs(app.workspace.id, None, 10).await.unwrap();
+            let runs = store
+                .retention_runs(app.workspace.id, &leadgate::domain::KeysetPage::first(10))
+                .await
+                .unwrap()
+                .items;
             runs.iter().all(|r| r.finished_at.is_some()).then_some(runs)
         })
         .await;
@@ -396,9 +400,10 @@ async fn the_daily_tick_queues_a_run_per_workspace_with_a_policy() {
         assert!(!runs[0].dry_run);
         assert!(
             store
-                .retention_runs(app.other.id, None, 10)
+                .retention_runs(app.other.id, &leadgate::domain::KeysetPage::first(10))
                 .await
                 .unwrap()
+                .items
                 .is_empty()
         );
         let listed = app.gql(Role::Admin, RUNS, json!({})).await;
@@ -487,7 +492,7 @@ async fn bad_days_cursors_and_roles_are_refused_and_nothing_changes() {
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("er1:{}", uuid::Uuid::now_v7()))
         };
         for (vars, what) in [
-            (json!({"first": 0}), "first 0"),
+            (json!({"first": -1}), "first -1"),
             (json!({"first": 101}), "first 101"),
             (json!({"after": "garbage"}), "bad cursor"),
             (json!({"after": erasure_cursor}), "an erasure cursor"),
@@ -498,9 +503,10 @@ async fn bad_days_cursors_and_roles_are_refused_and_nothing_changes() {
         assert!(
             app.services
                 .store
-                .retention_runs(app.workspace.id, None, 10)
+                .retention_runs(app.workspace.id, &leadgate::domain::KeysetPage::first(10))
                 .await
                 .unwrap()
+                .items
                 .is_empty()
         );
     }

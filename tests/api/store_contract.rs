@@ -1842,15 +1842,27 @@ mod jobs {
                 ids.push(id);
             }
             let scope = JobScope::Workspace(mine.id);
-            let page = store.dead_jobs(scope, None, None, 2).await.unwrap();
+            let page = store
+                .dead_jobs(scope, None, &leadgate::domain::KeysetPage::first(2))
+                .await
+                .unwrap()
+                .items;
             assert_eq!(
                 page.iter().map(|j| j.id).collect::<Vec<_>>(),
                 vec![ids[2], ids[1]],
                 "{backend:?}"
             );
-            let rest = store.dead_jobs(scope, None, Some(ids[1]), 2).await.unwrap();
+            let rest = store
+                .dead_jobs(scope, None, &leadgate::domain::KeysetPage::after(ids[1], 2))
+                .await
+                .unwrap()
+                .items;
             assert_eq!(rest.iter().map(|j| j.id).collect::<Vec<_>>(), vec![ids[0]]);
-            let of_a = store.dead_jobs(scope, Some("a"), None, 10).await.unwrap();
+            let of_a = store
+                .dead_jobs(scope, Some("a"), &leadgate::domain::KeysetPage::first(10))
+                .await
+                .unwrap()
+                .items;
             assert_eq!(of_a.len(), 2);
 
             let stats = store.job_stats(scope).await.unwrap();
