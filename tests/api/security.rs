@@ -508,44 +508,53 @@ async fn webhooks_to_internal_addresses_are_refused_at_registration() {
 #[tokio::test]
 async fn a_delivery_to_an_address_refused_at_send_time_fails_once_with_the_reason() {
     for backend in backends() {
-        let app = delivering(backend, &[FAKES_NET]).await;
-        let receiver = receiver_on("127.0.0.2").await;
-        // registered while 127.0.0.2 was allowed (as a name that resolved elsewhere then would be)
-        let mut earlier = app.services.webhooks.clone();
-        earlier.set_outbound(leadgate::net::OutboundPolicy::new([leadgate::net::parse_net(
-            "127.0.0.0/8",
-        )
-        .unwrap()]));
-        let admin = leadgate::service::Actor {
-            subject: "tester".into(),
-            workspace_id: app.workspace.id,
-            role: Role::Admin,
-        };
-        earlier
-            .create(&admin, &receiver.uri(), &["lead.created".to_owned()], None)
-            .await
-            .expect("registered under the old policy");
-        app.create_lead(json!({"email": "moved@example.com"})).await;
+        // a literal address, and a name resolved when the delivery connects
+        for by_name in [false, true] {
+            let (allow, ip): (&[&str], &str) = if by_name {
+                (&[], "127.0.0.1")
+            } else {
+                (&[FAKES_NET], "127.0.0.2")
+            };
+            let app = delivering(backend, allow).await;
+            let receiver = receiver_on(ip).await;
+            let (url, reason) = if by_name {
+                let port = receiver.address().port();
+                (format!("http://localhost:{port}/"), "localhost resolves to")
+            } else {
+                (receiver.uri(), "127.0.0.2 is a loopback address")
+            };
+            // registered while loopback was allowed, as a name that moved since would have been
+            let mut earlier = app.services.webhooks.clone();
+            earlier.set_outbound(leadgate::net::OutboundPolicy::new([
+                leadgate::net::parse_net("127.0.0.0/8").unwrap(),
+                leadgate::net::parse_net("::1").unwrap(),
+            ]));
+            let admin = leadgate::service::Actor {
+                subject: "tester".into(),
+                workspace_id: app.workspace.id,
+                role: Role::Admin,
+            };
+            earlier
+                .create(&admin, &url, &["lead.created".to_owned()], None)
+                .await
+                .expect("registered under the old policy");
+            app.create_lead(json!({"email": "moved@example.com"})).await;
 
-        let dead = dead_delivery(&app).await;
-        assert_eq!(dead["attempts"], 1, "{backend:?}: not retried: {dead}");
-        let error = dead["errors"][0]["error"].as_str().unwrap();
-        assert!(error.contains("127.0.0.2 is a loopback address"), "{error}");
-        let log = deliveries(&app, 1).await;
-        assert_eq!(log.len(), 1, "{log:?}");
-        assert_eq!(log[0]["succeeded"], false);
-        assert_eq!(log[0]["statusCode"], Value::Null);
-        assert!(
-            log[0]["error"]
-                .as_str()
-                .unwrap()
-                .contains("127.0.0.2 is a loopback address"),
-            "{log:?}"
-        );
-        assert!(
-            receiver.received_requests().await.unwrap().is_empty(),
-            "{backend:?}"
-        );
+            let dead = dead_delivery(&app).await;
+            assert_eq!(dead["attempts"], 1, "{backend:?} {url}: not retried: {dead}");
+            let error = dead["errors"][0]["error"].as_str().unwrap();
+            assert!(error.contains(reason), "{url}: {error}");
+            assert!(error.contains("a loopback address"), "{url}: {error}");
+            let log = deliveries(&app, 1).await;
+            assert_eq!(log.len(), 1, "{log:?}");
+            assert_eq!(log[0]["succeeded"], false);
+            assert_eq!(log[0]["statusCode"], Value::Null);
+            assert!(log[0]["error"].as_str().unwrap().contains(reason), "{log:?}");
+            assert!(
+                receiver.received_requests().await.unwrap().is_empty(),
+                "{backend:?} {url}: the receiver was contacted"
+            );
+        }
     }
 }
 
