@@ -11,7 +11,7 @@ use crate::enrich::{EnrichOptions, Enricher};
 use crate::events::Bus;
 use crate::events::delivery::{self, DeliveryHandler, Dispatcher};
 use crate::events::webhooks::Deliverer;
-use crate::graphql::{Gateway, Limits};
+use crate::graphql::Gateway;
 use crate::http::{HttpConfig, router};
 use crate::jobs::worker::Workers;
 use crate::jobs::{Registry, builtin};
@@ -116,6 +116,7 @@ pub fn services_with(settings: &Settings, enrich: EnrichOptions, store: Store) -
     let enricher = enricher(settings, enrich, store.clone(), bus.clone())?;
     let mut services = Services::new(store, enricher, bus, sealer(settings)?);
     services.exports.set_batch_size(settings.export_batch_size);
+    services.webhooks.set_outbound(settings.outbound_policy());
     Ok(services)
 }
 
@@ -137,7 +138,8 @@ pub fn registry(settings: &Settings, services: &Services) -> anyhow::Result<Regi
             services.store.clone(),
             sealer(settings)?,
             settings.webhook_options(),
-        ),
+        )
+        .context("cannot build the webhook HTTP client")?,
         bus: services.events.bus().clone(),
         retry_base: Duration::from_millis(settings.webhook_retry_base_ms),
     };
@@ -210,13 +212,7 @@ pub async fn assemble(
     } else {
         None
     };
-    let limits = Limits {
-        depth: settings.max_depth,
-        complexity: settings.max_complexity,
-        aliases: settings.max_aliases,
-        batch: settings.max_batch,
-    };
-    let gateway = Gateway::new(services.clone(), limits);
+    let gateway = Gateway::new(services.clone(), settings.graphql_limits());
     let http = HttpConfig {
         max_body_bytes: settings.max_body_bytes,
         max_upload_bytes: usize::try_from(settings.import_max_upload_mb.saturating_mul(1 << 20))

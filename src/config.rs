@@ -50,6 +50,16 @@ pub struct Settings {
     pub max_complexity: usize,
     /// Maximum aliased fields per document.
     pub max_aliases: usize,
+    /// Most times one field (one response key) may be selected in one selection set, fields of
+    /// fragments spread into it included. Fragment-heavy clients select `id` once per fragment.
+    pub max_field_repeats: usize,
+    /// Most directives on one field (or fragment spread, inline fragment, operation).
+    pub max_directives: usize,
+    /// Who may introspect the schema (`__schema`, `__type`): `authenticated` (callers with a
+    /// valid token), `always` or `never`. Unset: `always` under `serve --demo`, else
+    /// `authenticated`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub introspection: Option<Introspection>,
     /// Seconds a request may take before it is answered with 408.
     pub request_timeout_secs: u64,
     /// Milliseconds a WebSocket client may take to send `connection_init` (then 4408).
@@ -105,6 +115,11 @@ pub struct Settings {
     pub webhook_retry_base_ms: u64,
     /// Dead-lettered deliveries in a row after which an endpoint is switched off.
     pub webhook_disable_after: u32,
+    /// Internal addresses that requests to user-given URLs (webhook receivers) may reach, as
+    /// CIDRs (`10.0.0.0/8`, `127.0.0.1/32`). Without an entry, loopback, private, link-local,
+    /// carrier-grade NAT, multicast, reserved and cloud metadata addresses are refused, also
+    /// when a name resolves to them; `serve --demo` adds loopback (127.0.0.0/8, ::1).
+    pub outbound_allow: Vec<String>,
     /// Whether `serve` runs job workers in-process (`--no-workers` turns them off).
     pub workers: bool,
     /// Jobs one process runs at once.
@@ -137,6 +152,22 @@ pub struct Settings {
     pub log: String,
     /// `text` or `json`.
     pub log_format: LogFormat,
+    /// Not a setting: set by `serve --demo`, whose defaults differ (introspection for everyone,
+    /// "Did you mean" suggestions, loopback receivers allowed).
+    #[serde(skip)]
+    pub demo: bool,
+}
+
+/// Who may introspect the schema.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Introspection {
+    /// Callers with a valid token.
+    Authenticated,
+    /// Everyone.
+    Always,
+    /// No one.
+    Never,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
@@ -162,6 +193,9 @@ impl Default for Settings {
             max_depth: 15,
             max_complexity: 20_000,
             max_aliases: 30,
+            max_field_repeats: 20,
+            max_directives: 5,
+            introspection: None,
             request_timeout_secs: 30,
             ws_init_timeout_ms: 10_000,
             ws_keepalive_ms: 12_000,
@@ -187,6 +221,7 @@ impl Default for Settings {
             webhook_max_attempts: 8,
             webhook_retry_base_ms: 30_000,
             webhook_disable_after: 5,
+            outbound_allow: Vec::new(),
             workers: true,
             worker_concurrency: 8,
             job_visibility_timeout_secs: 60,
@@ -201,6 +236,7 @@ impl Default for Settings {
             backup_keep: 7,
             log: "info".into(),
             log_format: LogFormat::Text,
+            demo: false,
         }
     }
 }
@@ -278,6 +314,16 @@ impl Settings {
                 "max_depth",
                 "must be at least 13, or the introspection query fails",
             );
+        }
+        if self.max_field_repeats == 0 {
+            return invalid("max_field_repeats", "must be at least 1");
+        }
+        if let Some(e) = self
+            .outbound_allow
+            .iter()
+            .find_map(|raw| crate::net::parse_net(raw).err())
+        {
+            return invalid("outbound_allow", &e);
         }
         if let Err(e) =
             crate::jobs::schedule::CronSchedule::parse("retention_schedule", &self.retention_schedule, "UTC")
@@ -432,6 +478,46 @@ impl Settings {
             timeout: std::time::Duration::from_millis(self.webhook_timeout_ms.max(1)),
             disable_after: self.webhook_disable_after.max(1),
             max_attempts: self.webhook_max_attempts.max(1),
+            outbound: self.outbound_policy(),
+        }
+    }
+
+    /// Where requests to user-given URLs may go: public addresses, and the internal ones
+    /// `outbound_allow` names (plus loopback in demo mode).
+    pub fn outbound_policy(&self) -> crate::net::OutboundPolicy {
+        let demo: &[&str] = if self.demo {
+            &["127.0.0.0/8", "::1/128"]
+        } else {
+            &[]
+        };
+        crate::net::OutboundPolicy::new(
+            self.outbound_allow
+                .iter()
+                .map(String::as_str)
+                .chain(demo.iter().copied())
+                .filter_map(|raw| crate::net::parse_net(raw).ok()),
+        )
+    }
+
+    /// The GraphQL document limits and policies.
+    pub fn graphql_limits(&self) -> crate::graphql::Limits {
+        use crate::graphql::IntrospectionPolicy as Policy;
+        let introspection = match self.introspection {
+            Some(Introspection::Always) => Policy::Always,
+            Some(Introspection::Authenticated) => Policy::Authenticated,
+            Some(Introspection::Never) => Policy::Never,
+            None if self.demo => Policy::Always,
+            None => Policy::Authenticated,
+        };
+        crate::graphql::Limits {
+            depth: self.max_depth,
+            complexity: self.max_complexity,
+            aliases: self.max_aliases,
+            batch: self.max_batch,
+            field_repeats: self.max_field_repeats,
+            directives: self.max_directives,
+            introspection,
+            suggestions: self.demo,
         }
     }
 
@@ -514,6 +600,64 @@ mod tests {
             ..Settings::default()
         };
         nightly.validate().unwrap();
+    }
+
+    #[test]
+    fn demo_mode_changes_only_the_defaults_it_names() {
+        use crate::graphql::IntrospectionPolicy;
+        let plain = Settings::default();
+        let limits = plain.graphql_limits();
+        assert_eq!(limits.introspection, IntrospectionPolicy::Authenticated);
+        assert!(!limits.suggestions);
+        let loopback = "127.0.0.1".parse().unwrap();
+        assert!(plain.outbound_policy().check_ip(loopback).is_err());
+        let demo = Settings {
+            demo: true,
+            ..Settings::default()
+        };
+        assert_eq!(demo.graphql_limits().introspection, IntrospectionPolicy::Always);
+        assert!(demo.graphql_limits().suggestions);
+        demo.outbound_policy().check_ip(loopback).unwrap();
+        demo.outbound_policy().check_ip("::1".parse().unwrap()).unwrap();
+        assert!(
+            demo.outbound_policy()
+                .check_ip("10.0.0.1".parse().unwrap())
+                .is_err()
+        );
+        // an explicit policy wins over the demo default
+        let never = Settings {
+            demo: true,
+            introspection: Some(Introspection::Never),
+            ..Settings::default()
+        };
+        assert_eq!(never.graphql_limits().introspection, IntrospectionPolicy::Never);
+    }
+
+    #[test]
+    fn the_outbound_allow_list_is_comma_separated_cidrs() {
+        let none = Flags::default();
+        let s = load(
+            "",
+            &[("LEADGATE_OUTBOUND_ALLOW", "127.0.0.1/32, 10.0.0.0/8,::1")],
+            &none,
+        )
+        .unwrap();
+        assert_eq!(s.outbound_allow, ["127.0.0.1/32", "10.0.0.0/8", "::1"]);
+        let policy = s.outbound_policy();
+        policy.check_ip("10.9.9.9".parse().unwrap()).unwrap();
+        policy.check_ip("::1".parse().unwrap()).unwrap();
+        assert!(policy.check_ip("127.0.0.2".parse().unwrap()).is_err());
+        let s = load("outbound_allow = [\"192.168.0.0/16\"]", &[], &none).unwrap();
+        assert_eq!(s.outbound_allow, ["192.168.0.0/16"]);
+        let err = load("", &[("LEADGATE_OUTBOUND_ALLOW", "10.0.0.0/8,intranet")], &none)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`outbound_allow` (from LEADGATE_OUTBOUND_ALLOW)") && err.contains("`intranet`"),
+            "{err}"
+        );
+        let s = load("", &[("LEADGATE_INTROSPECTION", "never")], &none).unwrap();
+        assert_eq!(s.introspection, Some(Introspection::Never));
     }
 
     #[test]

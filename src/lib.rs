@@ -15,6 +15,7 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod jobs;
+pub mod net;
 pub mod ops;
 pub mod service;
 pub mod store;

@@ -3,7 +3,7 @@
 //! groups through serde as the top layer (`config::Flags`), so no flag is copied by hand. Help
 //! texts are short; `cli::command` appends each setting's `LEADGATE_*` variable.
 
-use crate::config::LogFormat;
+use crate::config::{Introspection, LogFormat};
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Serialize, Serializer};
@@ -91,6 +91,15 @@ pub struct HttpFlags {
     /// Maximum aliased fields per document.
     #[arg(long, value_name = "N")]
     pub max_aliases: Option<usize>,
+    /// Most selections of one field (response key) in one selection set.
+    #[arg(long, value_name = "N")]
+    pub max_field_repeats: Option<usize>,
+    /// Most directives on one field.
+    #[arg(long, value_name = "N")]
+    pub max_directives: Option<usize>,
+    /// Who may introspect the schema (default: authenticated; always with --demo).
+    #[arg(long, value_enum)]
+    pub introspection: Option<Introspection>,
 }
 
 /// Exports: `serve` (the HTTP endpoint) and `export`.
@@ -187,6 +196,15 @@ pub struct EventFlags {
     /// Dead-lettered deliveries in a row that switch an endpoint off.
     #[arg(long, value_name = "N")]
     pub webhook_disable_after: Option<u32>,
+}
+
+/// Requests to user-given URLs (webhook receivers): `serve` and `worker`.
+#[derive(Args, Clone, Debug, Default, Serialize)]
+#[command(next_help_heading = "Outbound requests")]
+pub struct OutboundFlags {
+    /// Internal addresses receivers may have, as CIDRs (repeat or comma-separate).
+    #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+    pub outbound_allow: Option<Vec<String>>,
 }
 
 /// How job workers run, and the schedules they fire: `serve` and `worker`.

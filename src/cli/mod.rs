@@ -21,7 +21,7 @@ pub use erase::EraseArgs;
 pub use export::{ExportArgs, ExportSettings};
 pub use flags::{
     CommonFlags, DataSettings, DatabaseFlags, EnrichmentFlags, EventFlags, ExportFlags, HttpFlags, JobFlags,
-    SealingFlags, SettingFlags, TokenFlags, WsFlags,
+    OutboundFlags, SealingFlags, SettingFlags, TokenFlags, WsFlags,
 };
 pub use import::ImportArgs;
 pub use seed::SeedArgs;
@@ -202,6 +202,9 @@ mod tests {
         "max-depth",
         "max-complexity",
         "max-aliases",
+        "max-field-repeats",
+        "max-directives",
+        "introspection",
     ];
     const EXPORTS: &[&str] = &["export-batch-size"];
     const WS: &[&str] = &[
@@ -233,6 +236,7 @@ mod tests {
         "webhook-retry-base-ms",
         "webhook-disable-after",
     ];
+    const OUTBOUND: &[&str] = &["outbound-allow"];
     const JOBS: &[&str] = &[
         "worker-concurrency",
         "job-visibility-timeout-secs",
@@ -281,12 +285,13 @@ mod tests {
                     WS,
                     ENRICHMENT,
                     EVENTS,
+                    OUTBOUND,
                     JOBS,
                 ]),
             ),
             (
                 "worker",
-                set(&[COMMON, DATABASE, SEALING, ENRICHMENT, EVENTS, JOBS]),
+                set(&[COMMON, DATABASE, SEALING, ENRICHMENT, EVENTS, OUTBOUND, JOBS]),
             ),
             ("migrate", set(&data)),
             ("schema", set(&[])),
@@ -459,6 +464,25 @@ mod tests {
         ]);
         assert!(!s.job_test_kinds);
         assert_eq!(s.backup_keep, 3);
+        let s = settings_of(&[
+            "leadgate",
+            "worker",
+            "--outbound-allow",
+            "127.0.0.1/32,10.0.0.0/8",
+            "--outbound-allow",
+            "::1",
+        ]);
+        assert_eq!(s.outbound_allow, ["127.0.0.1/32", "10.0.0.0/8", "::1"]);
+        let s = settings_of(&[
+            "leadgate",
+            "serve",
+            "--introspection",
+            "never",
+            "--max-directives",
+            "2",
+        ]);
+        assert_eq!(s.introspection, Some(crate::config::Introspection::Never));
+        assert_eq!(s.max_directives, 2);
     }
 
     #[test]

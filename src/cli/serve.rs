@@ -4,8 +4,8 @@
 //! webhooks, and the job workers (both).
 
 use super::flags::{
-    CommonFlags, DatabaseFlags, EnrichmentFlags, EventFlags, ExportFlags, HttpFlags, JobFlags, SealingFlags,
-    SettingFlags, TokenFlags, WsFlags,
+    CommonFlags, DatabaseFlags, EnrichmentFlags, EventFlags, ExportFlags, HttpFlags, JobFlags, OutboundFlags,
+    SealingFlags, SettingFlags, TokenFlags, WsFlags,
 };
 use crate::app::{self, App};
 use crate::config::Settings;
@@ -71,6 +71,9 @@ pub struct ServeSettings {
     pub events: EventFlags,
     #[command(flatten)]
     #[serde(flatten)]
+    pub outbound: OutboundFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
     pub jobs: JobFlags,
 }
 
@@ -111,6 +114,9 @@ pub struct WorkerSettings {
     pub events: EventFlags,
     #[command(flatten)]
     #[serde(flatten)]
+    pub outbound: OutboundFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
     pub jobs: JobFlags,
 }
 
@@ -122,6 +128,11 @@ impl SettingFlags for WorkerSettings {
 
 pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<()> {
     let demo = args.demo;
+    // demo mode's own defaults (introspection, suggestions, loopback receivers) follow from this
+    let settings = &Settings {
+        demo,
+        ..settings.clone()
+    };
     let store = app::open_store(settings).await?;
     app::check_master_key(settings, &store).await?;
     let auth = app::authenticator(settings, &store, demo).await?;
@@ -158,7 +169,6 @@ pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Resul
     } else {
         addr
     };
-    // Best effort: a closed stdout (e.g. piped into `head`) must not stop the server.
     // Best effort: a closed stdout (e.g. piped into `head`) must not stop the server.
     let mut out = std::io::stdout().lock();
     let _ = writeln!(

@@ -6,11 +6,18 @@
 //! 2xx is success; 410 Gone means "never again" (the delivery is dead at once); everything
 //! else — other statuses, timeouts, refused connections — is retried by the queue with backoff.
 //! Every attempt is logged with the receiver's status and the start of its answer.
+//!
+//! Requests go through the outbound guard (`net`): a receiver whose address is internal (a
+//! literal one, what its name resolves to at send time, or a redirect's target) is not
+//! contacted, and the delivery is dead at once with the reason in its log. A 307 or 308 is
+//! followed (at most `MAX_REDIRECTS` hops, method and body kept); other redirects are answers
+//! like any non-2xx, since following them would turn the POST into a bodiless GET.
 
 use crate::crypto::KeySealer;
 use crate::domain::{
     DeliveryId, Event, Timestamp, WebhookDelivery, WebhookEndpoint, WebhookId, WorkspaceId, now,
 };
+use crate::net::{OutboundClient, OutboundPolicy, Redirects};
 use crate::store::{Store, StoreError};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -25,6 +32,8 @@ pub const EVENT_TYPE_HEADER: &str = "Leadgate-Event-Type";
 pub const ATTEMPT_HEADER: &str = "Leadgate-Delivery-Attempt";
 /// Characters of a receiver's answer kept in the delivery log.
 const BODY_EXCERPT: usize = 1024;
+/// 307/308 redirects followed for one delivery attempt.
+pub const MAX_REDIRECTS: usize = 3;
 
 /// A fresh signing secret: `whsec_` and 32 random bytes in URL-safe base64.
 pub fn new_secret() -> SecretString {
@@ -133,6 +142,8 @@ pub struct WebhookOptions {
     pub disable_after: u32,
     /// Attempts per delivery before it is dead-lettered.
     pub max_attempts: u32,
+    /// Which receiver addresses may be contacted.
+    pub outbound: OutboundPolicy,
 }
 
 impl Default for WebhookOptions {
@@ -141,6 +152,7 @@ impl Default for WebhookOptions {
             timeout: Duration::from_secs(10),
             disable_after: 5,
             max_attempts: 8,
+            outbound: OutboundPolicy::default(),
         }
     }
 }
@@ -150,25 +162,30 @@ impl Default for WebhookOptions {
 pub struct Deliverer {
     store: Store,
     sealer: Option<KeySealer>,
-    http: reqwest::Client,
+    http: OutboundClient,
     options: WebhookOptions,
 }
 
 impl Deliverer {
-    pub fn new(store: Store, sealer: Option<KeySealer>, options: WebhookOptions) -> Self {
-        let http = reqwest::Client::builder()
+    /// Fails only when no HTTP client can be built (no TLS backend).
+    pub fn new(
+        store: Store,
+        sealer: Option<KeySealer>,
+        options: WebhookOptions,
+    ) -> Result<Self, reqwest::Error> {
+        let builder = reqwest::Client::builder()
             .user_agent(concat!("leadgate-webhooks/", env!("CARGO_PKG_VERSION")))
             .timeout(options.timeout)
-            .connect_timeout(options.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
-        Self {
+            .connect_timeout(options.timeout);
+        let http = options
+            .outbound
+            .client(builder, Redirects::KeepingMethod(MAX_REDIRECTS))?;
+        Ok(Self {
             store,
             sealer,
             http,
             options,
-        }
+        })
     }
 
     pub fn options(&self) -> &WebhookOptions {
@@ -201,20 +218,23 @@ impl Deliverer {
         let secret = self.open_secret(&ep)?;
         let body = body(&event);
         let started = Instant::now();
-        let sent = self
-            .http
-            .post(&ep.url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(
-                SIGNATURE_HEADER,
-                sign(secret.expose_secret(), now().timestamp(), &body),
-            )
-            .header(EVENT_ID_HEADER, event_id(&event))
-            .header(EVENT_TYPE_HEADER, event.kind.as_str())
-            .header(ATTEMPT_HEADER, attempt.to_string())
-            .body(body)
-            .send()
-            .await;
+        let sent = match self.http.post(&ep.url) {
+            Ok(request) => request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(
+                    SIGNATURE_HEADER,
+                    sign(secret.expose_secret(), now().timestamp(), &body),
+                )
+                .header(EVENT_ID_HEADER, event_id(&event))
+                .header(EVENT_TYPE_HEADER, event.kind.as_str())
+                .header(ATTEMPT_HEADER, attempt.to_string())
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| self.failure(&e)),
+            // the URL names a refused address: no attempt can reach it
+            Err(e) => Err(DeliveryError::Permanent(e.to_string())),
+        };
         let mut log = WebhookDelivery {
             id: DeliveryId::from_i64(0),
             workspace_id: ws,
@@ -252,15 +272,8 @@ impl Deliverer {
                 }
             }
             Err(e) => {
-                let message = if e.is_timeout() {
-                    format!("no answer within {} ms", self.options.timeout.as_millis())
-                } else if e.is_connect() {
-                    "could not connect to the receiver".to_owned()
-                } else {
-                    "the request failed before an answer arrived".to_owned()
-                };
-                log.error = Some(message.clone());
-                Err(DeliveryError::Retry(message, None))
+                log.error = Some(e.to_string());
+                Err(e)
             }
         };
         log.duration_ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
@@ -284,6 +297,23 @@ impl Deliverer {
             tracing::warn!(endpoint = %endpoint, workspace = %ws, "webhook endpoint switched off after repeated failures");
         }
         Ok(events)
+    }
+
+    /// What a request that got no answer comes to: dead at once when the outbound guard
+    /// refused the receiver's address (it resolved or redirected somewhere internal), else
+    /// worth another attempt.
+    fn failure(&self, e: &reqwest::Error) -> DeliveryError {
+        if let Some(refused) = crate::net::refusal(e) {
+            return DeliveryError::Permanent(refused.to_string());
+        }
+        let message = if e.is_timeout() {
+            format!("no answer within {} ms", self.options.timeout.as_millis())
+        } else if e.is_connect() {
+            "could not connect to the receiver".to_owned()
+        } else {
+            "the request failed before an answer arrived".to_owned()
+        };
+        DeliveryError::Retry(message, None)
     }
 
     fn open_secret(&self, ep: &WebhookEndpoint) -> Result<SecretString, DeliveryError> {

@@ -19,9 +19,13 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use std::borrow::Cow;
 
-/// The request's executable schema, for running a document as a dry run.
+/// The request's executable schema, for running a document as a dry run, and the limits the
+/// document must pass first (the same as a request's own).
 #[derive(Clone)]
-pub struct PlanRunner(pub super::LeadgateSchema);
+pub struct PlanRunner {
+    pub schema: super::LeadgateSchema,
+    pub limits: super::Limits,
+}
 
 /// A provider's circuit breaker state.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -347,9 +351,11 @@ impl EnrichmentQuery {
         if super::is_mutation(doc, operation.as_deref()) {
             return Err(bad_input("only queries can be planned"));
         }
+        super::guard::check_document(doc, &runner.limits, caller.0.is_some())
+            .map_err(|e| bad_input(format!("the query is refused: {}", e.message)))?;
         let scope = EnrichScope::planning();
         let response = runner
-            .0
+            .schema
             .execute(request.data(caller).data(scope.clone()).data(runner.clone()))
             .await;
         let errors = response.errors.into_iter().map(|e| e.message).collect();

@@ -18,6 +18,11 @@ pub const QUOTA_EXCEEDED: &str = "QUOTA_EXCEEDED";
 pub const PROVIDER_UNAVAILABLE: &str = "PROVIDER_UNAVAILABLE";
 pub const GRAPHQL_PARSE_FAILED: &str = "GRAPHQL_PARSE_FAILED";
 pub const GRAPHQL_VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
+/// Introspection (`__schema`, `__type`) is not allowed for this caller (`introspection`).
+pub const INTROSPECTION_DISABLED: &str = "INTROSPECTION_DISABLED";
+/// A request a browser could send cross-site without a preflight (GET, or a multipart POST)
+/// came without `x-leadgate-csrf` or `apollo-require-preflight`.
+pub const CSRF_HEADER_REQUIRED: &str = "CSRF_HEADER_REQUIRED";
 
 /// A GraphQL error carrying `extensions.code`.
 pub fn coded(code: &'static str, message: impl Into<String>) -> async_graphql::Error {

@@ -65,7 +65,8 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
         .directive(enrichment_api::BudgetDirective)
 }
 
-/// Protective limits applied to every operation; their defaults live in `config::Settings`.
+/// Protective limits and policies applied to every operation; their defaults live in
+/// `config::Settings`.
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Maximum nesting depth; the standard introspection query needs 13.
@@ -76,6 +77,25 @@ pub struct Limits {
     pub aliases: usize,
     /// Maximum number of requests in one batch.
     pub batch: usize,
+    /// Most times one response key may be selected in one selection set, fragments spread
+    /// into it included.
+    pub field_repeats: usize,
+    /// Most directives on one field (or fragment spread, inline fragment, operation).
+    pub directives: usize,
+    /// Who may query `__schema` and `__type`.
+    pub introspection: IntrospectionPolicy,
+    /// Whether validation errors suggest names ("Did you mean …"). Off outside demos: the
+    /// suggestions would spell out the schema to callers who may not introspect it.
+    pub suggestions: bool,
+}
+
+/// Who may introspect the schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntrospectionPolicy {
+    Always,
+    /// Callers with a valid token (every WebSocket operation has one).
+    Authenticated,
+    Never,
 }
 
 /// The executable schema and the limits a transport applies around it.
@@ -90,11 +110,14 @@ impl Gateway {
     /// Builds the schema around the services. No extensions are registered: with any,
     /// async-graphql resolves every field on a slower path (see `guard`).
     pub fn new(services: Services, limits: Limits) -> Self {
-        let schema = builder()
+        let mut schema = builder()
             .data(services)
             .limit_depth(limits.depth)
-            .limit_complexity(limits.complexity)
-            .finish();
+            .limit_complexity(limits.complexity);
+        if !limits.suggestions {
+            schema = schema.disable_suggestions();
+        }
+        let schema = schema.finish();
         Self {
             schema,
             limits,

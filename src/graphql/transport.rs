@@ -15,10 +15,17 @@
 //! 400 `BAD_USER_INPUT` with a fixed message per cause (the parser's own messages are not sent).
 //! After parsing, a multipart request runs exactly like a JSON one (`run_batch`: limits,
 //! `@budget`, error labels).
+//!
+//! Cross-site request forgery: a page on another site can make a browser send a GET, or a POST
+//! whose `Content-Type` is `multipart/form-data`, `application/x-www-form-urlencoded` or
+//! `text/plain`, without asking this server first (no CORS preflight). POSTs of the last two
+//! never run (415); GETs and multipart POSTs run only with a header such a page cannot add
+//! without a preflight — `x-leadgate-csrf` or `apollo-require-preflight`, any non-empty value —
+//! or a `Content-Type` a form cannot send. JSON POSTs are preflighted by the browser anyway.
 
 use super::EnrichScope;
 use super::enrichment_api::PlanRunner;
-use super::errors::{BAD_USER_INPUT, UNAUTHENTICATED, coded};
+use super::errors::{BAD_USER_INPUT, CSRF_HEADER_REQUIRED, UNAUTHENTICATED, coded};
 use super::query::Caller;
 use super::{Gateway, guard, is_mutation, is_request_error};
 use async_graphql::{BatchRequest, BatchResponse, Request, Response, ServerError, Variables};
@@ -77,9 +84,53 @@ impl MediaType {
     }
 }
 
+/// The header that marks a request as sent by a client that may send custom headers (so a
+/// browser would have asked first), any non-empty value.
+pub const CSRF_HEADER: &str = "x-leadgate-csrf";
+/// The same, as Apollo's clients send it.
+pub const APOLLO_PREFLIGHT_HEADER: &str = "apollo-require-preflight";
+
+/// Whether a browser would have had to ask this server first (a CORS preflight) before sending
+/// a request with these headers: a non-empty `x-leadgate-csrf` or `apollo-require-preflight`,
+/// or a `Content-Type` other than the three a cross-site form may send.
+pub fn preflighted<'a>(
+    content_type: Option<&str>,
+    csrf_headers: impl IntoIterator<Item = Option<&'a str>>,
+) -> bool {
+    let marked = csrf_headers
+        .into_iter()
+        .any(|value| value.is_some_and(|v| !v.trim().is_empty()));
+    let unformlike = content_type.is_some_and(|ct| {
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        !matches!(
+            essence.as_str(),
+            "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
+        )
+    });
+    marked || unformlike
+}
+
+/// The 400 for a request that could have been forged by another site.
+fn csrf_refusal(media: MediaType) -> HttpReply {
+    error_reply(
+        400,
+        media,
+        CSRF_HEADER_REQUIRED,
+        "this request could have been sent by another site: send it with the header \
+         `x-leadgate-csrf: 1` (or `apollo-require-preflight: true`)",
+    )
+}
+
 /// What the transport passes in.
 pub struct HttpRequest<'a> {
     pub is_get: bool,
+    /// `preflighted` of the request's headers (only GETs need it: a POST must be JSON).
+    pub preflighted: bool,
     pub query_string: Option<&'a str>,
     pub content_type: Option<&'a str>,
     pub accept: Option<&'a str>,
@@ -172,6 +223,9 @@ pub async fn serve(gateway: &Gateway, req: HttpRequest<'_>, caller: Caller) -> H
     };
     let limits = gateway.limits();
     let batch = if req.is_get {
+        if !req.preflighted {
+            return csrf_refusal(media);
+        }
         match decode_get(req.query_string.unwrap_or_default()) {
             Ok(mut r) => {
                 let operation = r.operation_name.clone();
@@ -236,6 +290,8 @@ pub struct MultipartRequest<'a> {
     /// The full `Content-Type`, with its `boundary`.
     pub content_type: &'a str,
     pub accept: Option<&'a str>,
+    /// `preflighted` of the request's headers: a multipart POST runs only when it is.
+    pub preflighted: bool,
     /// Largest accepted request; a larger one is a 413.
     pub max_bytes: usize,
     pub max_credits: Option<&'a str>,
@@ -249,8 +305,9 @@ pub fn is_multipart(content_type: Option<&str>) -> bool {
 }
 
 /// Decodes a multipart request as it streams in (files are spooled to anonymous temporary
-/// files, never held in memory), then executes it like a JSON POST. Malformed requests are
-/// refused with a 400 (`BAD_USER_INPUT`) before anything runs; one over `max_bytes` with a 413.
+/// files, never held in memory), then executes it like a JSON POST. One without a CSRF header
+/// is refused with a 400 (`CSRF_HEADER_REQUIRED`) before its body is read; malformed requests
+/// with a 400 (`BAD_USER_INPUT`) before anything runs; one over `max_bytes` with a 413.
 pub async fn serve_multipart(
     gateway: &Gateway,
     req: MultipartRequest<'_>,
@@ -266,6 +323,9 @@ pub async fn serve_multipart(
             "the Accept header must allow application/graphql-response+json or application/json",
         );
     };
+    if !req.preflighted {
+        return csrf_refusal(media);
+    }
     let header_budget = match parse_budget(req.max_credits) {
         Ok(b) => b,
         Err(message) => return bad_request(media, message),
@@ -342,8 +402,8 @@ async fn execute(
     response
 }
 
-/// Everything before execution, shared with the WebSocket transport: parse, alias limit,
-/// `@budget`, and the request data resolvers read (caller, enrichment scope, plan runner).
+/// Everything before execution, shared with the WebSocket transport: parse, the document
+/// checks (`guard`: introspection policy, aliases, repeated fields, directives), `@budget`, and the request data resolvers read (caller, enrichment scope, plan runner).
 /// The request's enrichment budget is the smaller of the header's and any `@budget`'s.
 pub(super) fn prepare_execution(
     gateway: &Gateway,
@@ -351,7 +411,8 @@ pub(super) fn prepare_execution(
     caller: Caller,
     header_budget: Option<u64>,
 ) -> Result<(Request, EnrichScope), Box<Response>> {
-    if let Err(e) = guard::prepare(&mut request, gateway.limits().aliases) {
+    let authenticated = caller.0.is_some();
+    if let Err(e) = guard::prepare(&mut request, gateway.limits(), authenticated) {
         return Err(Box::new(Response::from_errors(vec![e])));
     }
     let variables = request.variables.clone();
@@ -373,10 +434,10 @@ pub(super) fn prepare_execution(
         (a, b) => a.or(b),
     };
     let scope = EnrichScope::new(budget);
-    let request = request
-        .data(caller)
-        .data(scope.clone())
-        .data(PlanRunner(gateway.schema().clone()));
+    let request = request.data(caller).data(scope.clone()).data(PlanRunner {
+        schema: gateway.schema().clone(),
+        limits: gateway.limits().clone(),
+    });
     Ok((request, scope))
 }
 
@@ -557,6 +618,23 @@ mod tests {
         assert!(decode_post(b"{\"query\": \"{a}\", \"variables\": [1]}", 10).is_err());
         assert!(decode_post(b"{\"query\": \"{a}\", \"operationName\": 3}", 10).is_err());
         assert!(decode_post(b"{\"query\": \"{a}\", \"variables\": null}", 10).is_ok());
+    }
+
+    #[test]
+    fn only_a_csrf_header_or_an_unformlike_content_type_counts_as_preflighted() {
+        assert!(!preflighted(None, [None, None]));
+        assert!(!preflighted(
+            Some("multipart/form-data; boundary=x"),
+            [None, None]
+        ));
+        assert!(!preflighted(Some("Text/Plain;charset=UTF-8"), [None]));
+        assert!(!preflighted(
+            Some("application/x-www-form-urlencoded"),
+            [Some(" ")]
+        ));
+        assert!(preflighted(Some("multipart/form-data; boundary=x"), [Some("1")]));
+        assert!(preflighted(None, [None, Some("true")]));
+        assert!(preflighted(Some("application/json"), [None]));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The GraphiQL playground page. With a token (demo mode) the headers editor starts with
 //! `{"Authorization": "Bearer …"}`; without one, the default query explains where a token goes,
-//! so the page never sends a placeholder that the server would refuse.
+//! so the page never sends a placeholder that the server would refuse. Every request the page
+//! sends carries `x-leadgate-csrf: 1`, so GETs and multipart uploads pass the CSRF check.
 
 /// Serialises `value` for inclusion in a `<script>` block.
 fn js(value: &serde_json::Value) -> String {
@@ -16,6 +17,8 @@ const DEFAULT_QUERY: &str = "# Welcome to leadgate.
 # Requests need a bearer token. Put it in the Headers tab below as
 #   {\"Authorization\": \"Bearer <token>\"}
 # Mint one with:  leadgate token --workspace <slug> --role admin
+# The schema (docs, completion) needs the token too: once it is set,
+# re-fetch the schema (Shift-Ctrl-R).
 #
 {
   viewer { subject role workspace { slug name } }
@@ -58,7 +61,7 @@ pub fn page(endpoint: &str, token: Option<&str>) -> String {
   <script crossorigin src="https://unpkg.com/graphiql@3.7.1/graphiql.min.js"></script>
   <script>
     // Requests go to {endpoint}; the Authorization header is taken from the Headers tab.
-    const fetcher = GraphiQL.createFetcher({{ url: {endpoint} }});
+    const fetcher = GraphiQL.createFetcher({{ url: {endpoint}, headers: {{ 'x-leadgate-csrf': '1' }} }});
     const props = Object.assign({{ fetcher }}, {props});
     ReactDOM.createRoot(document.getElementById('graphiql')).render(React.createElement(GraphiQL, props));
   </script>
@@ -87,6 +90,12 @@ mod tests {
         let html = page("/graphql", None);
         assert!(html.contains(r#""defaultHeaders":"""#));
         assert!(html.contains("leadgate token --workspace"));
+    }
+
+    #[test]
+    fn every_request_carries_the_csrf_header() {
+        let html = page("/graphql", None);
+        assert!(html.contains("headers: { 'x-leadgate-csrf': '1' }"), "{html}");
     }
 
     #[test]

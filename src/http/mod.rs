@@ -181,6 +181,7 @@ async fn graphql_multipart(state: &AppState, headers: &HeaderMap, body: Body) ->
     let upload = transport::MultipartRequest {
         content_type: header_str(headers, header::CONTENT_TYPE).unwrap_or_default(),
         accept,
+        preflighted: preflighted(headers),
         max_bytes: state.config.max_upload_bytes,
         max_credits: headers
             .get(transport::MAX_CREDITS_HEADER)
@@ -206,6 +207,7 @@ async fn graphql(
     };
     let request = HttpRequest {
         is_get,
+        preflighted: preflighted(headers),
         query_string: query,
         content_type: header_str(headers, header::CONTENT_TYPE),
         accept,
@@ -215,6 +217,18 @@ async fn graphql(
             .and_then(|v| v.to_str().ok()),
     };
     reply(transport::serve(&state.gateway, request, caller).await)
+}
+
+/// Whether a browser would have sent a CORS preflight for a request with these headers.
+fn preflighted(headers: &HeaderMap) -> bool {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    transport::preflighted(
+        header_str(headers, header::CONTENT_TYPE),
+        [
+            value(transport::CSRF_HEADER),
+            value(transport::APOLLO_PREFLIGHT_HEADER),
+        ],
+    )
 }
 
 fn reply(r: HttpReply) -> Response {

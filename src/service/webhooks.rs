@@ -1,5 +1,7 @@
 //! Outbound webhook endpoints, for admins: register (the signing secret is shown once),
-//! change, switch on and off, rotate the secret, remove, and read the delivery log.
+//! change, switch on and off, rotate the secret, remove, and read the delivery log. A URL
+//! whose host is, or resolves only to, an address the outbound guard refuses is refused at
+//! registration with the reason; delivery checks again when it connects.
 
 use super::{Actor, ServiceError};
 use crate::crypto::KeySealer;
@@ -9,6 +11,7 @@ use crate::domain::{
 };
 use crate::events::Bus;
 use crate::events::webhooks::{new_secret, secret_purpose};
+use crate::net::OutboundPolicy;
 use crate::store::Store;
 use secrecy::SecretString;
 
@@ -34,11 +37,35 @@ pub struct WebhookService {
     store: Store,
     sealer: Option<KeySealer>,
     bus: Bus,
+    outbound: OutboundPolicy,
 }
 
 impl WebhookService {
+    /// Refuses every internal receiver address until `set_outbound` says otherwise.
     pub fn new(store: Store, sealer: Option<KeySealer>, bus: Bus) -> Self {
-        Self { store, sealer, bus }
+        Self {
+            store,
+            sealer,
+            bus,
+            outbound: OutboundPolicy::default(),
+        }
+    }
+
+    /// Which receiver addresses endpoints may point at.
+    pub fn set_outbound(&mut self, policy: OutboundPolicy) {
+        self.outbound = policy;
+    }
+
+    /// `parse_webhook_url`, then the outbound guard (resolving a name).
+    async fn check_url(&self, raw: &str) -> Result<String, FieldError> {
+        let url = parse_webhook_url("url", raw)?;
+        let parsed =
+            url::Url::parse(&url).map_err(|_| FieldError::invalid("url", "must be a valid http(s) URL"))?;
+        self.outbound
+            .check_url_resolving(&parsed)
+            .await
+            .map_err(|refused| FieldError::invalid("url", refused.to_string()))?;
+        Ok(url)
     }
 
     pub async fn list(&self, actor: &Actor) -> Result<Vec<WebhookEndpoint>, ServiceError> {
@@ -66,7 +93,7 @@ impl WebhookService {
         actor.require_admin()?;
         let sealer = self.sealer()?;
         let mut errors = Vec::new();
-        let url = parse_webhook_url("url", url).map_err(|e| errors.push(e)).ok();
+        let url = self.check_url(url).await.map_err(|e| errors.push(e)).ok();
         let types = parse_event_types("eventTypes", event_types)
             .map_err(|e| errors.push(e))
             .ok();
@@ -112,7 +139,7 @@ impl WebhookService {
         let mut endpoint = self.get(actor, id).await?;
         let mut errors = Vec::new();
         if let Some(url) = &update.url {
-            match parse_webhook_url("url", url) {
+            match self.check_url(url).await {
                 Ok(url) => endpoint.url = url,
                 Err(e) => errors.push(e),
             }

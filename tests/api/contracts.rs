@@ -88,6 +88,7 @@ fn offenders(module: &str, words: &[&str]) -> Vec<String> {
 fn only_store_speaks_sql() {
     for module in [
         "domain", "service", "graphql", "http", "auth", "bulk", "enrich", "events", "crypto", "jobs", "ops",
+        "net",
     ] {
         let found = offenders(module, &["sqlx"]);
         assert!(found.is_empty(), "{found:?}");
@@ -98,6 +99,7 @@ fn only_store_speaks_sql() {
 fn only_graphql_imports_async_graphql() {
     for module in [
         "domain", "store", "service", "http", "auth", "bulk", "enrich", "events", "crypto", "jobs", "ops",
+        "net",
     ] {
         let found = offenders(module, &["async_graphql"]);
         assert!(found.is_empty(), "{found:?}");
@@ -108,12 +110,14 @@ fn only_graphql_imports_async_graphql() {
 fn only_http_imports_axum() {
     for module in [
         "domain", "store", "service", "graphql", "auth", "bulk", "enrich", "events", "crypto", "jobs", "ops",
+        "net",
     ] {
         let found = offenders(module, &["axum"]);
         assert!(found.is_empty(), "{found:?}");
     }
 }
 
+/// `net` builds the guarded clients; `enrich` and `events` (webhooks) send requests.
 #[test]
 fn only_enrich_and_webhooks_call_out() {
     for module in [
@@ -224,6 +228,7 @@ fn every_setting_has_an_environment_variable() {
                 "jwt_secret" => ("a-secret-of-at-least-thirty-two-bytes".into(), false),
                 "master_key" => ("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(), false),
                 "backup_schedule" => ("0 2 * * *".into(), false),
+                "introspection" => ("never".into(), false),
                 other => panic!("setting `{other}` has no default: add a value for it here"),
             },
         };
@@ -244,18 +249,19 @@ fn every_setting_has_an_environment_variable() {
 /// not listed.
 const LAYERS: &[(&str, &[&str])] = &[
     ("domain", &[]),
+    ("net", &[]),
     ("store", &["domain"]),
     ("crypto", &["domain"]),
     ("auth", &["domain"]),
-    ("enrich", &["domain", "store", "crypto"]),
+    ("enrich", &["domain", "store", "crypto", "net"]),
     ("jobs", &["domain", "store"]),
-    ("events", &["domain", "store", "crypto", "jobs"]),
+    ("events", &["domain", "store", "crypto", "jobs", "net"]),
     ("bulk", &["domain", "store"]),
     ("ops", &["domain", "store", "jobs"]),
     (
         "service",
         &[
-            "domain", "store", "crypto", "enrich", "jobs", "events", "bulk", "ops",
+            "domain", "store", "crypto", "enrich", "jobs", "events", "bulk", "ops", "net",
         ],
     ),
     ("graphql", &["domain", "service"]),

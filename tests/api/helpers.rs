@@ -17,6 +17,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 pub const SECRET: &str = "test-secret-that-is-long-enough-for-hs256-0123456789";
+/// Where the fakes listen: allowed for outbound requests in every test app unless a test says
+/// otherwise.
+pub const FAKES_NET: &str = "127.0.0.1/32";
 /// 32 bytes, base64: seals provider keys in tests.
 pub const MASTER_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LTMyLWJ5dGVzLWxvbmchISE=";
 
@@ -154,6 +157,8 @@ async fn spawn(
         database_max_connections: 4,
         jwt_secret: Some(SecretString::from(SECRET)),
         master_key: Some(SecretString::from(MASTER_KEY)),
+        // the fake receivers listen on 127.0.0.1, which the outbound guard refuses by default
+        outbound_allow: vec![FAKES_NET.into()],
         ..Settings::default()
     };
     adjust(&mut settings);
@@ -168,6 +173,8 @@ pub async fn spawn_app_on(backend: Backend, url: String, guard: Option<tempfile:
         database_max_connections: 4,
         jwt_secret: Some(SecretString::from(SECRET)),
         master_key: Some(SecretString::from(MASTER_KEY)),
+        // the fake receivers listen on 127.0.0.1, which the outbound guard refuses by default
+        outbound_allow: vec![FAKES_NET.into()],
         ..Settings::default()
     };
     start(backend, settings, guard, true, None).await

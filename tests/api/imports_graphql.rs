@@ -60,7 +60,8 @@ fn operations(input: Value) -> Vec<u8> {
 
 const MAP: &[u8] = br#"{"0": ["variables.file"]}"#;
 
-/// POSTs a multipart body to /graphql as `role`; returns (status, JSON body).
+/// POSTs a multipart body to /graphql as `role`, with the CSRF header uploads need; returns
+/// (status, JSON body).
 async fn post_multipart(app: &TestApp, role: Role, body: Vec<u8>) -> (u16, Value) {
     let res = app
         .client
@@ -70,6 +71,7 @@ async fn post_multipart(app: &TestApp, role: Role, body: Vec<u8>) -> (u16, Value
             format!("multipart/form-data; boundary={BOUNDARY}"),
         )
         .header("accept", "application/graphql-response+json")
+        .header("x-leadgate-csrf", "1")
         .bearer_auth(app.token(role))
         .body(body)
         .send()

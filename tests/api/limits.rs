@@ -6,7 +6,7 @@ use leadgate::domain::Role;
 use serde_json::{Value, json};
 
 /// `getIntrospectionQuery()` from graphql-js 16 with its default options.
-const INTROSPECTION_QUERY: &str = r#"
+pub const INTROSPECTION_QUERY: &str = r#"
     query IntrospectionQuery {
       __schema {
         queryType { name }
@@ -102,7 +102,7 @@ const INTROSPECTION_QUERY: &str = r#"
 
 /// The same query with every option GraphiQL turns on: schema description, `specifiedByURL`,
 /// `isRepeatable`, deprecated input values and `isOneOf`.
-const INTROSPECTION_QUERY_ALL_OPTIONS: &str = r#"
+pub const INTROSPECTION_QUERY_ALL_OPTIONS: &str = r#"
     query IntrospectionQuery {
       __schema {
         description
@@ -265,11 +265,11 @@ async fn seed(app: &TestApp, n: usize) {
 async fn the_standard_introspection_query_fits_the_default_limits() {
     for backend in backends() {
         let app = spawn_app(backend).await;
+        let token = app.token(Role::Viewer);
         for query in [INTROSPECTION_QUERY, INTROSPECTION_QUERY_ALL_OPTIONS] {
-            // GraphiQL introspects before the user has pasted a token
             let (status, body) = app
                 .post(
-                    None,
+                    Some(&token),
                     json!({"query": query, "operationName": "IntrospectionQuery"}),
                 )
                 .await;

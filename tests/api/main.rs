@@ -21,6 +21,7 @@ mod provider_controls;
 mod reference;
 mod relay;
 mod retention;
+mod security;
 mod store_contract;
 mod subscriptions;
 mod tenancy;

@@ -1,4 +1,5 @@
-// graphql-http server audits with a bearer token on every request.
+// graphql-http server audits with a bearer token and the CSRF header on every request (GETs
+// run only with `x-leadgate-csrf`, as a browser page's would after a CORS preflight).
 // Usage: node audit.mjs URL TOKEN
 import { serverAudits } from 'graphql-http';
 const url = process.argv[2];
@@ -7,6 +8,7 @@ const origFetch = globalThis.fetch;
 const fetchWithAuth = (input, init = {}) => {
   const headers = new Headers(init.headers || {});
   if (token) headers.set('authorization', 'Bearer ' + token);
+  headers.set('x-leadgate-csrf', '1');
   return origFetch(input, { ...init, headers });
 };
 // Prints one line per failed or warned audit, then a summary line.

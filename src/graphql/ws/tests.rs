@@ -64,7 +64,18 @@ struct TestEngine {
 
 impl Engine for TestEngine {
     fn prepare(&self, mut request: Request, caller: Caller) -> Result<Request, Vec<ServerError>> {
-        guard::prepare(&mut request, 3).map_err(|e| vec![e])?;
+        let limits = crate::graphql::Limits {
+            depth: 15,
+            complexity: 1_000,
+            aliases: 3,
+            batch: 1,
+            field_repeats: 10,
+            directives: 5,
+            introspection: crate::graphql::IntrospectionPolicy::Authenticated,
+            suggestions: false,
+        };
+        let authenticated = caller.0.is_some();
+        guard::prepare(&mut request, &limits, authenticated).map_err(|e| vec![e])?;
         Ok(request.data(caller))
     }
 
