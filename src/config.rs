@@ -476,7 +476,9 @@ impl Settings {
              # Each setting is also read from the environment variable LEADGATE_<NAME> (the name in\n\
              # upper case, e.g. LEADGATE_MAX_DEPTH) and, on the commands that use it, from the flag\n\
              # --<name> with hyphens (e.g. --max-depth). Flags win over the environment, which wins\n\
-             # over this file. Lists in the environment are JSON, TOML or comma-separated.\n\
+             # over this file. Lists in the environment are JSON, TOML or comma-separated; tables\n\
+             # (provider_urls) JSON, TOML or name=value pairs separated by commas, and on the\n\
+             # command line --provider-url name=URL, once per entry.\n\
              # Without a default (unset unless given): {}.\n\
              # Secrets (jwt_secret, master_key) are best given as LEADGATE_JWT_SECRET and\n\
              # LEADGATE_MASTER_KEY instead.\n\n{defaults}",
@@ -679,7 +681,11 @@ mod tests {
         assert_eq!(s.provider_urls["pdl"], "http://127.0.0.1:6/v5");
         assert_eq!(s.provider_urls["hunter"], "http://127.0.0.1:2/v2?a=b");
         let urls = s.base_urls();
-        assert_eq!(urls.len(), 4, "{urls:?}");
+        assert_eq!(
+            urls.len(),
+            crate::enrich::providers::default_urls().len(),
+            "every provider that calls out: {urls:?}"
+        );
         assert_eq!(
             urls[&ProviderKind::PeopleDataLabs].as_str(),
             "http://127.0.0.1:6/v5"
