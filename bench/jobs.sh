@@ -23,7 +23,8 @@ while [ $# -gt 0 ]; do
 done
 
 cd "$ROOT"
-cargo build --release --bin leadgate --example jobs_bench
+# the workers run the test kind `noop`: a build with the test kinds
+cargo build --release --features test-kinds --bin leadgate --example jobs_bench
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET/release/leadgate
 BENCH=$TARGET/release/examples/jobs_bench

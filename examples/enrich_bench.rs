@@ -504,7 +504,7 @@ impl Env {
             .leadgate()
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .env("LEADGATE_LOG", "warn")
-            .env("LEADGATE_PDL_URL", pdl_url)
+            .env("LEADGATE_PROVIDER_URLS", format!("pdl={pdl_url}"))
             .env("LEADGATE_MASTER_KEY", master_key)
             .envs(self.server_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(log_file.try_clone()?))

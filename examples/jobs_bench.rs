@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use leadgate::domain::{JobScope, JobState, NewJob};
 use leadgate::jobs::Queue;
+use leadgate::jobs::test_kinds::NOOP;
 use leadgate::store::{PoolOptions, Store};
 use serde_json::json;
 use std::process::Stdio;
@@ -79,7 +80,7 @@ async fn enqueue_latency(queue: &Queue, n: usize) -> anyhow::Result<(f64, f64)> 
     let mut took = Vec::with_capacity(n);
     for i in 0..n {
         let started = Instant::now();
-        queue.enqueue(NewJob::new("noop", json!({ "i": i }))).await?;
+        queue.enqueue(NewJob::new(NOOP, json!({ "i": i }))).await?;
         took.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     if took.is_empty() {
@@ -97,7 +98,7 @@ async fn fill(queue: &Queue, n: u64) -> anyhow::Result<()> {
             let queue = queue.clone();
             tokio::spawn(async move {
                 for i in (t..n).step_by(8) {
-                    queue.enqueue(NewJob::new("noop", json!({ "i": i }))).await?;
+                    queue.enqueue(NewJob::new(NOOP, json!({ "i": i }))).await?;
                 }
                 Ok::<_, anyhow::Error>(())
             })

@@ -1,21 +1,29 @@
 //! Assembles the application from settings: store, services, authenticator, schema and
 //! router, and the job registry and workers. `main` and the integration tests both start
-//! leadgate through here.
+//! leadgate through here. The job kinds are listed here, once (`JOB_KINDS`), because their
+//! handlers come from every layer above `jobs`.
 
 use crate::auth::Authenticator;
 use crate::config::Settings;
 use crate::crypto::KeySealer;
-use crate::domain::{Group, ProviderKind, Role, Workspace};
+use crate::domain::{Group, JobKind, ProviderKind, Role, Workspace};
 use crate::enrich::metrics::Metrics;
 use crate::enrich::{EnrichOptions, Enricher};
 use crate::events::Bus;
-use crate::events::delivery::{self, DeliveryHandler, Dispatcher};
+use crate::events::delivery::{self, DeliveryHandler, Dispatcher, PruneEvents};
 use crate::events::webhooks::Deliverer;
 use crate::graphql::Gateway;
 use crate::http::{HttpConfig, router};
+use crate::jobs::schedule::ScheduleSpec;
+#[cfg(feature = "test-kinds")]
+use crate::jobs::test_kinds;
 use crate::jobs::worker::Workers;
-use crate::jobs::{Registry, builtin};
-use crate::service::{EnrichLeadsHandler, Services};
+use crate::jobs::{Handler, Registry, builtin};
+use crate::ops::backup::scheduled::{self, ScheduledBackup};
+use crate::service::{
+    ENRICH_LEADS, EnrichLeadsHandler, IMPORT_LEADS, ImportLeadsHandler, RETENTION_RUN, RETENTION_SCHEDULE,
+    RetentionRunHandler, RetentionScheduleHandler, Services,
+};
 use crate::store::{PoolOptions, Store};
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -87,7 +95,7 @@ pub fn enricher(
 ) -> anyhow::Result<Enricher> {
     Ok(Enricher::new(
         store,
-        crate::enrich::providers::all(&settings.endpoints()),
+        crate::enrich::providers::all(&settings.base_urls()),
         sealer(settings)?,
         options,
         Metrics::new(),
@@ -120,43 +128,166 @@ pub fn services_with(settings: &Settings, enrich: EnrichOptions, store: Store) -
     Ok(services)
 }
 
-/// The job kinds this build runs and their schedules: `enrich.leads`, job pruning, webhook
-/// delivery, event-log retention, imports, retention runs and their daily tick, scheduled
-/// backups, and (with `job_test_kinds`) the test kinds. Modules with jobs of their own register
-/// them here.
+/// One job kind as `JOB_KINDS` lists it.
+pub struct JobKindLine {
+    pub kind: JobKind,
+    /// Builds the kind's handler from the settings and the services.
+    pub handler: fn(&Settings, &Services) -> anyhow::Result<Arc<dyn Handler>>,
+    /// When a job of the kind is enqueued by the clock.
+    pub every: Every,
+    /// Whether the settings turn the kind on (most kinds are always on).
+    pub on: fn(&Settings) -> bool,
+}
+
+/// When a listed kind recurs: a five-field cron read in UTC, fixed or from a setting, or never.
+pub enum Every {
+    Never,
+    Cron(&'static str),
+    Setting(fn(&Settings) -> Option<&str>),
+}
+
+impl JobKindLine {
+    const fn new(
+        kind: JobKind,
+        handler: fn(&Settings, &Services) -> anyhow::Result<Arc<dyn Handler>>,
+    ) -> Self {
+        Self {
+            kind,
+            handler,
+            every: Every::Never,
+            on: always,
+        }
+    }
+
+    /// Recurs on a fixed cron (UTC).
+    const fn every(self, cron: &'static str) -> Self {
+        Self {
+            every: Every::Cron(cron),
+            ..self
+        }
+    }
+
+    /// Recurs on the cron (UTC) a setting holds, if it holds one.
+    const fn every_setting(self, cron: fn(&Settings) -> Option<&str>) -> Self {
+        Self {
+            every: Every::Setting(cron),
+            ..self
+        }
+    }
+
+    /// Runs only when the settings say so.
+    #[cfg_attr(not(feature = "test-kinds"), allow(dead_code))]
+    const fn when(self, on: fn(&Settings) -> bool) -> Self {
+        Self { on, ..self }
+    }
+
+    /// The cron this kind recurs on under `settings`, if any.
+    pub fn cron<'a>(&self, settings: &'a Settings) -> Option<&'a str> {
+        match self.every {
+            Every::Never => None,
+            Every::Cron(cron) => Some(cron),
+            Every::Setting(cron) => cron(settings),
+        }
+    }
+}
+
+fn always(_: &Settings) -> bool {
+    true
+}
+
+/// A handler as `JobKindLine::handler` returns it.
+fn shared(handler: impl Handler) -> anyhow::Result<Arc<dyn Handler>> {
+    Ok(Arc::new(handler))
+}
+
+fn hours(h: u64) -> Duration {
+    Duration::from_secs(h.saturating_mul(3600))
+}
+
+/// Every job kind this build runs, one line each: its name (the constant beside its handler),
+/// how its handler is built, and when it recurs. A new kind is its handler and one line here;
+/// `registry` registers and schedules what this list says, and
+/// `tests/api/contracts.rs::every_job_kind_the_code_names_is_registered` fails for a kind the
+/// code names that is not listed. The test kinds exist only with the `test-kinds` feature.
+pub const JOB_KINDS: &[JobKindLine] = &[
+    JobKindLine::new(ENRICH_LEADS, |_, s| {
+        shared(EnrichLeadsHandler(s.enrichment.clone()))
+    }),
+    JobKindLine::new(IMPORT_LEADS, |_, s| shared(ImportLeadsHandler(s.imports.clone()))),
+    JobKindLine::new(builtin::PRUNE, |c, s| {
+        shared(builtin::Prune {
+            store: s.store.clone(),
+            retention: hours(c.job_retention_hours),
+        })
+    })
+    .every("17 * * * *"),
+    JobKindLine::new(delivery::DELIVER, |c, s| {
+        shared(DeliveryHandler {
+            deliverer: Deliverer::new(s.store.clone(), sealer(c)?, c.webhook_options())
+                .context("cannot build the webhook HTTP client")?,
+            bus: s.events.bus().clone(),
+            retry_base: Duration::from_millis(c.webhook_retry_base_ms),
+        })
+    }),
+    JobKindLine::new(delivery::PRUNE_EVENTS, |c, s| {
+        shared(PruneEvents {
+            store: s.store.clone(),
+            retention: hours(c.event_retention_days.saturating_mul(24)),
+        })
+    })
+    .every("23 3 * * *"),
+    JobKindLine::new(RETENTION_RUN, |_, s| {
+        shared(RetentionRunHandler {
+            store: s.store.clone(),
+            bus: s.events.bus().clone(),
+            batch: crate::ops::retention::BATCH,
+        })
+    }),
+    JobKindLine::new(RETENTION_SCHEDULE, |_, s| {
+        shared(RetentionScheduleHandler {
+            store: s.store.clone(),
+            queue: s.jobs.queue().clone(),
+        })
+    })
+    .every_setting(|c| Some(c.retention_schedule.as_str())),
+    JobKindLine::new(scheduled::KIND, |c, s| {
+        shared(ScheduledBackup {
+            store: s.store.clone(),
+            options: c.backup_options(),
+        })
+    })
+    .every_setting(|c| c.backup_schedule.as_deref()),
+    #[cfg(feature = "test-kinds")]
+    JobKindLine::new(test_kinds::NOOP, |_, _| shared(test_kinds::Noop)).when(|c| c.job_test_kinds),
+    #[cfg(feature = "test-kinds")]
+    JobKindLine::new(test_kinds::SLEEP, |_, _| shared(test_kinds::Sleep)).when(|c| c.job_test_kinds),
+    #[cfg(feature = "test-kinds")]
+    JobKindLine::new(test_kinds::FLAKY, |_, _| shared(test_kinds::Flaky)).when(|c| c.job_test_kinds),
+];
+
+/// The job kinds `JOB_KINDS` turns on under `settings`, with their schedules, installed in the
+/// services' queue (which then knows each kind's attempts).
 pub fn registry(settings: &Settings, services: &Services) -> anyhow::Result<Registry> {
     let mut registry = Registry::new();
-    registry.register(EnrichLeadsHandler(services.enrichment.clone()));
-    registry.register(crate::service::ImportLeadsHandler(services.imports.clone()));
-    let retention = Duration::from_secs(settings.job_retention_hours.saturating_mul(3600));
-    builtin::register_prune(&mut registry, services.store.clone(), retention)?;
-    if settings.job_test_kinds {
-        builtin::register_test_kinds(&mut registry);
+    for line in JOB_KINDS.iter().filter(|line| (line.on)(settings)) {
+        let handler = (line.handler)(settings, services)?;
+        anyhow::ensure!(
+            handler.kind() == line.kind,
+            "job kind `{}` is listed with the handler of `{}`",
+            line.kind,
+            handler.kind()
+        );
+        registry.insert(handler);
+        if let Some(cron) = line.cron(settings) {
+            registry.schedule(ScheduleSpec {
+                name: line.kind.to_string(),
+                cron: cron.to_owned(),
+                tz: "UTC".into(),
+                kind: line.kind,
+                payload: serde_json::json!({}),
+            })?;
+        }
     }
-    let delivery = DeliveryHandler {
-        deliverer: Deliverer::new(
-            services.store.clone(),
-            sealer(settings)?,
-            settings.webhook_options(),
-        )
-        .context("cannot build the webhook HTTP client")?,
-        bus: services.events.bus().clone(),
-        retry_base: Duration::from_millis(settings.webhook_retry_base_ms),
-    };
-    let event_retention = Duration::from_secs(settings.event_retention_days.saturating_mul(86_400));
-    delivery::register(&mut registry, services.store.clone(), delivery, event_retention)?;
-    crate::service::retention::register(
-        &mut registry,
-        services.store.clone(),
-        services.jobs.queue().clone(),
-        services.events.bus().clone(),
-        &settings.retention_schedule,
-    )?;
-    crate::ops::backup::scheduled::register(
-        &mut registry,
-        services.store.clone(),
-        settings.backup_options(),
-    )?;
     services.jobs.queue().install(&registry);
     Ok(registry)
 }

@@ -11,8 +11,10 @@ mod layers;
 pub use layers::{ENV_PREFIX, Flags, env_var, fields, flag};
 
 use crate::auth::{AuthConfig, PublicKeyConfig};
+use crate::domain::ProviderKind;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -77,14 +79,12 @@ pub struct Settings {
     /// stored (`openssl rand -base64 32`).
     #[serde(skip_serializing)]
     pub master_key: Option<SecretString>,
-    /// Base URL of Hunter's API (overridden to point at a fake in tests).
-    pub hunter_url: String,
-    /// Base URL of People Data Labs' API.
-    pub pdl_url: String,
-    /// Base URL of Apollo's API.
-    pub apollo_url: String,
-    /// Base URL of Clearbit's API.
-    pub clearbit_url: String,
+    /// Base URL of each provider's API, by provider id (`hunter`, `pdl`, `apollo`,
+    /// `clearbit`); the defaults are the providers' own, and a provider left out keeps its
+    /// default. Pointed at fakes in tests and benchmarks. In the file a table
+    /// (`[provider_urls]`, `hunter = "http://…"`), in the environment `name=URL` pairs
+    /// separated by commas, on the command line `--provider-url name=URL`, repeated.
+    pub provider_urls: BTreeMap<String, String>,
     /// Milliseconds a provider call may take unless the provider's settings say otherwise.
     pub provider_timeout_ms: u64,
     /// Retries after a transient provider failure.
@@ -136,7 +136,8 @@ pub struct Settings {
     /// When retention runs: a five-field cron expression read in UTC. Each tick queues one
     /// run per workspace that has a retention policy.
     pub retention_schedule: String,
-    /// Registers the built-in test job kinds `noop`, `sleep` and `flaky` (benchmarks, tests).
+    /// Registers the test job kinds `noop`, `sleep` and `flaky` (benchmarks, tests); only in a
+    /// build with the `test-kinds` feature.
     pub job_test_kinds: bool,
     /// Leads an export reads per statement (1 to 10,000).
     pub export_batch_size: usize,
@@ -203,10 +204,7 @@ impl Default for Settings {
             ws_max_connections_per_token: 20,
             ws_send_queue: 256,
             master_key: None,
-            hunter_url: "https://api.hunter.io/v2".into(),
-            pdl_url: "https://api.peopledatalabs.com/v5".into(),
-            apollo_url: "https://api.apollo.io/api/v1".into(),
-            clearbit_url: "https://person.clearbit.com/v2".into(),
+            provider_urls: crate::enrich::providers::default_urls(),
             provider_timeout_ms: 3_000,
             provider_retries: 2,
             circuit_failure_threshold: 5,
@@ -330,6 +328,12 @@ impl Settings {
         {
             return invalid("retention_schedule", &e.to_string());
         }
+        if self.job_test_kinds && !cfg!(feature = "test-kinds") {
+            return invalid(
+                "job_test_kinds",
+                "this build has no test job kinds; build with --features test-kinds",
+            );
+        }
         if self.backup_keep == 0 {
             return invalid("backup_keep", "must be at least 1");
         }
@@ -361,15 +365,21 @@ impl Settings {
                 return invalid(setting, "must be at least 1");
             }
         }
-        for (setting, url) in [
-            ("hunter_url", &self.hunter_url),
-            ("pdl_url", &self.pdl_url),
-            ("apollo_url", &self.apollo_url),
-            ("clearbit_url", &self.clearbit_url),
-        ] {
+        let defaults = crate::enrich::providers::default_urls();
+        for (name, url) in &self.provider_urls {
+            if !defaults.contains_key(name) {
+                let known: Vec<&str> = defaults.keys().map(String::as_str).collect();
+                return invalid(
+                    "provider_urls",
+                    &format!(
+                        "no provider `{name}` takes a base URL; these do: {}",
+                        known.join(", ")
+                    ),
+                );
+            }
             match url::Url::parse(url) {
                 Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-                _ => return invalid(setting, "must be an http(s) URL"),
+                _ => return invalid("provider_urls", &format!("`{name}` must be an http(s) URL")),
             }
         }
         if self.provider_timeout_ms < 50 {
@@ -415,24 +425,13 @@ impl Settings {
         }
     }
 
-    /// Where each provider's API lives.
-    pub fn endpoints(&self) -> crate::enrich::providers::Endpoints {
-        use crate::enrich::providers::{apollo, clearbit, hunter, pdl};
-        let parse = |raw: &str| url::Url::parse(raw).ok();
-        let mut e = crate::enrich::providers::Endpoints::default();
-        if let Some(u) = parse(&self.hunter_url) {
-            e.hunter = hunter::Config { base_url: u };
-        }
-        if let Some(u) = parse(&self.pdl_url) {
-            e.pdl = pdl::Config { base_url: u };
-        }
-        if let Some(u) = parse(&self.apollo_url) {
-            e.apollo = apollo::Config { base_url: u };
-        }
-        if let Some(u) = parse(&self.clearbit_url) {
-            e.clearbit = clearbit::Config { base_url: u };
-        }
-        e
+    /// Where each provider's API lives, for the providers `provider_urls` names (the others
+    /// keep their adapter's default).
+    pub fn base_urls(&self) -> BTreeMap<ProviderKind, url::Url> {
+        self.provider_urls
+            .iter()
+            .filter_map(|(name, url)| Some((ProviderKind::parse(name)?, url::Url::parse(url).ok()?)))
+            .collect()
     }
 
     /// The WebSocket transport's settings.
@@ -563,7 +562,9 @@ impl Settings {
              # Each setting is also read from the environment variable LEADGATE_<NAME> (the name in\n\
              # upper case, e.g. LEADGATE_MAX_DEPTH) and, on the commands that use it, from the flag\n\
              # --<name> with hyphens (e.g. --max-depth). Flags win over the environment, which wins\n\
-             # over this file. Lists in the environment are JSON, TOML or comma-separated.\n\
+             # over this file. Lists in the environment are JSON, TOML or comma-separated; tables\n\
+             # (provider_urls) JSON, TOML or name=value pairs separated by commas, and on the\n\
+             # command line --provider-url name=URL, once per entry.\n\
              # Without a default (unset unless given): {}.\n\
              # Secrets (jwt_secret, master_key) are best given as LEADGATE_JWT_SECRET and\n\
              # LEADGATE_MASTER_KEY instead.\n\n{defaults}",
@@ -780,6 +781,94 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.max_depth, 15);
+    }
+
+    #[derive(Serialize)]
+    struct UrlFlags {
+        provider_urls: BTreeMap<&'static str, &'static str>,
+    }
+
+    #[test]
+    fn provider_urls_merge_over_the_defaults_from_every_layer() {
+        let none = Flags::default();
+        let file = "[provider_urls]\nhunter = \"http://127.0.0.1:1/v2\"\napollo = \"http://127.0.0.1:4\"";
+        let s = load(file, &[], &none).unwrap();
+        assert_eq!(s.provider_urls["hunter"], "http://127.0.0.1:1/v2");
+        assert_eq!(
+            s.provider_urls["pdl"], "https://api.peopledatalabs.com/v5",
+            "a provider left out keeps its default"
+        );
+        let env = [(
+            "LEADGATE_PROVIDER_URLS",
+            "hunter=http://127.0.0.1:2/v2?a=b, pdl=http://127.0.0.1:3/v5",
+        )];
+        let s = load(file, &env, &none).unwrap();
+        assert_eq!(s.provider_urls["hunter"], "http://127.0.0.1:2/v2?a=b");
+        assert_eq!(s.provider_urls["pdl"], "http://127.0.0.1:3/v5");
+        assert_eq!(
+            s.provider_urls["apollo"], "http://127.0.0.1:4",
+            "the file's entry stays"
+        );
+        assert_eq!(s.provider_urls["clearbit"], "https://person.clearbit.com/v2");
+        let json = [("LEADGATE_PROVIDER_URLS", r#"{"clearbit": "http://127.0.0.1:5"}"#)];
+        assert_eq!(
+            load("", &json, &none).unwrap().provider_urls["clearbit"],
+            "http://127.0.0.1:5"
+        );
+        let mut flags = Flags::default();
+        flags
+            .add(&UrlFlags {
+                provider_urls: BTreeMap::from([("pdl", "http://127.0.0.1:6/v5")]),
+            })
+            .unwrap();
+        let s = load(file, &env, &flags).unwrap();
+        assert_eq!(s.provider_urls["pdl"], "http://127.0.0.1:6/v5");
+        assert_eq!(s.provider_urls["hunter"], "http://127.0.0.1:2/v2?a=b");
+        let urls = s.base_urls();
+        assert_eq!(
+            urls.len(),
+            crate::enrich::providers::default_urls().len(),
+            "every provider that calls out: {urls:?}"
+        );
+        assert_eq!(
+            urls[&ProviderKind::PeopleDataLabs].as_str(),
+            "http://127.0.0.1:6/v5"
+        );
+    }
+
+    #[test]
+    fn a_provider_url_for_no_such_provider_names_the_setting_and_where_it_came_from() {
+        let none = Flags::default();
+        let env = [("LEADGATE_PROVIDER_URLS", "huntr=http://127.0.0.1:1")];
+        let err = load("", &env, &none).unwrap_err().to_string();
+        let (head, known) = err.split_once("; these do: ").unwrap();
+        assert_eq!(
+            head,
+            "setting `provider_urls` (from LEADGATE_PROVIDER_URLS): no provider `huntr` takes a base URL"
+        );
+        assert!(known.split(", ").any(|k| k == "hunter"), "{err}");
+        let err = load("[provider_urls]\nsandbox = \"http://127.0.0.1:1\"", &[], &none)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`provider_urls` (from config file"), "{err}");
+        assert!(err.contains("no provider `sandbox` takes a base URL"), "{err}");
+        let mut flags = Flags::default();
+        flags
+            .add(&UrlFlags {
+                provider_urls: BTreeMap::from([("hunter", "ftp://127.0.0.1/v2")]),
+            })
+            .unwrap();
+        let err = load("", &[], &flags).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "setting `provider_urls` (from --provider-url): `hunter` must be an http(s) URL"
+        );
+        let env = [("LEADGATE_PROVIDER_URLS", "hunter")];
+        let err = load("", &env, &none).unwrap_err().to_string();
+        assert!(
+            err.starts_with("LEADGATE_PROVIDER_URLS: expected name=value pairs"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -136,18 +136,11 @@ pub struct WsFlags {
 #[derive(Args, Clone, Debug, Default, Serialize)]
 #[command(next_help_heading = "Enrichment")]
 pub struct EnrichmentFlags {
-    /// Base URL of Hunter's API.
-    #[arg(long, value_name = "URL")]
-    pub hunter_url: Option<String>,
-    /// Base URL of People Data Labs' API.
-    #[arg(long, value_name = "URL")]
-    pub pdl_url: Option<String>,
-    /// Base URL of Apollo's API.
-    #[arg(long, value_name = "URL")]
-    pub apollo_url: Option<String>,
-    /// Base URL of Clearbit's API.
-    #[arg(long, value_name = "URL")]
-    pub clearbit_url: Option<String>,
+    /// Base URL of a provider's API, as `name=URL` (`hunter`, `pdl`, `apollo`, `clearbit`);
+    /// repeat for more providers.
+    #[arg(long = "provider-url", value_name = "NAME=URL", value_parser = name_and_value)]
+    #[serde(serialize_with = "table", skip_serializing_if = "Vec::is_empty")]
+    pub provider_urls: Vec<(String, String)>,
     /// Milliseconds a provider call may take.
     #[arg(long, value_name = "MS")]
     pub provider_timeout_ms: Option<u64>,
@@ -230,7 +223,8 @@ pub struct JobFlags {
     #[arg(long, value_name = "CRON")]
     pub retention_schedule: Option<String>,
     /// Register the test job kinds `noop`, `sleep` (`{"ms": N}`) and `flaky`
-    /// (`{"failures": N}` or `{"permanent": true}`), for benchmarks and tests.
+    /// (`{"failures": N}` or `{"permanent": true}`), for benchmarks and tests; only in a build
+    /// with `--features test-kinds`.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub job_test_kinds: Option<bool>,
     /// Five-field cron (UTC) for scheduled backups, e.g. "0 2 * * *"; unset: none.
@@ -266,6 +260,21 @@ impl SettingFlags for DataSettings {
     fn common(&self) -> &CommonFlags {
         &self.common
     }
+}
+
+/// One entry of a table setting given as `name=value`.
+fn name_and_value(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err("expected NAME=VALUE".into()),
+    }
+}
+
+/// Hands repeated `name=value` flags to the settings as one table.
+fn table<S: Serializer>(entries: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(entries.iter().map(|(k, v)| (k, v)))
 }
 
 /// A secret flag's value, kept out of `Debug`.

@@ -1,7 +1,7 @@
 //! The command line: the `Cli`, the `Command` enum and its dispatch, and the start of every
 //! command (its settings loaded in one place, `Settings::load`, with its flags as the top
 //! layer; logging). Each command group lives in a file of its own: `serve` (serve, worker),
-//! `workspace` (workspace, token), `migrate` (migrate, schema), `seed`, `import`, `export`,
+//! `workspace` (workspace, token), `migrate` (migrate, schema, job-kinds), `seed`, `import`, `export`,
 //! `erase` and `backup` (backup, restore); `flags` holds the setting flags, `progress` the bars.
 //! Output meant for scripts (a token, the schema) goes to stdout alone; the rest to stderr.
 
@@ -71,6 +71,8 @@ pub enum Command {
     Migrate(DataSettings),
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Print the job kinds this build can run, one per line.
+    JobKinds,
     /// Manage workspaces.
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
@@ -167,6 +169,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             migrate::schema();
             Ok(())
         }
+        Command::JobKinds => {
+            migrate::job_kinds();
+            Ok(())
+        }
         Command::Serve(args) => serve::serve(&start(&global, &args.settings, false)?, *args).await,
         Command::Worker(args) => serve::worker(&start(&global, &args.settings, false)?).await,
         Command::Migrate(flags) => migrate::migrate(&start(&global, &flags, false)?).await,
@@ -215,10 +221,7 @@ mod tests {
         "ws-send-queue",
     ];
     const ENRICHMENT: &[&str] = &[
-        "hunter-url",
-        "pdl-url",
-        "apollo-url",
-        "clearbit-url",
+        "provider-url",
         "provider-timeout-ms",
         "provider-retries",
         "circuit-failure-threshold",
@@ -295,6 +298,7 @@ mod tests {
             ),
             ("migrate", set(&data)),
             ("schema", set(&[])),
+            ("job-kinds", set(&[])),
             ("workspace create", set(&[&["name"], COMMON, DATABASE])),
             ("workspace list", set(&data)),
             (
@@ -431,7 +435,14 @@ mod tests {
             "--job-test-kinds",
             "--listen",
             "127.0.0.1:1",
+            "--provider-url",
+            "hunter=http://127.0.0.1:2/v2",
+            "--provider-url",
+            "pdl=http://127.0.0.1:3/v5",
         ]);
+        assert_eq!(s.provider_urls["hunter"], "http://127.0.0.1:2/v2");
+        assert_eq!(s.provider_urls["pdl"], "http://127.0.0.1:3/v5");
+        assert_eq!(s.provider_urls["apollo"], "https://api.apollo.io/api/v1");
         assert_eq!(s.database_url, "sqlite://before.db");
         assert_eq!((s.max_depth, s.ws_send_queue, s.listen.port()), (20, 7, 1));
         assert!(s.job_test_kinds && s.workers);

@@ -38,9 +38,16 @@ pub fn env_var(field: &str) -> String {
     format!("{ENV_PREFIX}{}", field.to_ascii_uppercase())
 }
 
-/// The command-line flag of a setting: its name with hyphens.
+/// Settings whose flag is not their name with hyphens: a table given one entry per flag.
+const FLAG_NAMES: &[(&str, &str)] = &[("provider_urls", "--provider-url")];
+
+/// The command-line flag of a setting: its name with hyphens (`provider_urls`, a table, is
+/// `--provider-url`, given once per entry).
 pub fn flag(field: &str) -> String {
-    format!("--{}", field.replace('_', "-"))
+    match FLAG_NAMES.iter().find(|(f, _)| *f == field) {
+        Some((_, flag)) => (*flag).to_owned(),
+        None => format!("--{}", field.replace('_', "-")),
+    }
 }
 
 /// The name of every setting, in declaration order.
@@ -208,7 +215,8 @@ fn read_env(
 }
 
 /// A variable's text as a value of the default's type: numbers and booleans parsed, lists and
-/// tables as JSON or TOML (a list may also be comma-separated), anything else the text as it is.
+/// tables as JSON or TOML (a list may also be comma-separated, a table `name=value` pairs
+/// separated by commas), anything else the text as it is.
 fn typed(raw: &str, default: Option<&Value>) -> Result<Value, String> {
     let text = raw.trim();
     match default {
@@ -231,9 +239,30 @@ fn typed(raw: &str, default: Option<&Value>) -> Result<Value, String> {
                 .map(Value::from)
                 .collect::<Vec<_>>(),
         )),
+        Some(Value::Dict(..)) if !text.starts_with('{') => pairs(text),
         Some(Value::Array(..) | Value::Dict(..)) => structured(text),
         _ => Ok(Value::from(raw)),
     }
+}
+
+/// A table given as `name=value` pairs separated by commas (`hunter=http://…,pdl=http://…`);
+/// each value runs to the next comma.
+fn pairs(text: &str) -> Result<Value, String> {
+    let mut table = BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some((name, value)) if !name.trim().is_empty() => {
+                table.insert(name.trim().to_owned(), value.trim().to_owned());
+            }
+            // the pair is not repeated: it may hold a secret
+            _ => {
+                return Err(
+                    "expected name=value pairs separated by commas, JSON or a TOML inline table".into(),
+                );
+            }
+        }
+    }
+    Value::serialize(table).map_err(|e| e.to_string())
 }
 
 /// JSON, or else a TOML value (`[{kid = "a", …}]`).

@@ -141,10 +141,50 @@ pub enum Duplicate {
     Replace,
 }
 
+/// The name of a job kind, e.g. `enrich.leads`: what a job is enqueued as and what picks its
+/// handler.
+///
+/// It is made only from a string literal, `JobKind::new("enrich.leads")`, kept as a constant
+/// beside the kind's handler, and a `NewJob` takes nothing else. So every kind the code can
+/// enqueue is one of those literals, and the test that reads them all from the source
+/// (`tests/api/contracts.rs`, `every_job_kind_the_code_names_is_registered`) checks each
+/// against the registry (`app::JOB_KINDS`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct JobKind(&'static str);
+
+impl JobKind {
+    /// A kind's name; use it once, for the kind's constant.
+    pub const fn new(name: &'static str) -> Self {
+        Self(name)
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl PartialEq<str> for JobKind {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<JobKind> for String {
+    fn eq(&self, other: &JobKind) -> bool {
+        self == other.0
+    }
+}
+
 /// A job to enqueue.
 #[derive(Clone, PartialEq, Debug)]
 pub struct NewJob {
-    pub kind: String,
+    pub kind: JobKind,
     pub workspace_id: Option<WorkspaceId>,
     pub payload: serde_json::Value,
     /// Now when `None`.
@@ -158,9 +198,9 @@ pub struct NewJob {
 
 impl NewJob {
     /// A job of `kind` with `payload`, due now, default priority and attempts, no unique key.
-    pub fn new(kind: impl Into<String>, payload: serde_json::Value) -> Self {
+    pub fn new(kind: JobKind, payload: serde_json::Value) -> Self {
         Self {
-            kind: kind.into(),
+            kind,
             workspace_id: None,
             payload,
             run_at: None,

@@ -44,11 +44,12 @@ pub use import::{
     IMPORT_FINISHED, IMPORT_PROGRESS, Import, ImportCheckpoint, ImportCounts, ImportErrorRow, ImportStatus,
 };
 pub use job::{
-    Duplicate, Enqueued, Jitter, Job, JobFailure, JobId, JobScope, JobSelection, JobState, NewJob, QueueStat,
-    RetryPolicy, Schedule,
+    Duplicate, Enqueued, Jitter, Job, JobFailure, JobId, JobKind, JobScope, JobSelection, JobState, NewJob,
+    QueueStat, RetryPolicy, Schedule,
 };
 pub use lead::{Lead, LeadDraft, LeadPatch, LeadStatus, Patch, Timestamp, UpsertOutcome, now};
 pub use paging::{KeysetPage, Paged};
+pub(crate) use providers::provider_list;
 pub use providers::{EnrichmentSettings, ProviderConfig, ProviderKind, SealedKey, Usage, UsagePeriod};
 pub use retention::{
     Cutoffs, Erasure, ErasureCounts, MAX_ERASURE_REASON, MAX_RETENTION_DAYS, RetentionCounts, RetentionDays,

@@ -7,38 +7,56 @@ use chrono::{Datelike, TimeZone, Timelike, Utc};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// The providers leadgate has adapters for.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub enum ProviderKind {
-    Sandbox,
-    Hunter,
-    PeopleDataLabs,
-    Apollo,
-    Clearbit,
+/// The one list of providers: each line is a `ProviderKind` variant and its id. The id is
+/// stored, shown in provenance, metrics and logs, is the provider's key in the `provider_urls`
+/// setting, and names the adapter's folder under `src/enrich/providers/`.
+///
+/// A new provider is its folder and one line here. Everything else is expanded from this list
+/// by the layer that owns it, each passing a macro of its own that receives the lines
+/// (`provider_list!(then)` calls `then! { Variant => id, … }`): `ProviderKind` below, the
+/// adapters' modules and `enrich::providers::all`, and the GraphQL `ProviderName`. A doc
+/// comment on a line documents the variant in Rust and in the GraphQL schema.
+macro_rules! provider_list {
+    ($then:ident) => {
+        $then! {
+            /// Built in: plausible values derived from the lead itself; no key, no network.
+            Sandbox => sandbox,
+            Hunter => hunter,
+            PeopleDataLabs => pdl,
+            Apollo => apollo,
+            Clearbit => clearbit,
+        }
+    };
 }
+pub(crate) use provider_list;
+
+/// `ProviderKind`, its `ALL` and its ids, from the list.
+macro_rules! provider_kind {
+    ($($(#[$doc:meta])* $variant:ident => $id:ident,)*) => {
+        /// The providers leadgate has adapters for.
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+        pub enum ProviderKind {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl ProviderKind {
+            /// Every provider, in the list's order.
+            pub const ALL: &[ProviderKind] = &[$(ProviderKind::$variant),*];
+
+            /// The stored id, also used in provenance, metrics, logs and settings.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ProviderKind::$variant => stringify!($id),)*
+                }
+            }
+        }
+    };
+}
+provider_list!(provider_kind);
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 5] = [
-        ProviderKind::Sandbox,
-        ProviderKind::Hunter,
-        ProviderKind::PeopleDataLabs,
-        ProviderKind::Apollo,
-        ProviderKind::Clearbit,
-    ];
-
-    /// The stored id, also used in provenance, metrics and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Sandbox => "sandbox",
-            ProviderKind::Hunter => "hunter",
-            ProviderKind::PeopleDataLabs => "pdl",
-            ProviderKind::Apollo => "apollo",
-            ProviderKind::Clearbit => "clearbit",
-        }
-    }
-
     pub fn parse(raw: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.as_str() == raw)
+        Self::ALL.iter().copied().find(|p| p.as_str() == raw)
     }
 
     /// Whether calls need an API key.
@@ -271,8 +289,9 @@ mod tests {
 
     #[test]
     fn kinds_round_trip() {
-        for k in ProviderKind::ALL {
+        for &k in ProviderKind::ALL {
             assert_eq!(ProviderKind::parse(k.as_str()), Some(k));
         }
+        assert_eq!(ProviderKind::parse("PDL"), None);
     }
 }

@@ -19,10 +19,9 @@
 
 use super::Bus;
 use super::webhooks::{Deliverer, DeliveryError};
-use crate::domain::{Duplicate, Jitter, Job, NewJob, RetryPolicy, WebhookId, WorkspaceId, now};
+use crate::domain::{Duplicate, Jitter, Job, JobKind, NewJob, RetryPolicy, WebhookId, WorkspaceId, now};
 use crate::jobs::builtin::retention_cutoff;
-use crate::jobs::schedule::{ScheduleError, ScheduleSpec};
-use crate::jobs::{Handler, JobContext, JobError, Queue, Registry};
+use crate::jobs::{Handler, JobContext, JobError, Queue};
 use crate::store::{Store, StoreError};
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
@@ -31,9 +30,9 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 /// The job kind of one delivery attempt.
-pub const DELIVER: &str = "webhook.deliver";
+pub const DELIVER: JobKind = JobKind::new("webhook.deliver");
 /// The job kind that applies event and delivery-log retention.
-pub const PRUNE_EVENTS: &str = "events.prune";
+pub const PRUNE_EVENTS: JobKind = JobKind::new("events.prune");
 /// Events read per endpoint and statement.
 const BATCH: u32 = 500;
 
@@ -148,7 +147,7 @@ impl DeliveryHandler {
 }
 
 impl Handler for DeliveryHandler {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> JobKind {
         DELIVER
     }
 
@@ -194,7 +193,7 @@ pub struct PruneEvents {
 }
 
 impl Handler for PruneEvents {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> JobKind {
         PRUNE_EVENTS
     }
 
@@ -210,23 +209,4 @@ impl Handler for PruneEvents {
             Ok(())
         })
     }
-}
-
-/// Registers webhook delivery and event retention (daily at 03:23 UTC) with the workers.
-pub fn register(
-    registry: &mut Registry,
-    store: Store,
-    delivery: DeliveryHandler,
-    retention: Duration,
-) -> Result<(), ScheduleError> {
-    registry.register(delivery);
-    registry.register(PruneEvents { store, retention });
-    registry.schedule(ScheduleSpec {
-        name: PRUNE_EVENTS.into(),
-        cron: "23 3 * * *".into(),
-        tz: "UTC".into(),
-        kind: PRUNE_EVENTS.into(),
-        payload: serde_json::json!({}),
-    })?;
-    Ok(())
 }

@@ -92,40 +92,19 @@ impl From<Group> for EnrichmentGroup {
     }
 }
 
-/// An enrichment provider.
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-pub enum ProviderName {
-    /// Built in: plausible values derived from the lead itself; no key, no network.
-    Sandbox,
-    Hunter,
-    PeopleDataLabs,
-    Apollo,
-    Clearbit,
-}
-
-impl From<ProviderName> for ProviderKind {
-    fn from(p: ProviderName) -> Self {
-        match p {
-            ProviderName::Sandbox => ProviderKind::Sandbox,
-            ProviderName::Hunter => ProviderKind::Hunter,
-            ProviderName::PeopleDataLabs => ProviderKind::PeopleDataLabs,
-            ProviderName::Apollo => ProviderKind::Apollo,
-            ProviderName::Clearbit => ProviderKind::Clearbit,
+/// `ProviderName` from the one list of providers (`domain::provider_list!`); `remote` derives
+/// the conversions both ways as matches the compiler checks for every variant.
+macro_rules! provider_name {
+    ($($(#[$doc:meta])* $variant:ident => $id:ident,)*) => {
+        /// An enrichment provider.
+        #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+        #[graphql(remote = "ProviderKind")]
+        pub enum ProviderName {
+            $($(#[$doc])* $variant,)*
         }
-    }
+    };
 }
-
-impl From<ProviderKind> for ProviderName {
-    fn from(p: ProviderKind) -> Self {
-        match p {
-            ProviderKind::Sandbox => ProviderName::Sandbox,
-            ProviderKind::Hunter => ProviderName::Hunter,
-            ProviderKind::PeopleDataLabs => ProviderName::PeopleDataLabs,
-            ProviderKind::Apollo => ProviderName::Apollo,
-            ProviderKind::Clearbit => ProviderName::Clearbit,
-        }
-    }
-}
+crate::domain::provider_list!(provider_name);
 
 /// Deliverability of an email address.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]

@@ -5,13 +5,24 @@
 //!
 //! Delivery is at least once: a job whose worker dies is run again after its lease expires,
 //! so handlers must be idempotent. The queue's rows live in `store`; nothing here speaks SQL.
+//!
+//! Job kinds have one list, `app::JOB_KINDS` (it sits in `app` because handlers live in the
+//! layers above this one): a line per kind with its handler's constructor and its schedule,
+//! from which `app::registry` fills the `Registry`. A kind's name is a `domain::JobKind`
+//! constant beside its handler, and a `NewJob` takes nothing else; `JobKind::new` is called
+//! only with a literal, so a test (`tests/api/contracts.rs`,
+//! `every_job_kind_the_code_names_is_registered`) can read every kind the code can enqueue
+//! from the source and fail when one is not in the list. A new kind is its handler and one line
+//! there. The test kinds (`test_kinds`) exist only with the `test-kinds` cargo feature.
 
 pub mod builtin;
 pub mod metrics;
 pub mod schedule;
+#[cfg(feature = "test-kinds")]
+pub mod test_kinds;
 pub mod worker;
 
-use crate::domain::{Enqueued, Job, JobId, NewJob, RetryPolicy, Timestamp, now};
+use crate::domain::{Enqueued, Job, JobId, JobKind, NewJob, RetryPolicy, Timestamp, now};
 use crate::store::{Store, StoreError};
 use futures_util::future::BoxFuture;
 use metrics::JobMetrics;
@@ -38,8 +49,8 @@ pub enum JobError {
 
 /// One kind of job.
 pub trait Handler: Send + Sync + 'static {
-    /// The kind this handler runs, e.g. `enrich.leads`.
-    fn kind(&self) -> &'static str;
+    /// The kind this handler runs, e.g. `enrich.leads`: the constant beside the handler.
+    fn kind(&self) -> JobKind;
     /// How often and how soon failed attempts are retried.
     fn policy(&self) -> RetryPolicy {
         RetryPolicy::default()
@@ -95,8 +106,8 @@ impl JobContext {
 pub struct Queue {
     store: Store,
     wake: Arc<Notify>,
-    /// Attempts per kind, from the registry once installed.
-    attempts: Arc<OnceLock<HashMap<&'static str, u32>>>,
+    /// The registered kinds and their attempts, from the registry once installed.
+    attempts: Arc<OnceLock<HashMap<&'static str, (JobKind, u32)>>>,
     metrics: JobMetrics,
 }
 
@@ -121,7 +132,7 @@ impl Queue {
     pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued, StoreError> {
         let attempts = job
             .max_attempts
-            .unwrap_or_else(|| self.default_attempts(&job.kind));
+            .unwrap_or_else(|| self.default_attempts(job.kind.as_str()));
         let enqueued = self.store.enqueue_job(&job, attempts, now()).await?;
         self.wake.notify_waiters();
         Ok(enqueued)
@@ -129,7 +140,12 @@ impl Queue {
 
     /// Whether a handler for `kind` is registered (false before the registry is installed).
     pub fn knows(&self, kind: &str) -> bool {
-        self.attempts.get().is_some_and(|m| m.contains_key(kind))
+        self.kind(kind).is_some()
+    }
+
+    /// The registered kind named `kind`, if any (none before the registry is installed).
+    pub fn kind(&self, kind: &str) -> Option<JobKind> {
+        self.attempts.get().and_then(|m| m.get(kind)).map(|(k, _)| *k)
     }
 
     pub fn store(&self) -> &Store {
@@ -147,8 +163,8 @@ impl Queue {
     fn default_attempts(&self, kind: &str) -> u32 {
         self.attempts
             .get()
-            .and_then(|m| m.get(kind).copied())
-            .unwrap_or(RetryPolicy::default().max_attempts)
+            .and_then(|m| m.get(kind))
+            .map_or(RetryPolicy::default().max_attempts, |(_, attempts)| *attempts)
     }
 
     /// Takes the kinds and their attempts from `registry`; the first registry wins.
@@ -156,7 +172,7 @@ impl Queue {
         let attempts = registry
             .handlers
             .iter()
-            .map(|(kind, h)| (*kind, h.policy().max_attempts))
+            .map(|(kind, h)| (*kind, (h.kind(), h.policy().max_attempts)))
             .collect();
         let _ = self.attempts.set(attempts);
     }
@@ -176,7 +192,12 @@ impl Registry {
 
     /// Adds a handler; a later one for the same kind replaces it.
     pub fn register(&mut self, handler: impl Handler) -> &mut Self {
-        self.handlers.insert(handler.kind(), Arc::new(handler));
+        self.insert(Arc::new(handler))
+    }
+
+    /// `register` for a handler already shared.
+    pub fn insert(&mut self, handler: Arc<dyn Handler>) -> &mut Self {
+        self.handlers.insert(handler.kind().as_str(), handler);
         self
     }
 
@@ -185,7 +206,7 @@ impl Registry {
     pub fn schedule(&mut self, spec: ScheduleSpec) -> Result<&mut Self, ScheduleError> {
         spec.validate()?;
         if !self.handlers.contains_key(spec.kind.as_str()) {
-            return Err(ScheduleError::UnknownKind(spec.kind));
+            return Err(ScheduleError::UnknownKind(spec.kind.to_string()));
         }
         self.schedules.retain(|s| s.name != spec.name);
         self.schedules.push(spec);

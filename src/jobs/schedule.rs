@@ -3,10 +3,11 @@
 //! Every instance runs a `Scheduler`; each tick of a schedule is fired by exactly one of them,
 //! because firing moves the stored `next_run_at` from the due tick to the next one with a
 //! compare-and-set in the same transaction as the enqueue. After downtime only the latest
-//! missed tick fires. "Now" is always passed in, so tests drive the clock.
+//! missed tick fires. "Now" is always passed in, so tests drive the clock. A stored schedule
+//! of a kind this instance neither registered nor runs is left to the instances that do.
 
 use super::Queue;
-use crate::domain::{NewJob, Schedule, Timestamp};
+use crate::domain::{JobKind, NewJob, Schedule, Timestamp};
 use crate::store::StoreError;
 use chrono::Utc;
 use chrono_tz::Tz;
@@ -74,7 +75,7 @@ pub struct ScheduleSpec {
     pub name: String,
     pub cron: String,
     pub tz: String,
-    pub kind: String,
+    pub kind: JobKind,
     pub payload: serde_json::Value,
 }
 
@@ -102,6 +103,16 @@ impl Scheduler {
         Ok(Self { queue, specs })
     }
 
+    /// The kind named `name`: one this scheduler's schedules enqueue, or one the queue's
+    /// registry runs.
+    fn kind(&self, name: &str) -> Option<JobKind> {
+        self.specs
+            .iter()
+            .map(|(spec, _)| spec.kind)
+            .find(|k| k.as_str() == name)
+            .or_else(|| self.queue.kind(name))
+    }
+
     /// Stores the schedules (first tick after `now` for new or changed ones).
     pub async fn register(&self, now: Timestamp) -> Result<(), ScheduleError> {
         for (spec, cron) in &self.specs {
@@ -114,7 +125,7 @@ impl Scheduler {
                     name: spec.name.clone(),
                     cron: spec.cron.clone(),
                     tz: spec.tz.clone(),
-                    kind: spec.kind.clone(),
+                    kind: spec.kind.to_string(),
                     payload: spec.payload.clone(),
                     next_run_at: next,
                     last_run_at: None,
@@ -141,7 +152,11 @@ impl Scheduler {
             let Some(next) = cron.next_after(now) else {
                 continue;
             };
-            let mut job = NewJob::new(s.kind.clone(), s.payload.clone());
+            let Some(kind) = self.kind(&s.kind) else {
+                // not a kind of this instance: an instance that runs it fires it
+                continue;
+            };
+            let mut job = NewJob::new(kind, s.payload.clone());
             job.run_at = Some(s.next_run_at.min(now));
             let attempts = self.queue.default_attempts(&s.kind);
             if store

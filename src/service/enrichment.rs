@@ -7,8 +7,8 @@
 
 use super::{Actor, ServiceError};
 use crate::domain::{
-    EnrichmentSettings, FieldErrorCode, Group, Job, JobId, JobScope, JobState as StoredState, Lead, LeadId,
-    NewJob, Policy, ProviderConfig, ProviderKind, RetryPolicy, Timestamp, UsagePeriod, now,
+    EnrichmentSettings, FieldErrorCode, Group, Job, JobId, JobKind, JobScope, JobState as StoredState, Lead,
+    LeadId, NewJob, Policy, ProviderConfig, ProviderKind, RetryPolicy, Timestamp, UsagePeriod, now,
 };
 use crate::enrich::controls::CircuitState;
 use crate::enrich::providers::sandbox::SandboxOptions;
@@ -369,7 +369,8 @@ impl EnrichmentService {
             .collect();
         let usage = self.store.provider_usage(actor.workspace_id).await?;
         Ok(ProviderKind::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|k| self.enricher.provider(*k).is_some())
             .map(|k| {
                 let config = configs
@@ -548,7 +549,7 @@ impl EnrichmentService {
 }
 
 /// The job kind of `enrichLeads`.
-pub const ENRICH_LEADS: &str = "enrich.leads";
+pub const ENRICH_LEADS: JobKind = JobKind::new("enrich.leads");
 
 /// What an `enrich.leads` job stores as its payload.
 #[derive(Serialize, Deserialize)]
@@ -578,7 +579,7 @@ impl EnrichPayload {
 pub struct EnrichLeadsHandler(pub EnrichmentService);
 
 impl Handler for EnrichLeadsHandler {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> JobKind {
         ENRICH_LEADS
     }
 

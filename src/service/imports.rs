@@ -11,7 +11,9 @@
 
 use super::{Actor, ServiceError};
 use crate::bulk::import::pipeline::{self, ImportOutcome, ImportRequest, PipelineError};
-use crate::domain::{Import, ImportErrorRow, ImportId, Job, KeysetPage, NewJob, Paged, RetryPolicy, now};
+use crate::domain::{
+    Import, ImportErrorRow, ImportId, Job, JobKind, KeysetPage, NewJob, Paged, RetryPolicy, now,
+};
 use crate::events::Bus;
 use crate::jobs::{Handler, JobContext, JobError, Queue};
 use crate::store::{Store, StoreError};
@@ -21,7 +23,7 @@ use std::io::Read;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The job kind that runs an uploaded import.
-pub const IMPORT_LEADS: &str = "leads.import";
+pub const IMPORT_LEADS: JobKind = JobKind::new("leads.import");
 /// Size of the chunks an upload is stored in.
 pub const UPLOAD_CHUNK: usize = 1 << 20;
 /// Most error rows one page returns.
@@ -286,7 +288,7 @@ impl Read for UploadReader {
 pub struct ImportLeadsHandler(pub ImportService);
 
 impl Handler for ImportLeadsHandler {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> JobKind {
         IMPORT_LEADS
     }
 

@@ -6,21 +6,21 @@
 
 use super::{Actor, ServiceError};
 use crate::domain::{
-    Job, JobScope, KeysetPage, NewJob, Paged, RetentionCounts, RetentionDays, RetentionPolicy, RetentionRun,
-    RetentionRunId, Role, RunTrigger, ValidationErrors, WorkspaceId, now,
+    FieldErrorCode, Job, JobKind, JobScope, KeysetPage, NewJob, Paged, RetentionCounts, RetentionDays,
+    RetentionPolicy, RetentionRun, RetentionRunId, Role, RunTrigger, ValidationErrors, WorkspaceId,
+    now,
 };
 use crate::events::Bus;
-use crate::jobs::schedule::{ScheduleError, ScheduleSpec};
-use crate::jobs::{Handler, JobContext, JobError, Queue, Registry};
+use crate::jobs::{Handler, JobContext, JobError, Queue};
 use crate::store::{Store, StoreError};
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
 /// The job kind of one retention run.
-pub const RETENTION_RUN: &str = "retention.run";
+pub const RETENTION_RUN: JobKind = JobKind::new("retention.run");
 /// The job kind of the daily tick that queues a run per workspace with a policy.
-pub const RETENTION_SCHEDULE: &str = "retention.schedule";
+pub const RETENTION_SCHEDULE: JobKind = JobKind::new("retention.schedule");
 /// Most runs one page holds.
 pub const MAX_RUN_PAGE: u32 = 100;
 
@@ -251,7 +251,7 @@ impl RetentionRunHandler {
 }
 
 impl Handler for RetentionRunHandler {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> JobKind {
         RETENTION_RUN
     }
 
@@ -305,7 +305,7 @@ impl RetentionScheduleHandler {
 }
 
 impl Handler for RetentionScheduleHandler {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> JobKind {
         RETENTION_SCHEDULE
     }
 
@@ -319,28 +319,4 @@ impl Handler for RetentionScheduleHandler {
             Ok(())
         })
     }
-}
-
-/// Registers the run handler, the daily tick and its schedule (`cron`, read in UTC).
-pub fn register(
-    registry: &mut Registry,
-    store: Store,
-    queue: Queue,
-    bus: Bus,
-    cron: &str,
-) -> Result<(), ScheduleError> {
-    registry.register(RetentionRunHandler {
-        store: store.clone(),
-        bus,
-        batch: crate::ops::retention::BATCH,
-    });
-    registry.register(RetentionScheduleHandler { store, queue });
-    registry.schedule(ScheduleSpec {
-        name: RETENTION_SCHEDULE.into(),
-        cron: cron.into(),
-        tz: "UTC".into(),
-        kind: RETENTION_SCHEDULE.into(),
-        payload: serde_json::json!({}),
-    })?;
-    Ok(())
 }

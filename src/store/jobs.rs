@@ -127,7 +127,7 @@ async fn insert_job(
         "INSERT INTO jobs (kind, workspace_id, payload, priority, run_at, state, attempts, \
          max_attempts, unique_key, errors, created_at, updated_at) VALUES (",
     );
-    qb.bind(job.kind.clone());
+    qb.bind(job.kind.as_str().to_owned());
     qb.push(", ");
     qb.bind(job.workspace_id.map(|ws| ws.as_uuid()));
     qb.push(", ");

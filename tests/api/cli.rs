@@ -44,6 +44,24 @@ async fn schema_command_prints_the_committed_sdl() {
     );
 }
 
+/// The binary the process-level tests run is built with the `test-kinds` feature (the crate's
+/// dev-dependency on itself): it lists the test kinds, and the same kinds as the library.
+#[tokio::test]
+async fn the_test_binary_lists_every_job_kind_with_the_test_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["job-kinds"], &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    let kinds: Vec<String> = leadgate::app::JOB_KINDS
+        .iter()
+        .map(|l| l.kind.to_string())
+        .collect();
+    assert_eq!(listed, kinds);
+    for test_kind in ["noop", "sleep", "flaky"] {
+        assert!(listed.iter().any(|k| k == test_kind), "{test_kind}: {listed:?}");
+    }
+}
+
 #[tokio::test]
 async fn every_command_has_help() {
     let dir = tempfile::tempdir().unwrap();
@@ -53,6 +71,7 @@ async fn every_command_has_help() {
         vec!["worker", "--help"],
         vec!["migrate", "--help"],
         vec!["schema", "--help"],
+        vec!["job-kinds", "--help"],
         vec!["workspace", "--help"],
         vec!["workspace", "create", "--help"],
         vec!["workspace", "list", "--help"],

@@ -378,3 +378,59 @@ fn no_global_mutable_state() {
         .collect();
     assert!(found.is_empty(), "global mutable state: {found:#?}");
 }
+
+/// Every job kind the code can enqueue is registered: a `NewJob` takes only a `JobKind`, a
+/// `JobKind` is made only by `JobKind::new` from a string literal (checked here), and every
+/// such literal under `src/` must be a line of `app::JOB_KINDS`, once. A kind with a handler
+/// and no line, or a kind enqueued that nothing runs, fails here.
+#[test]
+fn every_job_kind_the_code_names_is_registered() {
+    use std::collections::BTreeSet;
+    const MAKER: &str = "JobKind::new(";
+    let mut named = BTreeSet::new();
+    let mut computed = Vec::new();
+    for path in rust_files(&root().join("src")) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            let mut rest = code;
+            while let Some(at) = rest.find(MAKER) {
+                rest = &rest[at + MAKER.len()..];
+                let literal = rest
+                    .strip_prefix('"')
+                    .and_then(|r| r.split_once('"'))
+                    .map(|(name, _)| name.to_owned());
+                match literal {
+                    Some(name) => {
+                        named.insert(name);
+                    }
+                    None => computed.push(format!(
+                        "{}:{}: {}",
+                        path.strip_prefix(root()).unwrap().display(),
+                        n + 1,
+                        line.trim()
+                    )),
+                }
+            }
+        }
+    }
+    assert!(
+        computed.is_empty(),
+        "a JobKind must be made from a string literal, so that this test sees it: {computed:#?}"
+    );
+    let listed: Vec<String> = leadgate::app::JOB_KINDS
+        .iter()
+        .map(|l| l.kind.to_string())
+        .collect();
+    let unique: BTreeSet<String> = listed.iter().cloned().collect();
+    assert_eq!(unique.len(), listed.len(), "a kind is listed twice: {listed:?}");
+    let unlisted: Vec<&String> = named.difference(&unique).collect();
+    assert!(
+        unlisted.is_empty(),
+        "job kinds the code names but app::JOB_KINDS does not list: {unlisted:?}"
+    );
+    assert_eq!(named, unique, "every listed kind is named in src/");
+    for kind in ["enrich.leads", "leads.import", "noop"] {
+        assert!(named.contains(kind), "{kind} is not found: the scan misses kinds");
+    }
+}

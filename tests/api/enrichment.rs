@@ -158,8 +158,9 @@ async fn waterfall_merges_per_field_in_order_and_provenance_names_each_fields_pr
         )]))
         .await;
         let app = spawn_app_with(backend, |s| {
-            s.pdl_url = fakes::pdl_url(&pdl);
-            s.apollo_url = fakes::apollo_url(&apollo);
+            s.provider_urls.insert("pdl".into(), fakes::pdl_url(&pdl));
+            s.provider_urls
+                .insert("apollo".into(), fakes::apollo_url(&apollo));
         })
         .await;
         give_keys(&app).await;
@@ -286,8 +287,9 @@ async fn waterfall_stops_early_once_the_selected_fields_are_filled() {
         )]))
         .await;
         let app = spawn_app_with(backend, |s| {
-            s.pdl_url = fakes::pdl_url(&pdl);
-            s.apollo_url = fakes::apollo_url(&apollo);
+            s.provider_urls.insert("pdl".into(), fakes::pdl_url(&pdl));
+            s.provider_urls
+                .insert("apollo".into(), fakes::apollo_url(&apollo));
         })
         .await;
         give_keys(&app).await;
@@ -332,8 +334,9 @@ async fn a_later_query_for_more_fields_continues_the_waterfall_after_the_provide
         )]))
         .await;
         let app = spawn_app_with(backend, |s| {
-            s.pdl_url = fakes::pdl_url(&pdl);
-            s.apollo_url = fakes::apollo_url(&apollo);
+            s.provider_urls.insert("pdl".into(), fakes::pdl_url(&pdl));
+            s.provider_urls
+                .insert("apollo".into(), fakes::apollo_url(&apollo));
         })
         .await;
         give_keys(&app).await;
@@ -373,7 +376,10 @@ async fn a_later_query_for_more_fields_continues_the_waterfall_after_the_provide
 async fn a_miss_is_cached_and_not_asked_or_paid_again() {
     for backend in backends() {
         let pdl = fakes::pdl(fakes::directory(vec![])).await;
-        let app = spawn_app_with(backend, |s| s.pdl_url = fakes::pdl_url(&pdl)).await;
+        let app = spawn_app_with(backend, |s| {
+            s.provider_urls.insert("pdl".into(), fakes::pdl_url(&pdl));
+        })
+        .await;
         app.configure_provider(json!({
             "provider": "PEOPLE_DATA_LABS", "apiKey": PDL_KEY, "dailyCreditCap": 10,
         }))
@@ -428,7 +434,10 @@ async fn a_miss_is_cached_and_not_asked_or_paid_again() {
 async fn refresh_bypasses_caches_and_cache_only_never_calls_out() {
     for backend in backends() {
         let pdl = fakes::pdl(fakes::everyone()).await;
-        let app = spawn_app_with(backend, |s| s.pdl_url = fakes::pdl_url(&pdl)).await;
+        let app = spawn_app_with(backend, |s| {
+            s.provider_urls.insert("pdl".into(), fakes::pdl_url(&pdl));
+        })
+        .await;
         give_keys(&app).await;
         app.set_waterfall("PERSON", &["PEOPLE_DATA_LABS"]).await;
         app.create_leads(vec![
@@ -631,7 +640,10 @@ async fn a_request_budget_stops_provider_calls_mid_page_and_the_rest_still_resol
 async fn a_page_of_fifty_leads_makes_one_bulk_call_per_provider() {
     for backend in backends() {
         let pdl = fakes::pdl(fakes::everyone()).await;
-        let app = spawn_app_with(backend, |s| s.pdl_url = fakes::pdl_url(&pdl)).await;
+        let app = spawn_app_with(backend, |s| {
+            s.provider_urls.insert("pdl".into(), fakes::pdl_url(&pdl));
+        })
+        .await;
         give_keys(&app).await;
         app.set_waterfall("PERSON", &["PEOPLE_DATA_LABS"]).await;
         app.create_leads(leads("fifty", 50)).await;
@@ -672,7 +684,10 @@ async fn concurrent_identical_cold_requests_share_one_provider_call() {
     for backend in backends() {
         let pdl = MockServer::start().await;
         fakes::mount_pdl(&pdl, fakes::everyone(), Duration::from_millis(100)).await;
-        let app = spawn_app_with(backend, |s| s.pdl_url = fakes::pdl_url(&pdl)).await;
+        let app = spawn_app_with(backend, |s| {
+            s.provider_urls.insert("pdl".into(), fakes::pdl_url(&pdl));
+        })
+        .await;
         give_keys(&app).await;
         app.set_waterfall("PERSON", &["PEOPLE_DATA_LABS"]).await;
         app.create_leads(leads("flight", 5)).await;
@@ -710,7 +725,10 @@ const PLAN: &str = "query($q: String!, $v: JSON) {
 async fn enrichment_plan_reports_calls_and_credits_without_spending() {
     for backend in backends() {
         let pdl = fakes::pdl(fakes::everyone()).await;
-        let app = spawn_app_with(backend, |s| s.pdl_url = fakes::pdl_url(&pdl)).await;
+        let app = spawn_app_with(backend, |s| {
+            s.provider_urls.insert("pdl".into(), fakes::pdl_url(&pdl));
+        })
+        .await;
         app.configure_provider(json!({"provider": "PEOPLE_DATA_LABS", "apiKey": PDL_KEY}))
             .await;
         use_sandbox(&app, &[], 2).await;
@@ -1171,7 +1189,10 @@ async fn admin_mutations_reject_malformed_input_and_change_nothing() {
 async fn changing_a_leads_email_makes_its_cached_values_stale() {
     for backend in backends() {
         let pdl = fakes::pdl(fakes::everyone()).await;
-        let app = spawn_app_with(backend, |s| s.pdl_url = fakes::pdl_url(&pdl)).await;
+        let app = spawn_app_with(backend, |s| {
+            s.provider_urls.insert("pdl".into(), fakes::pdl_url(&pdl));
+        })
+        .await;
         give_keys(&app).await;
         app.set_waterfall("PERSON", &["PEOPLE_DATA_LABS"]).await;
         let ids = app

@@ -47,17 +47,17 @@ pub fn everyone() -> Directory {
     })
 }
 
-/// The base URL setting (`pdl_url`) for a fake PDL: the adapter's default keeps `/v5`.
+/// The base URL (`provider_urls.pdl`) of a fake PDL: the adapter's default keeps `/v5`.
 pub fn pdl_url(server: &MockServer) -> String {
     format!("{}/v5", server.uri())
 }
 
-/// The base URL setting (`apollo_url`) for a fake Apollo.
+/// The base URL (`provider_urls.apollo`) of a fake Apollo.
 pub fn apollo_url(server: &MockServer) -> String {
     format!("{}/api/v1", server.uri())
 }
 
-/// The base URL setting (`hunter_url`) for a fake Hunter.
+/// The base URL (`provider_urls.hunter`) of a fake Hunter.
 pub fn hunter_url(server: &MockServer) -> String {
     format!("{}/v2", server.uri())
 }

@@ -4,9 +4,10 @@
 //! finished by another after its lease expires; two workers fire a cron tick once).
 
 use crate::helpers::{Backend, TestApp, backends, first_code, fresh_database, poll_until, spawn_app_with};
-use leadgate::domain::{Duplicate, Job, JobId, JobScope, JobState, NewJob, Role, Schedule, now};
+use leadgate::domain::{Duplicate, Job, JobId, JobKind, JobScope, JobState, NewJob, Role, Schedule, now};
 use leadgate::jobs::Queue;
 use leadgate::jobs::schedule::{ScheduleSpec, Scheduler};
+use leadgate::jobs::test_kinds::{FLAKY, NOOP, SLEEP};
 use leadgate::store::{PoolOptions, Store};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -25,7 +26,7 @@ fn queue(app: &TestApp) -> &Queue {
     app.services.jobs.queue()
 }
 
-async fn enqueue(app: &TestApp, kind: &str, payload: Value) -> JobId {
+async fn enqueue(app: &TestApp, kind: JobKind, payload: Value) -> JobId {
     let job = NewJob::new(kind, payload).in_workspace(app.workspace.id);
     queue(app).enqueue(job).await.unwrap().id
 }
@@ -70,13 +71,13 @@ async fn unique_keys_dedupe_and_debounce() {
     for backend in backends() {
         let app = app(backend).await;
         let later = now() + chrono::TimeDelta::hours(1);
-        let mut first = NewJob::new("noop", json!({"v": 1})).unique("sync:42", Duplicate::Keep);
+        let mut first = NewJob::new(NOOP, json!({"v": 1})).unique("sync:42", Duplicate::Keep);
         first.run_at = Some(later);
         let a = queue(&app).enqueue(first.clone()).await.unwrap();
         let b = queue(&app).enqueue(first).await.unwrap();
         assert!(a.created && !b.created && a.id == b.id, "{backend:?}");
 
-        let mut debounce = NewJob::new("noop", json!({"v": 2})).unique("sync:42", Duplicate::Replace);
+        let mut debounce = NewJob::new(NOOP, json!({"v": 2})).unique("sync:42", Duplicate::Replace);
         debounce.run_at = Some(now());
         let c = queue(&app).enqueue(debounce).await.unwrap();
         assert_eq!((c.id, c.created), (a.id, false));
@@ -94,7 +95,7 @@ async fn unique_keys_dedupe_and_debounce() {
 async fn a_transiently_failing_job_retries_with_backoff_and_succeeds() {
     for backend in backends() {
         let app = app(backend).await;
-        let id = enqueue(&app, "flaky", json!({"failures": 2})).await;
+        let id = enqueue(&app, FLAKY, json!({"failures": 2})).await;
         let job = until_state(&app, id, JobState::Succeeded).await;
         assert_eq!(job.attempts, 3, "{backend:?}");
         let errors: Vec<u32> = job.errors.iter().map(|e| e.attempt).collect();
@@ -123,7 +124,7 @@ async fn a_transiently_failing_job_retries_with_backoff_and_succeeds() {
 async fn a_failing_job_is_dead_with_its_history_until_replayed() {
     for backend in backends() {
         let app = app(backend).await;
-        let id = enqueue(&app, "flaky", json!({"failures": 3})).await;
+        let id = enqueue(&app, FLAKY, json!({"failures": 3})).await;
         let dead = until_state(&app, id, JobState::Dead).await;
         assert_eq!((dead.attempts, dead.errors.len()), (3, 3), "{backend:?}");
 
@@ -174,8 +175,8 @@ async fn a_failing_job_is_dead_with_its_history_until_replayed() {
 async fn discard_jobs_deletes_dead_jobs_by_id_or_kind() {
     for backend in backends() {
         let app = app(backend).await;
-        let a = enqueue(&app, "flaky", json!({"permanent": true})).await;
-        let b = enqueue(&app, "flaky", json!({"permanent": true})).await;
+        let a = enqueue(&app, FLAKY, json!({"permanent": true})).await;
+        let b = enqueue(&app, FLAKY, json!({"permanent": true})).await;
         let dead = until_state(&app, a, JobState::Dead).await;
         assert_eq!(dead.attempts, 1, "{backend:?}: permanent errors are not retried");
         until_state(&app, b, JobState::Dead).await;
@@ -218,11 +219,11 @@ async fn job_queue_is_for_admins_and_shows_only_the_callers_workspace() {
             assert_eq!(first_code(&body), "FORBIDDEN", "{role:?}: {body}");
         }
         let theirs = queue(&app)
-            .enqueue(NewJob::new("flaky", json!({"permanent": true})).in_workspace(app.other.id))
+            .enqueue(NewJob::new(FLAKY, json!({"permanent": true})).in_workspace(app.other.id))
             .await
             .unwrap()
             .id;
-        let mine = enqueue(&app, "flaky", json!({"permanent": true})).await;
+        let mine = enqueue(&app, FLAKY, json!({"permanent": true})).await;
         until_state(&app, theirs, JobState::Dead).await;
         until_state(&app, mine, JobState::Dead).await;
 
@@ -302,7 +303,7 @@ async fn malformed_job_inputs_get_clear_errors() {
             name: "nightly".into(),
             cron: cron.into(),
             tz: tz.into(),
-            kind: "noop".into(),
+            kind: NOOP,
             payload: json!({}),
         };
         let q = queue(&app).clone();
@@ -326,6 +327,58 @@ async fn malformed_job_inputs_get_clear_errors() {
     }
 }
 
+/// `app::registry` registers what `app::JOB_KINDS` lists, each handler under its line's kind
+/// (it refuses a mismatch), with the line's schedule; the test kinds and the backup schedule
+/// only when their settings are on.
+#[tokio::test]
+async fn the_registry_is_the_job_kind_list() {
+    use leadgate::app::{JOB_KINDS, registry};
+    // registration reads no table: one backend is enough
+    let app = app(Backend::Sqlite).await;
+    let mut settings = leadgate::config::Settings {
+        job_test_kinds: true,
+        backup_schedule: Some("0 2 * * *".into()),
+        ..leadgate::config::Settings::default()
+    };
+    let all = registry(&settings, &app.services).unwrap();
+    let mut listed: Vec<&str> = JOB_KINDS.iter().map(|l| l.kind.as_str()).collect();
+    listed.sort_unstable();
+    assert_eq!(all.kinds(), listed);
+    let mut scheduled: Vec<(String, String)> = all
+        .schedules()
+        .iter()
+        .map(|s| (s.name.clone(), s.cron.clone()))
+        .collect();
+    scheduled.sort();
+    let expected = [
+        ("events.prune", "23 3 * * *"),
+        ("jobs.prune", "17 * * * *"),
+        ("ops.backup", "0 2 * * *"),
+        ("retention.schedule", "30 3 * * *"),
+    ];
+    assert_eq!(scheduled, expected.map(|(n, c)| (n.to_owned(), c.to_owned())));
+    assert!(
+        all.schedules()
+            .iter()
+            .all(|s| s.kind.as_str() == s.name && s.tz == "UTC")
+    );
+
+    settings.job_test_kinds = false;
+    settings.backup_schedule = None;
+    let default = registry(&settings, &app.services).unwrap();
+    let without: Vec<&str> = listed
+        .iter()
+        .copied()
+        .filter(|k| !["noop", "sleep", "flaky"].contains(k))
+        .collect();
+    assert_eq!(default.kinds(), without);
+    assert!(
+        default.kinds().contains(&"ops.backup"),
+        "a backup queued by hand still runs"
+    );
+    assert!(!default.schedules().iter().any(|s| s.name == "ops.backup"));
+}
+
 /// `Scheduler`s on one database, each with its own connection pool, as instances are.
 async fn schedulers(url: &str, n: usize, spec: &ScheduleSpec) -> Vec<Scheduler> {
     let mut list = Vec::new();
@@ -347,7 +400,7 @@ async fn cron_fires_once_per_tick_with_schedulers_racing() {
             name: "every-5".into(),
             cron: "*/5 * * * *".into(),
             tz: "Europe/Berlin".into(),
-            kind: "noop".into(),
+            kind: NOOP,
             payload: json!({"from": "cron"}),
         };
         let racers = schedulers(&url, 2, &spec).await;
@@ -444,7 +497,7 @@ async fn a_killed_workers_job_is_finished_by_another_after_its_lease_expires() {
     for backend in backends() {
         let (url, _guard) = fresh_database(backend).await;
         let store = open(&url).await;
-        let job = NewJob::new("sleep", json!({"ms": 600_000, "firstAttemptOnly": true}));
+        let job = NewJob::new(SLEEP, json!({"ms": 600_000, "firstAttemptOnly": true}));
         let id = store.enqueue_job(&job, 3, now()).await.unwrap().id;
 
         let mut first = start_worker(&url).await;

@@ -50,7 +50,7 @@ async fn app_with_clock(
     adjust: impl FnOnce(&mut Settings),
 ) -> TestApp {
     crate::helpers::spawn_app_with_clock(backend, clock, |s| {
-        s.pdl_url = fakes::pdl_url(pdl);
+        s.provider_urls.insert("pdl".into(), fakes::pdl_url(pdl));
         s.provider_timeout_ms = 300;
         s.provider_retries = 1;
         s.circuit_failure_threshold = 100;
@@ -969,15 +969,17 @@ async fn api_keys_never_appear_in_a_response_or_a_log_line() {
             .unwrap();
         store.close().await;
 
-        let pdl_url = fakes::pdl_url(&pdl);
-        let hunter_url = fakes::hunter_url(&hunter);
+        let provider_urls = format!(
+            "pdl={},hunter={}",
+            fakes::pdl_url(&pdl),
+            fakes::hunter_url(&hunter)
+        );
         let mut env = vec![
             ("LEADGATE_DATABASE_URL", url.as_str()),
             ("LEADGATE_JWT_SECRET", SECRET),
             ("LEADGATE_LISTEN", "127.0.0.1:0"),
             ("LEADGATE_LOG", "debug"),
-            ("LEADGATE_PDL_URL", pdl_url.as_str()),
-            ("LEADGATE_HUNTER_URL", hunter_url.as_str()),
+            ("LEADGATE_PROVIDER_URLS", provider_urls.as_str()),
             ("LEADGATE_PROVIDER_RETRIES", "0"),
         ];
         env.push(("LEADGATE_MASTER_KEY", MASTER_KEY));

@@ -1573,7 +1573,8 @@ mod jobs {
     use super::created_workspace;
     use crate::helpers::{backends, fresh_store};
     use leadgate::domain::{
-        Duplicate, Job, JobFailure, JobId, JobScope, JobSelection, JobState, NewJob, Schedule, Timestamp, now,
+        Duplicate, Job, JobFailure, JobId, JobKind, JobScope, JobSelection, JobState, NewJob, Schedule,
+        Timestamp, now,
     };
     use leadgate::store::{Lease, Store};
     use serde_json::json;
@@ -1603,13 +1604,13 @@ mod jobs {
         for backend in backends() {
             let (store, _g) = fresh_store(backend).await;
             let at = now();
-            let mut low = NewJob::new("k", json!({"n": 1}));
+            let mut low = NewJob::new(JobKind::new("k"), json!({"n": 1}));
             low.priority = -1;
-            let mut high = NewJob::new("k", json!({"n": 2}));
+            let mut high = NewJob::new(JobKind::new("k"), json!({"n": 2}));
             high.priority = 5;
-            let mut later = NewJob::new("k", json!({"n": 3}));
+            let mut later = NewJob::new(JobKind::new("k"), json!({"n": 3}));
             later.run_at = Some(at + chrono::TimeDelta::hours(1));
-            let other = NewJob::new("other", json!({}));
+            let other = NewJob::new(JobKind::new("other"), json!({}));
             let low = store.enqueue_job(&low, 3, at).await.unwrap();
             let high = store.enqueue_job(&high, 3, at).await.unwrap();
             store.enqueue_job(&later, 3, at).await.unwrap();
@@ -1676,13 +1677,14 @@ mod jobs {
         for backend in backends() {
             let (store, _g) = fresh_store(backend).await;
             let at = now();
-            let first = NewJob::new("k", json!({"v": 1})).unique("key-1", Duplicate::Keep);
+            let first = NewJob::new(JobKind::new("k"), json!({"v": 1})).unique("key-1", Duplicate::Keep);
             let a = store.enqueue_job(&first, 3, at).await.unwrap();
             let b = store.enqueue_job(&first, 3, at).await.unwrap();
             assert!(a.created && !b.created, "{backend:?}");
             assert_eq!(a.id, b.id);
 
-            let mut replace = NewJob::new("k", json!({"v": 2})).unique("key-1", Duplicate::Replace);
+            let mut replace =
+                NewJob::new(JobKind::new("k"), json!({"v": 2})).unique("key-1", Duplicate::Replace);
             let later = at + chrono::TimeDelta::seconds(30);
             replace.run_at = Some(later);
             let c = store.enqueue_job(&replace, 3, at).await.unwrap();
@@ -1709,7 +1711,7 @@ mod jobs {
             let (store, _g) = fresh_store(backend).await;
             let ws = created_workspace(&store, "jobs").await;
             let at = now();
-            let job = NewJob::new("k", json!({})).in_workspace(ws.id);
+            let job = NewJob::new(JobKind::new("k"), json!({})).in_workspace(ws.id);
             let id = store.enqueue_job(&job, 2, at).await.unwrap().id;
 
             let claimed = claim(&store, &["k"], 1, at).await.remove(0);
@@ -1767,12 +1769,12 @@ mod jobs {
             let (store, _g) = fresh_store(backend).await;
             let at = now();
             let once = store
-                .enqueue_job(&NewJob::new("k", json!({})), 1, at)
+                .enqueue_job(&NewJob::new(JobKind::new("k"), json!({})), 1, at)
                 .await
                 .unwrap()
                 .id;
             let twice = store
-                .enqueue_job(&NewJob::new("k", json!({})), 2, at)
+                .enqueue_job(&NewJob::new(JobKind::new("k"), json!({})), 2, at)
                 .await
                 .unwrap()
                 .id;
@@ -1827,12 +1829,13 @@ mod jobs {
             let at = now();
             let mut ids = Vec::new();
             for (ws, kind) in [(mine.id, "a"), (mine.id, "b"), (mine.id, "a"), (theirs.id, "a")] {
+                let kind = JobKind::new(kind);
                 let id = store
                     .enqueue_job(&NewJob::new(kind, json!({})).in_workspace(ws), 1, at)
                     .await
                     .unwrap()
                     .id;
-                let job = claim(&store, &[kind], 1, at).await.remove(0);
+                let job = claim(&store, &[kind.as_str()], 1, at).await.remove(0);
                 assert!(
                     store
                         .fail_job(&job, &failure(&job, "boom", at), None)
@@ -1951,7 +1954,7 @@ mod jobs {
             );
 
             let next = at + chrono::TimeDelta::minutes(1);
-            let job = NewJob::new("k", json!({"from": "s"}));
+            let job = NewJob::new(JobKind::new("k"), json!({"from": "s"}));
             let racers: Vec<_> = (0..4)
                 .map(|_| store.fire_schedule("s", due, next, &job, 3, at))
                 .collect();
@@ -1986,7 +1989,7 @@ mod jobs {
             let at = now();
             for i in 0..200 {
                 store
-                    .enqueue_job(&NewJob::new("k", json!({"i": i})), 3, at)
+                    .enqueue_job(&NewJob::new(JobKind::new("k"), json!({"i": i})), 3, at)
                     .await
                     .unwrap();
             }

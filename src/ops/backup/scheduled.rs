@@ -4,15 +4,14 @@
 //! do not match that pattern are never touched. The outcome is recorded in the job's row.
 
 use super::{BackupError, backup};
-use crate::domain::{Job, Timestamp, now};
-use crate::jobs::schedule::{ScheduleError, ScheduleSpec};
-use crate::jobs::{Handler, JobContext, JobError, Registry};
+use crate::domain::{Job, JobKind, Timestamp, now};
+use crate::jobs::{Handler, JobContext, JobError};
 use crate::store::Store;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-pub const KIND: &str = "ops.backup";
+pub const KIND: JobKind = JobKind::new("ops.backup");
 const PREFIX: &str = "leadgate-";
 const SUFFIX: &str = ".lgbackup";
 /// Sorts as it reads: newest last.
@@ -46,7 +45,7 @@ pub struct ScheduledBackup {
 }
 
 impl Handler for ScheduledBackup {
-    fn kind(&self) -> &'static str {
+    fn kind(&self) -> JobKind {
         KIND
     }
 
@@ -114,22 +113,6 @@ pub fn rotate(dir: &Path, keep: usize) -> std::io::Result<Vec<String>> {
         std::fs::remove_file(dir.join(name))?;
     }
     Ok(old)
-}
-
-/// Registers the job kind, and its schedule when one is configured.
-pub fn register(registry: &mut Registry, store: Store, options: BackupOptions) -> Result<(), ScheduleError> {
-    let schedule = options.schedule.clone();
-    registry.register(ScheduledBackup { store, options });
-    if let Some(cron) = schedule {
-        registry.schedule(ScheduleSpec {
-            name: KIND.into(),
-            cron,
-            tz: "UTC".into(),
-            kind: KIND.into(),
-            payload: serde_json::json!({}),
-        })?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

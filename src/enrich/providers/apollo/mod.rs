@@ -9,6 +9,7 @@
 mod tests;
 
 use crate::domain::{CompanyData, Group, GroupData, PersonData, PhoneData, PhoneKind, PhoneNumber, Subject};
+use super::Adapter;
 use crate::enrich::provider::{
     self, Answer, CallContext, HttpReply, Provider, ProviderError, ProviderKind, bare_domain,
     classify_status, country_code, e164, profile_handle,
@@ -17,6 +18,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
+use std::sync::Arc;
 use url::Url;
 
 /// Most people one `bulk_match` call takes (Apollo's documented limit).
@@ -38,10 +40,19 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            base_url: Url::parse("https://api.apollo.io/api/v1").expect("valid default URL"),
+            base_url: Url::parse(BASE_URL).expect("valid default URL"),
         }
     }
 }
+
+/// The API's versioned root, unless the `provider_urls` setting names another.
+pub const BASE_URL: &str = "https://api.apollo.io/api/v1";
+
+/// This adapter for the registry (`providers::ADAPTERS`).
+pub const ADAPTER: Adapter = Adapter::Remote {
+    base_url: BASE_URL,
+    build: |base_url| Arc::new(Apollo::new(Config { base_url })),
+};
 
 pub struct Apollo {
     config: Config,

@@ -9,6 +9,7 @@
 mod tests;
 
 use crate::domain::{CompanyData, Group, GroupData, PersonData, Subject};
+use super::Adapter;
 use crate::enrich::provider::{
     self, Answer, CallContext, HttpReply, Provider, ProviderError, ProviderKind, bare_domain,
     classify_status, country_code, profile_handle, retry_after,
@@ -16,6 +17,7 @@ use crate::enrich::provider::{
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use std::time::Duration;
+use std::sync::Arc;
 use url::Url;
 
 /// The groups one Combined Find answers.
@@ -39,10 +41,19 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            base_url: Url::parse("https://person.clearbit.com/v2").expect("valid default URL"),
+            base_url: Url::parse(BASE_URL).expect("valid default URL"),
         }
     }
 }
+
+/// The API's versioned root, unless the `provider_urls` setting names another.
+pub const BASE_URL: &str = "https://person.clearbit.com/v2";
+
+/// This adapter for the registry (`providers::ADAPTERS`).
+pub const ADAPTER: Adapter = Adapter::Remote {
+    base_url: BASE_URL,
+    build: |base_url| Arc::new(Clearbit::new(Config { base_url })),
+};
 
 pub struct Clearbit {
     config: Config,

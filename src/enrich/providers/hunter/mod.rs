@@ -9,12 +9,14 @@
 mod tests;
 
 use crate::domain::{EmailStatus, EmailVerificationData, Group, GroupData, PersonData, Subject};
+use super::Adapter;
 use crate::enrich::provider::{
     self, Answer, CallContext, HttpReply, Provider, ProviderError, ProviderKind, bare_domain,
     classify_status, profile_handle,
 };
 use serde::{Deserialize, Deserializer};
 use std::time::Duration;
+use std::sync::Arc;
 use url::Url;
 
 /// Where Hunter's API lives.
@@ -27,10 +29,19 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            base_url: Url::parse("https://api.hunter.io/v2").expect("valid default URL"),
+            base_url: Url::parse(BASE_URL).expect("valid default URL"),
         }
     }
 }
+
+/// The API's versioned root, unless the `provider_urls` setting names another.
+pub const BASE_URL: &str = "https://api.hunter.io/v2";
+
+/// This adapter for the registry (`providers::ADAPTERS`).
+pub const ADAPTER: Adapter = Adapter::Remote {
+    base_url: BASE_URL,
+    build: |base_url| Arc::new(Hunter::new(Config { base_url })),
+};
 
 const GROUPS: [Group; 2] = [Group::Person, Group::EmailVerification];
 

@@ -9,6 +9,7 @@
 mod tests;
 
 use crate::domain::{CompanyData, Group, GroupData, PersonData, PhoneData, PhoneKind, PhoneNumber, Subject};
+use super::Adapter;
 use crate::enrich::provider::{
     Answer, CallContext, HttpReply, Provider, ProviderError, ProviderKind, bare_domain, classify_status,
     country_code, e164, profile_handle, send,
@@ -18,6 +19,7 @@ use reqwest::header::HeaderMap;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
+use std::sync::Arc;
 use url::Url;
 
 /// Most requests one Person Bulk call takes.
@@ -36,10 +38,19 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            base_url: Url::parse("https://api.peopledatalabs.com/v5").expect("valid default URL"),
+            base_url: Url::parse(BASE_URL).expect("valid default URL"),
         }
     }
 }
+
+/// The API's versioned root, unless the `provider_urls` setting names another.
+pub const BASE_URL: &str = "https://api.peopledatalabs.com/v5";
+
+/// This adapter for the registry (`providers::ADAPTERS`).
+pub const ADAPTER: Adapter = Adapter::Remote {
+    base_url: BASE_URL,
+    build: |base_url| Arc::new(PeopleDataLabs::new(Config { base_url })),
+};
 
 pub struct PeopleDataLabs {
     config: Config,

@@ -13,8 +13,10 @@ use crate::domain::{
     CompanyData, EmailStatus, EmailVerificationData, Group, GroupData, PersonData, PhoneData, PhoneKind,
     PhoneNumber, Subject,
 };
+use super::Adapter;
 use crate::enrich::provider::{Answer, CallContext, Provider, ProviderError, ProviderKind};
 use serde::Deserialize;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How many subjects one sandbox call takes.
@@ -61,6 +63,9 @@ impl SandboxOptions {
 
 #[derive(Default)]
 pub struct Sandbox;
+
+/// This adapter for the registry (`providers::ADAPTERS`): it calls nothing.
+pub const ADAPTER: Adapter = Adapter::Local(|| Arc::new(Sandbox));
 
 #[async_trait::async_trait]
 impl Provider for Sandbox {
