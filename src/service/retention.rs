@@ -6,9 +6,8 @@
 
 use super::{Actor, ServiceError};
 use crate::domain::{
-    FieldErrorCode, Job, JobKind, JobScope, KeysetPage, NewJob, Paged, RetentionCounts, RetentionDays,
-    RetentionPolicy, RetentionRun, RetentionRunId, Role, RunTrigger, ValidationErrors, WorkspaceId,
-    now,
+    Job, JobKind, JobScope, KeysetPage, NewJob, Paged, RetentionCounts, RetentionDays, RetentionPolicy,
+    RetentionRun, RetentionRunId, Role, RunTrigger, ValidationErrors, WorkspaceId, now,
 };
 use crate::events::Bus;
 use crate::jobs::{Handler, JobContext, JobError, Queue};

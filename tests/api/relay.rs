@@ -608,7 +608,7 @@ async fn listings(app: &TestApp) -> Vec<Listing> {
     let mut dead = Vec::new();
     for i in 0..ITEMS {
         let at = now();
-        let job = NewJob::new("relay.test", json!({"i": i})).in_workspace(ws);
+        let job = NewJob::new(leadgate::domain::JobKind::new("relay.test"), json!({"i": i})).in_workspace(ws);
         let id = store.enqueue_job(&job, 1, at).await.unwrap().id;
         let lease = leadgate::store::Lease {
             token: format!("lease-{i}"),
