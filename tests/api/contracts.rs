@@ -434,3 +434,47 @@ fn every_job_kind_the_code_names_is_registered() {
         assert!(named.contains(kind), "{kind} is not found: the scan misses kinds");
     }
 }
+
+/// The shipped build has no test job kinds: no default feature turns `test-kinds` on, and
+/// everything that names the test kinds is compiled only with that feature. (`cargo test` turns
+/// it on through the crate's dev-dependency on itself; `cargo build` does not.)
+#[test]
+fn the_shipped_build_has_no_test_job_kinds() {
+    let manifest: toml::Table =
+        toml::from_str(&std::fs::read_to_string(root().join("Cargo.toml")).unwrap()).unwrap();
+    let features = manifest["features"].as_table().unwrap();
+    let default = features
+        .get("default")
+        .and_then(|d| d.as_array())
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        !default.iter().any(|f| f.as_str() == Some("test-kinds")),
+        "the default features turn on test-kinds: {default:?}"
+    );
+    let mut ungated = Vec::new();
+    for (place, code) in code_lines() {
+        if place.starts_with("src/jobs/test_kinds.rs") || !code.contains("test_kinds") {
+            continue;
+        }
+        if code.contains("job_test_kinds") && !code.contains("test_kinds::") {
+            continue; // the setting, which refuses to start a build without the kinds
+        }
+        ungated.push(place);
+    }
+    // each remaining line must follow a `#[cfg(feature = "test-kinds")]` line
+    for place in &ungated {
+        let (file, line) = place.rsplit_once(':').unwrap();
+        let text = std::fs::read_to_string(root().join(file)).unwrap();
+        let n: usize = line.parse().unwrap();
+        let previous = text.lines().nth(n - 2).unwrap_or_default();
+        assert!(
+            previous.contains("cfg(feature = \"test-kinds\")"),
+            "{place} names the test kinds outside the test-kinds feature"
+        );
+    }
+    assert!(
+        !ungated.is_empty(),
+        "the scan found no use of the test kinds: it misses them"
+    );
+}
