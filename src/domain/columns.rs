@@ -565,7 +565,12 @@ pub fn lead_column(name: &str) -> Option<&'static LeadColumn> {
 
 /// A lead rebuilt from the values of `read_columns()`, in order.
 pub fn lead_from_values(values: impl IntoIterator<Item = Value>) -> Result<Lead, String> {
-    let mut lead = Lead::new(WorkspaceId::from_uuid(Uuid::nil()), DateTime::UNIX_EPOCH);
+    let nil = Uuid::nil();
+    let mut lead = Lead::with_id(
+        LeadId::from_uuid(nil),
+        WorkspaceId::from_uuid(nil),
+        DateTime::UNIX_EPOCH,
+    );
     let mut values = values.into_iter();
     for column in read_columns() {
         let value = values
@@ -589,7 +594,7 @@ pub fn lead_snapshot(lead: &Lead) -> serde_json::Value {
 
 /// The lead of a snapshot written by `lead_snapshot`.
 pub fn lead_from_snapshot(doc: &serde_json::Value, ws: WorkspaceId) -> Result<Lead, String> {
-    let mut lead = Lead::new(ws, DateTime::UNIX_EPOCH);
+    let mut lead = Lead::with_id(LeadId::from_uuid(Uuid::nil()), ws, DateTime::UNIX_EPOCH);
     for c in LEAD_COLUMNS.iter().filter(|c| c.in_snapshot()) {
         let raw = doc.get(c.api).unwrap_or(&serde_json::Value::Null);
         let value = Value::from_json(raw, c.ty, c.json).map_err(|e| format!("{}: {e}", c.api))?;

@@ -165,7 +165,7 @@ impl Lead {
         ctx: &Context<'_>,
         #[graphql(desc = "Defaults to the workspace's default policy.")] policy: Option<EnrichmentPolicy>,
     ) -> async_graphql::Result<Option<PersonEnrichment>> {
-        Ok(group_record(ctx, self, Group::Person, policy)
+        Ok(Box::pin(group_record(ctx, self, Group::Person, policy))
             .await?
             .map(enrichment::person))
     }
@@ -175,7 +175,7 @@ impl Lead {
         ctx: &Context<'_>,
         #[graphql(desc = "Defaults to the workspace's default policy.")] policy: Option<EnrichmentPolicy>,
     ) -> async_graphql::Result<Option<CompanyEnrichment>> {
-        Ok(group_record(ctx, self, Group::Company, policy)
+        Ok(Box::pin(group_record(ctx, self, Group::Company, policy))
             .await?
             .map(enrichment::company))
     }
@@ -185,9 +185,11 @@ impl Lead {
         ctx: &Context<'_>,
         #[graphql(desc = "Defaults to the workspace's default policy.")] policy: Option<EnrichmentPolicy>,
     ) -> async_graphql::Result<Option<EmailVerification>> {
-        Ok(group_record(ctx, self, Group::EmailVerification, policy)
-            .await?
-            .map(enrichment::verification))
+        Ok(
+            Box::pin(group_record(ctx, self, Group::EmailVerification, policy))
+                .await?
+                .map(enrichment::verification),
+        )
     }
     /// Phone numbers found for the lead, enriched lazily like `person`. (`phone` holds the
     /// number the lead was created with.)
@@ -196,7 +198,7 @@ impl Lead {
         ctx: &Context<'_>,
         #[graphql(desc = "Defaults to the workspace's default policy.")] policy: Option<EnrichmentPolicy>,
     ) -> async_graphql::Result<Option<PhoneEnrichment>> {
-        Ok(group_record(ctx, self, Group::Phone, policy)
+        Ok(Box::pin(group_record(ctx, self, Group::Phone, policy))
             .await?
             .map(enrichment::phone))
     }
@@ -208,9 +210,10 @@ impl Lead {
         }
         let actor = super::query::actor(ctx)?;
         let services = ctx.data::<crate::service::Services>()?;
-        let records = services
-            .enrichment
-            .known(actor, std::slice::from_ref(&self.0))
+        // boxed, as are the groups above: async-graphql boxes one future per field of a
+        // `Lead`, sized for the largest resolver, so a store call inline here would make every
+        // scalar field of every lead copy its state
+        let records = Box::pin(services.enrichment.known(actor, std::slice::from_ref(&self.0)))
             .await
             .remove(&self.0.id)
             .unwrap_or_default();
