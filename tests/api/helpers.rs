@@ -146,13 +146,9 @@ pub async fn spawn_app_with_clock(
     spawn(backend, Some(clock), adjust).await
 }
 
-async fn spawn(
-    backend: Backend,
-    clock: Option<leadgate::enrich::Clock>,
-    adjust: impl FnOnce(&mut Settings),
-) -> TestApp {
-    let (url, guard) = fresh_database(backend).await;
-    let mut settings = Settings {
+/// The settings every test app starts from, on the database at `url`.
+fn test_settings(url: String) -> Settings {
+    Settings {
         database_url: url,
         database_max_connections: 4,
         jwt_secret: Some(SecretString::from(SECRET)),
@@ -160,7 +156,16 @@ async fn spawn(
         // the fake receivers listen on 127.0.0.1, which the outbound guard refuses by default
         outbound_allow: vec![FAKES_NET.into()],
         ..Settings::default()
-    };
+    }
+}
+
+async fn spawn(
+    backend: Backend,
+    clock: Option<leadgate::enrich::Clock>,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let (url, guard) = fresh_database(backend).await;
+    let mut settings = test_settings(url);
     adjust(&mut settings);
     start(backend, settings, guard, false, clock).await
 }
@@ -168,15 +173,7 @@ async fn spawn(
 /// The app on a database that already holds the `acme` and `globex` workspaces (a restored
 /// backup, say); `guard` keeps a SQLite file alive.
 pub async fn spawn_app_on(backend: Backend, url: String, guard: Option<tempfile::TempDir>) -> TestApp {
-    let settings = Settings {
-        database_url: url,
-        database_max_connections: 4,
-        jwt_secret: Some(SecretString::from(SECRET)),
-        master_key: Some(SecretString::from(MASTER_KEY)),
-        // the fake receivers listen on 127.0.0.1, which the outbound guard refuses by default
-        outbound_allow: vec![FAKES_NET.into()],
-        ..Settings::default()
-    };
+    let settings = test_settings(url);
     start(backend, settings, guard, true, None).await
 }
 
