@@ -565,18 +565,27 @@ pub fn lead_column(name: &str) -> Option<&'static LeadColumn> {
 
 /// A lead rebuilt from the values of `read_columns()`, in order.
 pub fn lead_from_values(values: impl IntoIterator<Item = Value>) -> Result<Lead, String> {
+    let mut values = values.into_iter();
+    lead_from_columns(|_, column| {
+        values
+            .next()
+            .ok_or_else(|| format!("no value for {}", column.name))
+    })
+}
+
+/// A lead rebuilt column by column: `value(i, column)` reads the `i`th of `read_columns()`.
+/// Each value goes straight into the lead (the row readers' hot path: nothing is collected).
+pub fn lead_from_columns(
+    mut value: impl FnMut(usize, &'static LeadColumn) -> Result<Value, String>,
+) -> Result<Lead, String> {
     let nil = Uuid::nil();
     let mut lead = Lead::with_id(
         LeadId::from_uuid(nil),
         WorkspaceId::from_uuid(nil),
         DateTime::UNIX_EPOCH,
     );
-    let mut values = values.into_iter();
-    for column in read_columns() {
-        let value = values
-            .next()
-            .ok_or_else(|| format!("no value for {}", column.name))?;
-        column.load(&mut lead, value)?;
+    for (i, column) in read_columns().enumerate() {
+        column.load(&mut lead, value(i, column)?)?;
     }
     Ok(lead)
 }

@@ -23,7 +23,8 @@ mod workspace;
 
 pub use columns::{
     ColumnType, LEAD_COLUMNS, LeadColumn, Role as ColumnRole, Value, changed_fields, lead_column,
-    lead_export_json, lead_from_snapshot, lead_from_values, lead_snapshot, personal_texts, read_columns,
+    lead_export_json, lead_from_columns, lead_from_snapshot, lead_from_values, lead_snapshot, personal_texts,
+    read_columns,
 };
 pub use enrichment::{
     CompanyData, EmailStatus, EmailVerificationData, EnrichmentRecord, Fields, Group, GroupData, PersonData,

@@ -22,3 +22,20 @@ pub async fn create_postgres_database(base_url: &str, name: &str) -> Result<(), 
         .map_err(super::dialect::interpret)?;
     conn.close().await.map_err(super::dialect::interpret)
 }
+
+/// Ends every other session on the database at `url`, as a server restart or an idle-connection
+/// timeout in a proxy would; returns how many. For checking that clients reconnect.
+pub async fn terminate_other_sessions(url: &str) -> Result<u64, StoreError> {
+    let mut conn = PgConnection::connect(url)
+        .await
+        .map_err(super::dialect::interpret)?;
+    let ended: i64 = sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .map_err(super::dialect::interpret)?;
+    conn.close().await.map_err(super::dialect::interpret)?;
+    Ok(ended.max(0) as u64)
+}

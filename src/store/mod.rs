@@ -175,7 +175,7 @@ impl Store {
     pub async fn close(&self) {
         match &self.db {
             Db::Sqlite(db) => db.close().await,
-            Db::Postgres(db) => db.pool.close().await,
+            Db::Postgres(db) => db.close().await,
         }
     }
 

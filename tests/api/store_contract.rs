@@ -2198,3 +2198,28 @@ async fn contract_every_lead_column_round_trips_through_insert_update_and_events
         assert_eq!(change.changed_fields, expected, "{backend:?}");
     }
 }
+
+/// PostgreSQL reads lend connections of their own without a ping: one that the server ended
+/// while it sat idle (a restart, a proxy's idle timeout) is replaced, and the read succeeds.
+#[tokio::test]
+async fn postgres_reads_survive_the_server_ending_idle_connections() {
+    if crate::helpers::postgres_url_or_skip().is_none() {
+        return;
+    }
+    let (url, _guard) = crate::helpers::fresh_database(crate::helpers::Backend::Postgres).await;
+    let store = Store::connect(&url, &leadgate::store::PoolOptions { max_connections: 4 })
+        .await
+        .unwrap();
+    let ws = created_workspace(&store, "acme").await;
+    let lead = full_lead(ws.id, "zoe@acme-robotics.de");
+    store.insert_lead(&lead).await.unwrap();
+    assert_eq!(store.lead(ws.id, lead.id).await.unwrap(), Some(lead.clone()));
+    let ended = leadgate::store::admin::terminate_other_sessions(&url)
+        .await
+        .unwrap();
+    assert!(ended >= 1, "the store's idle connections were ended ({ended})");
+    for _ in 0..3 {
+        assert_eq!(store.lead(ws.id, lead.id).await.unwrap(), Some(lead.clone()));
+    }
+    store.close().await;
+}

@@ -17,7 +17,7 @@ pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
 use super::{Db, Store, StoreError, StoreResult};
-use crate::domain::{ColumnType, Lead, Timestamp, Value, lead_from_values, read_columns};
+use crate::domain::{ColumnType, Lead, Timestamp, Value, lead_from_columns, read_columns};
 use chrono::DateTime;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
@@ -864,7 +864,13 @@ impl Store {
     pub(crate) async fn read_leads(&self, sql: Sql) -> StoreResult<Vec<Lead>> {
         match &self.db {
             Db::Sqlite(db) => db.readers.leads(sql).await,
-            Db::Postgres(_) => self.fetch_all(sql).await?.iter().map(lead_from_row).collect(),
+            Db::Postgres(db) => db
+                .readers
+                .fetch_all(sql)
+                .await?
+                .into_iter()
+                .map(|r| lead_from_row(&Row::Postgres(r)))
+                .collect(),
         }
     }
 
@@ -872,8 +878,14 @@ impl Store {
     pub(crate) async fn read_leads_counted(&self, sql: Sql) -> StoreResult<(Vec<Lead>, Option<(i64, i64)>)> {
         match &self.db {
             Db::Sqlite(db) => db.readers.leads_counted(sql).await,
-            Db::Postgres(_) => {
-                let rows = self.fetch_all(sql).await?;
+            Db::Postgres(db) => {
+                let rows: Vec<Row> = db
+                    .readers
+                    .fetch_all(sql)
+                    .await?
+                    .into_iter()
+                    .map(Row::Postgres)
+                    .collect();
                 let n = read_columns().count();
                 let counts = match rows.first() {
                     Some(r) => Some((r.get(n)?, r.get(n + 1)?)),
@@ -891,26 +903,23 @@ impl Store {
     pub(crate) async fn read_ints(&self, sql: Sql) -> StoreResult<Vec<i64>> {
         match &self.db {
             Db::Sqlite(db) => db.readers.ints(sql).await,
-            Db::Postgres(_) => {
-                let Some(row) = self.fetch_optional(sql).await? else {
+            Db::Postgres(db) => {
+                let Some(pg) = db.readers.fetch_all(sql).await?.into_iter().next() else {
                     return Ok(Vec::new());
                 };
-                let Row::Postgres(pg) = &row else {
-                    return Ok(Vec::new());
-                };
-                (0..pg.len()).map(|i| row.get::<i64>(i)).collect()
+                let n = pg.len();
+                let row = Row::Postgres(pg);
+                (0..n).map(|i| row.get::<i64>(i)).collect()
             }
         }
     }
 }
 
-/// A lead from the columns `lead_select()` lists, at the start of a row.
+/// A lead from the columns `lead_select()` lists, at the start of a row, each column read
+/// straight into the lead.
 pub(crate) fn lead_from_row(row: &Row) -> StoreResult<Lead> {
-    let values = read_columns()
-        .enumerate()
-        .map(|(i, c)| row.value(i, c.ty))
-        .collect::<StoreResult<Vec<_>>>()?;
-    lead_from_values(values).map_err(|e| StoreError::corrupt(format!("lead row: {e}")))
+    lead_from_columns(|i, c| row.value(i, c.ty).map_err(|e| e.to_string()))
+        .map_err(|e| StoreError::corrupt(format!("lead row: {e}")))
 }
 
 #[cfg(test)]

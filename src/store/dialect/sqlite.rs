@@ -12,7 +12,7 @@
 //! statistics mutex that concurrent readers contended on. The binary uses mimalloc.
 
 use super::{Dialect, Sql, ident};
-use crate::domain::{ColumnType, Lead, Value, lead_from_values, read_columns};
+use crate::domain::{ColumnType, Lead, Value, lead_from_columns, read_columns};
 use crate::store::backup::{
     Catalog, Column, MIGRATIONS_TABLE, ROWS_PER_BATCH, SnapshotPart, Table, bad_value, closed,
     in_foreign_key_order, select_all, sqlite_column_type, unportable,
@@ -150,13 +150,21 @@ pub(crate) fn lite_value(row: &rusqlite::Row<'_>, i: usize, ty: ColumnType) -> r
     })
 }
 
-/// Reads the lead columns (`read_columns()`) at the start of a row.
+/// Reads the lead columns (`read_columns()`) at the start of a row, each straight into the
+/// lead; a read error stays a `rusqlite::Error`, a value the lead refuses is the inner error.
 fn lead_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Lead, String>> {
-    let values = read_columns()
-        .enumerate()
-        .map(|(i, c)| lite_value(row, i, c.ty))
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(lead_from_values(values))
+    let mut failed = None;
+    let lead = lead_from_columns(|i, c| {
+        lite_value(row, i, c.ty).map_err(|e| {
+            let message = e.to_string();
+            failed = Some(e);
+            message
+        })
+    });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(lead),
+    }
 }
 
 fn corrupt(e: String) -> StoreError {
