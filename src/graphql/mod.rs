@@ -5,6 +5,7 @@
 //! async-graphql. Resolvers call `service`, never the store.
 
 mod connection;
+mod documents;
 mod enrichment;
 mod enrichment_api;
 mod errors;
@@ -23,6 +24,7 @@ mod types;
 mod webhooks;
 pub mod ws;
 
+pub use documents::{CacheStats, DocumentCache};
 pub use enrichment::EnrichScope;
 pub use enrichment_api::PlanRunner;
 pub use imports::parse_import_id;
@@ -104,6 +106,7 @@ pub struct Gateway {
     schema: LeadgateSchema,
     limits: Limits,
     filters: export::FilterParser,
+    documents: documents::DocumentCache,
 }
 
 impl Gateway {
@@ -122,6 +125,7 @@ impl Gateway {
             schema,
             limits,
             filters: export::FilterParser::new(),
+            documents: documents::DocumentCache::default(),
         }
     }
 
@@ -136,6 +140,11 @@ impl Gateway {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Parsed documents kept by text (`documents`).
+    pub fn document_cache(&self) -> &documents::DocumentCache {
+        &self.documents
     }
 }
 

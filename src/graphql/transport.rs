@@ -403,7 +403,9 @@ async fn execute(
 }
 
 /// Everything before execution, shared with the WebSocket transport: parse, the document
-/// checks (`guard`: introspection policy, aliases, repeated fields, directives), `@budget`, and the request data resolvers read (caller, enrichment scope, plan runner).
+/// checks (`guard`: introspection policy, aliases, repeated fields, directives) — both skipped
+/// for a text the `documents` cache holds — `@budget`, and the request data resolvers read
+/// (caller, enrichment scope, plan runner).
 /// The request's enrichment budget is the smaller of the header's and any `@budget`'s.
 pub(super) fn prepare_execution(
     gateway: &Gateway,
@@ -412,7 +414,10 @@ pub(super) fn prepare_execution(
     header_budget: Option<u64>,
 ) -> Result<(Request, EnrichScope), Box<Response>> {
     let authenticated = caller.0.is_some();
-    if let Err(e) = guard::prepare(&mut request, gateway.limits(), authenticated) {
+    if let Err(e) = gateway
+        .document_cache()
+        .prepare(&mut request, gateway.limits(), authenticated)
+    {
         return Err(Box::new(Response::from_errors(vec![e])));
     }
     let variables = request.variables.clone();

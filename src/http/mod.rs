@@ -249,9 +249,9 @@ async fn graphiql(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     Html(graphiql::page("/graphql", state.config.graphiql_token.as_deref()))
 }
 
-/// Prometheus metrics (text exposition format): job queue depth, age and outcomes, then
-/// provider calls, latency, credits, skips and enrichment cache lookups. Labels never carry
-/// lead data or keys.
+/// Prometheus metrics (text exposition format): job queue depth, age and outcomes, exports,
+/// provider calls, latency, credits, skips and enrichment cache lookups, then the parsed
+/// document cache. Labels never carry lead data or keys.
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
         [(
@@ -259,11 +259,22 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
         format!(
-            "{}{}{}",
+            "{}{}{}{}",
             state.services.jobs.queue().metrics().render_families(),
             state.services.exports.metrics().render_families(),
-            state.services.enrichment.enricher().metrics().render()
+            state.services.enrichment.enricher().metrics().render(),
+            document_cache_metrics(state.gateway.document_cache().stats()),
         ),
+    )
+}
+
+fn document_cache_metrics(stats: crate::graphql::CacheStats) -> String {
+    format!(
+        "# HELP leadgate_graphql_document_cache_total Parsed GraphQL documents looked up by text.\n\
+         # TYPE leadgate_graphql_document_cache_total counter\n\
+         leadgate_graphql_document_cache_total{{result=\"hit\"}} {}\n\
+         leadgate_graphql_document_cache_total{{result=\"miss\"}} {}\n",
+        stats.hits, stats.misses
     )
 }
 
