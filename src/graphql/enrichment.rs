@@ -491,6 +491,17 @@ impl Prefetched {
     }
 }
 
+/// The `Lead` field that resolves `group`. Not `Group::as_str`: the phone group is
+/// `phoneEnrichment`, as `phone` is the lead's own stored number.
+pub fn lead_field(group: Group) -> &'static str {
+    match group {
+        Group::Person => "person",
+        Group::Company => "company",
+        Group::EmailVerification => "emailVerification",
+        Group::Phone => "phoneEnrichment",
+    }
+}
+
 /// Prefetches every group selected under `edges.node` or `nodes` of a connection, one pipeline
 /// call per (group, policy) for the whole page. `None` when no group is selected.
 pub async fn prefetch(
@@ -502,7 +513,7 @@ pub async fn prefetch(
     let places = [look_ahead.field("edges").field("node"), look_ahead.field("nodes")];
     for place in &places {
         for group in Group::ALL {
-            for field in place.field(group.as_str()).selection_fields() {
+            for field in place.field(lead_field(group)).selection_fields() {
                 let policy = policy_arg(&field)?;
                 let m = mask(group, field.selection_set().map(|f| f.name()));
                 let entry = wanted.entry((group, policy)).or_insert(0);
@@ -664,6 +675,24 @@ pub fn spend_extension(spend: Spend) -> async_graphql::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_group_is_prefetched_under_the_lead_field_that_resolves_it() {
+        let sdl = crate::graphql::sdl();
+        let lead = sdl
+            .split("\ntype Lead implements Node {")
+            .nth(1)
+            .and_then(|rest| rest.split("\n}").next())
+            .expect("type Lead in the schema");
+        for group in Group::ALL {
+            let field = lead_field(group);
+            let needle = format!("\n\t{field}(");
+            assert!(
+                lead.contains(&needle),
+                "no `{field}(policy …)` on Lead for {group:?}"
+            );
+        }
+    }
 
     #[test]
     fn masks_round_trip_and_ignore_unknown_names() {

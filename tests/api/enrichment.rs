@@ -1351,3 +1351,40 @@ async fn another_workspace_never_sees_cached_enrichment_or_settings() {
         );
     }
 }
+
+/// `phone` is the lead's stored number and never enriches; `phoneEnrichment` on a page is
+/// prefetched for the whole page in one provider call.
+#[tokio::test]
+async fn the_stored_phone_never_enriches_and_phone_enrichment_is_fetched_once_per_page() {
+    for backend in backends() {
+        let app = spawn_app_with(backend, |_| {}).await;
+        use_sandbox(&app, &["PHONE"], 1).await;
+        app.create_leads(leads("phones", 20)).await;
+
+        let stored = app
+            .gql_body(Role::Viewer, &page("phone"), json!({"tag": "phones"}))
+            .await;
+        assert!(errors(&stored).is_empty(), "{backend:?}: {stored}");
+        assert_eq!(nodes(&stored).len(), 20);
+        assert!(
+            stored["extensions"]["enrichment"].is_null(),
+            "{backend:?}: selecting the stored phone touched enrichment: {stored}"
+        );
+
+        let enriched = app
+            .gql_body(
+                Role::Viewer,
+                &page("phone phoneEnrichment { numbers { number type } }"),
+                json!({"tag": "phones"}),
+            )
+            .await;
+        assert!(errors(&enriched).is_empty(), "{backend:?}: {enriched}");
+        for n in nodes(&enriched) {
+            assert!(
+                !n["phoneEnrichment"]["numbers"].as_array().unwrap().is_empty(),
+                "{backend:?}: {n}"
+            );
+        }
+        assert_eq!(spend(&enriched), (20, 1, 0), "{backend:?}: one call for the page");
+    }
+}
