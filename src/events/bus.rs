@@ -177,6 +177,7 @@ impl Relay {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Signal>, poll_interval: Duration) {
         match self.store.event_heads().await {
             Ok(heads) => self.seen.extend(heads),
+            Err(e) if e.is_closed() => return,
             Err(e) => tracing::warn!(error = %e, "event bus: cannot read where the log stands"),
         }
         let mut poll = tokio::time::interval(poll_interval);
@@ -190,8 +191,13 @@ impl Relay {
                 },
                 _ = poll.tick() => self.poll().await,
             };
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "event bus: reading the log failed; retrying at the next poll");
+            match result {
+                // the process is shutting down (a CLI command finished, the server stopped)
+                Err(e) if e.is_closed() => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "event bus: reading the log failed; retrying at the next poll")
+                }
+                Ok(()) => {}
             }
         }
     }

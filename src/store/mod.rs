@@ -51,6 +51,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the store was closed (`Store::close`): background tasks stop on it quietly.
+    pub fn is_closed(&self) -> bool {
+        match self {
+            StoreError::Database(e) => {
+                matches!(e.downcast_ref::<sqlx::Error>(), Some(sqlx::Error::PoolClosed))
+            }
+            _ => false,
+        }
+    }
+
     /// A stored value that cannot be what its column says.
     pub(crate) fn corrupt(what: impl Into<String>) -> Self {
         StoreError::Database(format!("corrupt data: {}", what.into()).into())

@@ -127,6 +127,15 @@ async fn workspaces_tokens_and_seed_from_the_command_line() {
         )
         .await;
         assert!(out.status.success(), "{}", stderr(&out));
+        let said = stderr(&out);
+        assert!(
+            said.contains("seeded 1234 leads into `acme`"),
+            "{backend:?}: {said}"
+        );
+        assert!(
+            !said.contains("WARN") && !said.contains("ERROR"),
+            "{backend:?}: a bulk command prints its summary and no log warnings: {said}"
+        );
         let out = run(dir.path(), &["workspace", "list"], &env).await;
         assert_eq!(stdout(&out).trim(), "acme\tAcme Inc\t1234 leads", "{backend:?}");
 

@@ -168,7 +168,7 @@ impl PgReaders {
             .permits
             .acquire()
             .await
-            .map_err(|_| StoreError::Config("the store is closed".into()))?;
+            .map_err(|_| StoreError::Database(Box::new(sqlx::Error::PoolClosed)))?;
         let (text, args) = sql.into_parts();
         let lent = self.lend(false).await?;
         // only a reused connection may have been closed under it: keep the values to retry
