@@ -286,8 +286,16 @@ async fn a_duplicate_active_id_closes_4409_or_replaces_the_operation() {
                     ws.sync("sync").await;
                     let email = format!("dup-{}@example.com", protocol.name());
                     app.create_lead(json!({"email": email})).await;
+                    // the event's first delivery, before `stop` (which may otherwise overtake
+                    // it: the mutation's answer does not wait for subscribers)
+                    let first = ws.recv().await;
+                    assert_eq!(
+                        (&first["id"], &first["type"]),
+                        (&json!("dup"), &json!("data")),
+                        "{backend:?}: {first}"
+                    );
                     ws.stop("dup").await;
-                    let mut results = Vec::new();
+                    let mut results = vec![first["payload"]["data"]["leadChanged"]["lead"]["email"].clone()];
                     loop {
                         let message = ws.recv().await;
                         assert_eq!(message["id"], "dup", "{backend:?}: {message}");
