@@ -530,26 +530,15 @@ impl Conn {
         Ok(creates)
     }
 
-    /// Recreates what `drop_secondary_indexes` dropped. SQLite sorts each new index with
-    /// helper threads (`PRAGMA threads`, one per core beyond the first), as PostgreSQL does
-    /// with its parallel maintenance workers.
+    /// Recreates what `drop_secondary_indexes` dropped.
     pub(crate) async fn rebuild_indexes(&mut self, creates: Vec<String>) -> StoreResult<()> {
-        if creates.is_empty() {
-            return Ok(());
-        }
-        let sqlite = self.dialect() == Dialect::Sqlite;
-        if sqlite {
-            let helpers =
-                std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
-            self.execute_text(format!("PRAGMA threads = {helpers}")).await?;
-        }
+        let rebuilt = !creates.is_empty();
         for create in creates {
             self.execute_text(create).await?;
         }
-        if sqlite {
+        if rebuilt && self.dialect() == Dialect::Sqlite {
             // give back the memory the sorts used
-            self.execute_text("PRAGMA threads = 0; PRAGMA shrink_memory")
-                .await?;
+            self.execute_text("PRAGMA shrink_memory").await?;
         }
         Ok(())
     }
