@@ -1,14 +1,14 @@
-//! What only PostgreSQL has: one connection pool, `LISTEN`/`NOTIFY` between instances, and
-//! `COPY` for bulk appends. Text columns that sort use the "C" collation (see the migrations)
-//! so ordering and cursors match SQLite byte for byte.
+//! What only PostgreSQL has: a write pool and read connections, `LISTEN`/`NOTIFY` between
+//! instances, and `COPY` for bulk appends. Text columns that sort use the "C" collation (see the
+//! migrations) so ordering and cursors match SQLite byte for byte.
 //!
 //! **Reads have connections of their own** (`PgReaders`), as SQLite's have: sqlx's pool sends a
 //! `Sync` round trip when it lends a connection (`test_before_acquire`) and another when it takes
 //! one back (always, and no option turns it off), so a page read through it costs three round
-//! trips where one does: about a third more PostgreSQL CPU per request, and a task spawned per
-//! return. `PgReaders` lends a connection without a ping and takes it back only when its
-//! statement finished; a connection dropped mid-statement (a cancelled request), or one whose
-//! statement failed with anything but a database error, is closed instead. A read that fails
+//! trips where one does, each waking a PostgreSQL backend, and a task spawned per return.
+//! `PgReaders` lends a connection without a ping and takes it back only when its statement
+//! finished; a connection dropped mid-statement (a cancelled request), or one whose session
+//! ended (an I/O error, or a FATAL from the server), is closed instead. A read that fails
 //! on a connection that sat idle (the server may have closed it) is retried once on a new
 //! connection; connections idle for more than `IDLE_TIMEOUT` are not reused. Writes keep sqlx's
 //! pool (transactions, COPY, the listener) and its pings: a write is not retried, so a dead
@@ -31,7 +31,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// A PostgreSQL database: one pool, and the options to open connections of its own.
+/// A PostgreSQL database: the write pool, the read connections, and the options to open
+/// connections of its own.
 #[derive(Clone)]
 pub(crate) struct PgDb {
     pub(crate) pool: Pool<Postgres>,
@@ -41,7 +42,7 @@ pub(crate) struct PgDb {
     connect: Arc<PgConnectOptions>,
 }
 
-/// How long a pooled connection may sit idle before it is closed.
+/// How long a read connection may sit idle and still be lent; older ones are closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The channel other instances `LISTEN` on for new events.
