@@ -111,24 +111,26 @@ pub fn keyset_page<K: CursorKey>(
     })
 }
 
-/// Builds a keyset connection from a page read with `page`: its edges (`edge` gets each
-/// item's cursor) and its page info, whose other side `probe` answers by reading the same
-/// listing with the `KeysetPage::probe` it is given and returning `has_more`.
-pub fn keyset_connection<K, T, E, F, Fut>(
-    page: &KeysetPage<K>,
-    read: Paged<T>,
+/// Reads `page` of a connection ordered by one unique key with `read` and builds its edges
+/// (`edge` gets each item's cursor) and page info, whose other side is answered, when asked,
+/// by `read` again with the `KeysetPage::probe` of the page's starting cursor.
+pub async fn keyset_connection<K, T, E, F, Fut>(
+    ctx: &Context<'_>,
+    page: KeysetPage<K>,
+    read: F,
     key: impl Fn(&T) -> K,
     edge: impl Fn(String, T) -> E,
-    probe: F,
-) -> (Vec<E>, PageInfo)
+) -> async_graphql::Result<(Vec<E>, PageInfo)>
 where
     K: CursorKey,
     F: Fn(Services, KeysetPage<K>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<bool, ServiceError>> + Send + 'static,
+    Fut: Future<Output = Result<Paged<T>, ServiceError>> + Send + 'static,
 {
-    let start_cursor = read.items.first().map(|t| encode_key_cursor(&key(t)));
-    let end_cursor = read.items.last().map(|t| encode_key_cursor(&key(t)));
-    let edges = read
+    let services = ctx.data::<Services>()?.clone();
+    let read_page = read(services, page.clone()).await.map_err(to_gql)?;
+    let start_cursor = read_page.items.first().map(|t| encode_key_cursor(&key(t)));
+    let end_cursor = read_page.items.last().map(|t| encode_key_cursor(&key(t)));
+    let edges = read_page
         .items
         .into_iter()
         .map(|t| {
@@ -138,16 +140,19 @@ where
         .collect();
     let (cursor, side) = beside_of(page.direction, &page.after, &page.before);
     let beside = cursor.cloned().map(|cursor| -> Beside {
-        Box::new(move |services| probe(services, KeysetPage::probe(cursor.clone(), side)).boxed())
+        Box::new(move |services| {
+            let probe = read(services, KeysetPage::probe(cursor.clone(), side));
+            async move { Ok(probe.await?.has_more) }.boxed()
+        })
     });
     let info = PageInfo {
         start_cursor,
         end_cursor,
         direction: page.direction,
-        has_more: read.has_more,
+        has_more: read_page.has_more,
         beside,
     };
-    (edges, info)
+    Ok((edges, info))
 }
 
 /// The cursor a page started from and the side of it the page does not cover: `after` and

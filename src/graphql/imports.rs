@@ -298,18 +298,15 @@ impl Import {
         before: Option<String>,
     ) -> async_graphql::Result<ImportErrorConnection> {
         let page = keyset_page(first, after, last, before, ERROR_PAGE)?;
-        let services = ctx.data::<Services>()?;
-        let actor = actor(ctx)?;
+        let actor = actor(ctx)?.clone();
         let id = self.0.id;
-        let read = services
-            .imports
-            .errors(actor, id, page.clone())
-            .await
-            .map_err(to_gql)?;
-        let actor = actor.clone();
         let (edges, page_info) = keyset_connection(
-            &page,
-            read,
+            ctx,
+            page,
+            move |services, page| {
+                let actor = actor.clone();
+                async move { services.imports.errors(&actor, id, page).await }
+            },
             |r| (r.row, r.seq),
             |cursor, r| ImportErrorEdge {
                 cursor,
@@ -319,11 +316,8 @@ impl Import {
                     reason: r.reason,
                 },
             },
-            move |services, probe| {
-                let actor = actor.clone();
-                async move { Ok(services.imports.errors(&actor, id, probe).await?.has_more) }
-            },
-        );
+        )
+        .await?;
         Ok(ImportErrorConnection { edges, page_info })
     }
 }
@@ -356,27 +350,21 @@ impl ImportQuery {
         before: Option<String>,
     ) -> async_graphql::Result<ImportConnection> {
         let page = keyset_page(first, after, last, before, IMPORT_PAGE)?;
-        let services = ctx.data::<Services>()?;
-        let actor = actor(ctx)?;
-        let read = services
-            .imports
-            .imports(actor, page.clone())
-            .await
-            .map_err(to_gql)?;
-        let actor = actor.clone();
+        let actor = actor(ctx)?.clone();
         let (edges, page_info) = keyset_connection(
-            &page,
-            read,
+            ctx,
+            page,
+            move |services, page| {
+                let actor = actor.clone();
+                async move { services.imports.imports(&actor, page).await }
+            },
             |i| i.id,
             |cursor, i| ImportEdge {
                 cursor,
                 node: Import::new(i),
             },
-            move |services, probe| {
-                let actor = actor.clone();
-                async move { Ok(services.imports.imports(&actor, probe).await?.has_more) }
-            },
-        );
+        )
+        .await?;
         Ok(ImportConnection { edges, page_info })
     }
 }

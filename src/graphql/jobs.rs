@@ -198,27 +198,21 @@ impl JobQueue {
         #[graphql(desc = "Only jobs of this kind.")] kind: Option<String>,
     ) -> async_graphql::Result<DeadJobConnection> {
         let page = keyset_page(first, after, last, before, DEAD_PAGE)?;
-        let actor = actor(ctx)?;
-        let services = ctx.data::<Services>()?;
-        let read = services
-            .jobs
-            .dead(actor, kind.as_deref(), page.clone())
-            .await
-            .map_err(to_gql)?;
-        let actor = actor.clone();
+        let actor = actor(ctx)?.clone();
         let (edges, page_info) = keyset_connection(
-            &page,
-            read,
+            ctx,
+            page,
+            move |services, page| {
+                let (actor, kind) = (actor.clone(), kind.clone());
+                async move { services.jobs.dead(&actor, kind.as_deref(), page).await }
+            },
             |j| j.id,
             |cursor, j| DeadJobEdge {
                 cursor,
                 node: j.into(),
             },
-            move |services, probe| {
-                let (actor, kind) = (actor.clone(), kind.clone());
-                async move { Ok(services.jobs.dead(&actor, kind.as_deref(), probe).await?.has_more) }
-            },
-        );
+        )
+        .await?;
         Ok(DeadJobConnection { edges, page_info })
     }
 

@@ -217,27 +217,21 @@ impl OpsQuery {
         before: Option<String>,
     ) -> async_graphql::Result<RetentionRunConnection> {
         let page = keyset_page(first, after, last, before, RUN_PAGE)?;
-        let services = ctx.data::<Services>()?;
-        let actor = actor(ctx)?;
-        let read = services
-            .retention
-            .runs(actor, page.clone())
-            .await
-            .map_err(to_gql)?;
-        let actor = actor.clone();
+        let actor = actor(ctx)?.clone();
         let (edges, page_info) = keyset_connection(
-            &page,
-            read,
+            ctx,
+            page,
+            move |services, page| {
+                let actor = actor.clone();
+                async move { services.retention.runs(&actor, page).await }
+            },
             |r| r.id,
             |cursor, r| RetentionRunEdge {
                 cursor,
                 node: RetentionRun(r),
             },
-            move |services, probe| {
-                let actor = actor.clone();
-                async move { Ok(services.retention.runs(&actor, probe).await?.has_more) }
-            },
-        );
+        )
+        .await?;
         Ok(RetentionRunConnection { edges, page_info })
     }
 
@@ -251,23 +245,21 @@ impl OpsQuery {
         before: Option<String>,
     ) -> async_graphql::Result<ErasureConnection> {
         let page = keyset_page(first, after, last, before, ERASURE_PAGE)?;
-        let services = ctx.data::<Services>()?;
-        let actor = actor(ctx)?;
-        let read = services.erasure.list(actor, page.clone()).await.map_err(to_gql)?;
-        let actor = actor.clone();
+        let actor = actor(ctx)?.clone();
         let (edges, page_info) = keyset_connection(
-            &page,
-            read,
+            ctx,
+            page,
+            move |services, page| {
+                let actor = actor.clone();
+                async move { services.erasure.list(&actor, page).await }
+            },
             |e| e.id,
             |cursor, e| ErasureEdge {
                 cursor,
                 node: Erasure(e),
             },
-            move |services, probe| {
-                let actor = actor.clone();
-                async move { Ok(services.erasure.list(&actor, probe).await?.has_more) }
-            },
-        );
+        )
+        .await?;
         Ok(ErasureConnection { edges, page_info })
     }
 }

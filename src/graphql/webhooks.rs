@@ -73,34 +73,22 @@ impl WebhookEndpoint {
         before: Option<String>,
     ) -> async_graphql::Result<WebhookDeliveryConnection> {
         let page = keyset_page(first, after, last, before, DELIVERY_PAGE)?;
-        let services = ctx.data::<Services>()?;
-        let actor = actor(ctx)?;
+        let actor = actor(ctx)?.clone();
         let endpoint = self.0.id;
-        let read = services
-            .webhooks
-            .deliveries(actor, endpoint, page.clone())
-            .await
-            .map_err(to_gql)?;
-        let actor = actor.clone();
         let (edges, page_info) = keyset_connection(
-            &page,
-            read,
+            ctx,
+            page,
+            move |services, page| {
+                let actor = actor.clone();
+                async move { services.webhooks.deliveries(&actor, endpoint, page).await }
+            },
             |d| d.id,
             |cursor, d| WebhookDeliveryEdge {
                 cursor,
                 node: WebhookDelivery(d),
             },
-            move |services, probe| {
-                let actor = actor.clone();
-                async move {
-                    Ok(services
-                        .webhooks
-                        .deliveries(&actor, endpoint, probe)
-                        .await?
-                        .has_more)
-                }
-            },
-        );
+        )
+        .await?;
         Ok(WebhookDeliveryConnection { edges, page_info })
     }
 }
