@@ -396,11 +396,7 @@ async fn a_killed_import_resumes_without_duplicates() {
             .unwrap();
         stdin.flush().await.unwrap();
         let first = poll_until(Duration::from_secs(60), "a committed checkpoint", || async {
-            let imports = store
-                .imports(ws.id, &leadgate::domain::KeysetPage::first(10))
-                .await
-                .unwrap()
-                .items;
+            let imports = stored_imports(&store, &ws).await;
             imports.into_iter().find(|i| i.checkpoint.rows_done > 0)
         })
         .await;
@@ -450,15 +446,7 @@ async fn a_killed_import_resumes_without_duplicates() {
             ROWS as u64 - duplicates,
             "{backend:?}: no lead twice (emails are unique, so counting rows counts emails)"
         );
-        assert_eq!(
-            store
-                .imports(ws.id, &leadgate::domain::KeysetPage::first(10))
-                .await
-                .unwrap()
-                .items
-                .len(),
-            1
-        );
+        assert_eq!(stored_imports(&store, &ws).await.len(), 1);
 
         // a different file does not resume that import
         let mut child = import_command(dir.path(), &url).spawn().unwrap();
@@ -470,16 +458,17 @@ async fn a_killed_import_resumes_without_duplicates() {
         drop(stdin);
         let out = child.wait_with_output().await.unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(
-            store
-                .imports(ws.id, &leadgate::domain::KeysetPage::first(10))
-                .await
-                .unwrap()
-                .items
-                .len(),
-            2
-        );
+        assert_eq!(stored_imports(&store, &ws).await.len(), 2);
     }
+}
+
+/// The newest imports of the workspace (at most 10), as stored.
+async fn stored_imports(store: &Store, ws: &Workspace) -> Vec<leadgate::domain::Import> {
+    store
+        .imports(ws.id, &leadgate::domain::KeysetPage::first(10))
+        .await
+        .unwrap()
+        .items
 }
 
 /// Every email of the workspace's active leads, each as often as it is stored.
@@ -539,11 +528,7 @@ async fn kill_an_import_midway(
         .unwrap();
     stdin.flush().await.unwrap();
     let first = poll_until(Duration::from_secs(60), "a committed checkpoint", || async {
-        let imports = store
-            .imports(ws.id, &leadgate::domain::KeysetPage::first(10))
-            .await
-            .unwrap()
-            .items;
+        let imports = stored_imports(store, ws).await;
         imports.into_iter().find(|i| i.checkpoint.rows_done > 0)
     })
     .await;
@@ -601,16 +586,7 @@ async fn a_killed_file_import_is_resumed_by_the_next_run_with_every_row_once() {
             emails,
             "{backend:?}: every row once"
         );
-        assert_eq!(
-            store
-                .imports(ws.id, &leadgate::domain::KeysetPage::first(10))
-                .await
-                .unwrap()
-                .items
-                .len(),
-            1,
-            "{backend:?}"
-        );
+        assert_eq!(stored_imports(&store, &ws).await.len(), 1, "{backend:?}");
     }
 }
 
@@ -664,11 +640,7 @@ async fn two_processes_racing_to_resume_one_import_write_every_row_once() {
         );
         // a runner that came after the import had finished started its own, which found
         // every lead already there and wrote nothing
-        let imports = store
-            .imports(ws.id, &leadgate::domain::KeysetPage::first(10))
-            .await
-            .unwrap()
-            .items;
+        let imports = stored_imports(&store, &ws).await;
         for other in imports.iter().filter(|i| i.id != killed.id) {
             assert_eq!(other.status, ImportStatus::Succeeded, "{backend:?}: {other:?}");
             assert_eq!(other.counts.created, 0, "{backend:?}: {other:?}");
