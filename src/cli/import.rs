@@ -33,7 +33,8 @@ pub struct ImportArgs {
     /// Map a column to a lead field (`email`, `first_name`, `company_name`, …); repeatable.
     #[arg(long = "map", value_name = "COLUMN=FIELD", value_parser = parse_mapping)]
     pub map: Vec<(String, String)>,
-    /// Country for phone numbers written without a country code (ISO 3166 alpha-2).
+    /// Country for phone numbers written without a country code, in rows without a country of
+    /// their own (ISO 3166 alpha-2).
     #[arg(long, value_name = "CC", value_parser = parse_region)]
     pub default_region: Option<CountryCode>,
     /// Where to write the error report (CSV: row,column,reason); by default next to FILE as

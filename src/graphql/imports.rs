@@ -127,7 +127,8 @@ pub struct ImportLeadsInput {
     /// Explicit column mappings; recognised headers map themselves.
     #[graphql(default)]
     pub mapping: Vec<ColumnMappingInput>,
-    /// ISO 3166-1 alpha-2 region for phone numbers written without a country code.
+    /// ISO 3166-1 alpha-2 region for phone numbers written without a country code, in rows
+    /// whose own country cell is empty or unrecognised.
     pub default_region: Option<String>,
 }
 

@@ -118,6 +118,7 @@ const ALIASES: &[(&str, Field)] = &[
     ("owneremail", Field::Text("owner")),
     ("score", Field::Score),
     ("leadscore", Field::Score),
+    ("hubspotscore", Field::Score),
     ("tags", Field::Tags),
     ("tag", Field::Tags),
     ("labels", Field::Tags),

@@ -1,5 +1,5 @@
 //! Turns the spellings found in real files into the forms the lead API validates: national
-//! phone numbers into E.164 with a default region, country names into ISO 3166-1 alpha-2 codes.
+//! phone numbers into E.164 with the row's country or a default region, country names into ISO 3166-1 alpha-2 codes.
 
 use crate::domain::CountryCode;
 use std::collections::HashMap;

@@ -329,6 +329,7 @@ fn build(
     let mut custom = serde_json::Map::new();
     let mut has_custom = false;
     let mut full_name = None;
+    let mut phone: Option<(String, &str)> = None;
     // Which column set each API field, to name it in errors.
     let mut origin: Vec<(&'static str, &str)> = Vec::new();
     let mut fail = |column: &str, reason: String| {
@@ -384,16 +385,8 @@ fn build(
                     continue;
                 }
             }
-            Field::Phone => match normalize::phone(text, region) {
-                Some(p) => draft.phone = Patch::Set(p),
-                None => {
-                    fail(
-                        column,
-                        "the phone number has no country code and the import has no default region".into(),
-                    );
-                    continue;
-                }
-            },
+            // normalised after the loop: a national number takes the row's own country
+            Field::Phone => phone = Some((text.to_owned(), *column)),
             Field::Country => draft.country = Patch::Set(normalize::country(text)),
             Field::Status => match LeadStatus::parse(text) {
                 Some(s) => draft.status = Patch::Set(s),
@@ -446,6 +439,25 @@ fn build(
             Field::Informational => continue,
         }
         origin.push((field.api_name(), column));
+    }
+    if let Some((text, column)) = phone {
+        let own_country = match &draft.country {
+            Patch::Set(code) => CountryCode::parse("country", code).ok(),
+            _ => None,
+        };
+        match normalize::phone(&text, own_country.as_ref().or(region)) {
+            Some(p) => {
+                draft.phone = Patch::Set(p);
+                origin.push((Field::Phone.api_name(), column));
+            }
+            None => errors.push(RowError {
+                row,
+                column: Some(column.to_owned()),
+                reason: "the phone number has no country code, and neither the row's country nor the \
+                         import's default region says which"
+                    .into(),
+            }),
+        }
     }
     if let Some(name) = full_name
         && !draft.first_name.is_set()

@@ -97,6 +97,30 @@ fn values_are_normalised() {
 }
 
 #[test]
+fn a_national_phone_number_takes_the_rows_own_country_before_the_default_region() {
+    let options = ParseOptions {
+        default_region: Some(CountryCode::parse("country", "DE").unwrap()),
+        ..csv_options()
+    };
+    let input = "Phone Number,Email,Country/Region\n\
+                 (415) 555-0134,ann@acme.io,United States\n\
+                 020 7946 0958,bo@beta.io,gb\n\
+                 030 1234567,cy@gamma.io,\n";
+    let rows = parse_all(input, &options);
+    let phones: Vec<String> = rows
+        .iter()
+        .map(|r| set(&valid(r).patch.phone).as_str().to_owned())
+        .collect();
+    assert_eq!(phones, ["+14155550134", "+442079460958", "+49301234567"]);
+    // without a default region, a row without a country of its own cannot be placed
+    let rows = parse_all("Phone,Email\n030 1234567,cy@gamma.io\n", &csv_options());
+    let errors = rows[0].result.as_ref().unwrap_err();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].column.as_deref(), Some("Phone"));
+    assert!(errors[0].reason.contains("no country code"), "{errors:?}");
+}
+
+#[test]
 fn empty_cells_leave_fields_alone() {
     let rows = parse_all("Email,First Name,Title\nann@acme.io,,\n", &csv_options());
     let row = valid(&rows[0]);
