@@ -339,16 +339,24 @@ enum ConnKind {
 
 /// Runs one statement on a connection of either backend: `$run!(conn, query)` is evaluated
 /// with `conn` the backend's `&mut Connection` and `query` its sqlx query.
+/// Statements binding more values than this are not kept prepared: they are the one-off shapes
+/// of bulk work (a multi-row INSERT, the IN list of an import chunk), each with its own row
+/// count, and a cached SQLite statement of 30,000 parameters holds megabytes: kept, a 1M-row
+/// import grew the process by hundreds of MB.
+pub(crate) const CACHED_BINDS_MAX: usize = 256;
+
 macro_rules! on_conn {
     ($self:expr, $sql:expr, |$c:ident, $q:ident| $run:expr) => {{
         let (text, args) = $sql.into_parts();
+        let persistent = args.len() <= CACHED_BINDS_MAX;
         match &mut $self.0 {
             ConnKind::SqliteTx(tx) => {
                 let $c = &mut **tx;
                 let $q = sqlx::query_with(
                     sqlx::AssertSqlSafe(text),
                     Sql::sqlite_args(args).map_err(StoreError::Database)?,
-                );
+                )
+                .persistent(persistent);
                 $run.map(|v| v.into())
             }
             ConnKind::Sqlite(pooled) => {
@@ -356,7 +364,8 @@ macro_rules! on_conn {
                 let $q = sqlx::query_with(
                     sqlx::AssertSqlSafe(text),
                     Sql::sqlite_args(args).map_err(StoreError::Database)?,
-                );
+                )
+                .persistent(persistent);
                 $run.map(|v| v.into())
             }
             ConnKind::PostgresTx(tx) => {
@@ -364,7 +373,8 @@ macro_rules! on_conn {
                 let $q = sqlx::query_with(
                     sqlx::AssertSqlSafe(text),
                     Sql::pg_args(args).map_err(StoreError::Database)?,
-                );
+                )
+                .persistent(persistent);
                 $run.map(|v| v.into())
             }
             ConnKind::Postgres(pooled) => {
@@ -372,7 +382,8 @@ macro_rules! on_conn {
                 let $q = sqlx::query_with(
                     sqlx::AssertSqlSafe(text),
                     Sql::pg_args(args).map_err(StoreError::Database)?,
-                );
+                )
+                .persistent(persistent);
                 $run.map(|v| v.into())
             }
         }

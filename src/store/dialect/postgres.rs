@@ -14,7 +14,7 @@
 //! pool (transactions, COPY, the listener) and its pings: a write is not retried, so a dead
 //! connection must be found before it is used.
 
-use super::{Dialect, Sql, ident};
+use super::{CACHED_BINDS_MAX, Dialect, Sql, ident};
 use crate::domain::{Value, WorkspaceId};
 use crate::store::backup::{
     Catalog, Column, MIGRATIONS_TABLE, ROWS_PER_BATCH, SnapshotPart, Table, closed, in_foreign_key_order,
@@ -194,6 +194,7 @@ impl PgReaders {
         text: &str,
         args: Vec<Value>,
     ) -> Result<Vec<PgRow>, (sqlx::Error, bool)> {
+        let binds = args.len();
         let args = match Sql::pg_args(args) {
             Ok(args) => args,
             Err(e) => {
@@ -203,6 +204,7 @@ impl PgReaders {
         };
         let conn = lent.conn.as_mut().expect("a lent connection");
         match sqlx::query_with(sqlx::AssertSqlSafe(text), args)
+            .persistent(binds <= CACHED_BINDS_MAX)
             .fetch_all(conn)
             .await
         {

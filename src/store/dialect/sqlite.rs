@@ -11,7 +11,7 @@
 //! statements whenever a bound value might change the plan, and without the global memory-
 //! statistics mutex that concurrent readers contended on. The binary uses mimalloc.
 
-use super::{Dialect, Sql, ident};
+use super::{CACHED_BINDS_MAX, Dialect, Sql, ident};
 use crate::domain::{ColumnType, Lead, Value, lead_from_columns, read_columns};
 use crate::store::backup::{
     Catalog, Column, MIGRATIONS_TABLE, ROWS_PER_BATCH, SnapshotPart, Table, bad_value, closed,
@@ -228,8 +228,14 @@ impl Readers {
         let (text, args) = sql.into_parts();
         self.run(move |conn| {
             let mut stmt = conn.prepare_cached(&text)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args.into_iter().map(lite)), f)?;
-            rows.collect()
+            let one_off = args.len() > CACHED_BINDS_MAX;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.into_iter().map(lite)), f)?
+                .collect();
+            if one_off {
+                stmt.discard();
+            }
+            rows
         })
         .await
     }
