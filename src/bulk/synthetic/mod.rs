@@ -1,5 +1,8 @@
 //! A deterministic generator of realistic leads: plausible names, companies, domains,
-//! titles, phones and a spread of statuses, scores, tags and dates.
+//! titles, phones and a spread of statuses, scores, tags and dates; `crm` writes the same kind
+//! of people as a CRM's CSV export.
+
+pub mod crm;
 
 use crate::domain::{
     CountryCode, CustomFields, Domain, EmailAddress, Lead, LeadId, LeadStatus, LinkedInUrl, Phone, Score,
