@@ -1,6 +1,6 @@
 //! Imports' persistence: their records and checkpoints, error reports and uploaded files. It
 //! reuses the leads' bulk path (`append_leads`: COPY on PostgreSQL, multi-row INSERTs on
-//! SQLite), `update_one` and the event log's `append_events`.
+//! SQLite), `update_many` (staged compare-and-set updates) and the event log's `append_events`.
 //!
 //! `commit_import_chunk` is what makes an import resumable: a chunk's leads, its error rows,
 //! the counters, the checkpoint and its `import.progress` event commit together, and only if
@@ -14,7 +14,7 @@
 use super::dialect::{Conn, Row};
 use super::events::append_events;
 use super::keyset::KeyOrder;
-use super::leads::{append_leads, bump, counts_of, update_one};
+use super::leads::{append_leads, bump, counts_of, update_many};
 use super::sql;
 use super::{ImportChunk, Store, StoreError, StoreResult};
 use crate::domain::Direction;
@@ -277,9 +277,7 @@ impl Store {
             append_leads(&mut tx, chunk.created).await?;
             bump(&mut tx, ws, counts_of(chunk.created)).await?;
         }
-        for (lead, expected_version) in chunk.updated {
-            update_one(&mut tx, lead, *expected_version).await?;
-        }
+        update_many(&mut tx, chunk.updated).await?;
         insert_errors(&mut tx, import, chunk.errors).await?;
         let events = append_events(&mut tx, &[import.event(IMPORT_PROGRESS, import.updated_at)]).await?;
         tx.commit().await?;

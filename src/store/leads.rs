@@ -24,7 +24,7 @@
 //! so default listings and the common status/country filters are served in order from the index;
 //! archived leads have their own small index and are sorted after lookup.
 
-use super::dialect::{Conn, Row, Sql};
+use super::dialect::{Conn, Dialect, Row, Sql};
 use super::events::append_events;
 use super::sql::{self, TAG_COLUMNS, lead_insert_columns, lead_values, tag_rows};
 use super::{LeadCounts, Store, StoreError, StoreResult};
@@ -96,6 +96,55 @@ pub(super) async fn update_one(conn: &mut Conn, lead: &Lead, expected_version: i
         });
     }
     replace_tags(conn, lead).await
+}
+
+/// Updates at or above which `update_many` stages them and applies one statement.
+const STAGED_UPDATES_FROM: usize = 64;
+
+/// Compare-and-set updates of many leads within the caller's transaction. Few go one by one;
+/// more are staged in a temporary table (COPY on PostgreSQL, multi-row INSERTs on SQLite) and
+/// applied by one `UPDATE … FROM`, their tags replaced by one DELETE and one append. A lead that
+/// changed or vanished since it was read leaves the count short: `VersionMismatch`, and the
+/// caller rolls the transaction back.
+pub(super) async fn update_many(conn: &mut Conn, updates: &[(Lead, i64)]) -> StoreResult<()> {
+    if updates.len() < STAGED_UPDATES_FROM {
+        for (lead, expected_version) in updates {
+            update_one(conn, lead, *expected_version).await?;
+        }
+        return Ok(());
+    }
+    let ws = updates[0].0.workspace_id;
+    if updates.iter().any(|(l, _)| l.workspace_id != ws) {
+        return Err(StoreError::Config("one batch of updates mixes workspaces".into()));
+    }
+    let staged = sql::LEAD_UPDATES;
+    conn.execute_text(format!("DROP TABLE IF EXISTS {staged}"))
+        .await?;
+    conn.execute_text(sql::create_lead_updates()).await?;
+    conn.append_rows(
+        staged,
+        sql::lead_update_columns(),
+        updates.iter().map(|(l, v)| sql::lead_update_values(l, *v)),
+    )
+    .await?;
+    if conn.dialect() == Dialect::Postgres {
+        // a fresh temporary table has no statistics: without them the join may scan `leads`
+        conn.execute_text(format!("ANALYZE {staged}")).await?;
+    }
+    let changed = conn
+        .execute(sql::update_from_staged_query(conn.dialect(), ws))
+        .await?;
+    if changed != updates.len() as u64 {
+        return Err(StoreError::VersionMismatch);
+    }
+    conn.execute_text(format!(
+        "DELETE FROM lead_tags WHERE lead_id IN (SELECT id FROM {staged})"
+    ))
+    .await?;
+    conn.append_rows("lead_tags", TAG_COLUMNS, tag_rows(updates.iter().map(|(l, _)| l)))
+        .await?;
+    conn.execute_text(format!("DROP TABLE {staged}")).await?;
+    Ok(())
 }
 
 /// (active, archived) among `leads`.

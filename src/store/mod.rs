@@ -203,6 +203,19 @@ impl Store {
         self.fetch_one(self.sql("SELECT 1")).await.map(drop)
     }
 
+    /// PostgreSQL's planner estimate of the rows in `leads` (0 before the first `ANALYZE`);
+    /// `None` on SQLite, whose planner goes by the indexes alone.
+    pub async fn planned_lead_rows(&self) -> StoreResult<Option<u64>> {
+        if self.dialect() == Dialect::Sqlite {
+            return Ok(None);
+        }
+        let row = self
+            .fetch_one(self.sql("SELECT reltuples::bigint FROM pg_class WHERE oid = 'leads'::regclass"))
+            .await?;
+        let rows: i64 = row.get(0)?;
+        Ok(Some(rows.max(0) as u64))
+    }
+
     /// Refreshes planner statistics after a bulk load.
     pub async fn analyze(&self) -> StoreResult<()> {
         let mut conn = self.writer().await?;

@@ -253,6 +253,61 @@ pub(crate) fn update_query(dialect: Dialect, lead: &Lead, expected_version: i64)
     qb
 }
 
+/// The temporary table of `update_many`: a lead's id, its updated columns and the version
+/// the update expects.
+pub(crate) const LEAD_UPDATES: &str = "lead_updates";
+
+/// The columns of `LEAD_UPDATES` in the order of `lead_update_values`.
+pub(crate) fn lead_update_columns() -> &'static [&'static str] {
+    static COLUMNS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+        std::iter::once("id")
+            .chain(LEAD_COLUMNS.iter().filter(|c| c.is_updated()).map(|c| c.name))
+            .chain(std::iter::once("expected_version"))
+            .collect()
+    });
+    &COLUMNS
+}
+
+/// One compare-and-set update as a row of `LEAD_UPDATES`.
+pub(crate) fn lead_update_values(lead: &Lead, expected_version: i64) -> Vec<Value> {
+    std::iter::once(lead.id.into())
+        .chain(
+            LEAD_COLUMNS
+                .iter()
+                .filter(|c| c.is_updated())
+                .map(|c| c.stored(lead)),
+        )
+        .chain(std::iter::once(Value::Integer(expected_version)))
+        .collect()
+}
+
+/// `CREATE TEMP TABLE lead_updates …` with the types of the columns it copies.
+pub(crate) fn create_lead_updates() -> String {
+    let columns = lead_update_columns();
+    let selected: Vec<&str> = columns[..columns.len() - 1].to_vec();
+    format!(
+        "CREATE TEMP TABLE {LEAD_UPDATES} AS SELECT {}, version AS expected_version FROM leads WHERE 1 = 0",
+        selected.join(", ")
+    )
+}
+
+/// One `UPDATE … FROM lead_updates` applying every staged update whose version still matches.
+pub(crate) fn update_from_staged_query(dialect: Dialect, ws: WorkspaceId) -> Sql {
+    let mut qb = Sql::new(dialect, "UPDATE leads SET ");
+    for (i, column) in LEAD_COLUMNS.iter().filter(|c| c.is_updated()).enumerate() {
+        if i > 0 {
+            qb.push(", ");
+        }
+        qb.push(column.name).push(" = u.").push(column.name);
+    }
+    qb.push(" FROM ")
+        .push(LEAD_UPDATES)
+        .push(" AS u WHERE leads.id = u.id AND leads.workspace_id = ");
+    qb.bind(ws);
+    qb.push(" AND leads.version = u.expected_version");
+    qb
+}
+
 /// The columns of `lead_tags`.
 pub(crate) const TAG_COLUMNS: &[&str] = &["workspace_id", "tag", "lead_id"];
 

@@ -720,6 +720,175 @@ async fn a_dirty_generated_file_of_100k_rows_imports_with_the_expected_counts() 
     }
 }
 
+/// A CRM export, then a file of as many rows of which every third names a lead of the export:
+/// updates go through the staged `UPDATE … FROM` (hundreds per chunk) and change every lead
+/// they name, its tags included, and no other. The expected values are read from the files
+/// with the plain `csv` reader, not the importer's.
+#[tokio::test]
+async fn a_crm_export_and_a_file_updating_a_third_of_it_import_with_the_expected_counts() {
+    use leadgate::bulk::synthetic::crm::{CrmCsv, CrmShape, write_crm_csv};
+    let base = CrmCsv {
+        rows: 3_000,
+        seed: 1,
+        shape: CrmShape::Salesforce,
+        updates_of: None,
+    };
+    let update = CrmCsv {
+        seed: 2,
+        shape: CrmShape::HubSpot,
+        updates_of: Some(1),
+        ..base.clone()
+    };
+    let (mut base_csv, mut update_csv) = (Vec::new(), Vec::new());
+    let base_expect = write_crm_csv(&mut base_csv, &base).unwrap();
+    let update_expect = write_crm_csv(&mut update_csv, &update).unwrap();
+    assert!(update_expect.updated >= 900, "{update_expect:?}");
+    // (email, title, tags) of every row of the update file, as written
+    let written: Vec<(String, String, std::collections::BTreeSet<String>)> =
+        csv::Reader::from_reader(update_csv.as_slice())
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                let tags = r[11].split(';').map(|t| t.trim().to_owned()).collect();
+                (r[2].trim().to_lowercase(), r[6].trim().to_owned(), tags)
+            })
+            .collect();
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let ws = workspace(&store, "acme").await;
+        let first = import(
+            &store,
+            &request(&ws, OnDuplicate::Skip, false),
+            std::str::from_utf8(&base_csv).unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (first.import.counts.created, first.import.counts.invalid),
+            (base_expect.created, base_expect.invalid),
+            "{backend:?}"
+        );
+        let second = import(
+            &store,
+            &request(&ws, OnDuplicate::Overwrite, false),
+            std::str::from_utf8(&update_csv).unwrap(),
+        )
+        .await;
+        let c = second.import.counts;
+        assert_eq!(
+            (c.created, c.updated, c.invalid),
+            (
+                update_expect.created,
+                update_expect.updated,
+                update_expect.invalid
+            ),
+            "{backend:?}"
+        );
+        assert_eq!(
+            store.lead_counts(ws.id).await.unwrap().active,
+            base_expect.created + update_expect.created
+        );
+        let emails: Vec<EmailAddress> = written
+            .iter()
+            .filter_map(|(e, _, _)| EmailAddress::parse("email", e).ok())
+            .collect();
+        let stored: std::collections::HashMap<String, leadgate::domain::Lead> = store
+            .leads_by_emails(ws.id, &emails)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.email.as_ref().unwrap().as_str().to_owned(), l))
+            .collect();
+        let mut updated = 0;
+        for (email, title, tags) in &written {
+            let Some(lead) = stored.get(email) else { continue };
+            if lead.version == 2 {
+                updated += 1;
+            } else {
+                assert_eq!(lead.version, 1, "{backend:?} {email}");
+            }
+            assert_eq!(lead.title.as_deref(), Some(title.as_str()), "{backend:?} {email}");
+            let got: std::collections::BTreeSet<String> =
+                lead.tags.iter().map(|t| t.as_str().to_owned()).collect();
+            assert_eq!(&got, tags, "{backend:?} {email}");
+        }
+        assert_eq!(updated, update_expect.updated, "{backend:?}");
+    }
+}
+
+/// A staged update whose lead changed since it was read applies nothing of its chunk.
+#[tokio::test]
+async fn a_chunk_of_staged_updates_with_one_stale_version_applies_none_of_them() {
+    use leadgate::store::{ImportChunk, StoreError};
+    for backend in backends() {
+        let (store, _guard) = fresh_store(backend).await;
+        let ws = workspace(&store, "acme").await;
+        let rows: Vec<(EmailAddress, LeadPatch)> = (0..100)
+            .map(|i| {
+                let patch = LeadPatch {
+                    first_name: Patch::Set(format!("Before{i}")),
+                    ..LeadPatch::default()
+                };
+                (email(&format!("p{i}@acme.io")), patch)
+            })
+            .collect();
+        store.upsert_leads(ws.id, &rows, now()).await.unwrap();
+        let emails: Vec<EmailAddress> = rows.iter().map(|(e, _)| e.clone()).collect();
+        let before = store.leads_by_emails(ws.id, &emails).await.unwrap();
+        assert_eq!(before.len(), 100);
+        let record = pipeline::begin(&store, &request(&ws, OnDuplicate::Overwrite, false), true)
+            .await
+            .unwrap();
+        let changed = |stale: Option<usize>| -> Vec<(leadgate::domain::Lead, i64)> {
+            before
+                .iter()
+                .enumerate()
+                .map(|(i, lead)| {
+                    let mut next = lead.clone();
+                    next.first_name = Some("After".into());
+                    next.version += 1;
+                    let read_at = if stale == Some(i) {
+                        lead.version + 1
+                    } else {
+                        lead.version
+                    };
+                    (next, read_at)
+                })
+                .collect()
+        };
+        let stale = changed(Some(57));
+        let chunk = ImportChunk {
+            import: &record,
+            previous_rows_done: record.checkpoint.rows_done,
+            created: &[],
+            updated: &stale,
+            errors: &[],
+        };
+        let err = store.commit_import_chunk(&chunk).await.unwrap_err();
+        assert!(matches!(err, StoreError::VersionMismatch), "{backend:?} {err:?}");
+        let after = store.leads_by_emails(ws.id, &emails).await.unwrap();
+        assert!(
+            after
+                .iter()
+                .all(|l| l.first_name.as_deref() != Some("After") && l.version == 1),
+            "{backend:?}"
+        );
+
+        let fresh = changed(None);
+        let chunk = ImportChunk {
+            updated: &fresh,
+            ..chunk
+        };
+        store.commit_import_chunk(&chunk).await.unwrap();
+        let after = store.leads_by_emails(ws.id, &emails).await.unwrap();
+        assert!(
+            after
+                .iter()
+                .all(|l| l.first_name.as_deref() == Some("After") && l.version == 2),
+            "{backend:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_uploaded_file_is_imported_by_a_job_and_its_upload_deleted() {
     use leadgate::domain::Role;

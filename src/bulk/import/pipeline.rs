@@ -22,7 +22,9 @@
 //!
 //! **Bulk paths**: new leads go through the same `append_leads` as `seed` (COPY on PostgreSQL,
 //! multi-row INSERTs on SQLite) inside the chunk's transaction; updates (only under
-//! `UPDATE_EMPTY_FIELDS`/`OVERWRITE`) are compare-and-set updates one by one.
+//! `UPDATE_EMPTY_FIELDS`/`OVERWRITE`) are compare-and-set updates staged in a temporary table
+//! and applied by one `UPDATE … FROM` (`update_many`). On PostgreSQL the import refreshes the
+//! planner statistics of `leads` as the table grows (`Statistics`).
 //!
 //! **Dry run** runs the same pipeline and commits the same import row, counters, error report and
 //! progress events, with empty lead lists.
@@ -201,11 +203,19 @@ pub async fn run(
     let parser = tokio::task::spawn_blocking(move || parse_side(input, &options, &resume, &tx));
     let mut columns = ColumnMapping::default();
     let mut failure = None;
+    let mut statistics = store.planned_lead_rows().await?.map(Statistics::new);
     while let Some(message) = rx.recv().await {
         match message {
             Parsed::Columns(c) => columns = c,
             Parsed::Batch(batch) => {
-                if let Err(e) = apply_batch(store, &request, &mut import, batch, &mut committed).await {
+                let applied = match apply_batch(store, &request, &mut import, batch, &mut committed).await {
+                    Ok(created) if statistics.as_mut().is_some_and(|s| s.stale_after(created)) => {
+                        store.analyze().await
+                    }
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = applied {
                     failure = Some(PipelineError::Store(e));
                     break;
                 }
@@ -380,6 +390,39 @@ fn classify(parsed: ParsedRow, seen: &mut SeenEmails) -> Option<Row> {
     }
 }
 
+/// When PostgreSQL's planner statistics of `leads` fall behind an import: nothing analyses a
+/// table that grows from 0 to 1M rows while autovacuum is off or lagging, and a plan made for
+/// an empty table (a sequential scan for the email look-up) gets slower with every chunk. The
+/// import analyses whenever the leads it created since the last statistics reach the rows those
+/// statistics counted (at least `FIRST_ANALYZE_AFTER`): about log₂ of the growth in `ANALYZE`s,
+/// each a sample of 30,000 rows.
+struct Statistics {
+    /// The rows the last statistics counted.
+    counted: u64,
+    /// Leads created since.
+    created: u64,
+}
+
+const FIRST_ANALYZE_AFTER: u64 = 10_000;
+
+impl Statistics {
+    fn new(counted: u64) -> Self {
+        Self { counted, created: 0 }
+    }
+
+    /// Counts a chunk's new leads; true when the statistics should be refreshed now (and
+    /// assumes they then are).
+    fn stale_after(&mut self, created: u64) -> bool {
+        self.created += created;
+        if self.created < self.counted.max(FIRST_ANALYZE_AFTER) {
+            return false;
+        }
+        self.counted += self.created;
+        self.created = 0;
+        true
+    }
+}
+
 /// A row without an email is still a lead when it names a person or a company.
 fn identifies_someone(patch: &LeadPatch) -> bool {
     patch.first_name.is_set() || patch.last_name.is_set() || patch.company_name.is_set()
@@ -443,14 +486,15 @@ impl Read for Tap {
 }
 
 /// Checks tombstones, applies the duplicate policy against the store and commits one chunk;
-/// retries with a fresh look-up when a concurrent write won a race.
+/// retries with a fresh look-up when a concurrent write won a race. Returns how many leads the
+/// chunk created.
 async fn apply_batch(
     store: &Store,
     request: &ImportRequest,
     import: &mut Import,
     batch: Batch,
     committed: &mut (impl FnMut(&Import, Vec<Event>) + Send),
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let ws = import.workspace_id;
     let emails: Vec<EmailAddress> = batch
         .rows
@@ -479,11 +523,12 @@ async fn apply_batch(
             updated: if request.dry_run { &[] } else { &plan.updated },
             errors: &plan.errors,
         };
+        let created = chunk.created.len() as u64;
         match store.commit_import_chunk(&chunk).await {
             Ok(events) => {
                 *import = plan.import;
                 committed(import, events);
-                return Ok(());
+                return Ok(created);
             }
             Err(StoreError::Conflict { field: "email" } | StoreError::VersionMismatch)
                 if attempt < CHUNK_ATTEMPTS =>
@@ -731,5 +776,25 @@ mod tests {
             classify(named, &mut seen),
             Some(Row::Lead { row: 4, .. })
         ));
+    }
+
+    #[test]
+    fn statistics_are_refreshed_each_time_the_table_about_doubles() {
+        let mut s = Statistics::new(0);
+        let mut refreshed_at = Vec::new();
+        let mut total = 0;
+        for _ in 0..123 {
+            total += 8_192;
+            if s.stale_after(8_192) {
+                refreshed_at.push(total);
+            }
+        }
+        assert_eq!(refreshed_at, [16_384, 32_768, 65_536, 131_072, 262_144, 524_288]);
+        // a large table with current statistics is not analysed for a small import
+        let mut s = Statistics::new(5_000_000);
+        assert!(!(0..100).any(|_| s.stale_after(8_192)));
+        // dry runs and update-only chunks create nothing
+        let mut s = Statistics::new(0);
+        assert!(!(0..1_000).any(|_| s.stale_after(0)));
     }
 }
