@@ -727,18 +727,8 @@ async fn a_dirty_generated_file_of_100k_rows_imports_with_the_expected_counts() 
 #[tokio::test]
 async fn a_crm_export_and_a_file_updating_a_third_of_it_import_with_the_expected_counts() {
     use leadgate::bulk::synthetic::crm::{CrmCsv, CrmShape, write_crm_csv};
-    let base = CrmCsv {
-        rows: 3_000,
-        seed: 1,
-        shape: CrmShape::Salesforce,
-        updates_of: None,
-    };
-    let update = CrmCsv {
-        seed: 2,
-        shape: CrmShape::HubSpot,
-        updates_of: Some(1),
-        ..base.clone()
-    };
+    let base = CrmCsv::export(3_000, 1, CrmShape::Salesforce);
+    let update = base.updating(2, CrmShape::HubSpot);
     let (mut base_csv, mut update_csv) = (Vec::new(), Vec::new());
     let base_expect = write_crm_csv(&mut base_csv, &base).unwrap();
     let update_expect = write_crm_csv(&mut update_csv, &update).unwrap();

@@ -4,7 +4,7 @@
 //! invalid row in twenty. Every row is drawn from its own generator seeded by `(seed, row)`, so a
 //! second file can name the leads of a first one (`CrmCsv::updates_of`) without storing them.
 
-use super::{COUNTRIES, FIRST, LAST, PREFIX, SOURCES, SUFFIX, TAGS, TITLES, ascii_slug, country_name};
+use super::{COUNTRIES, SOURCES, TAGS, TITLES, ascii_slug, country_name, person_at_company};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::io::Write;
@@ -63,6 +63,28 @@ pub struct CrmCsv {
     pub updates_of: Option<u64>,
 }
 
+impl CrmCsv {
+    /// An export of `rows` leads.
+    pub fn export(rows: u64, seed: u64, shape: CrmShape) -> Self {
+        Self {
+            rows,
+            seed,
+            shape,
+            updates_of: None,
+        }
+    }
+
+    /// A file of as many rows, drawn with `seed`, every third of which names a lead of this one.
+    pub fn updating(&self, seed: u64, shape: CrmShape) -> Self {
+        Self {
+            seed,
+            shape,
+            updates_of: Some(self.seed),
+            ..self.clone()
+        }
+    }
+}
+
 /// What importing the file must give: into an empty workspace, or with `updates_of`, into a
 /// workspace holding exactly the file it names.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -113,13 +135,7 @@ struct Person {
 
 fn person(seed: u64, i: u64) -> (Person, SmallRng) {
     let mut rng = SmallRng::seed_from_u64(seed.rotate_left(32) ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-    let first = FIRST[rng.random_range(0..FIRST.len())];
-    let last = LAST[rng.random_range(0..LAST.len())];
-    let company = format!(
-        "{} {}",
-        PREFIX[rng.random_range(0..PREFIX.len())],
-        SUFFIX[rng.random_range(0..SUFFIX.len())]
-    );
+    let (first, last, company) = person_at_company(&mut rng);
     let country = rng.random_range(0..COUNTRIES.len());
     let domain = format!("{}.{}", ascii_slug(&company), COUNTRIES[country].2);
     // the names' own letter case and a capitalised domain, as people type them
@@ -298,12 +314,7 @@ mod tests {
     #[test]
     fn every_row_parses_as_the_expectation_says() {
         for shape in [CrmShape::HubSpot, CrmShape::Salesforce] {
-            let spec = CrmCsv {
-                rows: 2_000,
-                seed: 42,
-                shape,
-                updates_of: None,
-            };
+            let spec = CrmCsv::export(2_000, 42, shape);
             let (expect, rows) = parse(&spec);
             assert_eq!(rows.len() as u64, expect.rows);
             let invalid = rows.iter().filter(|r| r.result.is_err()).count() as u64;
@@ -328,17 +339,8 @@ mod tests {
 
     #[test]
     fn an_update_file_names_the_base_files_leads() {
-        let base = CrmCsv {
-            rows: 600,
-            seed: 1,
-            shape: CrmShape::HubSpot,
-            updates_of: None,
-        };
-        let update = CrmCsv {
-            seed: 2,
-            updates_of: Some(1),
-            ..base.clone()
-        };
+        let base = CrmCsv::export(600, 1, CrmShape::HubSpot);
+        let update = base.updating(2, CrmShape::HubSpot);
         let (_, base_rows) = parse(&base);
         let (expect, rows) = parse(&update);
         let stored: std::collections::HashSet<String> = base_rows

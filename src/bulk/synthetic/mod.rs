@@ -334,13 +334,7 @@ pub fn write_import_csv<W: std::io::Write>(
     };
     let mut previous_email = String::new();
     for i in 1..=rows {
-        let first = FIRST[rng.random_range(0..FIRST.len())];
-        let last = LAST[rng.random_range(0..LAST.len())];
-        let company = format!(
-            "{} {}",
-            PREFIX[rng.random_range(0..PREFIX.len())],
-            SUFFIX[rng.random_range(0..SUFFIX.len())]
-        );
+        let (first, last, company) = person_at_company(&mut rng);
         let (country, dial, tld) = COUNTRIES[rng.random_range(0..COUNTRIES.len())];
         let domain = format!("{}.{tld}", ascii_slug(&company));
         let email = format!("{}.{}.{seed:x}-{i}@{domain}", ascii_slug(first), ascii_slug(last));
@@ -412,6 +406,18 @@ pub fn write_import_csv<W: std::io::Write>(
     }
     writer.flush()?;
     Ok(expect)
+}
+
+/// A first name, a last name and a company name, drawn in that order.
+fn person_at_company(rng: &mut SmallRng) -> (&'static str, &'static str, String) {
+    let first = FIRST[rng.random_range(0..FIRST.len())];
+    let last = LAST[rng.random_range(0..LAST.len())];
+    let company = format!(
+        "{} {}",
+        PREFIX[rng.random_range(0..PREFIX.len())],
+        SUFFIX[rng.random_range(0..SUFFIX.len())]
+    );
+    (first, last, company)
 }
 
 /// The English name of one of the generator's countries.
