@@ -277,7 +277,7 @@ impl Store {
             append_leads(&mut tx, chunk.created).await?;
             bump(&mut tx, ws, counts_of(chunk.created)).await?;
         }
-        update_many(&mut tx, chunk.updated).await?;
+        update_many(&mut tx, ws, chunk.updated).await?;
         insert_errors(&mut tx, import, chunk.errors).await?;
         let events = append_events(&mut tx, &[import.event(IMPORT_PROGRESS, import.updated_at)]).await?;
         tx.commit().await?;

@@ -101,21 +101,22 @@ pub(super) async fn update_one(conn: &mut Conn, lead: &Lead, expected_version: i
 /// Updates at or above which `update_many` stages them and applies one statement.
 const STAGED_UPDATES_FROM: usize = 64;
 
-/// Compare-and-set updates of many leads within the caller's transaction. Few go one by one;
+/// Compare-and-set updates of many leads of `ws` (the caller checks that they all belong to it)
+/// within the caller's transaction. Few go one by one;
 /// more are staged in a temporary table (COPY on PostgreSQL, multi-row INSERTs on SQLite) and
 /// applied by one `UPDATE … FROM`, their tags replaced by one DELETE and one append. A lead that
 /// changed or vanished since it was read leaves the count short: `VersionMismatch`, and the
 /// caller rolls the transaction back.
-pub(super) async fn update_many(conn: &mut Conn, updates: &[(Lead, i64)]) -> StoreResult<()> {
+pub(super) async fn update_many(
+    conn: &mut Conn,
+    ws: WorkspaceId,
+    updates: &[(Lead, i64)],
+) -> StoreResult<()> {
     if updates.len() < STAGED_UPDATES_FROM {
         for (lead, expected_version) in updates {
             update_one(conn, lead, *expected_version).await?;
         }
         return Ok(());
-    }
-    let ws = updates[0].0.workspace_id;
-    if updates.iter().any(|(l, _)| l.workspace_id != ws) {
-        return Err(StoreError::Config("one batch of updates mixes workspaces".into()));
     }
     let staged = sql::LEAD_UPDATES;
     conn.execute_text(format!("DROP TABLE IF EXISTS {staged}"))

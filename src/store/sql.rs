@@ -6,8 +6,8 @@
 
 use super::dialect::{Dialect, Sql};
 use crate::domain::{
-    ArchivedFilter, Cursor, CursorSide as Side, Direction, LEAD_COLUMNS, Lead, LeadFilter, LeadQuery,
-    PageDirection, SortField, SortValue, TagMatch, Value, WorkspaceId, read_columns,
+    ArchivedFilter, Cursor, CursorSide as Side, Direction, LEAD_COLUMNS, Lead, LeadColumn, LeadFilter,
+    LeadQuery, PageDirection, SortField, SortValue, TagMatch, Value, WorkspaceId, read_columns,
 };
 use std::sync::LazyLock;
 
@@ -235,9 +235,14 @@ fn escape_like(s: &str) -> String {
 
 /// `UPDATE leads SET … WHERE workspace_id, id and version match`: a compare-and-set write of
 /// every column but the id, the tenant and the creation time.
+/// The columns an update writes.
+fn updated_columns() -> impl Iterator<Item = &'static LeadColumn> {
+    LEAD_COLUMNS.iter().filter(|c| c.is_updated())
+}
+
 pub(crate) fn update_query(dialect: Dialect, lead: &Lead, expected_version: i64) -> Sql {
     let mut qb = Sql::new(dialect, "UPDATE leads SET ");
-    for (i, column) in LEAD_COLUMNS.iter().filter(|c| c.is_updated()).enumerate() {
+    for (i, column) in updated_columns().enumerate() {
         if i > 0 {
             qb.push(", ");
         }
@@ -261,7 +266,7 @@ pub(crate) const LEAD_UPDATES: &str = "lead_updates";
 pub(crate) fn lead_update_columns() -> &'static [&'static str] {
     static COLUMNS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
         std::iter::once("id")
-            .chain(LEAD_COLUMNS.iter().filter(|c| c.is_updated()).map(|c| c.name))
+            .chain(updated_columns().map(|c| c.name))
             .chain(std::iter::once("expected_version"))
             .collect()
     });
@@ -271,12 +276,7 @@ pub(crate) fn lead_update_columns() -> &'static [&'static str] {
 /// One compare-and-set update as a row of `LEAD_UPDATES`.
 pub(crate) fn lead_update_values(lead: &Lead, expected_version: i64) -> Vec<Value> {
     std::iter::once(lead.id.into())
-        .chain(
-            LEAD_COLUMNS
-                .iter()
-                .filter(|c| c.is_updated())
-                .map(|c| c.stored(lead)),
-        )
+        .chain(updated_columns().map(|c| c.stored(lead)))
         .chain(std::iter::once(Value::Integer(expected_version)))
         .collect()
 }
@@ -284,17 +284,17 @@ pub(crate) fn lead_update_values(lead: &Lead, expected_version: i64) -> Vec<Valu
 /// `CREATE TEMP TABLE lead_updates …` with the types of the columns it copies.
 pub(crate) fn create_lead_updates() -> String {
     let columns = lead_update_columns();
-    let selected: Vec<&str> = columns[..columns.len() - 1].to_vec();
+    // every column but the last, `expected_version`, which is the lead's `version`
     format!(
         "CREATE TEMP TABLE {LEAD_UPDATES} AS SELECT {}, version AS expected_version FROM leads WHERE 1 = 0",
-        selected.join(", ")
+        columns[..columns.len() - 1].join(", ")
     )
 }
 
 /// One `UPDATE … FROM lead_updates` applying every staged update whose version still matches.
 pub(crate) fn update_from_staged_query(dialect: Dialect, ws: WorkspaceId) -> Sql {
     let mut qb = Sql::new(dialect, "UPDATE leads SET ");
-    for (i, column) in LEAD_COLUMNS.iter().filter(|c| c.is_updated()).enumerate() {
+    for (i, column) in updated_columns().enumerate() {
         if i > 0 {
             qb.push(", ");
         }

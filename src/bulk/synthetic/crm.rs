@@ -273,20 +273,16 @@ pub fn write_crm_csv<W: Write>(mut out: W, spec: &CrmCsv) -> std::io::Result<Crm
             expect.created += 1;
         }
         writer.write_record(&record)?;
-        if i.is_multiple_of(100) || i == spec.rows {
+        if i.is_multiple_of(100) {
             let mut buf = writer.into_inner().map_err(|e| e.into_error())?;
-            if i.is_multiple_of(100) {
-                buf.push(b'\n');
-                expect.blank_lines += 1;
-            }
+            buf.push(b'\n');
+            expect.blank_lines += 1;
             out.write_all(&buf)?;
             buf.clear();
             writer = csv::Writer::from_writer(buf);
         }
     }
-    if spec.rows == 0 {
-        out.write_all(&writer.into_inner().map_err(|e| e.into_error())?)?;
-    }
+    out.write_all(&writer.into_inner().map_err(|e| e.into_error())?)?;
     out.flush()?;
     Ok(expect)
 }
