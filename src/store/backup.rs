@@ -207,10 +207,12 @@ pub(crate) fn in_foreign_key_order(mut tables: Vec<Table>, references: &[(String
 }
 
 /// The SQLite rule: BLOB is a uuid when the column is `id` or ends in `_id`; INTEGER is a
-/// timestamp when the name ends in `_at`, `_until` or `_start`.
+/// timestamp when the name ends in `_at`, `_since`, `_until` or `_start`.
 pub fn sqlite_column_type(declared: &str, column: &str) -> Option<ColumnType> {
     let is_id = column == "id" || column.ends_with("_id");
-    let is_time = ["_at", "_until", "_start"].iter().any(|s| column.ends_with(s));
+    let is_time = ["_at", "_since", "_until", "_start"]
+        .iter()
+        .any(|s| column.ends_with(s));
     match declared.to_ascii_uppercase().as_str() {
         "BLOB" if is_id => Some(ColumnType::Uuid),
         "BLOB" => Some(ColumnType::Blob),
