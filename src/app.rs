@@ -21,6 +21,7 @@ use crate::jobs::worker::Workers;
 use crate::jobs::{Handler, Registry, builtin};
 use crate::ops::backup::scheduled::{self, ScheduledBackup};
 use crate::service::{
+    CRM_POLL, CRM_POLL_DUE, CRM_PUSH, CrmDispatcher, CrmPollDueHandler, CrmPollHandler, CrmPushHandler,
     ENRICH_LEADS, EnrichLeadsHandler, IMPORT_LEADS, ImportLeadsHandler, RETENTION_RUN, RETENTION_SCHEDULE,
     RetentionRunHandler, RetentionScheduleHandler, Services,
 };
@@ -125,6 +126,11 @@ pub fn services_with(settings: &Settings, enrich: EnrichOptions, store: Store) -
     let mut services = Services::new(store, enricher, bus, sealer(settings)?);
     services.exports.set_batch_size(settings.export_batch_size);
     services.webhooks.set_outbound(settings.outbound_policy());
+    services.crm.set_outbound(settings.outbound_policy());
+    services.crm.set_options(crate::service::CrmOptions {
+        coalesce: Duration::from_millis(settings.crm_push_delay_ms),
+        ..crate::service::CrmOptions::default()
+    });
     Ok(services)
 }
 
@@ -214,6 +220,9 @@ pub const JOB_KINDS: &[JobKindLine] = &[
         shared(EnrichLeadsHandler(s.enrichment.clone()))
     }),
     JobKindLine::new(IMPORT_LEADS, |_, s| shared(ImportLeadsHandler(s.imports.clone()))),
+    JobKindLine::new(CRM_PUSH, |_, s| shared(CrmPushHandler(s.crm.clone()))),
+    JobKindLine::new(CRM_POLL, |_, s| shared(CrmPollHandler(s.crm.clone()))),
+    JobKindLine::new(CRM_POLL_DUE, |_, s| shared(CrmPollDueHandler(s.crm.clone()))).every("* * * * *"),
     JobKindLine::new(builtin::PRUNE, |c, s| {
         shared(builtin::Prune {
             store: s.store.clone(),
@@ -305,6 +314,8 @@ pub async fn start_workers(
         .context("cannot start job workers")?;
     let dispatcher = Dispatcher::new(services.store.clone(), queue, services.events.bus().clone());
     workers.run_beside(|stop| dispatcher.run(stop));
+    let crm = CrmDispatcher::new(services.crm.clone());
+    workers.run_beside(|stop| crm.run(stop));
     Ok(workers)
 }
 

@@ -115,6 +115,9 @@ pub struct Settings {
     pub webhook_retry_base_ms: u64,
     /// Dead-lettered deliveries in a row after which an endpoint is switched off.
     pub webhook_disable_after: u32,
+    /// Milliseconds a CRM push waits after a lead change for more changes, so a burst of
+    /// edits is sent once.
+    pub crm_push_delay_ms: u64,
     /// Internal addresses that requests to user-given URLs (webhook receivers) may reach, as
     /// CIDRs (`10.0.0.0/8`, `127.0.0.1/32`). Without an entry, loopback, private, link-local,
     /// carrier-grade NAT, multicast, reserved and cloud metadata addresses are refused, also
@@ -218,6 +221,7 @@ impl Default for Settings {
             webhook_timeout_ms: 10_000,
             webhook_max_attempts: 8,
             webhook_retry_base_ms: 30_000,
+            crm_push_delay_ms: 1_000,
             webhook_disable_after: 5,
             outbound_allow: Vec::new(),
             workers: true,

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bulk;
 pub mod cli;
 pub mod config;
+pub mod crm;
 pub mod crypto;
 pub mod domain;
 pub mod enrich;

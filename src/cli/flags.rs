@@ -167,7 +167,7 @@ pub struct EnrichmentFlags {
     pub enrichment_cache_mb: Option<u64>,
 }
 
-/// The event log, its readers and outbound webhooks: `serve` and `worker`.
+/// The event log, its readers, outbound webhooks and CRM pushes: `serve` and `worker`.
 #[derive(Args, Clone, Debug, Default, Serialize)]
 #[command(next_help_heading = "Events and webhooks")]
 pub struct EventFlags {
@@ -189,6 +189,9 @@ pub struct EventFlags {
     /// Dead-lettered deliveries in a row that switch an endpoint off.
     #[arg(long, value_name = "N")]
     pub webhook_disable_after: Option<u32>,
+    /// Milliseconds a CRM push waits after a lead change for more changes.
+    #[arg(long, value_name = "MS")]
+    pub crm_push_delay_ms: Option<u64>,
 }
 
 /// Requests to user-given URLs (webhook receivers): `serve` and `worker`.

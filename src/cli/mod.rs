@@ -2,10 +2,11 @@
 //! command (its settings loaded in one place, `Settings::load`, with its flags as the top
 //! layer; logging). Each command group lives in a file of its own: `serve` (serve, worker),
 //! `workspace` (workspace, token), `migrate` (migrate, schema, job-kinds), `seed`, `import`, `export`,
-//! `erase` and `backup` (backup, restore); `flags` holds the setting flags, `progress` the bars.
+//! `erase`, `backup` (backup, restore) and `crm` (list, sync, replay); `flags` holds the setting flags, `progress` the bars.
 //! Output meant for scripts (a token, the schema) goes to stdout alone; the rest to stderr.
 
 mod backup;
+mod crm;
 mod erase;
 mod export;
 mod flags;
@@ -76,6 +77,9 @@ pub enum Command {
     /// Manage workspaces.
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
+    /// CRM connections: list them, push a connection's leads, replay its dead pushes.
+    #[command(subcommand)]
+    Crm(crm::CrmCommand),
     /// Mint a bearer token (printed alone on stdout).
     Token(TokenArgs),
     /// Insert synthetic leads into a workspace.
@@ -180,6 +184,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = start(&global, cmd.settings(), false)?;
             workspace::workspace(&settings, cmd).await
         }
+        Command::Crm(cmd) => {
+            let settings = match &cmd {
+                crm::CrmCommand::List { settings } => start(&global, settings, false)?,
+                crm::CrmCommand::Sync { settings, .. } | crm::CrmCommand::Replay { settings, .. } => {
+                    start(&global, settings, true)?
+                }
+            };
+            crm::crm(&settings, cmd).await
+        }
         Command::Token(args) => workspace::token(&start(&global, &args.settings, false)?, args).await,
         Command::Seed(args) => seed::seed(&start(&global, &args.settings, true)?, args).await,
         Command::Erase(args) => erase::erase(&start(&global, &args.settings, false)?, args).await,
@@ -238,6 +251,7 @@ mod tests {
         "webhook-max-attempts",
         "webhook-retry-base-ms",
         "webhook-disable-after",
+        "crm-push-delay-ms",
     ];
     const OUTBOUND: &[&str] = &["outbound-allow"];
     const JOBS: &[&str] = &[
@@ -301,6 +315,12 @@ mod tests {
             ("job-kinds", set(&[])),
             ("workspace create", set(&[&["name"], COMMON, DATABASE])),
             ("workspace list", set(&data)),
+            ("crm list", set(&data)),
+            (
+                "crm sync",
+                set(&[&["filter"], COMMON, DATABASE, SEALING, OUTBOUND]),
+            ),
+            ("crm replay", set(&[COMMON, DATABASE, SEALING, OUTBOUND])),
             (
                 "token",
                 set(&[&["workspace", "role", "ttl", "subject"], COMMON, DATABASE, TOKENS]),

@@ -29,7 +29,7 @@ pub const JOB_DEAD: &str = "job.dead";
 pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
 
 /// Every event type the log holds, in the order they are documented.
-pub const EVENT_TYPES: [&str; 10] = [
+pub const EVENT_TYPES: [&str; 11] = [
     LEAD_CREATED,
     LEAD_UPDATED,
     LEAD_ARCHIVED,
@@ -40,6 +40,7 @@ pub const EVENT_TYPES: [&str; 10] = [
     WEBHOOK_DISABLED,
     super::import::IMPORT_PROGRESS,
     super::import::IMPORT_FINISHED,
+    super::crm::CRM_SYNC_FINISHED,
 ];
 
 /// The lead change types, which carry a lead snapshot.

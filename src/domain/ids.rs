@@ -69,6 +69,14 @@ uuid_id!(
     /// Identifies an outbound webhook endpoint.
     WebhookId
 );
+uuid_id!(
+    /// Identifies a workspace's connection to a CRM.
+    CrmConnectionId
+);
+uuid_id!(
+    /// Identifies one CRM sync run.
+    CrmRunId
+);
 
 /// Identifies one webhook delivery attempt (numbered by the store).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]

@@ -5,6 +5,7 @@
 //! validates again. Neither GraphQL nor SQL derives live here: `graphql` and `store` convert.
 
 mod columns;
+mod crm;
 mod enrichment;
 mod erasure;
 mod error;
@@ -26,6 +27,11 @@ pub use columns::{
     lead_export_json, lead_from_columns, lead_from_snapshot, lead_from_values, lead_snapshot, personal_texts,
     read_columns,
 };
+pub use crm::{
+    CRM_SYNC_FINISHED, ConflictPolicy, CrmConnection, CrmCredentials, CrmKind, CrmLink, CrmSyncRun,
+    FieldMapping, LinkStatus, MAX_CONNECTION_NAME, MappedField, MappingRule, OnDeletion, SyncCounts,
+    SyncDirection, SyncTrigger, Transform, values_digest,
+};
 pub use enrichment::{
     CompanyData, EmailStatus, EmailVerificationData, EnrichmentRecord, Fields, Group, GroupData, PersonData,
     PhoneData, PhoneKind, PhoneNumber, Policy, Source, Subject,
@@ -40,7 +46,10 @@ pub use filter::{
     ArchivedFilter, Cursor, CursorSide, Direction, LeadFilter, LeadOrder, LeadQuery, PageDirection,
     SortField, SortValue, TagMatch,
 };
-pub use ids::{DeliveryId, ErasureId, ImportId, LeadId, RetentionRunId, WebhookId, WorkspaceId};
+pub use ids::{
+    CrmConnectionId, CrmRunId, DeliveryId, ErasureId, ImportId, LeadId, RetentionRunId, WebhookId,
+    WorkspaceId,
+};
 pub use import::{
     IMPORT_FINISHED, IMPORT_PROGRESS, Import, ImportCheckpoint, ImportCounts, ImportErrorRow, ImportStatus,
 };

@@ -10,8 +10,8 @@
 
 use super::errors::bad_input;
 use crate::domain::{
-    Cursor, DeliveryId, Direction, ErasureId, ImportId, JobId, LeadId, LeadOrder, RetentionRunId, SortField,
-    SortValue, WorkspaceId,
+    CrmConnectionId, CrmRunId, Cursor, DeliveryId, Direction, ErasureId, ImportId, JobId, LeadId, LeadOrder,
+    RetentionRunId, SortField, SortValue, WorkspaceId,
 };
 use async_graphql::ID;
 use base64::Engine;
@@ -26,6 +26,7 @@ pub enum NodeType {
     Workspace,
     WebhookEndpoint,
     Import,
+    CrmConnection,
 }
 
 impl NodeType {
@@ -35,6 +36,7 @@ impl NodeType {
             NodeType::Workspace => "Workspace",
             NodeType::WebhookEndpoint => "WebhookEndpoint",
             NodeType::Import => "Import",
+            NodeType::CrmConnection => "CrmConnection",
         }
     }
 }
@@ -56,6 +58,7 @@ pub fn decode_global_id(id: &str) -> async_graphql::Result<(NodeType, Uuid)> {
         "Workspace" => NodeType::Workspace,
         "WebhookEndpoint" => NodeType::WebhookEndpoint,
         "Import" => NodeType::Import,
+        "CrmConnection" => NodeType::CrmConnection,
         _ => return Err(invalid()),
     };
     let uuid = Uuid::parse_str(raw).map_err(|_| invalid())?;
@@ -171,6 +174,7 @@ macro_rules! uuid_cursor_key {
 // the kinds of the cursors handed out before every connection paged both ways, kept so those
 // cursors stay valid
 uuid_cursor_key!(ImportId => "im1", RetentionRunId => "rr1", ErasureId => "er1");
+uuid_cursor_key!(CrmConnectionId => "cc1", CrmRunId => "cr1");
 
 impl CursorKey for JobId {
     const KIND: &'static str = "dj1";

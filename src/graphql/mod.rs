@@ -5,6 +5,7 @@
 //! async-graphql. Resolvers call `service`, never the store.
 
 mod connection;
+mod crm;
 mod documents;
 mod enrichment;
 mod enrichment_api;
@@ -43,6 +44,7 @@ pub struct QueryRoot(
     enrichment_api::EnrichmentQuery,
     subscription::EventQuery,
     webhooks::WebhookQuery,
+    crm::CrmQuery,
     jobs::JobsQuery,
     ops::OpsQuery,
     imports::ImportQuery,
@@ -55,6 +57,7 @@ pub struct MutationRoot(
     mutation::Mutation,
     enrichment_api::EnrichmentMutation,
     webhooks::WebhookMutation,
+    crm::CrmMutation,
     jobs::JobsMutation,
     ops::OpsMutation,
     imports::ImportMutation,

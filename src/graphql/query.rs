@@ -146,9 +146,22 @@ async fn resolve_nodes(ctx: &Context<'_>, ids: &[ID]) -> async_graphql::Result<V
             imports.insert(*uuid, found);
         }
     }
+    let mut crm = HashMap::new();
+    for (kind, uuid) in &decoded {
+        if *kind == NodeType::CrmConnection && !crm.contains_key(uuid) {
+            let found =
+                super::crm::connection_node(ctx, crate::domain::CrmConnectionId::from_uuid(*uuid)).await?;
+            crm.insert(*uuid, found.map(|c| c.0));
+        }
+    }
     Ok(decoded
         .into_iter()
         .map(|(kind, uuid)| match kind {
+            NodeType::CrmConnection => crm
+                .get(&uuid)
+                .cloned()
+                .flatten()
+                .map(|c| Node::CrmConnection(super::crm::CrmConnection(c))),
             NodeType::Import => imports.get(&uuid).cloned().flatten().map(Node::Import),
             NodeType::Lead => leads
                 .get(&LeadId::from_uuid(uuid))

@@ -70,10 +70,12 @@ pub enum EventType {
     ImportProgress,
     /// An import ended (succeeded or failed), with its final counters.
     ImportFinished,
+    /// A CRM sync run (push, poll or webhook batch) finished, with its counts.
+    CrmSyncFinished,
 }
 
 impl EventType {
-    const ALL: [EventType; 10] = [
+    const ALL: [EventType; 11] = [
         EventType::LeadCreated,
         EventType::LeadUpdated,
         EventType::LeadArchived,
@@ -84,6 +86,7 @@ impl EventType {
         EventType::WebhookDisabled,
         EventType::ImportProgress,
         EventType::ImportFinished,
+        EventType::CrmSyncFinished,
     ];
 
     /// The log's spelling, e.g. `lead.created`.
@@ -99,6 +102,7 @@ impl EventType {
             EventType::WebhookDisabled => domain::WEBHOOK_DISABLED,
             EventType::ImportProgress => domain::IMPORT_PROGRESS,
             EventType::ImportFinished => domain::IMPORT_FINISHED,
+            EventType::CrmSyncFinished => domain::CRM_SYNC_FINISHED,
         }
     }
 
@@ -227,6 +231,51 @@ impl EventQuery {
     }
 }
 
+/// A CRM sync run finished.
+pub struct CrmSyncEvent(Arc<Event>);
+
+#[Object]
+impl CrmSyncEvent {
+    async fn cursor(&self) -> EventCursor {
+        EventCursor(self.0.seq)
+    }
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.at
+    }
+    async fn connection_id(&self) -> Option<ID> {
+        self.0
+            .subject_id
+            .map(|u| super::ids::global_id(super::ids::NodeType::CrmConnection, u))
+    }
+    /// `PUSH`, `POLL`, `WEBHOOK` or `MANUAL`.
+    async fn trigger(&self) -> Option<super::crm::CrmSyncTrigger> {
+        self.0
+            .payload
+            .get("trigger")
+            .and_then(|t| t.as_str())
+            .and_then(domain::SyncTrigger::parse)
+            .map(Into::into)
+    }
+    async fn pushed(&self) -> u64 {
+        self.count("pushed")
+    }
+    async fn pulled(&self) -> u64 {
+        self.count("pulled")
+    }
+    async fn failed(&self) -> u64 {
+        self.count("failed")
+    }
+    async fn skipped(&self) -> u64 {
+        self.count("skipped")
+    }
+}
+
+impl CrmSyncEvent {
+    fn count(&self, key: &str) -> u64 {
+        self.0.payload.get(key).and_then(|v| v.as_u64()).unwrap_or(0)
+    }
+}
+
 /// The subscription root.
 #[derive(Default)]
 pub struct SubscriptionRoot;
@@ -290,6 +339,39 @@ impl SubscriptionRoot {
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<super::imports::Import>> + use<>>
     {
         super::imports::import_progress(ctx, &id).await
+    }
+
+    /// CRM sync runs as they finish (admins only), of one connection with `connectionId`.
+    async fn crm_sync_changed(
+        &self,
+        ctx: &Context<'_>,
+        connection_id: Option<ID>,
+        after: Option<EventCursor>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<CrmSyncEvent>> + use<>> {
+        if actor(ctx)?.role != domain::Role::Admin {
+            return Err(to_gql(crate::service::ServiceError::Forbidden(
+                "only admins may follow CRM syncs".into(),
+            )));
+        }
+        let connection = connection_id
+            .as_ref()
+            .map(super::crm::connection_id)
+            .transpose()?
+            .map(|c| c.as_uuid());
+        let events = events(ctx, after).await?;
+        Ok(events.filter_map(move |item| {
+            let out = match item {
+                Ok(event)
+                    if event.kind == domain::CRM_SYNC_FINISHED
+                        && connection.is_none_or(|c| event.subject_id == Some(c)) =>
+                {
+                    Some(Ok(CrmSyncEvent(event)))
+                }
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            };
+            std::future::ready(out)
+        }))
     }
 
     /// Every event of your workspace's log, or only those of `types`.

@@ -1,5 +1,6 @@
 //! The HTTP edge (axum): `/graphql` (GET and POST), `/graphql/ws` (WebSocket), `/graphiql`,
-//! `/export/leads.csv` and `.ndjson` (streamed exports), `/healthz`, `/readyz`, `/metrics`,
+//! `/export/leads.csv` and `.ndjson` (streamed exports), `/webhooks/crm/{id}` (inbound CRM
+//! webhooks), `/healthz`, `/readyz`, `/metrics`,
 //! request ids, body and time limits, and graceful shutdown.
 //!
 //! GraphQL-over-HTTP semantics live in `graphql::transport`; this module only moves bytes and
@@ -79,6 +80,7 @@ pub fn router(gateway: Gateway, auth: Authenticator, services: Services, config:
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/webhooks/crm/{id}", axum::routing::post(crm_webhook))
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TimeoutLayer::with_status_code(
@@ -259,13 +261,73 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
         format!(
-            "{}{}{}{}",
+            "{}{}{}{}{}",
             state.services.jobs.queue().metrics().render_families(),
             state.services.exports.metrics().render_families(),
             state.services.enrichment.enricher().metrics().render(),
+            state.services.crm.metrics().render(),
             document_cache_metrics(state.gateway.document_cache().stats()),
         ),
     )
+}
+
+/// An inbound CRM webhook: the signature is its authentication (no token, no CSRF header);
+/// the URL it was signed for is rebuilt from `X-Forwarded-Proto`/`X-Forwarded-Host` when a
+/// proxy sets them, else from `Host`.
+async fn crm_webhook(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Ok(uuid) = uuid::Uuid::parse_str(&id) else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"error": "no such CRM connection"})),
+        )
+            .into_response();
+    };
+    if body.len() > crate::service::MAX_WEBHOOK_BODY {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            axum::Json(serde_json::json!({"error": "the body is too large"})),
+        )
+            .into_response();
+    }
+    let first = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+    };
+    let scheme = first("x-forwarded-proto").unwrap_or("http");
+    let host = first("x-forwarded-host")
+        .or_else(|| first("host"))
+        .unwrap_or("localhost");
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let url = format!("{scheme}://{host}{path}");
+    let pairs: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let request = crate::service::InboundRequest {
+        method: "POST",
+        url: &url,
+        headers: &pairs,
+        body: &body,
+    };
+    let (status, answer) = state
+        .services
+        .crm
+        .receive(crate::domain::CrmConnectionId::from_uuid(uuid), request)
+        .await;
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        axum::Json(answer),
+    )
+        .into_response()
 }
 
 fn document_cache_metrics(stats: crate::graphql::CacheStats) -> String {

@@ -5,6 +5,7 @@
 //! the GraphQL layer turns into stable codes; validation and conflicts are `Invalid`, which it
 //! turns into `userErrors`.
 
+pub mod crm;
 mod enrichment;
 mod erasure;
 mod events;
@@ -16,8 +17,14 @@ pub mod retention;
 mod webhooks;
 mod workspaces;
 
+/// The CRM vocabulary the API speaks.
+pub use crate::crm::InboundRequest;
 /// Maintained lead counts of a workspace, as services report them.
 pub use crate::store::LeadCounts;
+pub use crm::{
+    CRM_POLL, CRM_POLL_DUE, CRM_PUSH, ConnectionDraft, CrmDispatcher, CrmOptions, CrmPollDueHandler,
+    CrmPollHandler, CrmPushHandler, CrmService, MAX_WEBHOOK_BODY, PushPreview, SyncSelection,
+};
 pub use enrichment::{
     ENRICH_LEADS, EnrichJob, EnrichLeadsHandler, EnrichProgress, EnrichmentService, JobState, MAX_ENRICH_JOB,
     MAX_WATERFALL, ProviderStatus, ProviderUpdate, UsageStatus, waterfalls,
@@ -134,6 +141,7 @@ pub struct Services {
     pub enrichment: EnrichmentService,
     pub events: EventService,
     pub webhooks: WebhookService,
+    pub crm: CrmService,
     pub jobs: JobService,
     pub exports: ExportService,
     pub imports: ImportService,
@@ -151,9 +159,17 @@ impl Services {
         sealer: Option<crate::crypto::KeySealer>,
     ) -> Self {
         let queue = crate::jobs::Queue::new(store.clone());
+        let leads = LeadService::new(store.clone(), bus.clone());
         Self {
+            crm: CrmService::new(
+                store.clone(),
+                sealer.clone(),
+                queue.clone(),
+                leads.clone(),
+                bus.clone(),
+            ),
             webhooks: WebhookService::new(store.clone(), sealer, bus.clone()),
-            leads: LeadService::new(store.clone(), bus.clone()),
+            leads,
             retention: RetentionService::new(store.clone(), queue.clone()),
             erasure: ErasureService::new(store.clone(), enricher.clone(), bus.clone()),
             workspaces: WorkspaceService::new(store.clone()),

@@ -273,7 +273,7 @@ impl Store {
         let row = self
             .fetch_one(self.sql(
                 "SELECT (SELECT COUNT(*) FROM provider_configs WHERE api_key_sealed IS NOT NULL) \
-             + (SELECT COUNT(*) FROM webhook_endpoints)",
+             + (SELECT COUNT(*) FROM webhook_endpoints) + (SELECT COUNT(*) FROM crm_connections)",
             ))
             .await?;
         Ok(row.get::<i64>(0)?.max(0) as u64)

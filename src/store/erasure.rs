@@ -2,7 +2,7 @@
 //! audit log.
 //!
 //! What an erasure touches, table by table (every table in `migrations/` was checked):
-//! `leads`, `lead_tags`, `enrichment_records` (deleted); `events` (the lead's events keep their
+//! `leads`, `lead_tags`, `enrichment_records`, `crm_links` (deleted); `events` (the lead's events keep their
 //! number and type, their payload becomes `erased_payload`; other events without a subject,
 //! e.g. `job.dead`, have the person's values redacted); `webhook_deliveries` (response body and
 //! error cleared for the lead's events, and wherever they quote the person); `jobs` (error
@@ -12,8 +12,8 @@
 //! an unfinished import that names the person is deleted and the import cancelled);
 //! `workspaces` (counts); `erasure_tombstones` and `erasures` (added). The contract test
 //! `every_column_is_classified_for_erasure` holds this list against both catalogs. `provider_usage`, `provider_configs`,
-//! `enrichment_settings`, `webhook_endpoints`, `schedules`, `settings` and the retention tables
-//! hold no lead data.
+//! `enrichment_settings`, `webhook_endpoints`, `schedules`, `settings`, the retention tables and the
+//! other `crm_*` tables (ids, counts, our own words) hold no lead data.
 //!
 //! **Erasure redacts free text by value.** Texts that may quote a person (job error history,
 //! receivers' answers, subject-less events such as `job.dead`) are searched case-insensitively for
@@ -435,6 +435,11 @@ impl Store {
         qb.bind(id);
         counts.enrichment_records = tx.execute(qb).await?;
         let mut qb = self.sql("DELETE FROM lead_tags WHERE lead_id = ");
+        qb.bind(id);
+        tx.execute(qb).await?;
+        let mut qb = self.sql("DELETE FROM crm_links WHERE workspace_id = ");
+        qb.bind(ws);
+        qb.push(" AND lead_id = ");
         qb.bind(id);
         tx.execute(qb).await?;
         let mut qb = self.sql("DELETE FROM leads WHERE workspace_id = ");

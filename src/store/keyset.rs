@@ -12,8 +12,8 @@
 use super::dialect::{Row, Sql};
 use super::{Store, StoreResult};
 use crate::domain::{
-    DeliveryId, Direction, ErasureId, ImportId, JobId, KeysetPage, PageDirection, Paged, RetentionRunId,
-    Value,
+    CrmConnectionId, CrmRunId, DeliveryId, Direction, ErasureId, ImportId, JobId, KeysetPage, PageDirection,
+    Paged, RetentionRunId, Value,
 };
 
 /// How a listing is ordered: its unique key, compared as a row value, and the direction its
@@ -29,6 +29,11 @@ impl KeyOrder {
     pub const NEWEST_FIRST: KeyOrder = KeyOrder {
         columns: &["id"],
         direction: Direction::Desc,
+    };
+    /// Oldest first by a time-ordered `id`.
+    pub const OLDEST_FIRST: KeyOrder = KeyOrder {
+        columns: &["id"],
+        direction: Direction::Asc,
     };
 }
 
@@ -46,7 +51,14 @@ macro_rules! single_key {
         }
     )*};
 }
-single_key!(ImportId, RetentionRunId, ErasureId, DeliveryId);
+single_key!(
+    ImportId,
+    RetentionRunId,
+    ErasureId,
+    DeliveryId,
+    CrmConnectionId,
+    CrmRunId
+);
 
 impl KeyValues for JobId {
     fn key_values(&self) -> Vec<Value> {

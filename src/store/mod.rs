@@ -3,7 +3,7 @@
 //!
 //! This is the only module that speaks SQL or names sqlx. Every repository method is written
 //! once, as a method of `Store`, in the module of its concern (`leads`, `enrichment`, `events`,
-//! `webhooks`, `jobs`, `imports`, `retention`, `erasure`, `backup`); the few places where the
+//! `webhooks`, `crm`, `jobs`, `imports`, `retention`, `erasure`, `backup`); the few places where the
 //! backends differ sit behind `dialect`. Every call that touches tenant data takes a
 //! `WorkspaceId`, and every statement filters on it. Lead columns come from
 //! `domain::LEAD_COLUMNS`; filters and keyset conditions are written once in `sql`, and every
@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod backup;
+mod crm;
 pub mod dialect;
 mod enrichment;
 mod erasure;
@@ -23,6 +24,7 @@ mod retention;
 mod sql;
 mod webhooks;
 
+pub use crm::{CrmOutcome, PendingLink, WebhookReceipt};
 pub use dialect::Dialect;
 pub use dialect::postgres::EventListener;
 

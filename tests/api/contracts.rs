@@ -117,9 +117,9 @@ fn only_http_imports_axum() {
     }
 }
 
-/// `net` builds the guarded clients; `enrich` and `events` (webhooks) send requests.
+/// `net` builds the guarded clients; `enrich`, `crm` and `events` (webhooks) send requests.
 #[test]
-fn only_enrich_and_webhooks_call_out() {
+fn only_enrich_crm_and_webhooks_call_out() {
     for module in [
         "domain", "store", "service", "graphql", "http", "auth", "bulk", "crypto", "jobs", "ops",
     ] {
@@ -254,6 +254,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("crypto", &["domain"]),
     ("auth", &["domain"]),
     ("enrich", &["domain", "store", "crypto", "net"]),
+    ("crm", &["domain", "net"]),
     ("jobs", &["domain", "store"]),
     ("events", &["domain", "store", "crypto", "jobs", "net"]),
     ("bulk", &["domain", "store"]),
@@ -261,7 +262,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "service",
         &[
-            "domain", "store", "crypto", "enrich", "jobs", "events", "bulk", "ops", "net",
+            "domain", "store", "crypto", "enrich", "crm", "jobs", "events", "bulk", "ops", "net",
         ],
     ),
     ("graphql", &["domain", "service"]),

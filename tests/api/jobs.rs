@@ -351,6 +351,7 @@ async fn the_registry_is_the_job_kind_list() {
         .collect();
     scheduled.sort();
     let expected = [
+        ("crm.poll_due", "* * * * *"),
         ("events.prune", "23 3 * * *"),
         ("jobs.prune", "17 * * * *"),
         ("ops.backup", "0 2 * * *"),

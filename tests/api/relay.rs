@@ -712,6 +712,39 @@ async fn listings(app: &TestApp) -> Vec<Listing> {
         leads.push(lead["id"].as_str().unwrap().to_owned());
     }
 
+    // CRM connections (oldest first) and sync runs (newest first)
+    let mut connections = Vec::new();
+    for i in 0..ITEMS {
+        let data = app
+            .gql(
+                Role::Admin,
+                "mutation($input: CreateCrmConnectionInput!) { createCrmConnection(input: $input) { connection { id } userErrors { message } } }",
+                json!({"input": {"kind": "HUBSPOT", "name": format!("crm {i}"), "apiBaseUrl": "http://127.0.0.1:9",
+                                 "credentials": {"accessToken": "pat"}, "pushOnChange": false}}),
+            )
+            .await;
+        connections.push(
+            data["createCrmConnection"]["connection"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let mut crm_runs = Vec::new();
+    for _ in 0..ITEMS {
+        let run = leadgate::domain::CrmSyncRun {
+            id: leadgate::domain::CrmRunId::new(),
+            workspace_id: ws,
+            connection_id: leadgate::domain::CrmConnectionId::from_uuid(uuid_of(&connections[0])),
+            trigger: leadgate::domain::SyncTrigger::Poll,
+            started_at: now(),
+            finished_at: Some(now()),
+            counts: leadgate::domain::SyncCounts::default(),
+        };
+        store.save_crm_run(&run).await.unwrap();
+        crm_runs.push(run.id.as_uuid());
+    }
+
     let report_id = global_id("Import", report.id);
     vec![
         Listing {
@@ -788,6 +821,27 @@ async fn listings(app: &TestApp) -> Vec<Listing> {
                 .collect(),
         },
         Listing {
+            name: "crmConnections",
+            query: listing_query("", &format!("crmConnections({PAGE_ARGS})"), "", "id"),
+            vars: json!({}),
+            at: "/crmConnections",
+            key: "id",
+            max: 100,
+            expected: connections,
+        },
+        Listing {
+            name: "crmSyncRuns",
+            query: listing_query("", &format!("crmSyncRuns({PAGE_ARGS})"), "", "id"),
+            vars: json!({}),
+            at: "/crmSyncRuns",
+            key: "id",
+            max: 100,
+            expected: newest_first(&crm_runs)
+                .into_iter()
+                .map(|id| global_id("CrmSyncRun", id))
+                .collect(),
+        },
+        Listing {
             name: "erasures",
             query: listing_query("", &format!("erasures({PAGE_ARGS})"), "", "id"),
             vars: json!({}),
@@ -820,7 +874,8 @@ fn schema_connection_fields() -> Vec<String> {
             let BaseType::Named(returns) = &field.node.ty.node.base else {
                 continue;
             };
-            if returns.ends_with("Connection") {
+            // a Relay connection has edges; `CrmConnection` is a node named after the CRM's
+            if returns.ends_with("Connection") && returns.as_str() != "CrmConnection" {
                 fields.push(match ty.node.name.node.as_str() {
                     "Query" => field.node.name.node.to_string(),
                     owner => format!("{owner}.{}", field.node.name.node),

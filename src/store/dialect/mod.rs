@@ -715,6 +715,36 @@ const UNIQUE: &[Unique] = &[
         field: "id",
     },
     Unique {
+        postgres: "crm_connections_pkey",
+        sqlite: "crm_connections.id",
+        field: "id",
+    },
+    Unique {
+        postgres: "crm_links_pkey",
+        sqlite: "crm_links.connection_id, crm_links.lead_id",
+        field: "leadId",
+    },
+    Unique {
+        postgres: "crm_links_by_external",
+        sqlite: "crm_links.connection_id, crm_links.external_id",
+        field: "externalId",
+    },
+    Unique {
+        postgres: "crm_sync_runs_pkey",
+        sqlite: "crm_sync_runs.id",
+        field: "id",
+    },
+    Unique {
+        postgres: "crm_inbound_events_pkey",
+        sqlite: "crm_inbound_events.connection_id, crm_inbound_events.event_id",
+        field: "eventId",
+    },
+    Unique {
+        postgres: "crm_webhook_receipts_pkey",
+        sqlite: "crm_webhook_receipts.id",
+        field: "id",
+    },
+    Unique {
         postgres: "webhook_deliveries_pkey",
         sqlite: "webhook_deliveries.id",
         field: "id",

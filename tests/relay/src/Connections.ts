@@ -91,6 +91,36 @@ export const webhookDeliveries = graphql`
   }
 `;
 
+export const crmConnections = graphql`
+  query ConnectionsCrmConnectionsQuery($first: Int, $after: String) {
+    crmConnections(first: $first, after: $after) @connection(key: "ConnectionsCrmConnectionsQuery_crmConnections") {
+      edges {
+        node {
+          id
+          kind
+          name
+          pushOnChange
+        }
+      }
+    }
+  }
+`;
+
+export const crmSyncRuns = graphql`
+  query ConnectionsCrmSyncRunsQuery($first: Int, $after: String) {
+    crmSyncRuns(first: $first, after: $after) @connection(key: "ConnectionsCrmSyncRunsQuery_crmSyncRuns") {
+      edges {
+        node {
+          id
+          trigger
+          pushed
+          pulled
+        }
+      }
+    }
+  }
+`;
+
 export const retentionRuns = graphql`
   query ConnectionsRetentionRunsQuery($first: Int, $after: String) {
     retentionRuns(first: $first, after: $after) @connection(key: "ConnectionsRetentionRunsQuery_retentionRuns") {
