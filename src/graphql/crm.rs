@@ -14,6 +14,7 @@ use async_graphql::{
     ComplexObject, Context, Enum, ID, InputObject, Json, MaybeUndefined, Object, SimpleObject,
 };
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 
 /// The CRMs leadgate syncs with.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -395,12 +396,16 @@ pub struct CrmLinkCounts {
 }
 
 /// A lead's link to its record in one CRM.
-pub struct CrmLink(pub domain::CrmLink);
+/// The link, and its connection when the page's prefetch loaded it.
+pub struct CrmLink(pub domain::CrmLink, pub Option<Arc<domain::CrmConnection>>);
 
 #[Object]
 impl CrmLink {
     /// Null once the connection is gone.
     async fn connection(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<CrmConnection>> {
+        if let Some(conn) = &self.1 {
+            return Ok(Some(CrmConnection::from(conn.as_ref().clone())));
+        }
         let services = ctx.data::<Services>()?;
         let found = services
             .crm

@@ -5,7 +5,8 @@
 //! looks ahead at `edges.node.<group>` and `nodes.<group>` and prefetches with one pipeline call
 //! per (group, policy). Any other `Lead` (from `lead`, `node`, a mutation payload) goes through
 //! the request's DataLoader, which batches whatever the request asks within its window. Both
-//! pass the selected sub-fields, so the waterfall can stop once those are filled.
+//! pass the selected sub-fields, so the waterfall can stop once those are filled. The same
+//! prefetch loads the page's `crmLinks` (and their connections) in two queries when selected.
 //!
 //! **Why prefetch per page**: async-graphql's per-key DataLoader costs ~8–10 µs per key; a page of
 //! 50 × 3 groups through `load_one` would add ~1.3 ms. The `leads` resolver looks ahead and makes
@@ -480,6 +481,13 @@ pub struct Prefetched {
     by_group: HashMap<(Group, Option<Policy>), HashMap<LeadId, Resolution>>,
     /// Everything already known per lead, when `enrichment` (provenance) was selected.
     known: Option<HashMap<LeadId, Vec<Arc<EnrichmentRecord>>>>,
+    /// The page's CRM links with their connections, when `crmLinks` was selected.
+    crm: Option<CrmPrefetch>,
+}
+
+struct CrmPrefetch {
+    links: HashMap<LeadId, Vec<domain::CrmLink>>,
+    connections: HashMap<domain::CrmConnectionId, Arc<domain::CrmConnection>>,
 }
 
 impl Prefetched {
@@ -488,6 +496,18 @@ impl Prefetched {
         self.known
             .as_ref()
             .map(|k| k.get(&lead).cloned().unwrap_or_default())
+    }
+
+    /// The lead's CRM links, if they were prefetched.
+    pub fn crm_links(&self, lead: LeadId) -> Option<Vec<super::crm::CrmLink>> {
+        let crm = self.crm.as_ref()?;
+        let links = crm.links.get(&lead).map(Vec::as_slice).unwrap_or_default();
+        Some(
+            links
+                .iter()
+                .map(|l| super::crm::CrmLink(l.clone(), crm.connections.get(&l.connection_id).cloned()))
+                .collect(),
+        )
     }
 }
 
@@ -523,7 +543,8 @@ pub async fn prefetch(
         }
     }
     let wants_provenance = places.iter().any(|p| p.field("enrichment").exists());
-    if (wanted.is_empty() && !wants_provenance) || leads.is_empty() {
+    let wants_crm = places.iter().any(|p| p.field("crmLinks").exists());
+    if (wanted.is_empty() && !wants_provenance && !wants_crm) || leads.is_empty() {
         return Ok(None);
     }
     let actor = actor(ctx)?;
@@ -548,7 +569,25 @@ pub async fn prefetch(
     } else {
         None
     };
-    Ok(Some(Arc::new(Prefetched { by_group, known })))
+    let crm = if wants_crm {
+        let ids: Vec<LeadId> = leads.iter().map(|l| l.id).collect();
+        let (links, connections) = services
+            .crm
+            .links_of_leads(actor, &ids)
+            .await
+            .map_err(super::errors::to_gql)?;
+        let mut by_lead: HashMap<LeadId, Vec<domain::CrmLink>> = HashMap::new();
+        for link in links {
+            by_lead.entry(link.lead_id).or_default().push(link);
+        }
+        Some(CrmPrefetch {
+            links: by_lead,
+            connections: connections.into_iter().map(|c| (c.id, Arc::new(c))).collect(),
+        })
+    } else {
+        None
+    };
+    Ok(Some(Arc::new(Prefetched { by_group, known, crm })))
 }
 
 /// The resolution of `group` for a lead: prefetched with its page, else through the request's

@@ -202,18 +202,21 @@ impl Lead {
             .await?
             .map(enrichment::phone))
     }
-    /// Where every enriched value known for the lead came from. Reads cached and stored values
-    /// only; never calls a provider.
     /// The lead's link to its record in each CRM that knows it.
     async fn crm_links(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::crm::CrmLink>> {
+        if let Some(links) = self.1.as_ref().and_then(|p| p.crm_links(self.0.id)) {
+            return Ok(links);
+        }
         let services = ctx.data::<crate::service::Services>()?;
         let links = services
             .crm
             .links(super::query::actor(ctx)?, self.0.id)
             .await
             .map_err(super::errors::to_gql)?;
-        Ok(links.into_iter().map(super::crm::CrmLink).collect())
+        Ok(links.into_iter().map(|l| super::crm::CrmLink(l, None)).collect())
     }
+    /// Where every enriched value known for the lead came from. Reads cached and stored values
+    /// only; never calls a provider.
     async fn enrichment(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<FieldProvenance>> {
         if let Some(records) = self.1.as_ref().and_then(|p| p.known(self.0.id)) {
             return Ok(enrichment::provenance(&records));

@@ -645,6 +645,22 @@ impl CrmService {
         Ok(self.store.crm_links_of(actor.workspace_id, lead).await?)
     }
 
+    /// The links of a page of leads with the workspace's connections they point at, in two
+    /// queries (the page's `crmLinks { connection { … } }`).
+    pub async fn links_of_leads(
+        &self,
+        actor: &Actor,
+        leads: &[LeadId],
+    ) -> Result<(Vec<CrmLink>, Vec<CrmConnection>), ServiceError> {
+        let links = self.store.crm_links_of_leads(actor.workspace_id, leads).await?;
+        let connections = if links.is_empty() {
+            Vec::new()
+        } else {
+            self.store.crm_connections_of(actor.workspace_id).await?
+        };
+        Ok((links, connections))
+    }
+
     /// The connection of a link, for resolvers (any role that sees the lead sees its links).
     pub async fn connection_of(
         &self,

@@ -476,6 +476,38 @@ impl Store {
         rows.iter().map(link_from_row).collect()
     }
 
+    /// The links of many leads (a page's `crmLinks`), in chunks of 500 ids.
+    pub async fn crm_links_of_leads(&self, ws: WorkspaceId, leads: &[LeadId]) -> StoreResult<Vec<CrmLink>> {
+        let mut links = Vec::new();
+        for chunk in leads.chunks(500) {
+            let mut qb = self.sql(LINK_COLUMNS);
+            qb.push("workspace_id = ");
+            qb.bind(ws);
+            qb.push(" AND lead_id IN (");
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    qb.push(", ");
+                }
+                qb.bind(*id);
+            }
+            qb.push(") ORDER BY lead_id, connection_id");
+            for row in self.fetch_all(qb).await? {
+                links.push(link_from_row(&row)?);
+            }
+        }
+        Ok(links)
+    }
+
+    /// A workspace's connections, oldest first (at most `MAX_CONNECTIONS` of them).
+    pub async fn crm_connections_of(&self, ws: WorkspaceId) -> StoreResult<Vec<CrmConnection>> {
+        let mut qb = self.sql(CONNECTION_COLUMNS);
+        qb.push("workspace_id = ");
+        qb.bind(ws);
+        qb.push(" ORDER BY created_at, id");
+        let rows = self.fetch_all(qb).await?;
+        rows.iter().map(connection_from_row).collect()
+    }
+
     /// How many of a connection's links stand at each status.
     pub async fn crm_link_counts(&self, connection: CrmConnectionId) -> StoreResult<BTreeMap<String, u64>> {
         let mut qb = self.sql("SELECT status, COUNT(*) FROM crm_links WHERE connection_id = ");

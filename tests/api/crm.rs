@@ -363,6 +363,27 @@ async fn a_partly_refused_batch_keeps_the_reason_on_the_refused_link_only() {
         let why = bad["crmLinks"][0]["lastError"].as_str().unwrap();
         assert!(why.contains("VALIDATION_ERROR"), "{backend:?}: {why}");
         assert_eq!(fake.upserts().len(), 1, "the refused record is not retried");
+        // a page's links (prefetched for the page) are each lead's own links
+        let page = app
+            .gql(
+                Role::Member,
+                "{ leads(first: 10) { nodes { id crmLinks { externalId status lastError connection { name } } } } }",
+                json!({}),
+            )
+            .await;
+        let nodes = page["leads"]["nodes"].as_array().unwrap();
+        assert_eq!(nodes.len(), 3);
+        for node in nodes {
+            let one = app
+                .gql(
+                    Role::Member,
+                    "query($id: ID!) { node(id: $id) { ... on Lead { crmLinks { externalId status lastError connection { name } } } } }",
+                    json!({"id": node["id"]}),
+                )
+                .await;
+            assert_eq!(node["crmLinks"], one["node"]["crmLinks"], "{backend:?}");
+            assert_eq!(node["crmLinks"][0]["connection"]["name"], "Sales HubSpot");
+        }
         // neither named nor filtered: refused
         let body = app
             .gql_err(
