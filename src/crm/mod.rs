@@ -163,6 +163,12 @@ pub trait CrmConnector: Send + Sync {
     /// Checks the credentials with a cheap read; `Ok` says what was reached.
     async fn check(&self, ctx: &CallContext<'_>) -> Result<String, CrmError>;
 
+    /// Why the CRM cannot take `record` at all (HubSpot: no email and no contact id yet), so
+    /// it is settled before batching instead of taking a place in a request.
+    fn unsendable(&self, _record: &OutgoingRecord) -> Option<String> {
+        None
+    }
+
     /// The exact request body a batch becomes (for `previewCrmPush` and for dead jobs).
     fn render(&self, records: &[OutgoingRecord]) -> serde_json::Value;
 

@@ -49,7 +49,8 @@ use crate::store::{CrmOutcome, PendingLink, Store, StoreError, WebhookReceipt};
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use secrecy::{ExposeSecret, SecretString};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -139,6 +140,8 @@ pub struct CrmService {
     bus: Bus,
     metrics: CrmMetrics,
     options: CrmOptions,
+    /// The minute of each connection's webhook run this process last announced.
+    announced: Arc<std::sync::Mutex<HashMap<CrmConnectionId, i64>>>,
 }
 
 /// Spaces requests `interval` apart (Tokio's clock, so paused-clock tests see it).
@@ -195,6 +198,7 @@ impl CrmService {
             bus,
             metrics: CrmMetrics::new(),
             options: CrmOptions::default(),
+            announced: Arc::default(),
         }
     }
 
@@ -707,6 +711,19 @@ impl CrmService {
 
     // ---- push ----
 
+    /// Counts one request to the CRM in the metrics, by outcome.
+    fn observe<T>(&self, conn: &CrmConnection, answer: &Result<T, CrmError>, took: Duration) {
+        let label = match answer {
+            Ok(_) => "ok",
+            Err(CrmError::RateLimited { .. }) => "rate_limited",
+            Err(CrmError::Transient { .. }) => "transient",
+            Err(CrmError::Unauthorized(_)) => "unauthorized",
+            Err(CrmError::Rejected(_)) => "rejected",
+        };
+        self.metrics
+            .request(&conn.id.to_string(), conn.kind.as_str(), label, took);
+    }
+
     async fn finish_run(
         &self,
         conn: &CrmConnection,
@@ -724,7 +741,7 @@ impl CrmService {
             return;
         }
         let at = now();
-        let run = CrmSyncRun {
+        let mut run = CrmSyncRun {
             id: CrmRunId::new(),
             workspace_id: conn.workspace_id,
             connection_id: conn.id,
@@ -733,7 +750,24 @@ impl CrmService {
             finished_at: Some(at),
             counts,
         };
-        if let Err(e) = self.store.save_crm_run(&run).await {
+        let saved = if trigger == SyncTrigger::Webhook {
+            // deliveries come many a second: one run per connection and minute sums them, and
+            // its event goes out once a minute (per process), not once a delivery
+            let minute = started.timestamp().div_euclid(60);
+            run.id = webhook_run_id(conn.id, minute);
+            run.started_at = chrono::DateTime::from_timestamp(minute * 60, 0).unwrap_or(started);
+            let fresh = {
+                let mut announced = self.announced.lock().unwrap_or_else(|e| e.into_inner());
+                announced.insert(conn.id, minute) != Some(minute)
+            };
+            match self.store.add_to_crm_run(&run).await {
+                Ok(()) if !fresh => return,
+                other => other,
+            }
+        } else {
+            self.store.save_crm_run(&run).await
+        };
+        if let Err(e) = saved {
             tracing::warn!(error = %e, "cannot record a CRM sync run");
             return;
         }
@@ -793,158 +827,153 @@ impl CrmService {
         let batch = conn.kind.batch_size();
         let page = batch * self.options.in_flight.max(1) * 4;
         let mut refreshed = false;
+        let in_flight = self.options.in_flight.max(1);
         for _pass in 0..PASSES {
             let mut after = None;
+            let mut exhausted = false;
             let mut retry = false;
+            // records read ahead, so a free slot never waits for the next page: the batches
+            // keep the pace across page boundaries
+            let mut ready: VecDeque<(OutgoingRecord, (i64, String))> = VecDeque::new();
+            let mut flying = FuturesUnordered::new();
             loop {
-                let pending = self
-                    .store
-                    .pending_crm_links(conn.id, after, page)
-                    .await
-                    .map_err(transient)?;
-                let Some(last) = pending.last() else { break };
-                after = Some(last.lead_id);
-                let (records, settled) = self.records(conn, &pending).await.map_err(transient)?;
-                let gone = settled.iter().filter(|o| o.status == LinkStatus::Failed).count() as u64;
-                counts.failed += gone;
-                counts.skipped += settled.len() as u64 - gone;
-                self.store
-                    .record_crm_outcomes(conn.id, &settled, now())
-                    .await
-                    .map_err(transient)?;
-                let mut chunks = records.chunks(batch);
-                let mut flying = FuturesUnordered::new();
-                loop {
-                    while flying.len() < self.options.in_flight.max(1) {
-                        let Some(chunk) = chunks.next() else { break };
-                        let creds_now = creds.clone();
-                        let connector = connector.as_ref();
-                        let pacer = &pacer;
-                        flying.push(async move {
-                            pacer.wait().await;
-                            let took = tokio::time::Instant::now();
-                            let answer = connector
-                                .upsert(
-                                    &self.ctx(conn, &creds_now),
-                                    &chunk.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>(),
-                                )
-                                .await;
-                            (chunk, answer, took.elapsed())
-                        });
-                    }
-                    let Some((chunk, answer, took)) = flying.next().await else {
-                        break;
-                    };
-                    let label = match &answer {
-                        Ok(_) => "ok",
-                        Err(CrmError::RateLimited { .. }) => "rate_limited",
-                        Err(CrmError::Transient { .. }) => "transient",
-                        Err(CrmError::Unauthorized(_)) => "unauthorized",
-                        Err(CrmError::Rejected(_)) => "rejected",
-                    };
-                    self.metrics
-                        .request(&conn.id.to_string(), conn.kind.as_str(), label, took);
-                    let generations: HashMap<LeadId, (i64, String)> = chunk
-                        .iter()
-                        .map(|(r, (g, d))| (r.lead_id, (*g, d.clone())))
-                        .collect();
-                    match answer {
-                        Ok(outcomes) => {
-                            let mut recorded = Vec::with_capacity(outcomes.len());
-                            for o in outcomes {
-                                let Some((generation, digest)) = generations.get(&o.lead_id).cloned() else {
-                                    continue;
-                                };
-                                match o.result {
-                                    Written::Ok(external) => {
-                                        counts.pushed += 1;
-                                        recorded.push(CrmOutcome {
-                                            lead_id: o.lead_id,
-                                            generation,
-                                            external_id: Some(external),
-                                            status: LinkStatus::Synced,
-                                            digest: Some(digest),
-                                            error: None,
-                                        });
-                                    }
-                                    Written::Refused(why) => {
-                                        counts.failed += 1;
-                                        recorded.push(CrmOutcome {
-                                            lead_id: o.lead_id,
-                                            generation,
-                                            external_id: None,
-                                            status: LinkStatus::Failed,
-                                            digest: None,
-                                            error: Some(why),
-                                        });
-                                    }
-                                    Written::NotWritten(_) => retry = true,
+                while !exhausted && ready.len() < batch * in_flight {
+                    let pending = self
+                        .store
+                        .pending_crm_links(conn.id, after, page)
+                        .await
+                        .map_err(transient)?;
+                    exhausted = pending.len() < page;
+                    let Some(last) = pending.last() else { break };
+                    after = Some(last.lead_id);
+                    let (records, settled) = self.records(conn, &pending).await.map_err(transient)?;
+                    let gone = settled.iter().filter(|o| o.status == LinkStatus::Failed).count() as u64;
+                    counts.failed += gone;
+                    counts.skipped += settled.len() as u64 - gone;
+                    self.store
+                        .record_crm_outcomes(conn.id, &settled, now())
+                        .await
+                        .map_err(transient)?;
+                    ready.extend(records);
+                }
+                while flying.len() < in_flight && !ready.is_empty() {
+                    let chunk: Vec<_> = ready.drain(..batch.min(ready.len())).collect();
+                    let creds_now = creds.clone();
+                    let connector = connector.as_ref();
+                    let pacer = &pacer;
+                    flying.push(async move {
+                        pacer.wait().await;
+                        let took = tokio::time::Instant::now();
+                        let answer = connector
+                            .upsert(
+                                &self.ctx(conn, &creds_now),
+                                &chunk.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>(),
+                            )
+                            .await;
+                        (chunk, answer, took.elapsed())
+                    });
+                }
+                let Some((chunk, answer, took)) = flying.next().await else {
+                    break;
+                };
+                self.observe(conn, &answer, took);
+                let generations: HashMap<LeadId, (i64, String)> = chunk
+                    .iter()
+                    .map(|(r, (g, d))| (r.lead_id, (*g, d.clone())))
+                    .collect();
+                match answer {
+                    Ok(outcomes) => {
+                        let mut recorded = Vec::with_capacity(outcomes.len());
+                        for o in outcomes {
+                            let Some((generation, digest)) = generations.get(&o.lead_id).cloned() else {
+                                continue;
+                            };
+                            match o.result {
+                                Written::Ok(external) => {
+                                    counts.pushed += 1;
+                                    recorded.push(CrmOutcome {
+                                        lead_id: o.lead_id,
+                                        generation,
+                                        external_id: Some(external),
+                                        status: LinkStatus::Synced,
+                                        digest: Some(digest),
+                                        error: None,
+                                    });
                                 }
+                                Written::Refused(why) => {
+                                    counts.failed += 1;
+                                    recorded.push(CrmOutcome {
+                                        lead_id: o.lead_id,
+                                        generation,
+                                        external_id: None,
+                                        status: LinkStatus::Failed,
+                                        digest: None,
+                                        error: Some(why),
+                                    });
+                                }
+                                Written::NotWritten(_) => retry = true,
                             }
+                        }
+                        self.store
+                            .record_crm_outcomes(conn.id, &recorded, now())
+                            .await
+                            .map_err(transient)?;
+                    }
+                    Err(CrmError::Rejected(why)) => {
+                        // the request as a whole was refused: say why on every record
+                        counts.failed += chunk.len() as u64;
+                        let recorded: Vec<CrmOutcome> = chunk
+                            .iter()
+                            .map(|(r, (generation, _))| CrmOutcome {
+                                lead_id: r.lead_id,
+                                generation: *generation,
+                                external_id: None,
+                                status: LinkStatus::Failed,
+                                digest: None,
+                                error: Some(why.clone()),
+                            })
+                            .collect();
+                        self.store
+                            .record_crm_outcomes(conn.id, &recorded, now())
+                            .await
+                            .map_err(transient)?;
+                    }
+                    Err(CrmError::Unauthorized(why)) if !refreshed => {
+                        refreshed = true;
+                        drop(flying);
+                        match self.refresh(conn, creds, connector.as_ref()).await {
+                            Ok(true) => {
+                                retry = true;
+                                break;
+                            }
+                            Ok(false) => {
+                                return Err(JobError::Permanent(format!(
+                                    "{} refused the credentials: {why}",
+                                    conn.kind.label()
+                                )));
+                            }
+                            Err(e) => return Err(job_error(conn, e, "renewing the token", "")),
+                        }
+                    }
+                    Err(e) => {
+                        if let CrmError::RateLimited { retry_after } = &e {
+                            let wait = retry_after.unwrap_or(Duration::from_secs(10));
+                            let until = crate::jobs::after(now(), wait);
                             self.store
-                                .record_crm_outcomes(conn.id, &recorded, now())
+                                .block_crm_until(conn.id, until)
                                 .await
                                 .map_err(transient)?;
                         }
-                        Err(CrmError::Rejected(why)) => {
-                            // the request as a whole was refused: say why on every record
-                            counts.failed += chunk.len() as u64;
-                            let recorded: Vec<CrmOutcome> = chunk
-                                .iter()
-                                .map(|(r, (generation, _))| CrmOutcome {
-                                    lead_id: r.lead_id,
-                                    generation: *generation,
-                                    external_id: None,
-                                    status: LinkStatus::Failed,
-                                    digest: None,
-                                    error: Some(why.clone()),
-                                })
-                                .collect();
-                            self.store
-                                .record_crm_outcomes(conn.id, &recorded, now())
-                                .await
-                                .map_err(transient)?;
-                        }
-                        Err(CrmError::Unauthorized(why)) if !refreshed => {
-                            refreshed = true;
-                            drop(flying);
-                            match self.refresh(conn, creds, connector.as_ref()).await {
-                                Ok(true) => {
-                                    retry = true;
-                                    break;
-                                }
-                                Ok(false) => {
-                                    return Err(JobError::Permanent(format!(
-                                        "{} refused the credentials: {why}",
-                                        conn.kind.label()
-                                    )));
-                                }
-                                Err(e) => return Err(job_error(conn, e, "renewing the token", "")),
-                            }
-                        }
-                        Err(e) => {
-                            if let CrmError::RateLimited { retry_after } = &e {
-                                let wait = retry_after.unwrap_or(Duration::from_secs(10));
-                                let until = crate::jobs::after(now(), wait);
-                                self.store
-                                    .block_crm_until(conn.id, until)
-                                    .await
-                                    .map_err(transient)?;
-                            }
-                            let request = excerpt(
-                                &connector
-                                    .render(&chunk.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>())
-                                    .to_string(),
-                            );
-                            return Err(job_error(conn, e, "a batch", &request));
-                        }
-                    }
-                    if ctx.lease_lost() {
-                        return Err(JobError::Transient("the job's lease was lost".into()));
+                        let request = excerpt(
+                            &connector
+                                .render(&chunk.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>())
+                                .to_string(),
+                        );
+                        return Err(job_error(conn, e, "a batch", &request));
                     }
                 }
-                if pending.len() < page {
-                    break;
+                if ctx.lease_lost() {
+                    return Err(JobError::Transient("the job's lease was lost".into()));
                 }
             }
             if !retry {
@@ -969,6 +998,7 @@ impl CrmService {
             .into_iter()
             .map(|l| (l.id, l))
             .collect();
+        let connector = connector(conn.kind);
         let mut send = Vec::new();
         let mut settled = Vec::new();
         for p in pending {
@@ -996,14 +1026,23 @@ impl CrmService {
                 });
                 continue;
             }
-            send.push((
-                OutgoingRecord {
+            let record = OutgoingRecord {
+                lead_id: p.lead_id,
+                external_id: p.external_id.clone(),
+                properties,
+            };
+            if let Some(why) = connector.unsendable(&record) {
+                settled.push(CrmOutcome {
                     lead_id: p.lead_id,
-                    external_id: p.external_id.clone(),
-                    properties,
-                },
-                (p.generation, digest),
-            ));
+                    generation: p.generation,
+                    external_id: None,
+                    status: LinkStatus::Failed,
+                    digest: None,
+                    error: Some(why),
+                });
+                continue;
+            }
+            send.push((record, (p.generation, digest)));
         }
         Ok((send, settled))
     }
@@ -1222,10 +1261,12 @@ impl CrmService {
         external_id: &str,
     ) -> Result<Option<RemoteRecord>, ApplyError> {
         let properties = pulled_properties(&conn.field_mapping);
-        connector(conn.kind)
+        let took = tokio::time::Instant::now();
+        let found = connector(conn.kind)
             .fetch(&self.ctx(conn, creds), external_id, &properties)
-            .await
-            .map_err(ApplyError::Crm)
+            .await;
+        self.observe(conn, &found, took.elapsed());
+        found.map_err(ApplyError::Crm)
     }
 
     /// Links a record leadgate does not know to the lead with its email, or creates a lead.
@@ -1404,10 +1445,13 @@ impl CrmService {
         let mut newest = cursor_floor(&conn);
         let result: Result<(), JobError> = async {
             loop {
+                let took = tokio::time::Instant::now();
                 let page = connector
                     .changed_since(&self.ctx(&conn, &creds), cursor.as_deref(), &properties)
-                    .await
-                    .map_err(|e| job_error(&conn, e, "a poll", cursor.as_deref().unwrap_or("")))?;
+                    .await;
+                self.observe(&conn, &page, took.elapsed());
+                let page =
+                    page.map_err(|e| job_error(&conn, e, "a poll", cursor.as_deref().unwrap_or("")))?;
                 let mut events = Vec::with_capacity(page.records.len() + page.deleted.len());
                 for r in page.records {
                     newest = newest.max(r.updated_at_ms);
@@ -1483,6 +1527,19 @@ impl CrmService {
             .unique(format!("crm.poll:{}", conn.id), Duplicate::Keep);
         Ok(self.queue.enqueue(job).await?.created)
     }
+}
+
+/// The id of a connection's webhook run of one minute: the same in every process, so their
+/// deliveries add up in one row.
+fn webhook_run_id(connection: CrmConnectionId, minute: i64) -> CrmRunId {
+    use sha2::Digest;
+    let digest = sha2::Sha256::new()
+        .chain_update(connection.as_uuid().as_bytes())
+        .chain_update(minute.to_be_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    CrmRunId::from_uuid(uuid::Builder::from_custom_bytes(bytes).into_uuid())
 }
 
 /// The start time a fresh poll's cursor stands for (0: everything).

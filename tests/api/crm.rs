@@ -695,6 +695,28 @@ async fn hubspot_webhooks_are_verified_deduplicated_and_applied_in_order() {
             request = request.header(k, v);
         }
         assert_eq!(request.send().await.unwrap().status(), 200, "{backend:?}");
+        // four accepted deliveries add up in one run a minute (two if a minute ended between)
+        let runs = app
+            .gql(
+                Role::Admin,
+                "{ crmSyncRuns(first: 20) { nodes { trigger pulled skipped failed } } }",
+                json!({}),
+            )
+            .await;
+        let webhook: Vec<&Value> = runs["crmSyncRuns"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["trigger"] == "WEBHOOK")
+            .collect();
+        assert!((1..=2).contains(&webhook.len()), "{backend:?}: {runs}");
+        let total: u64 = webhook
+            .iter()
+            .map(|r| {
+                r["pulled"].as_u64().unwrap() + r["skipped"].as_u64().unwrap() + r["failed"].as_u64().unwrap()
+            })
+            .sum();
+        assert_eq!(total, 4, "{backend:?}: {runs}");
     }
 }
 

@@ -122,6 +122,8 @@ impl BatchError {
 }
 
 /// The id an input is upserted by: the email, else the known contact id.
+const NO_EMAIL: &str = "HubSpot creates contacts by email, and this lead has none";
+
 fn input_id(record: &OutgoingRecord) -> Option<(&str, &'static str)> {
     if let Some(email) = record.properties.get("email") {
         Some((email.as_str(), "email"))
@@ -245,6 +247,10 @@ impl CrmConnector for HubSpot {
         Ok("HubSpot answered: the token can read contacts".into())
     }
 
+    fn unsendable(&self, record: &OutgoingRecord) -> Option<String> {
+        input_id(record).is_none().then(|| NO_EMAIL.to_owned())
+    }
+
     fn render(&self, records: &[OutgoingRecord]) -> Value {
         let inputs: Vec<Value> = records
             .iter()
@@ -307,7 +313,7 @@ impl CrmConnector for HubSpot {
                 let named =
                     |n: &String| *n == trace || id.as_deref() == Some(n.to_ascii_lowercase().as_str());
                 let result = if id.is_none() {
-                    Written::Refused("HubSpot creates contacts by email, and this lead has none".into())
+                    Written::Refused(NO_EMAIL.into())
                 } else if let Some(found) = answer.results.iter().find(|r| {
                     r.trace.as_deref() == Some(trace.as_str())
                         || r.properties
@@ -375,12 +381,25 @@ impl CrmConnector for HubSpot {
                 after: Some(a),
                 ..at.clone()
             },
-            // search stops at 10,000 results: start again from the newest time seen
-            Some(_) => Position {
+            // search stops at 10,000 results: start again from the newest time seen; when all
+            // of them changed in that one millisecond, from the next one (the rest of that
+            // millisecond cannot be paged: said in the log rather than polled forever)
+            Some(_) if newest > at.since_ms => Position {
                 deleted: false,
                 since_ms: newest,
                 after: None,
             },
+            Some(_) => {
+                tracing::warn!(
+                    since_ms = at.since_ms,
+                    "more than 10,000 HubSpot contacts changed in one millisecond; the poll moves past it"
+                );
+                Position {
+                    deleted: false,
+                    since_ms: at.since_ms + 1,
+                    after: None,
+                }
+            }
             None => Position {
                 deleted: true,
                 since_ms: at.since_ms,
