@@ -81,7 +81,7 @@ fn parse_id(raw: &str) -> anyhow::Result<CrmConnectionId> {
         .decode(raw.trim().trim_end_matches('='))
         .ok()
         .and_then(|b| String::from_utf8(b).ok());
-    match decoded.as_deref().and_then(|t| t.strip_prefix("CrmConnection:")) {
+    match decoded.as_deref().and_then(|t| t.strip_prefix("CrmIntegration:")) {
         Some(uuid) => Ok(CrmConnectionId::from_uuid(uuid::Uuid::parse_str(uuid)?)),
         None => anyhow::bail!("`{raw}` is not a CRM connection id; see `leadgate crm list`"),
     }
@@ -317,7 +317,7 @@ mod tests {
         let id = CrmConnectionId::new();
         assert_eq!(parse_id(&id.to_string()).unwrap(), id);
         use base64::Engine;
-        let global = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("CrmConnection:{id}"));
+        let global = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("CrmIntegration:{id}"));
         assert_eq!(parse_id(&global).unwrap(), id);
         let lead = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("Lead:{id}"));
         assert!(parse_id(&lead).is_err());

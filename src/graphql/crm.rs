@@ -294,7 +294,8 @@ impl From<CrmCredentialsInput> for domain::CrmCredentials {
     }
 }
 
-/// A workspace's connection to one CRM account.
+/// A workspace's connection to one CRM account; in the schema `CrmIntegration`, as a type
+/// whose name ends in `Connection` is a Relay connection.
 pub struct CrmConnection(pub Box<domain::CrmConnection>);
 
 impl From<domain::CrmConnection> for CrmConnection {
@@ -303,7 +304,7 @@ impl From<domain::CrmConnection> for CrmConnection {
     }
 }
 
-#[Object]
+#[Object(name = "CrmIntegration")]
 impl CrmConnection {
     pub async fn id(&self) -> ID {
         global_id(NodeType::CrmConnection, self.0.id.as_uuid())
@@ -480,6 +481,7 @@ const RUN_PAGE: PageSize = PageSize {
 };
 
 #[derive(SimpleObject)]
+#[graphql(name = "CrmIntegrationEdge")]
 pub struct CrmConnectionEdge {
     pub cursor: String,
     pub node: CrmConnection,
@@ -487,7 +489,7 @@ pub struct CrmConnectionEdge {
 
 /// CRM connections, oldest first.
 #[derive(SimpleObject)]
-#[graphql(complex)]
+#[graphql(complex, name = "CrmIntegrationConnection")]
 pub struct CrmConnectionConnection {
     pub edges: Vec<CrmConnectionEdge>,
     pub page_info: PageInfo,

@@ -36,7 +36,7 @@ impl NodeType {
             NodeType::Workspace => "Workspace",
             NodeType::WebhookEndpoint => "WebhookEndpoint",
             NodeType::Import => "Import",
-            NodeType::CrmConnection => "CrmConnection",
+            NodeType::CrmConnection => "CrmIntegration",
         }
     }
 }
@@ -58,7 +58,7 @@ pub fn decode_global_id(id: &str) -> async_graphql::Result<(NodeType, Uuid)> {
         "Workspace" => NodeType::Workspace,
         "WebhookEndpoint" => NodeType::WebhookEndpoint,
         "Import" => NodeType::Import,
-        "CrmConnection" => NodeType::CrmConnection,
+        "CrmIntegration" => NodeType::CrmConnection,
         _ => return Err(invalid()),
     };
     let uuid = Uuid::parse_str(raw).map_err(|_| invalid())?;

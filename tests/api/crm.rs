@@ -132,7 +132,7 @@ async fn an_admin_connects_a_crm_and_the_credentials_never_come_back() {
         let node = app
             .gql(
                 Role::Admin,
-                "query($id: ID!) { node(id: $id) { ... on CrmConnection { name } } }",
+                "query($id: ID!) { node(id: $id) { ... on CrmIntegration { name } } }",
                 json!({"id": id}),
             )
             .await;
@@ -678,7 +678,7 @@ async fn hubspot_webhooks_are_verified_deduplicated_and_applied_in_order() {
         let receipts = app
             .gql(
                 Role::Admin,
-                "query($id: ID!) { node(id: $id) { ... on CrmConnection { webhookReceipts } } }",
+                "query($id: ID!) { node(id: $id) { ... on CrmIntegration { webhookReceipts } } }",
                 json!({"id": conn}),
             )
             .await;

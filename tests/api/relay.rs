@@ -874,8 +874,7 @@ fn schema_connection_fields() -> Vec<String> {
             let BaseType::Named(returns) = &field.node.ty.node.base else {
                 continue;
             };
-            // a Relay connection has edges; `CrmConnection` is a node named after the CRM's
-            if returns.ends_with("Connection") && returns.as_str() != "CrmConnection" {
+            if returns.ends_with("Connection") {
                 fields.push(match ty.node.name.node.as_str() {
                     "Query" => field.node.name.node.to_string(),
                     owner => format!("{owner}.{}", field.node.name.node),
