@@ -10,6 +10,8 @@
 //! contacts search on `lastmodifieddate` (10,000 results at most per query), the archived
 //! listing, reads by id, the rate-limit headers and 429 body, and webhook signature v3.
 
+mod common;
+
 use anyhow::{Context, bail};
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, Query, State};
@@ -17,12 +19,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use clap::{Parser, ValueEnum};
+use common::{
+    Row, Server, clk_tck, cpu_ticks, getconf, markdown, round1, round2, round3, row, status_mb, table,
+};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -916,70 +920,6 @@ impl Env {
     }
 }
 
-struct Server {
-    child: tokio::process::Child,
-    pid: u32,
-    base: String,
-}
-
-impl Server {
-    /// SIGTERM, up to 15 s for a graceful shutdown, then SIGKILL.
-    async fn stop(mut self) {
-        let _ = tokio::process::Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()
-            .await;
-        if tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .is_err()
-        {
-            eprintln!("server {} ignored SIGTERM for 15 s; killing it", self.pid);
-            let _ = self.child.kill().await;
-        }
-    }
-}
-
-// ------------------------------------------------------------------ /proc
-
-/// utime + stime of a process in clock ticks.
-fn cpu_ticks(pid: &str) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return 0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    field(11) + field(12)
-}
-
-/// A `kB` line of /proc/PID/status (`VmHWM`, `VmRSS`), in MB.
-fn status_mb(pid: u32, key: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| round1(kb / 1024.0))
-}
-
-fn getconf(name: &str) -> Option<String> {
-    std::process::Command::new("getconf")
-        .arg(name)
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .filter(|s| !s.is_empty())
-}
-
-fn clk_tck() -> f64 {
-    getconf("CLK_TCK").and_then(|s| s.parse().ok()).unwrap_or(100.0)
-}
-
 // ------------------------------------------------------------------ GraphQL and metrics
 
 #[derive(Clone)]
@@ -1147,16 +1087,6 @@ fn latency(mut ms: Vec<f64>) -> Latency {
     }
 }
 
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
 /// Server CPU and memory around a scenario.
 struct Usage {
     pid: u32,
@@ -1189,78 +1119,6 @@ impl Usage {
             "server_vm_hwm_mb": status_mb(self.pid, "VmHWM"),
         })
     }
-}
-
-struct Row {
-    scenario: &'static str,
-    figure: String,
-    value: String,
-    target: String,
-    verdict: &'static str,
-}
-
-fn row(scenario: &'static str, figure: &str, value: String, target: &str, met: Option<bool>) -> Row {
-    Row {
-        scenario,
-        figure: figure.to_owned(),
-        value,
-        target: target.to_owned(),
-        verdict: match met {
-            Some(true) => "met",
-            Some(false) => "MISSED",
-            None => "-",
-        },
-    }
-}
-
-fn table(rows: &[Row]) -> String {
-    let head = ["scenario", "figure", "value", "target", "verdict"];
-    let cells: Vec<[&str; 5]> = rows
-        .iter()
-        .map(|r| {
-            [
-                r.scenario,
-                r.figure.as_str(),
-                r.value.as_str(),
-                r.target.as_str(),
-                r.verdict,
-            ]
-        })
-        .collect();
-    let mut widths = head.map(str::len);
-    for c in &cells {
-        for (w, cell) in widths.iter_mut().zip(c) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let line = |out: &mut String, c: [&str; 5]| {
-        let mut l = String::new();
-        for (w, cell) in widths.iter().zip(c) {
-            let _ = write!(l, "{cell}{}  ", " ".repeat(w - cell.chars().count()));
-        }
-        out.push_str(l.trim_end());
-        out.push('\n');
-    };
-    line(&mut out, head);
-    let rules = widths.map(|w| "-".repeat(w));
-    line(&mut out, [0, 1, 2, 3, 4].map(|i| rules[i].as_str()));
-    for c in cells {
-        line(&mut out, c);
-    }
-    out
-}
-
-fn markdown(rows: &[Row]) -> String {
-    let mut out = String::from("| scenario | figure | value | target | verdict |\n|---|---|---|---|---|\n");
-    for r in rows {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} |",
-            r.scenario, r.figure, r.value, r.target, r.verdict
-        );
-    }
-    out
 }
 
 fn machine(bin: &Path) -> Value {

@@ -8,7 +8,7 @@
 //! next one. The CRM's request pacing is shared by every worker through
 //! `crm_connections.blocked_until`.
 
-use super::dialect::Row;
+use super::dialect::{Row, Sql};
 use super::keyset::KeyOrder;
 use super::{Store, StoreError, StoreResult};
 use crate::domain::{
@@ -521,21 +521,7 @@ impl Store {
 
     /// Records a run once it finished.
     pub async fn save_crm_run(&self, run: &CrmSyncRun) -> StoreResult<()> {
-        let mut qb = self.sql(
-            "INSERT INTO crm_sync_runs (id, workspace_id, connection_id, trigger_kind, started_at, finished_at, \
-             pushed, pulled, failed, skipped) VALUES (",
-        );
-        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        qb.bind(run.id).push(", ");
-        qb.bind(run.workspace_id).push(", ");
-        qb.bind(run.connection_id).push(", ");
-        qb.bind(run.trigger.as_str().to_owned()).push(", ");
-        qb.bind(run.started_at).push(", ");
-        qb.bind(run.finished_at).push(", ");
-        qb.bind(n(run.counts.pushed)).push(", ");
-        qb.bind(n(run.counts.pulled)).push(", ");
-        qb.bind(n(run.counts.failed)).push(", ");
-        qb.bind(n(run.counts.skipped)).push(")");
+        let mut qb = self.insert_crm_run(run);
         qb.push(
             " ON CONFLICT (id) DO UPDATE SET finished_at = excluded.finished_at, pushed = excluded.pushed, \
              pulled = excluded.pulled, failed = excluded.failed, skipped = excluded.skipped",
@@ -546,6 +532,18 @@ impl Store {
     /// Adds a run's counts to the run with its id, or records it (the webhook runs of one
     /// minute); the later `finished_at` wins.
     pub async fn add_to_crm_run(&self, run: &CrmSyncRun) -> StoreResult<()> {
+        let mut qb = self.insert_crm_run(run);
+        qb.push(
+            " ON CONFLICT (id) DO UPDATE SET \
+             finished_at = CASE WHEN excluded.finished_at > crm_sync_runs.finished_at \
+             THEN excluded.finished_at ELSE crm_sync_runs.finished_at END, \
+             pushed = crm_sync_runs.pushed + excluded.pushed, pulled = crm_sync_runs.pulled + excluded.pulled, \
+             failed = crm_sync_runs.failed + excluded.failed, skipped = crm_sync_runs.skipped + excluded.skipped",
+        );
+        self.execute(qb).await.map(drop)
+    }
+
+    fn insert_crm_run(&self, run: &CrmSyncRun) -> Sql {
         let mut qb = self.sql(
             "INSERT INTO crm_sync_runs (id, workspace_id, connection_id, trigger_kind, started_at, finished_at, \
              pushed, pulled, failed, skipped) VALUES (",
@@ -561,14 +559,7 @@ impl Store {
         qb.bind(n(run.counts.pulled)).push(", ");
         qb.bind(n(run.counts.failed)).push(", ");
         qb.bind(n(run.counts.skipped)).push(")");
-        qb.push(
-            " ON CONFLICT (id) DO UPDATE SET \
-             finished_at = CASE WHEN excluded.finished_at > crm_sync_runs.finished_at \
-             THEN excluded.finished_at ELSE crm_sync_runs.finished_at END, \
-             pushed = crm_sync_runs.pushed + excluded.pushed, pulled = crm_sync_runs.pulled + excluded.pulled, \
-             failed = crm_sync_runs.failed + excluded.failed, skipped = crm_sync_runs.skipped + excluded.skipped",
-        );
-        self.execute(qb).await.map(drop)
+        qb
     }
 
     /// A page of runs, newest first; of one connection when `connection` is given.

@@ -1,0 +1,152 @@
+//! What the benchmark programs share: the server child and its stop, `/proc` readings (CPU
+//! ticks, memory), rounding, and the figures table printed as text and as Markdown. Each
+//! program includes it with `mod common;`.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+pub struct Server {
+    pub child: tokio::process::Child,
+    pub pid: u32,
+    pub base: String,
+}
+
+impl Server {
+    /// SIGTERM, up to 15 s for a graceful shutdown, then SIGKILL.
+    pub async fn stop(mut self) {
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .await;
+        if tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .is_err()
+        {
+            eprintln!("server {} ignored SIGTERM for 15 s; killing it", self.pid);
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// utime + stime of a process in clock ticks.
+pub fn cpu_ticks(pid: &str) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    field(11) + field(12)
+}
+
+/// A `kB` line of /proc/PID/status (`VmHWM`, `VmRSS`), in MB.
+pub fn status_mb(pid: u32, key: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| round1(kb / 1024.0))
+}
+
+pub fn clk_tck() -> f64 {
+    getconf("CLK_TCK").and_then(|s| s.parse().ok()).unwrap_or(100.0)
+}
+
+pub fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+pub fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+pub struct Row {
+    pub scenario: &'static str,
+    pub figure: String,
+    pub value: String,
+    pub target: String,
+    pub verdict: &'static str,
+}
+
+pub fn row(scenario: &'static str, figure: &str, value: String, target: &str, met: Option<bool>) -> Row {
+    Row {
+        scenario,
+        figure: figure.to_owned(),
+        value,
+        target: target.to_owned(),
+        verdict: match met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "-",
+        },
+    }
+}
+
+pub fn table(rows: &[Row]) -> String {
+    let head = ["scenario", "figure", "value", "target", "verdict"];
+    let cells: Vec<[&str; 5]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.scenario,
+                r.figure.as_str(),
+                r.value.as_str(),
+                r.target.as_str(),
+                r.verdict,
+            ]
+        })
+        .collect();
+    let mut widths = head.map(str::len);
+    for c in &cells {
+        for (w, cell) in widths.iter_mut().zip(c) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, c: [&str; 5]| {
+        let mut l = String::new();
+        for (w, cell) in widths.iter().zip(c) {
+            let _ = write!(l, "{cell}{}  ", " ".repeat(w - cell.chars().count()));
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&mut out, head);
+    let rules = widths.map(|w| "-".repeat(w));
+    line(&mut out, [0, 1, 2, 3, 4].map(|i| rules[i].as_str()));
+    for c in cells {
+        line(&mut out, c);
+    }
+    out
+}
+
+pub fn markdown(rows: &[Row]) -> String {
+    let mut out = String::from("| scenario | figure | value | target | verdict |\n|---|---|---|---|---|\n");
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            r.scenario, r.figure, r.value, r.target, r.verdict
+        );
+    }
+    out
+}
+
+pub fn getconf(name: &str) -> Option<String> {
+    std::process::Command::new("getconf")
+        .arg(name)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
