@@ -21,9 +21,10 @@ use crate::jobs::worker::Workers;
 use crate::jobs::{Handler, Registry, builtin};
 use crate::ops::backup::scheduled::{self, ScheduledBackup};
 use crate::service::{
-    CRM_POLL, CRM_POLL_DUE, CRM_PUSH, CrmDispatcher, CrmPollDueHandler, CrmPollHandler, CrmPushHandler,
-    ENRICH_LEADS, EnrichLeadsHandler, IMPORT_LEADS, ImportLeadsHandler, RETENTION_RUN, RETENTION_SCHEDULE,
-    RetentionRunHandler, RetentionScheduleHandler, Services,
+    CAMPAIGN_SEGMENTS, CAMPAIGN_STEPS, CAMPAIGN_TICK, CRM_POLL, CRM_POLL_DUE, CRM_PUSH,
+    CampaignSegmentsHandler, CampaignStepsHandler, CampaignTickHandler, CrmDispatcher, CrmPollDueHandler,
+    CrmPollHandler, CrmPushHandler, ENRICH_LEADS, EnrichLeadsHandler, IMPORT_LEADS, ImportLeadsHandler,
+    RETENTION_RUN, RETENTION_SCHEDULE, RetentionRunHandler, RetentionScheduleHandler, Services,
 };
 use crate::store::{PoolOptions, Store};
 use anyhow::{Context, bail};
@@ -127,6 +128,11 @@ pub fn services_with(settings: &Settings, enrich: EnrichOptions, store: Store) -
     services.exports.set_batch_size(settings.export_batch_size);
     services.webhooks.set_outbound(settings.outbound_policy());
     services.crm.set_outbound(settings.outbound_policy());
+    services.campaigns.set_outbound(
+        settings.mailer().context("setting `smtp_url`")?,
+        &settings.public_base(),
+    );
+    services.campaigns.set_mail_verifier(settings.mail_verifier());
     services.crm.set_options(crate::service::CrmOptions {
         coalesce: Duration::from_millis(settings.crm_push_delay_ms),
         ..crate::service::CrmOptions::default()
@@ -223,6 +229,17 @@ pub const JOB_KINDS: &[JobKindLine] = &[
     JobKindLine::new(CRM_PUSH, |_, s| shared(CrmPushHandler(s.crm.clone()))),
     JobKindLine::new(CRM_POLL, |_, s| shared(CrmPollHandler(s.crm.clone()))),
     JobKindLine::new(CRM_POLL_DUE, |_, s| shared(CrmPollDueHandler(s.crm.clone()))).every("* * * * *"),
+    JobKindLine::new(CAMPAIGN_TICK, |_, s| {
+        shared(CampaignTickHandler(s.campaigns.clone()))
+    })
+    .every("* * * * *"),
+    JobKindLine::new(CAMPAIGN_STEPS, |_, s| {
+        shared(CampaignStepsHandler(s.campaigns.clone()))
+    }),
+    JobKindLine::new(CAMPAIGN_SEGMENTS, |_, s| {
+        shared(CampaignSegmentsHandler(s.campaigns.clone()))
+    })
+    .every("*/15 * * * *"),
     JobKindLine::new(builtin::PRUNE, |c, s| {
         shared(builtin::Prune {
             store: s.store.clone(),
@@ -390,12 +407,122 @@ pub async fn ensure_demo(services: &Services) -> anyhow::Result<(Workspace, u64)
         .save_enrichment_settings(ws.id, &settings, crate::domain::now())
         .await?;
     services.enrichment.enricher().settings_changed(ws.id);
+    ensure_demo_campaign(services, &ws).await?;
     let counts = services.workspaces.lead_counts(ws.id).await?;
     if counts.active + counts.archived > 0 {
         return Ok((ws, 0));
     }
     let added = crate::bulk::seed(&services.store, &ws, DEMO_LEADS, 42, |_| {}).await?;
     Ok((ws, added))
+}
+
+/// One example campaign in `DRAFT` over the demo's German leads, created once.
+async fn ensure_demo_campaign(services: &Services, ws: &Workspace) -> anyhow::Result<()> {
+    use crate::domain::campaign::{
+        CampaignDefinition, EmailStep, Segment, SendWindow, Sender, Step, StepAction, StopRules, Throttles,
+        WaitStep,
+    };
+    let actor = crate::service::Actor {
+        subject: "demo".into(),
+        workspace_id: ws.id,
+        role: Role::Admin,
+    };
+    let existing = services
+        .campaigns
+        .list(&actor, &[], &crate::domain::KeysetPage::first(1))
+        .await?;
+    if !existing.items.is_empty() {
+        return Ok(());
+    }
+    let filter = crate::domain::LeadFilter {
+        countries: vec![
+            crate::domain::CountryCode::parse("country", "DE").map_err(|e| anyhow::anyhow!(e.message))?,
+        ],
+        has_email: Some(true),
+        ..Default::default()
+    };
+    let nine = chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default();
+    let five = chrono::NaiveTime::from_hms_opt(17, 0, 0).unwrap_or_default();
+    let email = |subject: &str, body: &str| {
+        StepAction::Email(EmailStep {
+            subject: subject.into(),
+            body: body.into(),
+            html: None,
+            variants: Vec::new(),
+            sender: None,
+        })
+    };
+    let definition = CampaignDefinition {
+        segment: Segment {
+            filter: crate::domain::filter_to_json(&filter),
+            reentry_after_days: None,
+        },
+        senders: vec![Sender {
+            email: "sales@example.com".into(),
+            name: Some("Demo Sales".into()),
+            daily_cap: Some(200),
+        }],
+        send_window: SendWindow::new(
+            [
+                chrono::Weekday::Mon,
+                chrono::Weekday::Tue,
+                chrono::Weekday::Wed,
+                chrono::Weekday::Thu,
+                chrono::Weekday::Fri,
+            ],
+            nine,
+            five,
+        )
+        .ok(),
+        time_zone: "Europe/Berlin".into(),
+        starts_at: None,
+        ends_at: None,
+        throttles: Throttles {
+            per_hour: Some(100),
+            per_day: None,
+            per_domain_hour: Some(5),
+        },
+        stop_rules: StopRules::default(),
+        track_clicks: false,
+        steps: vec![
+            Step {
+                key: "welcome".into(),
+                action: email(
+                    "Hi {{ firstName | default('there') }}",
+                    "Hello {{ firstName | default('there') }},\n\nthanks for your interest in {{ companyName | \
+                     default('our product') }}.\n\nUnsubscribe: {{ unsubscribeUrl }}\n",
+                ),
+            },
+            Step {
+                key: "wait".into(),
+                action: StepAction::Wait(WaitStep {
+                    duration_secs: Some(2 * 86_400),
+                    until_day: None,
+                    until_time: None,
+                }),
+            },
+            Step {
+                key: "follow-up".into(),
+                action: email(
+                    "Following up",
+                    "Hello {{ firstName | default('there') }},\n\ndid you have a chance to look?\n\nUnsubscribe: \
+                     {{ unsubscribeUrl }}\n",
+                ),
+            },
+        ],
+    };
+    services
+        .campaigns
+        .create(
+            &actor,
+            crate::service::CampaignDraft {
+                name: "Welcome DE".into(),
+                definition,
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create the demo campaign: {e}"))?;
+    Ok(())
 }
 
 /// Mints an HS256 token, failing clearly when only public keys are configured.

@@ -118,6 +118,33 @@ pub struct Settings {
     /// Milliseconds a CRM push waits after a lead change for more changes, so a burst of
     /// edits is sent once.
     pub crm_push_delay_ms: u64,
+    /// The SMTP relay campaigns send through: `smtp://host:port` (plain), `smtp://…?tls=required`
+    /// (STARTTLS), `smtps://host:465` (TLS), with `user:password@` for authentication. Without
+    /// one, mail is written as `.eml` files to `mail_folder`.
+    #[serde(skip_serializing)]
+    pub smtp_url: Option<SecretString>,
+    /// Where mail goes as `.eml` files when no SMTP relay is configured.
+    pub mail_folder: PathBuf,
+    /// SMTP connections kept open to the relay at most.
+    pub smtp_pool: u32,
+    /// The base URL of unsubscribe and click links in emails (`https://leads.example.com`);
+    /// `http://` and the listen address when not set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// Secret of the generic `POST /webhooks/email/generic` (HMAC-SHA256 in
+    /// `Leadgate-Signature: t=…,v1=…`); the endpoint answers 404 without one.
+    #[serde(skip_serializing)]
+    pub mail_webhook_secret: Option<SecretString>,
+    /// Mailgun's webhook signing key, for `POST /webhooks/email/mailgun`.
+    #[serde(skip_serializing)]
+    pub mailgun_signing_key: Option<SecretString>,
+    /// SendGrid's Event Webhook verification key (base64 DER, as SendGrid shows it), for
+    /// `POST /webhooks/email/sendgrid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sendgrid_public_key: Option<String>,
+    /// `user:password` that SendGrid's Inbound Parse (replies) sends as HTTP Basic credentials.
+    #[serde(skip_serializing)]
+    pub sendgrid_inbound_basic: Option<SecretString>,
     /// Internal addresses that requests to user-given URLs (webhook receivers) may reach, as
     /// CIDRs (`10.0.0.0/8`, `127.0.0.1/32`). Without an entry, loopback, private, link-local,
     /// carrier-grade NAT, multicast, reserved and cloud metadata addresses are refused, also
@@ -222,6 +249,14 @@ impl Default for Settings {
             webhook_max_attempts: 8,
             webhook_retry_base_ms: 30_000,
             crm_push_delay_ms: 1_000,
+            smtp_url: None,
+            mail_folder: PathBuf::from("mail-outbox"),
+            smtp_pool: 8,
+            public_url: None,
+            mail_webhook_secret: None,
+            mailgun_signing_key: None,
+            sendgrid_public_key: None,
+            sendgrid_inbound_basic: None,
             webhook_disable_after: 5,
             outbound_allow: Vec::new(),
             workers: true,
@@ -301,6 +336,31 @@ impl Settings {
         }
         if self.database_max_connections == 0 {
             return invalid("database_max_connections", "must be at least 1");
+        }
+        if self.smtp_pool == 0 {
+            return invalid("smtp_pool", "must be at least 1");
+        }
+        if let Some(public) = &self.public_url {
+            let Ok(url) = url::Url::parse(public) else {
+                return invalid("public_url", "must be an absolute http:// or https:// URL");
+            };
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            match url.scheme() {
+                "https" => {}
+                "http" if loopback => {}
+                _ => {
+                    return invalid(
+                        "public_url",
+                        "must be an https:// URL (one-click unsubscribe links need https, RFC 8058), \
+                         or http:// on a loopback address for development",
+                    );
+                }
+            }
         }
         if self.max_body_bytes < 1024 {
             return invalid("max_body_bytes", "must be at least 1024");
@@ -487,6 +547,55 @@ impl Settings {
 
     /// Where requests to user-given URLs may go: public addresses, and the internal ones
     /// `outbound_allow` names (plus loopback in demo mode).
+    /// How campaign mail leaves: the SMTP relay, or the `.eml` folder.
+    pub fn mailer(&self) -> Result<crate::mail::Mailer, crate::mail::MailError> {
+        use secrecy::ExposeSecret;
+        crate::mail::Mailer::new(
+            self.smtp_url.as_ref().map(|u| u.expose_secret()),
+            &self.mail_folder,
+            crate::mail::SmtpSettings {
+                max_connections: self.smtp_pool as usize,
+                ..crate::mail::SmtpSettings::default()
+            },
+        )
+    }
+
+    /// The base URL of links in emails.
+    /// Without `public_url`, the listen port on loopback (links for development: one-click
+    /// unsubscribe needs https elsewhere).
+    pub fn public_base(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| {
+            let mut at = self.listen;
+            if !at.ip().is_loopback() {
+                at.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{at}")
+        })
+    }
+
+    /// What verifies inbound mail events, from the keys configured.
+    pub fn mail_verifier(&self) -> crate::mail::inbound::Verifier {
+        use secrecy::ExposeSecret;
+        let mut v = crate::mail::inbound::Verifier::new();
+        if let Some(s) = &self.mail_webhook_secret {
+            v = v.with_generic_secret(s.expose_secret());
+        }
+        if let Some(s) = &self.mailgun_signing_key {
+            v = v.with_mailgun_signing_key(s.expose_secret());
+        }
+        if let Some(k) = &self.sendgrid_public_key {
+            v = v.with_sendgrid_public_key(k);
+        }
+        if let Some((user, password)) = self.sendgrid_inbound_basic.as_ref().and_then(|b| {
+            b.expose_secret()
+                .split_once(':')
+                .map(|(u, p)| (u.to_owned(), p.to_owned()))
+        }) {
+            v = v.with_sendgrid_inbound_basic(&user, &password);
+        }
+        v
+    }
+
     pub fn outbound_policy(&self) -> crate::net::OutboundPolicy {
         let demo: &[&str] = if self.demo {
             &["127.0.0.0/8", "::1/128"]

@@ -16,6 +16,7 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod jobs;
+pub mod mail;
 pub mod net;
 pub mod ops;
 pub mod service;

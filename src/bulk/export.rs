@@ -396,6 +396,7 @@ mod tests {
             "phone",
             "linkedin_url",
             "country",
+            "time_zone",
             "source",
             "status",
             "owner",
@@ -406,9 +407,9 @@ mod tests {
             "updated_at",
             "archived_at",
         ];
-        assert_eq!(&columns[..19], own.map(String::from).as_slice());
+        assert_eq!(&columns[..20], own.map(String::from).as_slice());
         assert_eq!(
-            &columns[19..],
+            &columns[20..],
             [
                 "emailVerification.status",
                 "emailVerification.status.provider",

@@ -203,6 +203,42 @@ pub struct OutboundFlags {
     pub outbound_allow: Option<Vec<String>>,
 }
 
+/// How campaign mail leaves and how mail providers' events are verified: `serve`, `worker`
+/// and `campaigns run-due`.
+#[derive(Args, Clone, Debug, Default, Serialize)]
+#[command(next_help_heading = "Mail")]
+pub struct MailFlags {
+    /// SMTP relay: smtp://host:port, smtp://…?tls=required (STARTTLS), smtps://host:465, with
+    /// user:password@ for authentication; .eml files in --mail-folder without one.
+    #[arg(long, value_name = "URL", value_parser = secret)]
+    #[serde(serialize_with = "expose")]
+    pub smtp_url: Option<SecretString>,
+    /// Folder for .eml files when no relay is configured.
+    #[arg(long, value_name = "DIR")]
+    pub mail_folder: Option<PathBuf>,
+    /// SMTP connections kept open at most.
+    #[arg(long, value_name = "N")]
+    pub smtp_pool: Option<u32>,
+    /// Base URL of unsubscribe and click links (https://leads.example.com).
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Secret of POST /webhooks/email/generic.
+    #[arg(long, value_name = "SECRET", value_parser = secret)]
+    #[serde(serialize_with = "expose")]
+    pub mail_webhook_secret: Option<SecretString>,
+    /// Mailgun's webhook signing key.
+    #[arg(long, value_name = "KEY", value_parser = secret)]
+    #[serde(serialize_with = "expose")]
+    pub mailgun_signing_key: Option<SecretString>,
+    /// SendGrid's Event Webhook verification key (base64 DER).
+    #[arg(long, value_name = "KEY")]
+    pub sendgrid_public_key: Option<String>,
+    /// user:password SendGrid's Inbound Parse sends as Basic credentials.
+    #[arg(long, value_name = "USER:PASSWORD", value_parser = secret)]
+    #[serde(serialize_with = "expose")]
+    pub sendgrid_inbound_basic: Option<SecretString>,
+}
+
 /// How job workers run, and the schedules they fire: `serve` and `worker`.
 #[derive(Args, Clone, Debug, Default, Serialize)]
 #[command(next_help_heading = "Jobs")]

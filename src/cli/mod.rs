@@ -6,6 +6,7 @@
 //! Output meant for scripts (a token, the schema) goes to stdout alone; the rest to stderr.
 
 mod backup;
+mod campaigns;
 mod crm;
 mod erase;
 mod export;
@@ -80,6 +81,9 @@ pub enum Command {
     /// CRM connections: list them, push a connection's leads, replay its dead pushes.
     #[command(subcommand)]
     Crm(crm::CrmCommand),
+    /// Campaigns: list them with their funnel, run the due steps now.
+    #[command(subcommand)]
+    Campaigns(campaigns::CampaignsCommand),
     /// Mint a bearer token (printed alone on stdout).
     Token(TokenArgs),
     /// Insert synthetic leads into a workspace.
@@ -193,6 +197,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             crm::crm(&settings, cmd).await
         }
+        Command::Campaigns(cmd) => {
+            let settings = match &cmd {
+                campaigns::CampaignsCommand::List { settings } => start(&global, settings, false)?,
+                campaigns::CampaignsCommand::RunDue { settings, .. } => start(&global, settings, false)?,
+            };
+            campaigns::campaigns(&settings, cmd).await
+        }
         Command::Token(args) => workspace::token(&start(&global, &args.settings, false)?, args).await,
         Command::Seed(args) => seed::seed(&start(&global, &args.settings, true)?, args).await,
         Command::Erase(args) => erase::erase(&start(&global, &args.settings, false)?, args).await,
@@ -254,6 +265,16 @@ mod tests {
         "crm-push-delay-ms",
     ];
     const OUTBOUND: &[&str] = &["outbound-allow"];
+    const MAIL: &[&str] = &[
+        "smtp-url",
+        "mail-folder",
+        "smtp-pool",
+        "public-url",
+        "mail-webhook-secret",
+        "mailgun-signing-key",
+        "sendgrid-public-key",
+        "sendgrid-inbound-basic",
+    ];
     const JOBS: &[&str] = &[
         "worker-concurrency",
         "job-visibility-timeout-secs",
@@ -303,12 +324,20 @@ mod tests {
                     ENRICHMENT,
                     EVENTS,
                     OUTBOUND,
+                    MAIL,
                     JOBS,
                 ]),
             ),
             (
                 "worker",
-                set(&[COMMON, DATABASE, SEALING, ENRICHMENT, EVENTS, OUTBOUND, JOBS]),
+                set(&[
+                    COMMON, DATABASE, SEALING, ENRICHMENT, EVENTS, OUTBOUND, MAIL, JOBS,
+                ]),
+            ),
+            ("campaigns list", set(&data)),
+            (
+                "campaigns run-due",
+                set(&[&["max-batches"], COMMON, DATABASE, MAIL]),
             ),
             ("migrate", set(&data)),
             ("schema", set(&[])),
@@ -386,6 +415,7 @@ mod tests {
             TokenSettings::augment_args(clap::Command::new("token")),
             ExportSettings::augment_args(clap::Command::new("export")),
             DataSettings::augment_args(clap::Command::new("data")),
+            campaigns::RunDueSettings::augment_args(clap::Command::new("run-due")),
         ];
         groups
             .iter()

@@ -4,8 +4,8 @@
 //! webhooks, and the job workers (both).
 
 use super::flags::{
-    CommonFlags, DatabaseFlags, EnrichmentFlags, EventFlags, ExportFlags, HttpFlags, JobFlags, OutboundFlags,
-    SealingFlags, SettingFlags, TokenFlags, WsFlags,
+    CommonFlags, DatabaseFlags, EnrichmentFlags, EventFlags, ExportFlags, HttpFlags, JobFlags, MailFlags,
+    OutboundFlags, SealingFlags, SettingFlags, TokenFlags, WsFlags,
 };
 use crate::app::{self, App};
 use crate::config::Settings;
@@ -74,6 +74,9 @@ pub struct ServeSettings {
     pub outbound: OutboundFlags,
     #[command(flatten)]
     #[serde(flatten)]
+    pub mail: MailFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
     pub jobs: JobFlags,
 }
 
@@ -117,6 +120,9 @@ pub struct WorkerSettings {
     pub outbound: OutboundFlags,
     #[command(flatten)]
     #[serde(flatten)]
+    pub mail: MailFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
     pub jobs: JobFlags,
 }
 
@@ -158,6 +164,7 @@ pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Resul
     } else {
         None
     };
+    let services_mail = services.campaigns.describe_mail();
     let App { router, workers, .. } = app::assemble(settings, services, auth, demo_token.clone()).await?;
     let shutdown = crate::http::shutdown_signal();
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -177,6 +184,7 @@ pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Resul
         store.backend()
     );
     let _ = writeln!(out, "GraphiQL: http://{shown}/graphiql");
+    banner.push(format!("Mail: {}", services_mail));
     for line in banner {
         let _ = writeln!(out, "{line}");
     }

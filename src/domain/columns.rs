@@ -10,7 +10,9 @@
 
 use super::ids::{LeadId, WorkspaceId};
 use super::lead::{Lead, LeadDraft, LeadStatus, Patch, Timestamp};
-use super::values::{CountryCode, CustomFields, Domain, EmailAddress, LinkedInUrl, Phone, Score, Tags};
+use super::values::{
+    CountryCode, CustomFields, Domain, EmailAddress, LinkedInUrl, Phone, Score, Tags, TimeZone,
+};
 use chrono::{DateTime, SecondsFormat};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -417,6 +419,17 @@ pub const LEAD_COLUMNS: &[LeadColumn] = &[
             l.country = text(v)?.map(CountryCode::from_trusted);
             Ok(())
         },
+        ..TEXT
+    },
+    LeadColumn {
+        name: "time_zone",
+        api: "timeZone",
+        get: |l| opt_str(&l.time_zone),
+        set: |l, v| {
+            l.time_zone = text(v)?.map(TimeZone::from_trusted);
+            Ok(())
+        },
+        import: Some(|d, s| d.time_zone = Patch::Set(s)),
         ..TEXT
     },
     LeadColumn {

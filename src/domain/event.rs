@@ -29,7 +29,7 @@ pub const JOB_DEAD: &str = "job.dead";
 pub const WEBHOOK_DISABLED: &str = "webhook.disabled";
 
 /// Every event type the log holds, in the order they are documented.
-pub const EVENT_TYPES: [&str; 11] = [
+pub const EVENT_TYPES: [&str; 14] = [
     LEAD_CREATED,
     LEAD_UPDATED,
     LEAD_ARCHIVED,
@@ -41,6 +41,9 @@ pub const EVENT_TYPES: [&str; 11] = [
     super::import::IMPORT_PROGRESS,
     super::import::IMPORT_FINISHED,
     super::crm::CRM_SYNC_FINISHED,
+    super::campaign::CAMPAIGN_STEP,
+    super::campaign::CAMPAIGN_EXITED,
+    super::campaign::CAMPAIGN_STATE,
 ];
 
 /// The lead change types, which carry a lead snapshot.

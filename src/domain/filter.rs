@@ -222,3 +222,170 @@ pub enum CursorSide {
     AtOrBefore,
     AtOrAfter,
 }
+
+/// A filter as stored in a saved segment, in the API's own field names (`status`, `tags:
+/// {anyOf}`, `score: {min, max}`, …), so a stored segment reads like the query that made it.
+pub fn filter_to_json(filter: &LeadFilter) -> serde_json::Value {
+    use serde_json::{Map, Value, json};
+    let mut out = Map::new();
+    let strings = |v: Vec<String>| Value::from(v);
+    if !filter.statuses.is_empty() {
+        out.insert(
+            "status".into(),
+            strings(filter.statuses.iter().map(|s| s.as_str().to_owned()).collect()),
+        );
+    }
+    if !filter.owners.is_empty() {
+        out.insert("owner".into(), strings(filter.owners.clone()));
+    }
+    if let Some((mode, tags)) = &filter.tags {
+        let key = match mode {
+            TagMatch::Any => "anyOf",
+            TagMatch::All => "allOf",
+        };
+        let list: Vec<String> = tags.iter().map(|t| t.as_str().to_owned()).collect();
+        out.insert("tags".into(), json!({ key: list }));
+    }
+    if !filter.countries.is_empty() {
+        out.insert(
+            "country".into(),
+            strings(filter.countries.iter().map(|c| c.as_str().to_owned()).collect()),
+        );
+    }
+    if !filter.sources.is_empty() {
+        out.insert("source".into(), strings(filter.sources.clone()));
+    }
+    if filter.score_min.is_some() || filter.score_max.is_some() {
+        out.insert(
+            "score".into(),
+            json!({ "min": filter.score_min.map(|s| s.value()), "max": filter.score_max.map(|s| s.value()) }),
+        );
+    }
+    let range = |from: Option<Timestamp>, to: Option<Timestamp>| json!({ "from": from.map(|t| t.to_rfc3339()), "to": to.map(|t| t.to_rfc3339()) });
+    if filter.created_from.is_some() || filter.created_to.is_some() {
+        out.insert("createdAt".into(), range(filter.created_from, filter.created_to));
+    }
+    if filter.updated_from.is_some() || filter.updated_to.is_some() {
+        out.insert("updatedAt".into(), range(filter.updated_from, filter.updated_to));
+    }
+    if let Some(has) = filter.has_email {
+        out.insert("hasEmail".into(), Value::Bool(has));
+    }
+    if filter.archived == ArchivedFilter::Only {
+        out.insert("archived".into(), Value::Bool(true));
+    }
+    if let Some(search) = &filter.search {
+        out.insert("search".into(), Value::String(search.clone()));
+    }
+    Value::Object(out)
+}
+
+/// Reads back what `filter_to_json` wrote; a stored value that does not parse is reported with
+/// the key at fault.
+pub fn filter_from_json(value: &serde_json::Value) -> Result<LeadFilter, String> {
+    use serde_json::Value;
+    let object = value.as_object().ok_or("a filter is a JSON object")?;
+    let strings = |key: &str| -> Result<Vec<String>, String> {
+        match object.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .ok_or(format!("`{key}` holds strings"))
+                })
+                .collect(),
+            Some(_) => Err(format!("`{key}` is a list of strings")),
+        }
+    };
+    let time = |v: Option<&Value>, key: &str| -> Result<Option<Timestamp>, String> {
+        match v {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
+                .map(|t| Some(t.with_timezone(&chrono::Utc)))
+                .map_err(|_| format!("`{key}` is an RFC 3339 time")),
+            Some(_) => Err(format!("`{key}` is an RFC 3339 time")),
+        }
+    };
+    let mut filter = LeadFilter::default();
+    for raw in strings("status")? {
+        filter
+            .statuses
+            .push(LeadStatus::parse(&raw).ok_or(format!("unknown status {raw}"))?);
+    }
+    filter.owners = strings("owner")?;
+    for raw in strings("country")? {
+        filter
+            .countries
+            .push(CountryCode::parse("country", &raw).map_err(|e| e.message)?);
+    }
+    filter.sources = strings("source")?;
+    if let Some(tags) = object.get("tags").and_then(Value::as_object) {
+        let (mode, list) = match (tags.get("anyOf"), tags.get("allOf")) {
+            (Some(list), None) => (TagMatch::Any, list),
+            (None, Some(list)) => (TagMatch::All, list),
+            _ => return Err("`tags` holds `anyOf` or `allOf`".into()),
+        };
+        let raw: Vec<String> = list
+            .as_array()
+            .ok_or("tag lists are lists")?
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        let parsed = super::values::Tags::parse("tags", &raw).map_err(|e| e.message)?;
+        filter.tags = Some((mode, parsed.iter().cloned().collect()));
+    }
+    if let Some(score) = object.get("score").and_then(Value::as_object) {
+        let bound = |k: &str| -> Result<Option<Score>, String> {
+            score
+                .get(k)
+                .and_then(Value::as_i64)
+                .map(|v| Score::parse("score", v).map_err(|e| e.message))
+                .transpose()
+        };
+        filter.score_min = bound("min")?;
+        filter.score_max = bound("max")?;
+    }
+    if let Some(range) = object.get("createdAt").and_then(Value::as_object) {
+        filter.created_from = time(range.get("from"), "createdAt.from")?;
+        filter.created_to = time(range.get("to"), "createdAt.to")?;
+    }
+    if let Some(range) = object.get("updatedAt").and_then(Value::as_object) {
+        filter.updated_from = time(range.get("from"), "updatedAt.from")?;
+        filter.updated_to = time(range.get("to"), "updatedAt.to")?;
+    }
+    filter.has_email = object.get("hasEmail").and_then(Value::as_bool);
+    if object.get("archived").and_then(Value::as_bool) == Some(true) {
+        filter.archived = ArchivedFilter::Only;
+    }
+    filter.search = object.get("search").and_then(Value::as_str).map(str::to_owned);
+    Ok(filter)
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    #[test]
+    fn a_filter_round_trips_through_its_stored_form() {
+        let filter = LeadFilter {
+            statuses: vec![LeadStatus::New, LeadStatus::Qualified],
+            countries: vec![CountryCode::parse("c", "de").unwrap()],
+            tags: Some((TagMatch::All, vec![Tag::parse("t", "vip").unwrap()])),
+            score_min: Some(Score::parse("s", 10).unwrap()),
+            has_email: Some(true),
+            search: Some("ann".into()),
+            created_from: Some(
+                chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+                    .unwrap()
+                    .into(),
+            ),
+            ..Default::default()
+        };
+        let json = filter_to_json(&filter);
+        assert_eq!(filter_from_json(&json).unwrap(), filter);
+        assert!(filter_from_json(&serde_json::json!({"status": ["NOPE"]})).is_err());
+        assert!(filter_from_json(&serde_json::json!([])).is_err());
+    }
+}

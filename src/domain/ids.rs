@@ -77,6 +77,10 @@ uuid_id!(
     /// Identifies one CRM sync run.
     CrmRunId
 );
+uuid_id!(
+    /// Identifies a campaign.
+    CampaignId
+);
 
 /// Identifies one webhook delivery attempt (numbered by the store).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]

@@ -5,7 +5,9 @@
 
 use super::error::{FieldError, FieldErrorCode, ValidationErrors};
 use super::ids::{LeadId, WorkspaceId};
-use super::values::{CountryCode, CustomFields, Domain, EmailAddress, LinkedInUrl, Phone, Score, Tags, text};
+use super::values::{
+    CountryCode, CustomFields, Domain, EmailAddress, LinkedInUrl, Phone, Score, Tags, TimeZone, text,
+};
 use chrono::{DateTime, SubsecRound, Utc};
 
 /// Instants are UTC with microsecond precision, the precision both databases store.
@@ -69,6 +71,8 @@ pub struct Lead {
     pub phone: Option<Phone>,
     pub linkedin_url: Option<LinkedInUrl>,
     pub country: Option<CountryCode>,
+    /// The lead's IANA time zone (`Europe/Berlin`), when known: campaign send windows use it.
+    pub time_zone: Option<TimeZone>,
     /// Where the lead came from (`webinar`, `import`, …), free text.
     pub source: Option<String>,
     pub status: LeadStatus,
@@ -105,6 +109,7 @@ impl Lead {
             phone: None,
             linkedin_url: None,
             country: None,
+            time_zone: None,
             source: None,
             status: LeadStatus::New,
             owner: None,
@@ -131,6 +136,7 @@ impl Lead {
         patch.phone.apply_to(&mut self.phone);
         patch.linkedin_url.apply_to(&mut self.linkedin_url);
         patch.country.apply_to(&mut self.country);
+        patch.time_zone.apply_to(&mut self.time_zone);
         patch.source.apply_to(&mut self.source);
         patch.owner.apply_to(&mut self.owner);
         if let Some(status) = patch.status {
@@ -266,6 +272,7 @@ pub struct LeadDraft {
     pub phone: Patch<String>,
     pub linkedin_url: Patch<String>,
     pub country: Patch<String>,
+    pub time_zone: Patch<String>,
     pub source: Patch<String>,
     pub status: Patch<LeadStatus>,
     pub owner: Patch<String>,
@@ -286,6 +293,7 @@ pub struct LeadPatch {
     pub phone: Patch<Phone>,
     pub linkedin_url: Patch<LinkedInUrl>,
     pub country: Patch<CountryCode>,
+    pub time_zone: Patch<TimeZone>,
     pub source: Patch<String>,
     pub owner: Patch<String>,
     pub status: Option<LeadStatus>,
@@ -312,6 +320,7 @@ impl LeadPatch {
             some(LinkedInUrl::parse("linkedinUrl", &r))
         });
         let country = Patch::parse_with(draft.country, &mut e, |r| some(CountryCode::parse("country", &r)));
+        let time_zone = Patch::parse_with(draft.time_zone, &mut e, |r| some(TimeZone::parse("timeZone", &r)));
         let source = Patch::parse_with(draft.source, &mut e, |r| text("source", &r, 64));
         let owner = Patch::parse_with(draft.owner, &mut e, |r| text("owner", &r, 128));
         let status = match draft.status {
@@ -351,6 +360,7 @@ impl LeadPatch {
             phone,
             linkedin_url,
             country,
+            time_zone,
             source,
             owner,
             status,
@@ -382,6 +392,7 @@ impl LeadPatch {
             phone: fill(&lead.phone, &self.phone),
             linkedin_url: fill(&lead.linkedin_url, &self.linkedin_url),
             country: fill(&lead.country, &self.country),
+            time_zone: fill(&lead.time_zone, &self.time_zone),
             source: fill(&lead.source, &self.source),
             owner: fill(&lead.owner, &self.owner),
             status: None,

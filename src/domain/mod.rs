@@ -4,6 +4,7 @@
 //! cannot hold an invalid value (`EmailAddress::parse`, `Phone::parse`, …); nothing downstream
 //! validates again. Neither GraphQL nor SQL derives live here: `graphql` and `store` convert.
 
+pub mod campaign;
 mod columns;
 mod crm;
 mod enrichment;
@@ -44,11 +45,11 @@ pub use event::{
 };
 pub use filter::{
     ArchivedFilter, Cursor, CursorSide, Direction, LeadFilter, LeadOrder, LeadQuery, PageDirection,
-    SortField, SortValue, TagMatch,
+    SortField, SortValue, TagMatch, filter_from_json, filter_to_json,
 };
 pub use ids::{
-    CrmConnectionId, CrmRunId, DeliveryId, ErasureId, ImportId, LeadId, RetentionRunId, WebhookId,
-    WorkspaceId,
+    CampaignId, CrmConnectionId, CrmRunId, DeliveryId, ErasureId, ImportId, LeadId, RetentionRunId,
+    WebhookId, WorkspaceId,
 };
 pub use import::{
     IMPORT_FINISHED, IMPORT_PROGRESS, Import, ImportCheckpoint, ImportCounts, ImportErrorRow, ImportStatus,
@@ -65,6 +66,8 @@ pub use retention::{
     Cutoffs, Erasure, ErasureCounts, MAX_ERASURE_REASON, MAX_RETENTION_DAYS, RetentionCounts, RetentionDays,
     RetentionPolicy, RetentionRun, RunTrigger,
 };
-pub use values::{CountryCode, CustomFields, Domain, EmailAddress, LinkedInUrl, Phone, Score, Tag, Tags};
+pub use values::{
+    CountryCode, CustomFields, Domain, EmailAddress, LinkedInUrl, Phone, Score, Tag, Tags, TimeZone,
+};
 pub use webhook::{WebhookDelivery, WebhookEndpoint, parse_event_types, parse_webhook_url};
 pub use workspace::{Role, Workspace, WorkspaceSlug};

@@ -205,6 +205,29 @@ impl CountryCode {
     }
 }
 
+/// An IANA time zone name (`Europe/Berlin`), as the tz database spells it.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct TimeZone(String);
+string_value!(TimeZone);
+
+impl TimeZone {
+    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        let trimmed = raw.trim();
+        match trimmed.parse::<chrono_tz::Tz>() {
+            Ok(tz) => Ok(Self(tz.name().to_owned())),
+            Err(_) => Err(FieldError::invalid(
+                field,
+                format!("'{trimmed}' is not an IANA time zone name (e.g. Europe/Berlin)"),
+            )),
+        }
+    }
+
+    /// The zone itself.
+    pub fn tz(&self) -> Option<chrono_tz::Tz> {
+        self.0.parse().ok()
+    }
+}
+
 /// A LinkedIn profile or company URL on `linkedin.com`, normalised to `https`.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct LinkedInUrl(String);

@@ -10,8 +10,8 @@
 
 use super::errors::bad_input;
 use crate::domain::{
-    CrmConnectionId, CrmRunId, Cursor, DeliveryId, Direction, ErasureId, ImportId, JobId, LeadId, LeadOrder,
-    RetentionRunId, SortField, SortValue, WorkspaceId,
+    CampaignId, CrmConnectionId, CrmRunId, Cursor, DeliveryId, Direction, ErasureId, ImportId, JobId, LeadId,
+    LeadOrder, RetentionRunId, SortField, SortValue, WorkspaceId,
 };
 use async_graphql::ID;
 use base64::Engine;
@@ -27,6 +27,7 @@ pub enum NodeType {
     WebhookEndpoint,
     Import,
     CrmConnection,
+    Campaign,
 }
 
 impl NodeType {
@@ -37,6 +38,7 @@ impl NodeType {
             NodeType::WebhookEndpoint => "WebhookEndpoint",
             NodeType::Import => "Import",
             NodeType::CrmConnection => "CrmIntegration",
+            NodeType::Campaign => "Campaign",
         }
     }
 }
@@ -59,6 +61,7 @@ pub fn decode_global_id(id: &str) -> async_graphql::Result<(NodeType, Uuid)> {
         "WebhookEndpoint" => NodeType::WebhookEndpoint,
         "Import" => NodeType::Import,
         "CrmIntegration" => NodeType::CrmConnection,
+        "Campaign" => NodeType::Campaign,
         _ => return Err(invalid()),
     };
     let uuid = Uuid::parse_str(raw).map_err(|_| invalid())?;
@@ -174,7 +177,7 @@ macro_rules! uuid_cursor_key {
 // the kinds of the cursors handed out before every connection paged both ways, kept so those
 // cursors stay valid
 uuid_cursor_key!(ImportId => "im1", RetentionRunId => "rr1", ErasureId => "er1");
-uuid_cursor_key!(CrmConnectionId => "cc1", CrmRunId => "cr1");
+uuid_cursor_key!(CrmConnectionId => "cc1", CrmRunId => "cr1", CampaignId => "cp1");
 
 impl CursorKey for JobId {
     const KIND: &'static str = "dj1";

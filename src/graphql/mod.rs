@@ -4,6 +4,7 @@
 //! `http` module is a thin transport around it. This is the only module that imports
 //! async-graphql. Resolvers call `service`, never the store.
 
+mod campaigns;
 mod connection;
 mod crm;
 mod documents;
@@ -45,6 +46,7 @@ pub struct QueryRoot(
     subscription::EventQuery,
     webhooks::WebhookQuery,
     crm::CrmQuery,
+    campaigns::CampaignQuery,
     jobs::JobsQuery,
     ops::OpsQuery,
     imports::ImportQuery,
@@ -58,6 +60,7 @@ pub struct MutationRoot(
     enrichment_api::EnrichmentMutation,
     webhooks::WebhookMutation,
     crm::CrmMutation,
+    campaigns::CampaignMutation,
     jobs::JobsMutation,
     ops::OpsMutation,
     imports::ImportMutation,

@@ -154,9 +154,22 @@ async fn resolve_nodes(ctx: &Context<'_>, ids: &[ID]) -> async_graphql::Result<V
             crm.insert(*uuid, found.map(|c| c.0));
         }
     }
+    let mut campaigns = HashMap::new();
+    for (kind, uuid) in &decoded {
+        if *kind == NodeType::Campaign && !campaigns.contains_key(uuid) {
+            let found =
+                super::campaigns::campaign_node(ctx, crate::domain::CampaignId::from_uuid(*uuid)).await?;
+            campaigns.insert(*uuid, found.map(|c| c.0));
+        }
+    }
     Ok(decoded
         .into_iter()
         .map(|(kind, uuid)| match kind {
+            NodeType::Campaign => campaigns
+                .get(&uuid)
+                .cloned()
+                .flatten()
+                .map(|c| Node::Campaign(super::campaigns::Campaign(c))),
             NodeType::CrmConnection => crm
                 .get(&uuid)
                 .cloned()

@@ -72,10 +72,16 @@ pub enum EventType {
     ImportFinished,
     /// A CRM sync run (push, poll or webhook batch) finished, with its counts.
     CrmSyncFinished,
+    /// A campaign step ran for a lead (its type and outcome in the payload).
+    CampaignStep,
+    /// A lead left a campaign (completed, a stop rule, an exit step, manual).
+    CampaignExited,
+    /// A campaign was activated, paused, resumed or archived.
+    CampaignState,
 }
 
 impl EventType {
-    const ALL: [EventType; 11] = [
+    const ALL: [EventType; 14] = [
         EventType::LeadCreated,
         EventType::LeadUpdated,
         EventType::LeadArchived,
@@ -87,6 +93,9 @@ impl EventType {
         EventType::ImportProgress,
         EventType::ImportFinished,
         EventType::CrmSyncFinished,
+        EventType::CampaignStep,
+        EventType::CampaignExited,
+        EventType::CampaignState,
     ];
 
     /// The log's spelling, e.g. `lead.created`.
@@ -103,6 +112,9 @@ impl EventType {
             EventType::ImportProgress => domain::IMPORT_PROGRESS,
             EventType::ImportFinished => domain::IMPORT_FINISHED,
             EventType::CrmSyncFinished => domain::CRM_SYNC_FINISHED,
+            EventType::CampaignStep => domain::campaign::CAMPAIGN_STEP,
+            EventType::CampaignExited => domain::campaign::CAMPAIGN_EXITED,
+            EventType::CampaignState => domain::campaign::CAMPAIGN_STATE,
         }
     }
 
@@ -374,6 +386,20 @@ impl SubscriptionRoot {
         }))
     }
 
+    /// Campaign steps, exits and state changes as they happen; of one campaign with
+    /// `campaignId`. Resume after an event's cursor with `after`.
+    async fn campaign_events(
+        &self,
+        ctx: &Context<'_>,
+        campaign_id: Option<ID>,
+        after: Option<EventCursor>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<EventEntry>> + use<>> {
+        let campaign = campaign_id
+            .map(|id| super::ids::decode_typed_id(&id, super::ids::NodeType::Campaign))
+            .transpose()?;
+        campaign_events(ctx, campaign, after).await
+    }
+
     /// Every event of your workspace's log, or only those of `types`.
     async fn events(
         &self,
@@ -399,6 +425,31 @@ impl SubscriptionRoot {
             std::future::ready(out)
         }))
     }
+}
+
+/// The campaign events of the caller's workspace (of one campaign with `campaignId`).
+pub async fn campaign_events(
+    ctx: &Context<'_>,
+    campaign: Option<uuid::Uuid>,
+    after: Option<EventCursor>,
+) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<EventEntry>> + use<>> {
+    let wanted = campaign.map(|c| c.to_string());
+    let events = events(ctx, after).await?;
+    Ok(events.filter_map(move |item| {
+        let out = match item {
+            Ok(event)
+                if event.kind.starts_with("campaign.")
+                    && wanted.as_ref().is_none_or(|w| {
+                        event.payload.get("campaignId").and_then(|c| c.as_str()) == Some(w.as_str())
+                    }) =>
+            {
+                Some(Ok(EventEntry(event)))
+            }
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        };
+        std::future::ready(out)
+    }))
 }
 
 /// The caller's workspace's events after `after`, or from now on.

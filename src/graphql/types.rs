@@ -120,6 +120,11 @@ impl Lead {
     async fn country(&self) -> Option<&str> {
         self.0.country.as_ref().map(|c| c.as_str())
     }
+    /// The lead's IANA time zone, e.g. `Europe/Berlin`; campaign send windows use it (else
+    /// the country's zone where the country has one, else the campaign's).
+    async fn time_zone(&self) -> Option<&str> {
+        self.0.time_zone.as_ref().map(|z| z.as_str())
+    }
     /// Where the lead came from, e.g. `webinar`.
     async fn source(&self) -> Option<&str> {
         self.0.source.as_deref()
@@ -202,6 +207,14 @@ impl Lead {
             .await?
             .map(enrichment::phone))
     }
+    /// Every campaign step the lead went through, with its time and outcome, oldest first (at
+    /// most 500 lines).
+    async fn campaign_timeline(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<super::campaigns::CampaignActivity>> {
+        super::campaigns::timeline(ctx, self.0.id).await
+    }
     /// The lead's link to its record in each CRM that knows it.
     async fn crm_links(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::crm::CrmLink>> {
         if let Some(links) = self.1.as_ref().and_then(|p| p.crm_links(self.0.id)) {
@@ -249,6 +262,8 @@ pub struct CreateLeadInput {
     pub linkedin_url: Option<String>,
     /// ISO 3166-1 alpha-2 code.
     pub country: Option<String>,
+    /// An IANA time zone name, e.g. `Europe/Berlin`.
+    pub time_zone: Option<String>,
     pub source: Option<String>,
     /// Defaults to `NEW`.
     pub status: Option<LeadStatus>,
@@ -276,6 +291,7 @@ impl CreateLeadInput {
             phone: set(self.phone),
             linkedin_url: set(self.linkedin_url),
             country: set(self.country),
+            time_zone: set(self.time_zone),
             source: set(self.source),
             status: set(self.status.map(Into::into)),
             owner: set(self.owner),
@@ -302,6 +318,8 @@ pub struct UpdateLeadInput {
     pub phone: MaybeUndefined<String>,
     pub linkedin_url: MaybeUndefined<String>,
     pub country: MaybeUndefined<String>,
+    /// An IANA time zone name, e.g. `Europe/Berlin`.
+    pub time_zone: MaybeUndefined<String>,
     pub source: MaybeUndefined<String>,
     pub status: MaybeUndefined<LeadStatus>,
     pub owner: MaybeUndefined<String>,
@@ -330,6 +348,7 @@ impl UpdateLeadInput {
             phone: patch(self.phone),
             linkedin_url: patch(self.linkedin_url),
             country: patch(self.country),
+            time_zone: patch(self.time_zone),
             source: patch(self.source),
             status: patch(self.status.map_value(Into::into)),
             owner: patch(self.owner),
@@ -406,4 +425,5 @@ pub enum Node {
     Workspace(Workspace),
     Import(super::imports::Import),
     CrmConnection(super::crm::CrmConnection),
+    Campaign(super::campaigns::Campaign),
 }

@@ -81,6 +81,9 @@ pub fn router(gateway: Gateway, auth: Authenticator, services: Services, config:
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/webhooks/crm/{id}", axum::routing::post(crm_webhook))
+        .route("/webhooks/email/{provider}", axum::routing::post(mail_webhook))
+        .route("/u/{token}", get(unsubscribe_page).post(unsubscribe))
+        .route("/c/{token}", get(click))
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TimeoutLayer::with_status_code(
@@ -274,6 +277,108 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 /// An inbound CRM webhook: the signature is its authentication (no token, no CSRF header);
 /// the URL it was signed for is rebuilt from `X-Forwarded-Proto`/`X-Forwarded-Host` when a
 /// proxy sets them, else from `Host`.
+/// `POST /webhooks/email/{provider}`: bounces, replies, unsubscribes and clicks from a mail
+/// provider, verified by its signature scheme (`service::campaigns`).
+async fn mail_webhook(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(provider): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if body.len() > crate::service::MAX_WEBHOOK_BODY {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            axum::Json(serde_json::json!({"error": "the body is too large"})),
+        )
+            .into_response();
+    }
+    let pairs: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let (status, message) = state
+        .services
+        .campaigns
+        .receive_mail_webhook(&provider, &pairs, &body)
+        .await;
+    let key = if status == 200 { "ok" } else { "error" };
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        axum::Json(serde_json::json!({ key: message })),
+    )
+        .into_response()
+}
+
+/// A small page, its one button the one-click unsubscribe (a GET changes nothing, so link
+/// scanners that open every URL unsubscribe no one).
+const UNSUBSCRIBE_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
+     content=\"width=device-width\"><title>Unsubscribe</title></head><body style=\"font-family:sans-serif;\
+     max-width:32em;margin:4em auto\"><h1>Unsubscribe</h1><p>Stop receiving these emails?</p><form method=\"post\">\
+     <input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\"><button type=\"submit\">\
+     Unsubscribe</button></form></body></html>";
+
+async fn unsubscribe_page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        UNSUBSCRIBE_PAGE,
+    )
+        .into_response()
+}
+
+/// `POST /u/{token}`: RFC 8058 one-click unsubscribe (also the page's button). Needs no CSRF
+/// header: mail clients post it as a plain form, and it only ever removes mail.
+async fn unsubscribe(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    match state.services.campaigns.unsubscribe(&token).await {
+        Ok(masked) => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            format!(
+                "<!doctype html><html><head><meta charset=\"utf-8\"><title>Unsubscribed</title></head>\
+                 <body style=\"font-family:sans-serif;max-width:32em;margin:4em auto\"><h1>Unsubscribed</h1>\
+                 <p>{} will receive no more of these emails.</p></body></html>",
+                html_escape(&masked)
+            ),
+        )
+            .into_response(),
+        Err(crate::service::ServiceError::NotFound(_)) => {
+            (StatusCode::NOT_FOUND, "this unsubscribe link is not valid").into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot unsubscribe");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+/// `GET /c/{token}`: a tracked link; records the click and redirects.
+async fn click(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    match state.services.campaigns.click(&token).await {
+        Ok(url) => (StatusCode::FOUND, [(header::LOCATION, url)]).into_response(),
+        Err(crate::service::ServiceError::NotFound(_)) => {
+            (StatusCode::NOT_FOUND, "this link is not valid").into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record a click");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 async fn crm_webhook(
     State(state): State<Arc<AppState>>,
     axum::extract::Path(id): axum::extract::Path<String>,

@@ -5,6 +5,7 @@
 //! the GraphQL layer turns into stable codes; validation and conflicts are `Invalid`, which it
 //! turns into `userErrors`.
 
+pub mod campaigns;
 pub mod crm;
 mod enrichment;
 mod erasure;
@@ -21,6 +22,10 @@ mod workspaces;
 pub use crate::crm::InboundRequest;
 /// Maintained lead counts of a workspace, as services report them.
 pub use crate::store::LeadCounts;
+pub use campaigns::{
+    CAMPAIGN_SEGMENTS, CAMPAIGN_STEPS, CAMPAIGN_TICK, CampaignDraft, CampaignSegmentsHandler,
+    CampaignService, CampaignStepsHandler, CampaignTickHandler, RenderedEmail, RunReport, WallClock,
+};
 pub use crm::{
     CRM_POLL, CRM_POLL_DUE, CRM_PUSH, ConnectionDraft, CrmDispatcher, CrmOptions, CrmPollDueHandler,
     CrmPollHandler, CrmPushHandler, CrmService, MAX_WEBHOOK_BODY, PushPreview, SyncSelection,
@@ -142,6 +147,7 @@ pub struct Services {
     pub events: EventService,
     pub webhooks: WebhookService,
     pub crm: CrmService,
+    pub campaigns: CampaignService,
     pub jobs: JobService,
     pub exports: ExportService,
     pub imports: ImportService,
@@ -160,20 +166,30 @@ impl Services {
     ) -> Self {
         let queue = crate::jobs::Queue::new(store.clone());
         let leads = LeadService::new(store.clone(), bus.clone());
+        let crm = CrmService::new(
+            store.clone(),
+            sealer.clone(),
+            queue.clone(),
+            leads.clone(),
+            bus.clone(),
+        );
+        let enrichment = EnrichmentService::new(store.clone(), enricher.clone(), queue.clone());
         Self {
-            crm: CrmService::new(
+            campaigns: CampaignService::new(
                 store.clone(),
-                sealer.clone(),
                 queue.clone(),
-                leads.clone(),
                 bus.clone(),
+                leads.clone(),
+                crm.clone(),
+                enrichment.clone(),
             ),
+            crm,
             webhooks: WebhookService::new(store.clone(), sealer, bus.clone()),
             leads,
             retention: RetentionService::new(store.clone(), queue.clone()),
-            erasure: ErasureService::new(store.clone(), enricher.clone(), bus.clone()),
+            erasure: ErasureService::new(store.clone(), enricher, bus.clone()),
             workspaces: WorkspaceService::new(store.clone()),
-            enrichment: EnrichmentService::new(store.clone(), enricher, queue.clone()),
+            enrichment,
             imports: ImportService::new(store.clone(), bus.clone(), queue.clone()),
             events: EventService::new(bus),
             jobs: JobService::new(queue),

@@ -2,7 +2,8 @@
 //! audit log.
 //!
 //! What an erasure touches, table by table (every table in `migrations/` was checked):
-//! `leads`, `lead_tags`, `enrichment_records`, `crm_links` (deleted); `events` (the lead's events keep their
+//! `leads`, `lead_tags`, `enrichment_records`, `crm_links`, the lead's campaign enrollments,
+//! activity and messages (deleted); `mail_suppressions` (the address cleared, its hash kept); `events` (the lead's events keep their
 //! number and type, their payload becomes `erased_payload`; other events without a subject,
 //! e.g. `job.dead`, have the person's values redacted); `webhook_deliveries` (response body and
 //! error cleared for the lead's events, and wherever they quote the person); `jobs` (error
@@ -442,6 +443,21 @@ impl Store {
         qb.push(" AND lead_id = ");
         qb.bind(id);
         tx.execute(qb).await?;
+        for table in ["campaign_enrollments", "campaign_activity", "campaign_messages"] {
+            let mut qb = self.sql(format!("DELETE FROM {table} WHERE workspace_id = "));
+            qb.bind(ws);
+            qb.push(" AND lead_id = ");
+            qb.bind(id);
+            tx.execute(qb).await?;
+        }
+        if let Some(email) = &lead.email {
+            // the suppression stays (keyed by the salted hash), its readable address goes
+            let mut qb = self.sql("UPDATE mail_suppressions SET email = NULL WHERE workspace_id = ");
+            qb.bind(ws);
+            qb.push(" AND email_hash = ");
+            qb.bind(crate::domain::EmailHash::of(ws, email).as_str());
+            tx.execute(qb).await?;
+        }
         let mut qb = self.sql("DELETE FROM leads WHERE workspace_id = ");
         qb.bind(ws);
         qb.push(" AND id = ");

@@ -12,8 +12,8 @@
 use super::dialect::{Row, Sql};
 use super::{Store, StoreResult};
 use crate::domain::{
-    CrmConnectionId, CrmRunId, DeliveryId, Direction, ErasureId, ImportId, JobId, KeysetPage, PageDirection,
-    Paged, RetentionRunId, Value,
+    CampaignId, CrmConnectionId, CrmRunId, DeliveryId, Direction, ErasureId, ImportId, JobId, KeysetPage,
+    PageDirection, Paged, RetentionRunId, Value,
 };
 
 /// How a listing is ordered: its unique key, compared as a row value, and the direction its
@@ -57,7 +57,8 @@ single_key!(
     ErasureId,
     DeliveryId,
     CrmConnectionId,
-    CrmRunId
+    CrmRunId,
+    CampaignId
 );
 
 impl KeyValues for JobId {

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod backup;
+mod campaigns;
 mod crm;
 pub mod dialect;
 mod enrichment;
@@ -24,6 +25,7 @@ mod retention;
 mod sql;
 mod webhooks;
 
+pub use campaigns::{Next, PlannedSend, SendGate, StepOutcome, StopKind, Suppression};
 pub use crm::{CrmOutcome, PendingLink, WebhookReceipt};
 pub use dialect::Dialect;
 pub use dialect::postgres::EventListener;

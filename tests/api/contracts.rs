@@ -229,6 +229,11 @@ fn every_setting_has_an_environment_variable() {
                 "master_key" => ("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(), false),
                 "backup_schedule" => ("0 2 * * *".into(), false),
                 "introspection" => ("never".into(), false),
+                "smtp_url" => ("smtp://127.0.0.1:2525".into(), false),
+                "public_url" => ("https://leads.example.com".into(), false),
+                "mail_webhook_secret" | "mailgun_signing_key" => ("a-webhook-signing-secret".into(), false),
+                "sendgrid_public_key" => ("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQc=".into(), false),
+                "sendgrid_inbound_basic" => ("parse:secret".into(), false),
                 other => panic!("setting `{other}` has no default: add a value for it here"),
             },
         };
@@ -255,6 +260,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("auth", &["domain"]),
     ("enrich", &["domain", "store", "crypto", "net"]),
     ("crm", &["domain", "net"]),
+    ("mail", &[]),
     ("jobs", &["domain", "store"]),
     ("events", &["domain", "store", "crypto", "jobs", "net"]),
     ("bulk", &["domain", "store"]),
@@ -262,7 +268,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "service",
         &[
-            "domain", "store", "crypto", "enrich", "crm", "jobs", "events", "bulk", "ops", "net",
+            "domain", "store", "crypto", "enrich", "crm", "mail", "jobs", "events", "bulk", "ops", "net",
         ],
     ),
     ("graphql", &["domain", "service"]),

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 const BATCH: usize = 3;
 
-const LEAD_COLUMNS: [&str; 19] = [
+const LEAD_COLUMNS: [&str; 20] = [
     "id",
     "email",
     "first_name",
@@ -20,6 +20,7 @@ const LEAD_COLUMNS: [&str; 19] = [
     "phone",
     "linkedin_url",
     "country",
+    "time_zone",
     "source",
     "status",
     "owner",
@@ -405,9 +406,9 @@ async fn enriched_columns_come_from_stored_records_with_provenance() {
         )
         .await;
         let (header, rows) = parse_csv(&csv);
-        assert_eq!(&header[..19], LEAD_COLUMNS);
+        assert_eq!(&header[..20], LEAD_COLUMNS);
         assert_eq!(
-            header[19..23],
+            header[20..24],
             [
                 "company.name",
                 "company.name.provider",

@@ -351,6 +351,8 @@ async fn the_registry_is_the_job_kind_list() {
         .collect();
     scheduled.sort();
     let expected = [
+        ("campaign.segments", "*/15 * * * *"),
+        ("campaign.tick", "* * * * *"),
         ("crm.poll_due", "* * * * *"),
         ("events.prune", "23 3 * * *"),
         ("jobs.prune", "17 * * * *"),

@@ -3,6 +3,7 @@
 
 mod auth;
 mod backup;
+mod campaigns;
 mod cli;
 mod contracts;
 mod crm;

@@ -745,6 +745,25 @@ async fn listings(app: &TestApp) -> Vec<Listing> {
         crm_runs.push(run.id.as_uuid());
     }
 
+    // campaigns, oldest first
+    let mut campaigns = Vec::new();
+    for i in 0..ITEMS {
+        let data = app
+            .gql(
+                Role::Admin,
+                "mutation($input: CreateCampaignInput!) { createCampaign(input: $input) { campaign { id } userErrors { message } } }",
+                json!({"input": {"name": format!("campaign {i}"), "segment": {"filter": {}}, "senders": ["s@relay.example"],
+                                 "steps": [{"email": {"subject": "Hi", "body": "Hello"}}]}}),
+            )
+            .await;
+        campaigns.push(
+            data["createCampaign"]["campaign"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+
     let report_id = global_id("Import", report.id);
     vec![
         Listing {
@@ -828,6 +847,15 @@ async fn listings(app: &TestApp) -> Vec<Listing> {
             key: "id",
             max: 100,
             expected: connections,
+        },
+        Listing {
+            name: "campaigns",
+            query: listing_query("", &format!("campaigns({PAGE_ARGS})"), "", "id"),
+            vars: json!({}),
+            at: "/campaigns",
+            key: "id",
+            max: 100,
+            expected: campaigns,
         },
         Listing {
             name: "crmSyncRuns",

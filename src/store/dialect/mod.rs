@@ -760,6 +760,51 @@ const UNIQUE: &[Unique] = &[
         field: "id",
     },
     Unique {
+        postgres: "campaigns_pkey",
+        sqlite: "campaigns.id",
+        field: "id",
+    },
+    Unique {
+        postgres: "campaign_enrollments_pkey",
+        sqlite: "campaign_enrollments.id",
+        field: "id",
+    },
+    Unique {
+        postgres: "campaign_enrollments_by_lead",
+        sqlite: "campaign_enrollments.campaign_id, campaign_enrollments.lead_id",
+        field: "leadId",
+    },
+    Unique {
+        postgres: "campaign_activity_pkey",
+        sqlite: "campaign_activity.id",
+        field: "id",
+    },
+    Unique {
+        postgres: "campaign_messages_pkey",
+        sqlite: "campaign_messages.message_id",
+        field: "messageId",
+    },
+    Unique {
+        postgres: "campaign_messages_by_step",
+        sqlite: "campaign_messages.campaign_id, campaign_messages.lead_id, campaign_messages.entry, campaign_messages.step",
+        field: "step",
+    },
+    Unique {
+        postgres: "send_counters_pkey",
+        sqlite: "send_counters.scope, send_counters.window_start",
+        field: "scope",
+    },
+    Unique {
+        postgres: "mail_suppressions_pkey",
+        sqlite: "mail_suppressions.workspace_id, mail_suppressions.email_hash",
+        field: "email",
+    },
+    Unique {
+        postgres: "mail_events_pkey",
+        sqlite: "mail_events.provider, mail_events.event_id",
+        field: "eventId",
+    },
+    Unique {
         postgres: "import_errors_pkey",
         sqlite: "import_errors.import_id, import_errors.row_number, import_errors.seq",
         field: "row",

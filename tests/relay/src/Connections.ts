@@ -106,6 +106,24 @@ export const crmConnections = graphql`
   }
 `;
 
+export const campaigns = graphql`
+  query ConnectionsCampaignsQuery($first: Int, $after: String) {
+    campaigns(first: $first, after: $after) @connection(key: "ConnectionsCampaignsQuery_campaigns") {
+      edges {
+        node {
+          id
+          name
+          state
+          stats {
+            enrolled
+            sent
+          }
+        }
+      }
+    }
+  }
+`;
+
 export const crmSyncRuns = graphql`
   query ConnectionsCrmSyncRunsQuery($first: Int, $after: String) {
     crmSyncRuns(first: $first, after: $after) @connection(key: "ConnectionsCrmSyncRunsQuery_crmSyncRuns") {
