@@ -833,15 +833,14 @@ pub struct MailSuppression {
     pub created_at: DateTime<Utc>,
 }
 
-/// A campaign for `node(id:)`: everyone who may read leads may read campaigns.
+/// A campaign for `node(id:)`: every role but partners may read campaigns.
 pub async fn campaign_node(ctx: &Context<'_>, id: CampaignId) -> async_graphql::Result<Option<Campaign>> {
     let services = ctx.data::<Services>()?;
-    Ok(services
-        .campaigns
-        .get(actor(ctx)?, id)
-        .await
-        .map_err(to_gql)?
-        .map(|c| Campaign(Box::new(c))))
+    match services.campaigns.get(actor(ctx)?, id).await {
+        Ok(found) => Ok(found.map(|c| Campaign(Box::new(c)))),
+        Err(crate::service::ServiceError::Forbidden(_)) => Ok(None),
+        Err(e) => Err(to_gql(e)),
+    }
 }
 
 #[derive(Default)]

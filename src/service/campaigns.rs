@@ -495,6 +495,7 @@ impl CampaignService {
     }
 
     pub async fn get(&self, actor: &Actor, id: CampaignId) -> Result<Option<Campaign>, ServiceError> {
+        require_internal(actor)?;
         Ok(self.store.campaign(actor.workspace_id, id).await?)
     }
 
@@ -510,6 +511,7 @@ impl CampaignService {
         states: &[CampaignState],
         page: &KeysetPage<CampaignId>,
     ) -> Result<Paged<Campaign>, ServiceError> {
+        require_internal(actor)?;
         Ok(self.store.campaigns(actor.workspace_id, states, page).await?)
     }
 
@@ -610,6 +612,12 @@ impl CampaignService {
             )
             .await?;
         let entered = if before.state == CampaignState::Draft {
+            // lead changes from now on are looked at for entries; the segment as it is now
+            // enters at once
+            let head = self.bus.head(campaign.workspace_id).await?;
+            self.store
+                .advance_campaign_cursor(campaign.id, campaign.event_cursor, head)
+                .await?;
             self.evaluate_segment(&campaign, None).await?
         } else {
             0
@@ -715,6 +723,7 @@ impl CampaignService {
     }
 
     pub async fn timeline(&self, actor: &Actor, lead: LeadId) -> Result<Vec<Activity>, ServiceError> {
+        require_internal(actor)?;
         Ok(self
             .store
             .lead_timeline(actor.workspace_id, lead, MAX_TIMELINE)
@@ -1538,6 +1547,8 @@ impl CampaignService {
             .await;
         let mut sent: HashMap<usize, SendOutcome> = results.into_iter().collect();
         let mut outcomes = Vec::with_capacity(emails.len());
+        // refused at RCPT: the address does not exist, which is a bounce
+        let mut bounced = Vec::new();
         for (i, p) in emails.iter().enumerate() {
             let e = &p.enrollment;
             let step = e.step;
@@ -1568,12 +1579,17 @@ impl CampaignService {
                         Some(MessageState::Unconfirmed),
                         Some(reason),
                     ),
-                    Some(SendOutcome::Rejected { code, message, .. }) => (
-                        Next::Exited { reason: "rejected".into() },
-                        "rejected",
-                        Some(MessageState::Rejected),
-                        Some(format!("{code} {message}")),
-                    ),
+                    Some(SendOutcome::Rejected { code, message, at: step_at }) => {
+                        if step_at == crate::mail::SmtpStep::RcptTo {
+                            bounced.push(i);
+                        }
+                        (
+                            Next::Exited { reason: "rejected".into() },
+                            "rejected",
+                            Some(MessageState::Rejected),
+                            Some(format!("{code} {message}")),
+                        )
+                    }
                     Some(SendOutcome::Deferred { code, message, .. }) => {
                         let detail = format!("{code} {message}");
                         if e.failures + 1 >= MAX_STEP_FAILURES {
@@ -1624,6 +1640,24 @@ impl CampaignService {
                     )
                 }),
             });
+        }
+        for i in bounced {
+            let p = &emails[i];
+            if let Ok(address) = EmailAddress::parse("recipient", &p.recipient) {
+                let hash = EmailHash::of(p.campaign.workspace_id, &address);
+                self.store
+                    .suppress(
+                        p.campaign.workspace_id,
+                        hash.as_str(),
+                        Some(address.as_str()),
+                        "bounced",
+                        at,
+                    )
+                    .await?;
+                self.store
+                    .mark_message(&p.rendered.message_id, "bounced_at", at)
+                    .await?;
+            }
         }
         Ok(outcomes)
     }
@@ -1801,6 +1835,17 @@ struct PlannedEmail {
 enum Planned {
     Done(StepOutcome),
     Email(Box<PlannedEmail>),
+}
+
+/// Campaigns are the workspace's own business: partners (external integrations) do not see them.
+fn require_internal(actor: &Actor) -> Result<(), ServiceError> {
+    if actor.role == Role::Partner {
+        Err(ServiceError::Forbidden(
+            "the partner role cannot read campaigns".into(),
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 /// The actor a campaign acts as when it changes leads, enriches or pushes to a CRM.

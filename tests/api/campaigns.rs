@@ -511,6 +511,15 @@ async fn a_send_lost_mid_data_is_unconfirmed_shown_and_never_resent() {
         assert_eq!(to_lost, 1, "the follow-up only, never the lost first email again");
         let s = stats(&app, &campaign["id"]).await;
         assert_eq!(s["exitedBy"], json!([{"key": "rejected", "count": 1}]), "{s}");
+        // refused at RCPT is a bounce: the address is suppressed
+        assert_eq!(s["bounced"], 1, "{s}");
+        let list = app
+            .gql(Role::Admin, "{ mailSuppressions { email reason } }", json!({}))
+            .await;
+        assert_eq!(
+            list["mailSuppressions"],
+            json!([{"email": "never@lost.example", "reason": "bounced"}])
+        );
     }
 }
 
@@ -616,8 +625,16 @@ async fn malformed_campaign_definitions_are_user_errors_and_change_nothing() {
             .gql(Role::Admin, "{ campaigns { edges { node { id } } } }", json!({}))
             .await;
         assert_eq!(listed["campaigns"]["edges"], json!([]));
-        // members cannot create campaigns
+        // members cannot create campaigns; partners cannot even read them
         let refused = app.gql_err(Role::Member, CREATE, json!({"input": base})).await;
+        assert_eq!(crate::helpers::first_code(&refused), "FORBIDDEN");
+        let refused = app
+            .gql_err(
+                Role::Partner,
+                "{ campaigns { edges { node { id } } } }",
+                json!({}),
+            )
+            .await;
         assert_eq!(crate::helpers::first_code(&refused), "FORBIDDEN");
 
         // a running campaign's steps can be edited and appended to, not removed or reordered
