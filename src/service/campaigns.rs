@@ -74,6 +74,9 @@ const TEMPLATE_FUEL: u64 = 50_000;
 pub const MAX_TIMELINE: u32 = 500;
 /// Leads one `enrollLeads` call names at most.
 pub const MAX_ENROLL_IDS: usize = 1000;
+/// Entries after which the planner's statistics are refreshed (a first activation over a large
+/// segment would otherwise leave the claim planned for an empty table).
+const ANALYZE_AFTER: u64 = 10_000;
 /// Campaigns per workspace.
 pub const MAX_CAMPAIGNS: usize = 1000;
 /// Where the link signing secret is kept.
@@ -664,10 +667,14 @@ impl CampaignService {
             .segment
             .reentry_after_days
             .map(|days| at - TimeDelta::days(i64::from(days)));
-        Ok(self
+        let entered = self
             .store
             .enroll_matching(campaign, &filter, only, due, reentry, at)
-            .await?)
+            .await?;
+        if entered >= ANALYZE_AFTER {
+            self.store.analyze_enrollments().await?;
+        }
+        Ok(entered)
     }
 
     /// Enrolls the given leads of the workspace whether or not the segment matches them (not

@@ -3,7 +3,7 @@
 //!
 //! **Scheduled steps are rows.** An active enrollment's `due_at` is when its next step runs;
 //! `claim_due_steps` takes the earliest due rows of active campaigns with a lease (token and
-//! expiry) — `FOR UPDATE OF e SKIP LOCKED` on PostgreSQL, the single writer on SQLite — so
+//! expiry) — `FOR UPDATE SKIP LOCKED` on PostgreSQL, the single writer on SQLite — so
 //! nothing per lead is held in memory and any number of workers share the work. In the same
 //! transaction it ends the enrollments a stop rule has caught (the lead's status is one of the
 //! campaign's stop statuses, or the lead is archived or gone): a stop that happened before the
@@ -354,6 +354,15 @@ impl Store {
         Ok(self.execute(qb).await? == 1)
     }
 
+    /// Refreshes the planner's statistics of the enrollments after a large entry (PostgreSQL;
+    /// SQLite's planner goes by the indexes).
+    pub async fn analyze_enrollments(&self) -> StoreResult<()> {
+        if self.dialect() == Dialect::Postgres {
+            self.execute(self.sql("ANALYZE campaign_enrollments")).await?;
+        }
+        Ok(())
+    }
+
     /// Enrolls the leads of `ws` that match `filter` (and, with `only`, are among those ids),
     /// first step due at `due`, in one statement. A lead already enrolled stays as it is,
     /// unless `reentry_before` is given and its enrollment ended before that time: then it
@@ -471,19 +480,23 @@ impl Store {
         now: Timestamp,
     ) -> StoreResult<(Vec<Enrollment>, Vec<Event>)> {
         let mut tx = self.begin().await?;
+        // the due rows come from the partial index in due order, locked (PostgreSQL) and
+        // limited on their own; only those are joined with their campaign and lead
         let mut qb = self.sql(
             "SELECT e.id, c.stop_statuses, l.status, l.archived_at, l.id FROM campaign_enrollments e \
              JOIN campaigns c ON c.id = e.campaign_id LEFT JOIN leads l ON l.id = e.lead_id \
-             WHERE e.state = 'active' AND e.due_at <= ",
+             WHERE e.id IN (SELECT d.id FROM campaign_enrollments d WHERE d.state = 'active' AND d.due_at <= ",
         );
         qb.bind(now);
-        qb.push(" AND (e.lease_until IS NULL OR e.lease_until < ");
+        qb.push(" AND (d.lease_until IS NULL OR d.lease_until < ");
         qb.bind(now);
-        qb.push(") AND c.state = 'active' ORDER BY e.due_at LIMIT ");
+        qb.push(
+            ") AND d.campaign_id IN (SELECT id FROM campaigns WHERE state = 'active') \
+             ORDER BY d.due_at LIMIT ",
+        );
         qb.bind(i64::from(limit));
-        if self.dialect() == Dialect::Postgres {
-            qb.push(" FOR UPDATE OF e SKIP LOCKED");
-        }
+        qb.push(self.dialect().skip_locked());
+        qb.push(") ORDER BY e.due_at");
         let rows = tx.fetch_all(qb).await?;
         let mut claim = Vec::new();
         let mut stop: Vec<(i64, &'static str)> = Vec::new();
