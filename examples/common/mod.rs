@@ -1,6 +1,7 @@
 //! What the benchmark programs share: the server child and its stop, `/proc` readings (CPU
 //! ticks, memory), rounding, and the figures table printed as text and as Markdown. Each
-//! program includes it with `mod common;`.
+//! program includes it with `mod common;`, and each uses part of it.
+#![allow(dead_code)]
 
 use std::fmt::Write as _;
 use std::time::Duration;
