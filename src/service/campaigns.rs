@@ -924,6 +924,7 @@ impl CampaignService {
 
     /// Claims up to `max_batches` batches of due steps, each handed to the queue or run here.
     async fn claim_batches(&self, max_batches: u32, handoff: Handoff) -> Result<RunReport, ServiceError> {
+        self.complete_ended().await?;
         self.enter_changed_leads().await?;
         let mut report = RunReport::default();
         for _ in 0..max_batches {
@@ -961,6 +962,44 @@ impl CampaignService {
             }
         }
         Ok(report)
+    }
+
+    /// Active campaigns whose end has passed become `COMPLETED`; the leads still in them leave
+    /// with `campaignEnded`.
+    async fn complete_ended(&self) -> Result<(), ServiceError> {
+        let at = self.now();
+        for mut campaign in self.store.active_campaigns().await? {
+            if campaign.definition.ends_at.is_none_or(|end| end > at) {
+                continue;
+            }
+            self.store
+                .end_enrollments(campaign.id, "campaignEnded", at)
+                .await?;
+            campaign.state = CampaignState::Completed;
+            campaign.version += 1;
+            campaign.updated_at = at;
+            match self.store.save_campaign(&campaign).await {
+                // another instance completed it first
+                Err(StoreError::VersionMismatch) => continue,
+                other => other?,
+            }
+            let events = self
+                .store
+                .append_events(&[NewEvent {
+                    workspace_id: campaign.workspace_id,
+                    kind: CAMPAIGN_STATE,
+                    subject_id: Some(campaign.id.as_uuid()),
+                    payload: serde_json::json!({
+                        "campaignId": campaign.id.to_string(),
+                        "from": "active",
+                        "to": "completed",
+                    }),
+                    at,
+                }])
+                .await?;
+            self.bus.publish(events);
+        }
+        Ok(())
     }
 
     /// Re-evaluates the segment of every active campaign (new matches enter; re-entry as the

@@ -469,6 +469,42 @@ impl Store {
         Ok(out)
     }
 
+    /// Ends every active enrollment of a campaign (its end passed), each with a timeline line;
+    /// returns how many ended.
+    pub async fn end_enrollments(
+        &self,
+        campaign: CampaignId,
+        reason: &str,
+        at: Timestamp,
+    ) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let mut qb = self.sql(
+            "INSERT INTO campaign_activity (workspace_id, campaign_id, lead_id, entry, step, kind, outcome, \
+             variant, detail, occurred_at) SELECT workspace_id, campaign_id, lead_id, entry, -1, 'exited', ",
+        );
+        qb.bind(reason);
+        qb.push(", NULL, NULL, ");
+        qb.bind(at);
+        qb.push(" FROM campaign_enrollments WHERE campaign_id = ");
+        qb.bind(campaign);
+        qb.push(" AND state = 'active'");
+        tx.execute(qb).await?;
+        let mut qb = self.sql("UPDATE campaign_enrollments SET state = 'exited', exit_reason = ");
+        qb.bind(reason);
+        qb.push(
+            ", due_at = NULL, waiting_for = NULL, lease_token = NULL, lease_until = NULL, finished_at = ",
+        );
+        qb.bind(at);
+        qb.push(", updated_at = ");
+        qb.bind(at);
+        qb.push(" WHERE campaign_id = ");
+        qb.bind(campaign);
+        qb.push(" AND state = 'active'");
+        let ended = tx.execute(qb).await?;
+        tx.commit().await?;
+        Ok(ended)
+    }
+
     /// Claims up to `limit` due steps of active campaigns for `token` until `lease_until`, and
     /// in the same transaction ends the enrollments a stop rule caught (status, archived or
     /// erased lead). Returns the claimed enrollments and the events of those that ended.

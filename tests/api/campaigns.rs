@@ -955,3 +955,36 @@ async fn an_erased_lead_leaves_no_campaign_data_and_stays_suppressed() {
         );
     }
 }
+
+/// A campaign whose end passes becomes COMPLETED, and the leads still in it leave.
+#[tokio::test]
+async fn a_campaign_completes_at_its_end() {
+    for backend in backends() {
+        let sink = Sink::start().await;
+        let app = app_for(backend, &sink, false).await;
+        let clock = Clock::install(&app, utc(2026, 6, 1, 8, 0));
+        let lead = app
+            .create_leads(vec![json!({"email": "e@end.example", "tags": ["end"]})])
+            .await
+            .remove(0);
+        let mut input = two_emails("end");
+        input["schedule"] = json!({"start": "2026-06-01T08:00:00Z", "end": "2026-06-01T08:30:00Z"});
+        let campaign = create(&app, input).await;
+        activate(&app, &campaign["id"]).await;
+        run_due(&app).await;
+        assert_eq!(sink.messages().len(), 1);
+        clock.set(utc(2026, 6, 1, 8, 30));
+        run_due(&app).await;
+        let data = app.gql(Role::Admin, STATS, json!({"id": campaign["id"]})).await;
+        assert_eq!(data["node"]["state"], "COMPLETED", "{data}");
+        assert_eq!(
+            data["node"]["stats"]["exitedBy"],
+            json!([{"key": "campaignEnded", "count": 1}])
+        );
+        let lines = timeline(&app, &lead).await;
+        assert_eq!(lines.last().unwrap()["outcome"], "campaignEnded", "{lines:?}");
+        clock.set(utc(2026, 6, 1, 10, 0));
+        run_due(&app).await;
+        assert_eq!(sink.messages().len(), 1, "nothing after the end");
+    }
+}
