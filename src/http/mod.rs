@@ -255,8 +255,8 @@ async fn graphiql(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 /// Prometheus metrics (text exposition format): job queue depth, age and outcomes, exports,
-/// provider calls, latency, credits, skips and enrichment cache lookups, then the parsed
-/// document cache. Labels never carry lead data or keys.
+/// provider calls, latency, credits, skips and enrichment cache lookups, CRM requests,
+/// campaign steps, sends and mail events, then the parsed document cache. Labels never carry lead data or keys.
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (
         [(
@@ -264,11 +264,12 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
         format!(
-            "{}{}{}{}{}",
+            "{}{}{}{}{}{}",
             state.services.jobs.queue().metrics().render_families(),
             state.services.exports.metrics().render_families(),
             state.services.enrichment.enricher().metrics().render(),
             state.services.crm.metrics().render(),
+            state.services.campaigns.metrics().render(),
             document_cache_metrics(state.gateway.document_cache().stats()),
         ),
     )

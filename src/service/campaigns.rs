@@ -150,6 +150,7 @@ pub struct CampaignService {
     verifier: Arc<RwLock<crate::mail::inbound::Verifier>>,
     clock: Arc<RwLock<WallClock>>,
     link_key: Arc<tokio::sync::OnceCell<Vec<u8>>>,
+    metrics: super::campaign_metrics::CampaignMetrics,
 }
 
 impl std::fmt::Debug for CampaignService {
@@ -310,6 +311,7 @@ impl CampaignService {
             verifier: Arc::new(RwLock::new(crate::mail::inbound::Verifier::new())),
             clock: Arc::new(RwLock::new(Arc::new(now))),
             link_key: Arc::new(tokio::sync::OnceCell::new()),
+            metrics: super::campaign_metrics::CampaignMetrics::new(),
         }
     }
 
@@ -406,6 +408,11 @@ impl CampaignService {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Steps, sends and inbound mail events counted (`/metrics`).
+    pub fn metrics(&self) -> &super::campaign_metrics::CampaignMetrics {
+        &self.metrics
     }
 
     // ---------------------------------------------------------------- use cases
@@ -1016,28 +1023,36 @@ impl CampaignService {
     }
 
     /// Looks at the lead events each active campaign has not seen: changed leads that now
-    /// match enter, and enrollments waiting for a field change wake up.
+    /// match enter, and enrollments waiting for a field change wake up. Only lead change events
+    /// are read (up to the workspace's newest number when the look starts); the cursor then
+    /// moves past everything else too.
     async fn enter_changed_leads(&self) -> Result<(), ServiceError> {
+        const PAGE: u32 = 1000;
         for campaign in self.store.active_campaigns().await? {
+            let head = self.store.event_head(campaign.workspace_id).await?;
             let mut cursor = campaign.event_cursor;
-            loop {
+            while cursor < head {
                 let events = self
                     .store
-                    .events_after(campaign.workspace_id, cursor, 1000)
+                    .events_of_types(
+                        campaign.workspace_id,
+                        &crate::domain::LEAD_CHANGE_TYPES,
+                        cursor,
+                        head,
+                        PAGE,
+                    )
                     .await?;
-                let Some(last) = events.last().map(|e| e.seq) else {
-                    break;
+                let next = match events.last() {
+                    Some(last) if events.len() as u32 == PAGE => last.seq,
+                    _ => head,
                 };
                 let mut changed = Vec::new();
                 for e in &events {
-                    if !crate::domain::LEAD_CHANGE_TYPES.contains(&e.kind.as_str()) {
-                        continue;
-                    }
                     let Some(id) = e.subject_id.map(LeadId::from_uuid) else {
                         continue;
                     };
                     changed.push(id);
-                    if let Some(fields) = e.payload.get("changed").and_then(|c| c.as_array()) {
+                    if let Some(fields) = e.payload.get("changedFields").and_then(|c| c.as_array()) {
                         for f in fields.iter().filter_map(|f| f.as_str()) {
                             self.store
                                 .wake_waiting(campaign.workspace_id, id, &format!("field:{f}"), self.now())
@@ -1052,15 +1067,12 @@ impl CampaignService {
                 }
                 if !self
                     .store
-                    .advance_campaign_cursor(campaign.id, cursor, last)
+                    .advance_campaign_cursor(campaign.id, cursor, next)
                     .await?
                 {
                     break;
                 }
-                cursor = last;
-                if events.len() < 1000 {
-                    break;
-                }
+                cursor = next;
             }
         }
         Ok(())
@@ -1153,6 +1165,9 @@ impl CampaignService {
             .finish_steps(token, &outcomes, at)
             .await
             .map_err(transient)?;
+        for line in outcomes.iter().flat_map(|o| &o.activity) {
+            self.metrics.step(&line.kind, &line.outcome);
+        }
         let more = outcomes
             .iter()
             .any(|o| matches!(o.next, Next::Step { due_at: Some(d), .. } if d <= at));
@@ -1586,7 +1601,21 @@ impl CampaignService {
         let results: Vec<(usize, SendOutcome)> = futures_util::stream::iter(jobs)
             .map(|(i, message)| {
                 let mailer = mailer.clone();
-                async move { (i, mailer.send(&message).await) }
+                let metrics = self.metrics.clone();
+                async move {
+                    let started = std::time::Instant::now();
+                    let outcome = mailer.send(&message).await;
+                    let label = match &outcome {
+                        SendOutcome::Accepted { .. } => "accepted",
+                        SendOutcome::Deferred { .. } => "deferred",
+                        SendOutcome::Rejected { .. } => "rejected",
+                        SendOutcome::NotSent { .. } => "not_sent",
+                        SendOutcome::Unknown { .. } => "unknown",
+                        SendOutcome::Invalid { .. } => "invalid",
+                    };
+                    metrics.send(label, started.elapsed());
+                    (i, outcome)
+                }
             })
             .buffer_unordered(SEND_CONCURRENCY)
             .collect()
@@ -1725,6 +1754,7 @@ impl CampaignService {
                 continue;
             }
             applied += 1;
+            self.metrics.mail_event(provider, ev.kind.as_str());
             let ids: Vec<String> = if matches!(ev.kind, K::Replied) {
                 ev.in_reply_to
                     .iter()

@@ -5,6 +5,7 @@
 //! the GraphQL layer turns into stable codes; validation and conflicts are `Invalid`, which it
 //! turns into `userErrors`.
 
+pub mod campaign_metrics;
 pub mod campaigns;
 pub mod crm;
 mod enrichment;

@@ -117,6 +117,31 @@ impl Store {
         self.fetch_all(qb).await?.iter().map(event_from_row).collect()
     }
 
+    /// Events of `ws` of the given types numbered above `after` and at most `upto`, oldest
+    /// first (a reader that only wants some types skips the rest in the database).
+    pub async fn events_of_types(
+        &self,
+        ws: WorkspaceId,
+        types: &[&str],
+        after: i64,
+        upto: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>> {
+        let mut qb = self.sql(
+            "SELECT seq, workspace_id, type, subject_id, payload, created_at FROM events WHERE workspace_id = ",
+        );
+        qb.bind(ws);
+        qb.push(" AND seq > ");
+        qb.bind(after);
+        qb.push(" AND seq <= ");
+        qb.bind(upto);
+        qb.push(" AND type IN (");
+        qb.bind_list(types.iter().copied());
+        qb.push(") ORDER BY seq LIMIT ");
+        qb.bind(i64::from(limit));
+        self.fetch_all(qb).await?.iter().map(event_from_row).collect()
+    }
+
     /// The newest event number of every workspace.
     pub async fn event_heads(&self) -> StoreResult<Vec<(WorkspaceId, i64)>> {
         let rows = self

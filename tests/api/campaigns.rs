@@ -174,6 +174,19 @@ async fn the_queue_runs_a_campaign_by_itself_with_one_click_unsubscribe_headers(
         );
         // the second email waits an hour: nothing more arrives now
         assert_eq!(sink.messages().len(), 2);
+        let metrics = app.metrics().await;
+        assert_eq!(
+            crate::helpers::metric(&metrics, r#"leadgate_campaign_sends_total{outcome="accepted"}"#),
+            2.0,
+            "{metrics}"
+        );
+        assert_eq!(
+            crate::helpers::metric(
+                &metrics,
+                r#"leadgate_campaign_steps_total{step="email",outcome="sent"}"#
+            ),
+            2.0
+        );
     }
 }
 
@@ -986,5 +999,81 @@ async fn a_campaign_completes_at_its_end() {
         clock.set(utc(2026, 6, 1, 10, 0));
         run_due(&app).await;
         assert_eq!(sink.messages().len(), 1, "nothing after the end");
+    }
+}
+
+/// A `waitFor` a field change ends early when the field changes and times out otherwise; a
+/// branch on `WAIT_MATCHED` tells the two apart.
+#[tokio::test]
+async fn a_field_change_ends_a_wait_and_a_branch_knows_it() {
+    for backend in backends() {
+        let sink = Sink::start().await;
+        let app = app_for(backend, &sink, false).await;
+        let clock = Clock::install(&app, utc(2026, 6, 1, 8, 0));
+        let leads = app
+            .create_leads(vec![
+                json!({"email": "moves@wait.example", "tags": ["wf"]}),
+                json!({"email": "stays@wait.example", "tags": ["wf"]}),
+            ])
+            .await;
+        let campaign = create(
+            &app,
+            json!({
+                "name": "Wait for a status",
+                "segment": {"filter": {"tags": {"anyOf": ["wf"]}}},
+                "senders": ["sales@example.com"],
+                "steps": [
+                    {"waitFor": {"event": "FIELD_CHANGE", "field": "status", "timeout": "P1D"}},
+                    {"branch": {"event": "WAIT_MATCHED", "thenStep": "yes"}},
+                    {"email": {"subject": "timed out", "body": "…"}},
+                    {"exit": true},
+                    {"key": "yes", "email": {"subject": "matched", "body": "…"}}
+                ]
+            }),
+        )
+        .await;
+        activate(&app, &campaign["id"]).await;
+        run_due(&app).await;
+        assert!(sink.messages().is_empty());
+        let data = app
+            .gql(
+                Role::Member,
+                "mutation($input: UpdateLeadInput!) { updateLead(input: $input) { userErrors { message } } }",
+                json!({"input": {"id": leads[0], "status": "CONTACTED"}}),
+            )
+            .await;
+        assert_eq!(data["updateLead"]["userErrors"], json!([]));
+        run_due(&app).await;
+        let mail = sink.wait_for(1, WAIT).await.unwrap();
+        assert_eq!(
+            (
+                mail[0].recipients[0].as_str(),
+                mail[0].header("Subject").as_deref()
+            ),
+            ("moves@wait.example", Some("matched"))
+        );
+        clock.set(utc(2026, 6, 2, 8, 0));
+        run_due(&app).await;
+        let mail = sink.wait_for(2, WAIT).await.unwrap();
+        assert_eq!(
+            (
+                mail[1].recipients[0].as_str(),
+                mail[1].header("Subject").as_deref()
+            ),
+            ("stays@wait.example", Some("timed out"))
+        );
+        let lines = timeline(&app, &leads[1]).await;
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["type"] == "waitFor" && l["outcome"] == "timedOut"),
+            "{lines:?}"
+        );
+        let s = stats(&app, &campaign["id"]).await;
+        assert_eq!(
+            (s["completed"].as_u64(), s["exited"].as_u64()),
+            (Some(1), Some(1)),
+            "{s}"
+        );
     }
 }
