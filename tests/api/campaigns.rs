@@ -1077,3 +1077,124 @@ async fn a_field_change_ends_a_wait_and_a_branch_knows_it() {
         );
     }
 }
+
+/// The non-mail steps do their work: a branch on a lead filter, an update of the lead, an
+/// enrichment job, a CRM push, a webhook event; a lead that left enters again after the
+/// re-entry delay.
+#[tokio::test]
+async fn every_kind_of_step_does_its_work_and_leads_enter_again_after_the_delay() {
+    for backend in backends() {
+        let sink = Sink::start().await;
+        let app = app_for(backend, &sink, false).await;
+        let clock = Clock::install(&app, utc(2026, 6, 1, 8, 0));
+        let lead = app
+            .create_leads(vec![
+                json!({"email": "all@steps.example", "country": "DE", "tags": ["steps"]}),
+            ])
+            .await
+            .remove(0);
+        let crm = app
+            .gql(
+                Role::Admin,
+                "mutation($input: CreateCrmConnectionInput!) { createCrmConnection(input: $input) { connection { id } userErrors { message } } }",
+                json!({"input": {"kind": "HUBSPOT", "name": "crm", "apiBaseUrl": "http://127.0.0.1:9",
+                                 "credentials": {"accessToken": "pat"}, "pushOnChange": false}}),
+            )
+            .await["createCrmConnection"]["connection"]["id"]
+            .clone();
+        let campaign = create(
+            &app,
+            json!({
+                "name": "Every step",
+                "segment": {"filter": {"tags": {"anyOf": ["steps"]}}, "reentryAfter": "P2D"},
+                "senders": ["sales@example.com"],
+                "steps": [
+                    {"branch": {"filter": {"country": ["FR"]}, "thenStep": "french"}},
+                    {"updateLead": {"status": "CONTACTED", "addTags": ["sequenced"], "owner": "ops"}},
+                    {"enrich": {"groups": ["COMPANY"]}},
+                    {"crmPush": {"connectionId": crm}},
+                    {"webhook": {"label": "handoff"}},
+                    {"exit": true},
+                    {"key": "french", "email": {"subject": "Bonjour", "body": "…"}}
+                ]
+            }),
+        )
+        .await;
+        activate(&app, &campaign["id"]).await;
+        run_due(&app).await;
+        assert!(sink.messages().is_empty(), "a German lead takes the else way");
+        let lines: Vec<(String, String)> = timeline(&app, &lead)
+            .await
+            .iter()
+            .map(|l| {
+                (
+                    l["type"].as_str().unwrap().to_owned(),
+                    l["outcome"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let expected = [
+            ("branch", "else"),
+            ("updateLead", "updated"),
+            ("enrich", "queued"),
+            ("crmPush", "queued"),
+            ("webhook", "emitted"),
+            ("exit", "exited"),
+        ];
+        assert_eq!(
+            lines,
+            expected.map(|(a, b)| (a.to_owned(), b.to_owned())),
+            "{backend:?}"
+        );
+        let data = app
+            .gql(
+                Role::Admin,
+                "query($id: ID!) { node(id: $id) { ... on Lead { status owner tags crmLinks { status } } } }",
+                json!({"id": lead}),
+            )
+            .await;
+        let node = &data["node"];
+        assert_eq!(
+            (node["status"].as_str(), node["owner"].as_str()),
+            (Some("CONTACTED"), Some("ops")),
+            "{data}"
+        );
+        assert!(
+            node["tags"].as_array().unwrap().contains(&json!("sequenced")),
+            "{data}"
+        );
+        assert_eq!(node["crmLinks"], json!([{"status": "PENDING"}]), "{data}");
+        let queued = app
+            .gql(
+                Role::Admin,
+                "{ jobQueue { stats { kind state count } } }",
+                json!({}),
+            )
+            .await;
+        assert!(
+            queued["jobQueue"]["stats"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["kind"] == "enrich.leads"),
+            "{queued}"
+        );
+
+        // two days after it left, the segment refresh lets it in again
+        clock.set(utc(2026, 6, 2, 9, 0));
+        assert_eq!(
+            app.services.campaigns.refresh_segments().await.unwrap(),
+            0,
+            "not yet"
+        );
+        clock.set(utc(2026, 6, 3, 9, 0));
+        assert_eq!(app.services.campaigns.refresh_segments().await.unwrap(), 1);
+        run_due(&app).await;
+        let s = stats(&app, &campaign["id"]).await;
+        assert_eq!(
+            (s["enrolled"].as_u64(), s["exited"].as_u64()),
+            (Some(1), Some(1)),
+            "{s}"
+        );
+    }
+}
