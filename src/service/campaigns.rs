@@ -19,9 +19,10 @@
 //!
 //! **Windows and caps.** A send waits for the send window in the lead's zone (its `timeZone`,
 //! else its country's single zone, else the campaign's). Caps are counters in the store taken
-//! all-or-none per send (`Store::take_send_slots`): per campaign per hour and day, per mailbox
-//! per day across every campaign of the workspace, per recipient domain per hour. Days are the
-//! campaign zone's days; a send over a cap waits for the next window of that cap.
+//! all-or-none per send (`Store::take_send_slots`): per campaign per hour and day (the campaign
+//! zone's days), per mailbox per UTC day across every campaign of the workspace, per recipient
+//! domain per hour. A send over a cap waits for the next window of that cap; counters of past
+//! windows are dropped by `campaign.segments`.
 //!
 //! **Templates** are MiniJinja (sandboxed, bounded by fuel); variables are checked when a
 //! campaign is saved, so a typo is a user error, not a blank in a sent mail.
@@ -33,7 +34,7 @@ use crate::domain::campaign::{
     WaitEvent, message_id, time,
 };
 use crate::domain::{
-    CampaignId, EmailAddress, EmailHash, Event, FieldError, FieldErrorCode, Group, JobKind, KeysetPage, Lead,
+    CampaignId, EmailAddress, EmailHash, FieldError, FieldErrorCode, Group, JobKind, KeysetPage, Lead,
     LeadDraft, LeadId, LeadStatus, NewEvent, NewJob, Paged, Patch, Policy, Role, Timestamp, ValidationErrors,
     WorkspaceId, filter_from_json, now,
 };
@@ -1012,6 +1013,10 @@ impl CampaignService {
     /// Re-evaluates the segment of every active campaign (new matches enter; re-entry as the
     /// campaign allows); returns how many entered.
     pub async fn refresh_segments(&self) -> Result<u64, ServiceError> {
+        // the longest cap window is a day: older counters count nothing any more
+        self.store
+            .prune_send_counters(self.now() - TimeDelta::days(2))
+            .await?;
         let mut entered = 0;
         for campaign in self.store.active_campaigns().await? {
             entered += self.evaluate_segment(&campaign, None).await?;
@@ -2104,11 +2109,6 @@ impl Handler for CampaignSegmentsHandler {
     ) -> BoxFuture<'a, Result<(), JobError>> {
         Box::pin(async move { self.0.refresh_segments().await.map(drop).map_err(transient) })
     }
-}
-
-/// Events of campaigns as they happen (the `campaignEvents` subscription filters the log).
-pub fn is_campaign_event(event: &Event) -> bool {
-    event.kind.starts_with("campaign.")
 }
 
 #[cfg(test)]

@@ -774,15 +774,6 @@ impl Store {
         Ok(appended)
     }
 
-    /// Lets go of leases held by `token` without moving on (a step job that gives up early).
-    pub async fn release_steps(&self, token: &str) -> StoreResult<()> {
-        let mut qb = self.sql(
-            "UPDATE campaign_enrollments SET lease_token = NULL, lease_until = NULL WHERE lease_token = ",
-        );
-        qb.bind(token);
-        self.execute(qb).await.map(drop)
-    }
-
     /// Ends the active enrollments of `lead` in every campaign of `ws` whose stop rules
     /// include `kind` (and, for a reply, wakes those waiting for a reply in campaigns that do
     /// not stop on one). Returns the events appended.
@@ -988,18 +979,6 @@ impl Store {
         Ok(true)
     }
 
-    /// How many slots of `scope` were used in the window starting at `window`.
-    pub async fn send_slots_used(&self, scope: &str, window: Timestamp) -> StoreResult<u64> {
-        let mut qb = self.sql("SELECT used FROM send_counters WHERE scope = ");
-        qb.bind(scope);
-        qb.push(" AND window_start = ");
-        qb.bind(window);
-        match self.fetch_optional(qb).await? {
-            Some(r) => r.count(0),
-            None => Ok(0),
-        }
-    }
-
     /// Drops counters of windows that started before `before`.
     pub async fn prune_send_counters(&self, before: Timestamp) -> StoreResult<u64> {
         let mut qb = self.sql("DELETE FROM send_counters WHERE window_start < ");
@@ -1119,13 +1098,6 @@ impl Store {
             }
         }
         Ok(out)
-    }
-
-    /// How many leads ever entered a campaign.
-    pub async fn count_enrollments(&self, campaign: CampaignId) -> StoreResult<u64> {
-        let mut qb = self.sql("SELECT COUNT(*) FROM campaign_enrollments WHERE campaign_id = ");
-        qb.bind(campaign);
-        self.fetch_one(qb).await?.count(0)
     }
 
     /// The campaign's funnel.
