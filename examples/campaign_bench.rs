@@ -11,7 +11,7 @@ mod common;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use common::{Row, Server, markdown, round1, round2, row, status_mb, table};
+use common::{Leadgate, Row, Server, markdown, psql, round1, round2, row, status_mb, table};
 use leadgate::mail::sink::Sink;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -66,82 +66,52 @@ enum Backend {
     Postgres,
 }
 
-/// One database and how to reach it.
-struct Db {
-    url: String,
-}
-
-async fn fresh_db(backend: Backend, results: &Path, name: &str) -> anyhow::Result<Db> {
-    Ok(match backend {
+/// A fresh database named after `name` and the CLI on it.
+async fn fresh_db(backend: Backend, bin: &Path, results: &Path, name: &str) -> anyhow::Result<Leadgate> {
+    let database_url = match backend {
         Backend::Sqlite => {
             let file = results.join(format!("{name}.sqlite"));
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
             }
-            Db {
-                url: format!("sqlite://{}", file.display()),
-            }
+            format!("sqlite://{}", file.display())
         }
         Backend::Postgres => {
             let db = format!("leadgate_bench_{name}");
-            for sql in [
-                format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-                format!("CREATE DATABASE {db}"),
-            ] {
-                let status = tokio::process::Command::new("psql")
-                    .args(["-h", "127.0.0.1", "-U", "postgres", "-qc", &sql])
-                    .status()
-                    .await?;
-                if !status.success() {
-                    bail!("psql: {sql} failed");
-                }
-            }
-            Db {
-                url: format!("{PG_SERVER}/{db}"),
-            }
+            psql(PG_SERVER, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await?;
+            psql(PG_SERVER, &format!("CREATE DATABASE {db}")).await?;
+            format!("{PG_SERVER}/{db}")
         }
+    };
+    Ok(Leadgate {
+        bin: bin.to_path_buf(),
+        results: results.to_path_buf(),
+        database_url,
+        jwt_secret: JWT_SECRET,
+        server_env: Vec::new(),
     })
 }
 
-/// Runs the CLI on `db` to completion; its stdout.
-async fn cli(bin: &Path, db: &Db, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<String> {
-    let mut cmd = tokio::process::Command::new(bin);
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LEADGATE_")) {
-        cmd.env_remove(k);
-    }
-    cmd.args(args)
-        .env("LEADGATE_DATABASE_URL", &db.url)
-        .env("LEADGATE_JWT_SECRET", JWT_SECRET)
-        .env("LEADGATE_LOG", "warn");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().await.with_context(|| format!("leadgate {args:?}"))?;
-    if !out.status.success() {
-        bail!("leadgate {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// A workspace with `leads` synthetic leads.
-async fn seeded(bin: &Path, db: &Db, slug: &str, leads: u64) -> anyhow::Result<()> {
-    cli(bin, db, &["workspace", "create", slug], &[]).await?;
-    cli(
-        bin,
-        db,
-        &[
-            "seed",
-            "--workspace",
-            slug,
-            "--leads",
-            &leads.to_string(),
-            "--seed",
-            "7",
-        ],
-        &[],
-    )
+async fn seeded(db: &Leadgate, slug: &str, leads: u64) -> anyhow::Result<()> {
+    db.run(&["workspace", "create", slug]).await?;
+    db.run(&[
+        "seed",
+        "--workspace",
+        slug,
+        "--leads",
+        &leads.to_string(),
+        "--seed",
+        "7",
+    ])
     .await?;
     Ok(())
+}
+
+/// An admin token of a workspace.
+async fn admin_token(db: &Leadgate, slug: &str) -> anyhow::Result<String> {
+    let token = db.run(&["token", "--workspace", slug, "--role", "admin"]).await?;
+    Ok(token.trim().to_owned())
 }
 
 struct Client {
@@ -184,43 +154,14 @@ impl Client {
     }
 }
 
-async fn start_server(bin: &Path, db: &Db, sink: &Sink, log: &Path, workers: bool) -> anyhow::Result<Server> {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        l.local_addr()?.port()
-    };
-    let mut cmd = tokio::process::Command::new(bin);
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LEADGATE_")) {
-        cmd.env_remove(k);
-    }
-    let child = cmd
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("LEADGATE_DATABASE_URL", &db.url)
-        .env("LEADGATE_JWT_SECRET", JWT_SECRET)
-        .env("LEADGATE_SMTP_URL", sink.url())
-        .env("LEADGATE_PUBLIC_URL", "http://127.0.0.1:9")
-        .env("LEADGATE_WORKERS", workers.to_string())
-        .env("LEADGATE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log)?)
-        .kill_on_drop(true)
-        .spawn()?;
-    let pid = child.id().context("server pid")?;
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("the server did not become ready; see {}", log.display());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(Server { child, pid, base })
+/// `leadgate serve` sending to `sink`, with or without its workers.
+async fn start_server(db: &Leadgate, sink: &Sink, log: &Path, workers: bool) -> anyhow::Result<Server> {
+    let env = [
+        ("LEADGATE_SMTP_URL", sink.url()),
+        ("LEADGATE_PUBLIC_URL", "http://127.0.0.1:9".to_owned()),
+        ("LEADGATE_WORKERS", workers.to_string()),
+    ];
+    db.serve(&env, log).await
 }
 
 fn campaign(name: &str, first_step: Value, throttles: Value) -> Value {
@@ -260,16 +201,11 @@ where
 }
 
 /// Peak RSS (MB) of a `campaigns run-due` process over `db`, and what it printed.
-async fn run_due_rss(bin: &Path, db: &Db, batches: u32) -> anyhow::Result<(f64, String, f64)> {
-    let mut cmd = tokio::process::Command::new(bin);
-    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LEADGATE_")) {
-        cmd.env_remove(k);
-    }
+async fn run_due_rss(db: &Leadgate, batches: u32) -> anyhow::Result<(f64, String, f64)> {
+    let mut cmd = db.leadgate();
     let started = Instant::now();
     let mut child = cmd
         .args(["campaigns", "run-due", "--max-batches", &batches.to_string()])
-        .env("LEADGATE_DATABASE_URL", &db.url)
-        .env("LEADGATE_LOG", "warn")
         .env(
             "LEADGATE_MAIL_FOLDER",
             std::env::temp_dir().join("leadgate-bench-outbox"),
@@ -335,25 +271,23 @@ async fn main() -> anyhow::Result<()> {
     let mut record = json!({"backend": backend, "git": git, "cpus": cpus, "args": format!("{args:?}")});
 
     // 1-3. one server over one database with three workspaces
-    let db = fresh_db(args.backend, &results, "campaigns").await?;
+    let db = fresh_db(args.backend, &bin, &results, "campaigns").await?;
     let seed_started = Instant::now();
-    seeded(&bin, &db, "activate", args.activate_leads).await?;
-    seeded(&bin, &db, "send", args.send_leads).await?;
-    seeded(&bin, &db, "cap", args.cap_leads).await?;
+    seeded(&db, "activate", args.activate_leads).await?;
+    seeded(&db, "send", args.send_leads).await?;
+    seeded(&db, "cap", args.cap_leads).await?;
     println!("seeded in {:.1} s", seed_started.elapsed().as_secs_f64());
     let sink = Sink::start().await;
     let log = results.join(format!("{stamp}-campaigns-server.log"));
-    let server = start_server(&bin, &db, &sink, &log, true).await?;
+    let server = start_server(&db, &sink, &log, true).await?;
     let client_for = |slug: &'static str| {
-        let bin = bin.clone();
         let db = &db;
         let base = server.base.clone();
         async move {
-            let token = cli(&bin, db, &["token", "--workspace", slug, "--role", "admin"], &[]).await?;
             anyhow::Ok(Client {
                 http: reqwest::Client::new(),
                 base,
-                token: token.trim().to_owned(),
+                token: admin_token(db, slug).await?,
             })
         }
     };
@@ -450,22 +384,15 @@ async fn main() -> anyhow::Result<()> {
     // 4. the scheduler's memory does not grow with the steps it has scheduled
     let mut peaks = Vec::new();
     for &n in &args.rss_steps {
-        let db = fresh_db(args.backend, &results, &format!("campaigns_rss_{n}")).await?;
-        seeded(&bin, &db, "rss", n).await?;
+        let db = fresh_db(args.backend, &bin, &results, &format!("campaigns_rss_{n}")).await?;
+        seeded(&db, "rss", n).await?;
         let log = results.join(format!("{stamp}-campaigns-rss-{n}.log"));
         // no workers: only run-due works the steps
-        let server = start_server(&bin, &db, &sink, &log, false).await?;
-        let token = cli(
-            &bin,
-            &db,
-            &["token", "--workspace", "rss", "--role", "admin"],
-            &[],
-        )
-        .await?;
+        let server = start_server(&db, &sink, &log, false).await?;
         let c = Client {
             http: reqwest::Client::new(),
             base: server.base.clone(),
-            token: token.trim().to_owned(),
+            token: admin_token(&db, "rss").await?,
         };
         let mut input = campaign("rss", json!({"wait": {"duration": "PT1S"}}), json!({}));
         input["segment"] = json!({"filter": {}});
@@ -473,7 +400,7 @@ async fn main() -> anyhow::Result<()> {
         let data = c.gql(ACTIVATE, json!({"id": id})).await?;
         let scheduled = data["activateCampaign"]["enrolled"].as_u64().unwrap_or(0);
         server.stop().await;
-        let (peak, said, secs) = run_due_rss(&bin, &db, args.rss_batches).await?;
+        let (peak, said, secs) = run_due_rss(&db, args.rss_batches).await?;
         println!("memory: {scheduled} scheduled steps, run-due peak RSS {peak} MB in {secs:.1} s ({said})");
         peaks.push((scheduled, peak, secs, said));
     }

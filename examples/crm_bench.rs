@@ -20,7 +20,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use clap::{Parser, ValueEnum};
 use common::{
-    Row, Server, clk_tck, cpu_ticks, getconf, markdown, round1, round2, round3, row, status_mb, table,
+    Leadgate, Row, Server, clk_tck, cpu_ticks, getconf, markdown, psql, round1, round2, round3, row,
+    server_env, status_mb, table,
 };
 use hmac::{Hmac, Mac};
 use serde::Serialize;
@@ -755,71 +756,22 @@ fn sign_v3(secret: &str, url: &str, body: &[u8], ms: i64) -> String {
 // ------------------------------------------------------------------ leadgate: CLI and server
 
 struct Env {
-    bin: PathBuf,
-    results: PathBuf,
+    lg: Leadgate,
     backend: Backend,
-    database_url: String,
     sqlite_file: PathBuf,
     leads: u64,
-    server_env: Vec<(String, String)>,
+}
+
+impl std::ops::Deref for Env {
+    type Target = Leadgate;
+    fn deref(&self) -> &Leadgate {
+        &self.lg
+    }
 }
 
 impl Env {
-    /// A leadgate command with only the bench's settings: no inherited `LEADGATE_*`, and run
-    /// from the results directory, where no `leadgate.toml` is picked up.
-    fn leadgate(&self) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(&self.bin);
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("LEADGATE_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.current_dir(&self.results)
-            .env("LEADGATE_DATABASE_URL", &self.database_url)
-            .env("LEADGATE_JWT_SECRET", JWT_SECRET)
-            // the CLI commands log errors only (the seed's slow-statement warnings are expected)
-            .env("LEADGATE_LOG", "error")
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    async fn run(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = self
-            .leadgate()
-            .args(args)
-            .output()
-            .await
-            .with_context(|| format!("cannot run {}", self.bin.display()))?;
-        if !out.status.success() {
-            bail!(
-                "`leadgate {}` failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
     async fn psql(&self, sql: &str) -> anyhow::Result<String> {
-        let out = tokio::process::Command::new("psql")
-            .args([
-                &format!("{PG_SERVER}/postgres"),
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-Atc",
-                sql,
-            ])
-            .env("PGCONNECT_TIMEOUT", "5")
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .context("cannot run psql")?;
-        if !out.status.success() {
-            bail!("psql failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        psql(PG_SERVER, sql).await
     }
 
     /// A fresh database with the `bench` workspace and its leads; returns the seed's wall time.
@@ -869,54 +821,14 @@ impl Env {
         Ok(started.elapsed().as_secs_f64())
     }
 
-    /// Starts `leadgate serve` on a free port and waits for `/readyz`.
+    /// Starts `leadgate serve` with the master key; the fake HubSpot listens on loopback, which
+    /// the outbound guard refuses otherwise.
     async fn serve(&self, master_key: &str, log: &Path) -> anyhow::Result<Server> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
-        let child = self
-            .leadgate()
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env("LEADGATE_LOG", "warn")
-            .env("LEADGATE_MASTER_KEY", master_key)
-            // the fake HubSpot listens on loopback, which the outbound guard refuses otherwise
-            .env("LEADGATE_OUTBOUND_ALLOW", "127.0.0.1/32")
-            .envs(self.server_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::from(log_file.try_clone()?))
-            .stderr(Stdio::from(log_file))
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start leadgate serve")?;
-        let pid = child.id().context("the server has no pid")?;
-        let mut server = Server {
-            child,
-            pid,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let http = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            let ready = http
-                .get(format!("{}/readyz", server.base))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                break;
-            }
-            if let Some(status) = server.child.try_wait()? {
-                bail!(
-                    "the server exited before it was ready ({status}); see {}",
-                    log.display()
-                );
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                bail!("the server was not ready within 60 s; see {}", log.display());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        eprintln!("== server pid {} on {}", server.pid, server.base);
-        Ok(server)
+        let env = [
+            ("LEADGATE_MASTER_KEY", master_key.to_owned()),
+            ("LEADGATE_OUTBOUND_ALLOW", "127.0.0.1/32".to_owned()),
+        ];
+        self.lg.serve(&env, log).await
     }
 }
 
@@ -2099,25 +2011,19 @@ async fn main() -> anyhow::Result<()> {
     };
     let sqlite_file = results.join("crm.sqlite");
     let env = Env {
-        bin: bin.clone(),
-        results: results.clone(),
-        backend: args.backend,
-        database_url: match args.backend {
-            Backend::Sqlite => format!("sqlite://{}", sqlite_file.display()),
-            Backend::Postgres => format!("{PG_SERVER}/{PG_DB}"),
+        lg: Leadgate {
+            bin: bin.clone(),
+            results: results.clone(),
+            database_url: match args.backend {
+                Backend::Sqlite => format!("sqlite://{}", sqlite_file.display()),
+                Backend::Postgres => format!("{PG_SERVER}/{PG_DB}"),
+            },
+            jwt_secret: JWT_SECRET,
+            server_env: server_env(&args.server_env)?,
         },
+        backend: args.backend,
         sqlite_file,
         leads,
-        server_env: args
-            .server_env
-            .iter()
-            .map(|kv| match kv.split_once('=') {
-                Some((k, v)) if k.starts_with("LEADGATE_") => Ok((k.to_owned(), v.to_owned())),
-                _ => Err(anyhow::anyhow!(
-                    "--server-env takes LEADGATE_NAME=VALUE, not `{kv}`"
-                )),
-            })
-            .collect::<anyhow::Result<_>>()?,
     };
     let machine = machine(&bin);
     let machine_line = format!(

@@ -151,3 +151,140 @@ pub fn getconf(name: &str) -> Option<String> {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .filter(|s| !s.is_empty())
 }
+
+/// The `leadgate` binary as a benchmark drives it: commands with only the benchmark's settings
+/// (no inherited `LEADGATE_*`, run from the results directory so that no `leadgate.toml` is
+/// picked up), and `serve` on a free port, ready when `/readyz` answers.
+pub struct Leadgate {
+    pub bin: std::path::PathBuf,
+    pub results: std::path::PathBuf,
+    pub database_url: String,
+    pub jwt_secret: &'static str,
+    /// Extra `LEADGATE_*` settings for the server (recorded with the results).
+    pub server_env: Vec<(String, String)>,
+}
+
+impl Leadgate {
+    /// A command on the benchmark's database; the CLI logs errors only (the seed's
+    /// slow-statement warnings are expected).
+    pub fn leadgate(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("LEADGATE_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.current_dir(&self.results)
+            .env("LEADGATE_DATABASE_URL", &self.database_url)
+            .env("LEADGATE_JWT_SECRET", self.jwt_secret)
+            .env("LEADGATE_LOG", "error")
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+
+    /// Runs a command to completion; its stdout.
+    pub async fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+        use anyhow::Context as _;
+        let out = self
+            .leadgate()
+            .args(args)
+            .output()
+            .await
+            .with_context(|| format!("cannot run {}", self.bin.display()))?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "`leadgate {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Starts `leadgate serve` on a free port with `env` beside the server settings, its output
+    /// appended to `log`, and waits up to 60 s for `/readyz`.
+    pub async fn serve(&self, env: &[(&str, String)], log: &std::path::Path) -> anyhow::Result<Server> {
+        use anyhow::Context as _;
+        use std::process::Stdio;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let child = self
+            .leadgate()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("LEADGATE_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(self.server_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::from(log_file.try_clone()?))
+            .stderr(Stdio::from(log_file))
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start leadgate serve")?;
+        let pid = child.id().context("the server has no pid")?;
+        let mut server = Server {
+            child,
+            pid,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let http = reqwest::Client::new();
+        let started = std::time::Instant::now();
+        loop {
+            let ready = http
+                .get(format!("{}/readyz", server.base))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                break;
+            }
+            if let Some(status) = server.child.try_wait()? {
+                anyhow::bail!(
+                    "the server exited before it was ready ({status}); see {}",
+                    log.display()
+                );
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                anyhow::bail!("the server was not ready within 60 s; see {}", log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!("== server pid {} on {}", server.pid, server.base);
+        Ok(server)
+    }
+}
+
+/// Runs one statement with `psql` on the server's `postgres` database; its output, trimmed.
+pub async fn psql(server: &str, sql: &str) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let out = tokio::process::Command::new("psql")
+        .args([
+            &format!("{server}/postgres"),
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-Atc",
+            sql,
+        ])
+        .env("PGCONNECT_TIMEOUT", "5")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .context("cannot run psql")?;
+    if !out.status.success() {
+        anyhow::bail!("psql failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// `--server-env LEADGATE_NAME=VALUE` arguments as pairs; anything else is refused.
+pub fn server_env(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    args.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if k.starts_with("LEADGATE_") => Ok((k.to_owned(), v.to_owned())),
+            _ => Err(anyhow::anyhow!(
+                "--server-env takes LEADGATE_NAME=VALUE, not `{kv}`"
+            )),
+        })
+        .collect()
+}

@@ -574,29 +574,3 @@ fn descriptions_name_the_relay_security_and_default_ports() {
         Mailer::Folder { .. }
     ));
 }
-
-/// Throughput through the sink, printed, not asserted:
-/// `cargo test --release --features test-kinds -- --ignored --nocapture throughput`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn throughput() {
-    let sink = Sink::start().await;
-    let mailer = relay(&sink.url());
-    let count = 5_000;
-    let started = std::time::Instant::now();
-    let mut sends = tokio::task::JoinSet::new();
-    for i in 0..count {
-        let mailer = mailer.clone();
-        sends.spawn(async move { mailer.send(&message(&format!("lead{i}@example.test"))).await });
-    }
-    while let Some(outcome) = sends.join_next().await {
-        assert!(matches!(outcome.unwrap(), SendOutcome::Accepted { .. }));
-    }
-    let elapsed = started.elapsed();
-    assert_eq!(sink.wait_for(count, WAIT).await.unwrap().len(), count);
-    println!(
-        "{count} messages in {elapsed:?}: {:.0}/s over {} connections",
-        count as f64 / elapsed.as_secs_f64(),
-        sink.connections_opened()
-    );
-}
