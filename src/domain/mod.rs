@@ -18,6 +18,7 @@ mod job;
 mod lead;
 mod paging;
 mod providers;
+mod rate;
 mod retention;
 mod values;
 mod webhook;
@@ -62,6 +63,7 @@ pub use lead::{Lead, LeadDraft, LeadPatch, LeadStatus, Patch, Timestamp, UpsertO
 pub use paging::{KeysetPage, Paged};
 pub(crate) use providers::provider_list;
 pub use providers::{EnrichmentSettings, ProviderConfig, ProviderKind, SealedKey, Usage, UsagePeriod};
+pub use rate::{MAX_RATE_COUNT, RateLimit, RatePeriod};
 pub use retention::{
     Cutoffs, Erasure, ErasureCounts, MAX_ERASURE_REASON, MAX_RETENTION_DAYS, RetentionCounts, RetentionDays,
     RetentionPolicy, RetentionRun, RunTrigger,
