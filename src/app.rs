@@ -12,13 +12,16 @@ use crate::enrich::{EnrichOptions, Enricher};
 use crate::events::Bus;
 use crate::events::delivery::{self, DeliveryHandler, Dispatcher, PruneEvents};
 use crate::events::webhooks::Deliverer;
-use crate::graphql::Gateway;
+use crate::graphql::persisted;
+use crate::graphql::ws::Drain;
+use crate::graphql::{Edge, Gateway};
 use crate::http::{HttpConfig, router};
 use crate::jobs::schedule::ScheduleSpec;
 #[cfg(feature = "test-kinds")]
 use crate::jobs::test_kinds;
 use crate::jobs::worker::Workers;
 use crate::jobs::{Handler, Registry, builtin};
+use crate::limits::Limiter;
 use crate::ops::backup::scheduled::{self, ScheduledBackup};
 use crate::service::{
     CAMPAIGN_SEGMENTS, CAMPAIGN_STEPS, CAMPAIGN_TICK, CRM_POLL, CRM_POLL_DUE, CRM_PUSH,
@@ -122,9 +125,11 @@ pub fn services(settings: &Settings, store: Store) -> anyhow::Result<Services> {
 
 /// `services` with the enrichment pipeline's options given (tests hold its clock still).
 pub fn services_with(settings: &Settings, enrich: EnrichOptions, store: Store) -> anyhow::Result<Services> {
+    let redis = settings.redis()?;
     let bus = Bus::start(store.clone(), settings.bus_options());
     let enricher = enricher(settings, enrich, store.clone(), bus.clone())?;
     let mut services = Services::new(store, enricher, bus, sealer(settings)?);
+    services.redis = redis;
     services.exports.set_batch_size(settings.export_batch_size);
     services.webhooks.set_outbound(settings.outbound_policy());
     services.crm.set_outbound(settings.outbound_policy());
@@ -355,6 +360,8 @@ pub struct App {
     pub router: axum::Router,
     /// The in-process workers, unless `workers` is off.
     pub workers: Option<Workers>,
+    /// Started when shutdown begins (`/readyz` unready, WebSockets closed with 1012).
+    pub drain: Drain,
 }
 
 /// Builds the whole application on an opened store, with its job workers when `workers` is
@@ -371,7 +378,9 @@ pub async fn assemble(
     } else {
         None
     };
-    let gateway = Gateway::new(services.clone(), settings.graphql_limits());
+    let gateway =
+        Gateway::new(services.clone(), settings.graphql_limits()).with_edge(edge(settings, &services)?);
+    let drain = Drain::default();
     let http = HttpConfig {
         max_body_bytes: settings.max_body_bytes,
         max_upload_bytes: usize::try_from(settings.import_max_upload_mb.saturating_mul(1 << 20))
@@ -379,6 +388,7 @@ pub async fn assemble(
         request_timeout: Duration::from_secs(settings.request_timeout_secs),
         graphiql_token,
         ws: settings.ws_config(),
+        drain: drain.clone(),
     };
     let router = router(gateway, auth.clone(), services.clone(), http);
     Ok(App {
@@ -386,6 +396,29 @@ pub async fn assemble(
         auth,
         router,
         workers,
+        drain,
+    })
+}
+
+/// Rate limits and persisted queries as configured, shared through the services' Redis when
+/// there is one.
+pub fn edge(settings: &Settings, services: &Services) -> anyhow::Result<Edge> {
+    let clock = crate::limits::system_clock();
+    let limiter = match &services.redis {
+        Some(redis) => Limiter::shared(redis.clone(), clock),
+        None => Limiter::local(clock),
+    };
+    let mode = persisted::Mode::parse(&settings.persisted_queries)
+        .context("setting `persisted_queries` must be auto, allowlist or off")?;
+    let manifest = match &settings.persisted_queries_file {
+        Some(path) => persisted::read_manifest(path)
+            .map_err(|e| anyhow::anyhow!("setting `persisted_queries_file`: {e}"))?,
+        None => Default::default(),
+    };
+    Ok(Edge {
+        limiter,
+        policy: settings.rate_policy()?,
+        persisted: persisted::PersistedQueries::new(mode, manifest, services.redis.clone()),
     })
 }
 

@@ -12,7 +12,7 @@ pub use layers::{ENV_PREFIX, Flags, env_var, fields, flag};
 
 use crate::auth::{AuthConfig, PublicKeyConfig};
 use crate::domain::ProviderKind;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -75,6 +75,40 @@ pub struct Settings {
     /// Frames queued for one WebSocket connection; a shared subscription that finds the
     /// queue full is ended with `SLOW_CONSUMER`.
     pub ws_send_queue: usize,
+    /// Redis shared by every instance: `redis://host:6379` or `rediss://…` (TLS, as hosted
+    /// Redis services need), with `user:password@` and `/db` if needed. With one, rate limits,
+    /// the enrichment cache's second level and single-flight, and persisted queries are shared
+    /// by all instances; without one (or while it is unreachable) each process keeps its own.
+    #[serde(skip_serializing)]
+    pub redis_url: Option<SecretString>,
+    /// Milliseconds one Redis command may take before the in-process fallback answers.
+    pub redis_timeout_ms: u64,
+    /// Prefix of every Redis key, so deployments can share a Redis.
+    pub redis_prefix: String,
+    /// The rate each API key or token gets unless its key or role says otherwise, in cost
+    /// units per period (`600/min`, `20/s`; a request costs 1, plus 1 per 100 fields it may
+    /// return); `off` for none.
+    pub rate_limit: String,
+    /// The rate of requests without a token, per client address; `off` for none.
+    pub rate_limit_anonymous: String,
+    /// The rate of a whole workspace, all its keys and tokens together; `off` for none.
+    pub rate_limit_workspace: String,
+    /// Rates by role that replace `rate_limit` for callers of that role (`partner =
+    /// "300/min"`); a key's own `rateLimit` replaces both. In the environment `role=rate`
+    /// pairs separated by commas; on the command line `--rate-limit-role role=rate`, repeated.
+    pub rate_limit_roles: BTreeMap<String, String>,
+    /// Automatic persisted queries (the Apollo protocol): `auto` (any client may register a
+    /// document by its SHA-256), `allowlist` (only the documents of `persisted_queries_file`
+    /// run; other documents are refused) or `off`.
+    pub persisted_queries: String,
+    /// A persisted-query manifest (Apollo's `{"format":"apollo-persisted-query-manifest",
+    /// "operations":[{"id","body",…}]}`, or a JSON object of hash → document) whose documents
+    /// are registered at start; with `persisted_queries = "allowlist"`, the only ones that run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persisted_queries_file: Option<PathBuf>,
+    /// Milliseconds between SIGTERM and closing the listener, while `/readyz` answers 503 so
+    /// a load balancer stops sending new requests; in-flight requests then finish.
+    pub shutdown_delay_ms: u64,
     /// Base64 of 32 random bytes; seals provider API keys at rest. Required once any key is
     /// stored (`openssl rand -base64 32`).
     #[serde(skip_serializing)]
@@ -233,6 +267,16 @@ impl Default for Settings {
             ws_max_subscriptions: 50,
             ws_max_connections_per_token: 20,
             ws_send_queue: 256,
+            redis_url: None,
+            redis_timeout_ms: 250,
+            redis_prefix: "leadgate:".into(),
+            rate_limit: "600/min".into(),
+            rate_limit_anonymous: "60/min".into(),
+            rate_limit_workspace: "off".into(),
+            rate_limit_roles: BTreeMap::new(),
+            persisted_queries: "auto".into(),
+            persisted_queries_file: None,
+            shutdown_delay_ms: 0,
             master_key: None,
             provider_urls: crate::enrich::providers::default_urls(),
             provider_timeout_ms: 3_000,
@@ -336,6 +380,22 @@ impl Settings {
         }
         if self.database_max_connections == 0 {
             return invalid("database_max_connections", "must be at least 1");
+        }
+        self.rate_policy()?;
+        if !["auto", "allowlist", "off"].contains(&self.persisted_queries.as_str()) {
+            return invalid("persisted_queries", "must be `auto`, `allowlist` or `off`");
+        }
+        if self.persisted_queries == "allowlist" && self.persisted_queries_file.is_none() {
+            return invalid(
+                "persisted_queries_file",
+                "must name the manifest of allowed operations when persisted_queries is `allowlist`",
+            );
+        }
+        if let Some(url) = &self.redis_url {
+            let url = url.expose_secret();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return invalid("redis_url", "must start with redis:// or rediss:// (TLS)");
+            }
         }
         if self.smtp_pool == 0 {
             return invalid("smtp_pool", "must be at least 1");
@@ -535,6 +595,55 @@ impl Settings {
         }
     }
 
+    /// The rate limits, checked (each names the setting that is wrong).
+    pub fn rate_policy(&self) -> Result<crate::limits::RatePolicy, ConfigError> {
+        let parse = |setting: &'static str, raw: &str| {
+            crate::limits::parse_setting(raw).map_err(|message| ConfigError::Invalid {
+                setting,
+                message,
+                from: None,
+            })
+        };
+        let mut roles = std::collections::HashMap::new();
+        for (role, raw) in &self.rate_limit_roles {
+            let Some(role) = crate::domain::Role::parse(role) else {
+                return Err(ConfigError::Invalid {
+                    setting: "rate_limit_roles",
+                    message: format!("`{role}` is not a role (admin, member, viewer, partner)"),
+                    from: None,
+                });
+            };
+            if let Some(rate) = parse("rate_limit_roles", raw)? {
+                roles.insert(role, rate);
+            }
+        }
+        Ok(crate::limits::RatePolicy {
+            default: parse("rate_limit", &self.rate_limit)?,
+            anonymous: parse("rate_limit_anonymous", &self.rate_limit_anonymous)?,
+            workspace: parse("rate_limit_workspace", &self.rate_limit_workspace)?,
+            roles,
+        })
+    }
+
+    /// The configured Redis, if any (connected lazily; see `cluster`).
+    pub fn redis(&self) -> Result<Option<crate::cluster::Redis>, ConfigError> {
+        let Some(url) = &self.redis_url else {
+            return Ok(None);
+        };
+        let options = crate::cluster::RedisOptions {
+            timeout: std::time::Duration::from_millis(self.redis_timeout_ms.max(1)),
+            prefix: self.redis_prefix.clone(),
+            ..crate::cluster::RedisOptions::default()
+        };
+        crate::cluster::Redis::open(url.expose_secret(), options)
+            .map(Some)
+            .map_err(|message| ConfigError::Invalid {
+                setting: "redis_url",
+                message,
+                from: None,
+            })
+    }
+
     /// How webhooks are delivered.
     pub fn webhook_options(&self) -> crate::events::webhooks::WebhookOptions {
         crate::events::webhooks::WebhookOptions {
@@ -549,7 +658,6 @@ impl Settings {
     /// `outbound_allow` names (plus loopback in demo mode).
     /// How campaign mail leaves: the SMTP relay, or the `.eml` folder.
     pub fn mailer(&self) -> Result<crate::mail::Mailer, crate::mail::MailError> {
-        use secrecy::ExposeSecret;
         crate::mail::Mailer::new(
             self.smtp_url.as_ref().map(|u| u.expose_secret()),
             &self.mail_folder,
@@ -575,7 +683,6 @@ impl Settings {
 
     /// What verifies inbound mail events, from the keys configured.
     pub fn mail_verifier(&self) -> crate::mail::inbound::Verifier {
-        use secrecy::ExposeSecret;
         let mut v = crate::mail::inbound::Verifier::new();
         if let Some(s) = &self.mail_webhook_secret {
             v = v.with_generic_secret(s.expose_secret());

@@ -102,6 +102,50 @@ pub struct HttpFlags {
     pub introspection: Option<Introspection>,
 }
 
+/// Redis, shared by every instance: `serve` and `worker`.
+#[derive(Args, Clone, Debug, Default, Serialize)]
+#[command(next_help_heading = "Redis")]
+pub struct RedisFlags {
+    /// redis://host:6379 or rediss://… (TLS); shares limits and caches between instances.
+    #[arg(long, value_name = "URL", value_parser = secret)]
+    #[serde(serialize_with = "expose")]
+    pub redis_url: Option<SecretString>,
+    /// Milliseconds a Redis command may take before the in-process fallback answers.
+    #[arg(long, value_name = "MS")]
+    pub redis_timeout_ms: Option<u64>,
+    /// Prefix of every Redis key.
+    #[arg(long, value_name = "PREFIX")]
+    pub redis_prefix: Option<String>,
+}
+
+/// Rate limits, persisted queries and shutdown: `serve`.
+#[derive(Args, Clone, Debug, Default, Serialize)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitFlags {
+    /// Rate per API key or token (600/min, 20/s, off).
+    #[arg(long, value_name = "RATE")]
+    pub rate_limit: Option<String>,
+    /// Rate per client address without a token (off for none).
+    #[arg(long, value_name = "RATE")]
+    pub rate_limit_anonymous: Option<String>,
+    /// Rate per workspace, all callers together (off for none).
+    #[arg(long, value_name = "RATE")]
+    pub rate_limit_workspace: Option<String>,
+    /// Rate of a role, as `role=rate` (partner=300/min); repeat for more roles.
+    #[arg(long = "rate-limit-role", value_name = "ROLE=RATE", value_parser = name_and_value)]
+    #[serde(serialize_with = "table", skip_serializing_if = "Vec::is_empty")]
+    pub rate_limit_roles: Vec<(String, String)>,
+    /// Automatic persisted queries: auto, allowlist or off.
+    #[arg(long, value_name = "MODE")]
+    pub persisted_queries: Option<String>,
+    /// Manifest of persisted queries registered at start (the allow-list).
+    #[arg(long, value_name = "FILE")]
+    pub persisted_queries_file: Option<PathBuf>,
+    /// Milliseconds /readyz answers 503 after SIGTERM before the listener closes.
+    #[arg(long, value_name = "MS")]
+    pub shutdown_delay_ms: Option<u64>,
+}
+
 /// Exports: `serve` (the HTTP endpoint) and `export`.
 #[derive(Args, Clone, Debug, Default, Serialize)]
 #[command(next_help_heading = "Exports")]

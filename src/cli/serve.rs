@@ -4,8 +4,8 @@
 //! webhooks, and the job workers (both).
 
 use super::flags::{
-    CommonFlags, DatabaseFlags, EnrichmentFlags, EventFlags, ExportFlags, HttpFlags, JobFlags, MailFlags,
-    OutboundFlags, SealingFlags, SettingFlags, TokenFlags, WsFlags,
+    CommonFlags, DatabaseFlags, EnrichmentFlags, EventFlags, ExportFlags, HttpFlags, JobFlags, LimitFlags,
+    MailFlags, OutboundFlags, RedisFlags, SealingFlags, SettingFlags, TokenFlags, WsFlags,
 };
 use crate::app::{self, App};
 use crate::config::Settings;
@@ -59,6 +59,12 @@ pub struct ServeSettings {
     pub http: HttpFlags,
     #[command(flatten)]
     #[serde(flatten)]
+    pub limits: LimitFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub redis: RedisFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
     pub exports: ExportFlags,
     #[command(flatten)]
     #[serde(flatten)]
@@ -109,6 +115,9 @@ pub struct WorkerSettings {
     #[command(flatten)]
     #[serde(flatten)]
     pub sealing: SealingFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub redis: RedisFlags,
     #[command(flatten)]
     #[serde(flatten)]
     pub enrichment: EnrichmentFlags,
@@ -165,8 +174,22 @@ pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Resul
         None
     };
     let services_mail = services.campaigns.describe_mail();
-    let App { router, workers, .. } = app::assemble(settings, services, auth, demo_token.clone()).await?;
-    let shutdown = crate::http::shutdown_signal();
+    let redis = services.redis.clone();
+    let App {
+        router,
+        workers,
+        drain,
+        ..
+    } = app::assemble(settings, services, auth, demo_token.clone()).await?;
+    let signal = crate::http::shutdown_signal();
+    let delay = Duration::from_millis(settings.shutdown_delay_ms);
+    // unready first, so a load balancer stops sending, then close the listener and let
+    // in-flight requests finish
+    let shutdown = async move {
+        signal.await;
+        drain.start();
+        tokio::time::sleep(delay).await;
+    };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -185,6 +208,18 @@ pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Resul
     );
     let _ = writeln!(out, "GraphiQL: http://{shown}/graphiql");
     banner.push(format!("Mail: {}", services_mail));
+    banner.push(match &redis {
+        Some(redis) if redis.ping().await => format!(
+            "Redis: {} (rate limits, enrichment cache and persisted queries shared)",
+            redis.describe()
+        ),
+        Some(redis) => format!(
+            "Redis: {} is not answering; limits and caches stay in this process until it does",
+            redis.describe()
+        ),
+        None => "Redis: none (rate limits and caches are per process; set LEADGATE_REDIS_URL to share them)"
+            .into(),
+    });
     for line in banner {
         let _ = writeln!(out, "{line}");
     }

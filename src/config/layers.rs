@@ -39,7 +39,10 @@ pub fn env_var(field: &str) -> String {
 }
 
 /// Settings whose flag is not their name with hyphens: a table given one entry per flag.
-const FLAG_NAMES: &[(&str, &str)] = &[("provider_urls", "--provider-url")];
+const FLAG_NAMES: &[(&str, &str)] = &[
+    ("provider_urls", "--provider-url"),
+    ("rate_limit_roles", "--rate-limit-role"),
+];
 
 /// The command-line flag of a setting: its name with hyphens (`provider_urls`, a table, is
 /// `--provider-url`, given once per entry).

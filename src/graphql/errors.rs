@@ -23,6 +23,8 @@ pub const INTROSPECTION_DISABLED: &str = "INTROSPECTION_DISABLED";
 /// A request a browser could send cross-site without a preflight (GET, or a multipart POST)
 /// came without `x-leadgate-csrf` or `apollo-require-preflight`.
 pub const CSRF_HEADER_REQUIRED: &str = "CSRF_HEADER_REQUIRED";
+/// Over a rate limit; HTTP says when to retry (`Retry-After`).
+pub const RATE_LIMITED: &str = "RATE_LIMITED";
 
 /// A GraphQL error carrying `extensions.code`.
 pub fn coded(code: &'static str, message: impl Into<String>) -> async_graphql::Error {

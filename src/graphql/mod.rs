@@ -6,6 +6,7 @@
 
 mod campaigns;
 mod connection;
+mod cost;
 mod crm;
 mod documents;
 mod enrichment;
@@ -19,6 +20,7 @@ mod inputs;
 mod jobs;
 mod mutation;
 mod ops;
+pub mod persisted;
 mod query;
 mod subscription;
 pub mod transport;
@@ -113,6 +115,26 @@ pub struct Gateway {
     limits: Limits,
     filters: export::FilterParser,
     documents: documents::DocumentCache,
+    edge: Edge,
+}
+
+/// What a gateway shares with other instances: rate limits and persisted queries.
+#[derive(Clone)]
+pub struct Edge {
+    pub limiter: crate::limits::Limiter,
+    pub policy: crate::limits::RatePolicy,
+    pub persisted: persisted::PersistedQueries,
+}
+
+impl Default for Edge {
+    /// No rate limits; automatic persisted queries in this process.
+    fn default() -> Self {
+        Self {
+            limiter: crate::limits::Limiter::local(crate::limits::system_clock()),
+            policy: crate::limits::RatePolicy::off(),
+            persisted: persisted::PersistedQueries::default(),
+        }
+    }
 }
 
 impl Gateway {
@@ -132,7 +154,18 @@ impl Gateway {
             limits,
             filters: export::FilterParser::new(),
             documents: documents::DocumentCache::default(),
+            edge: Edge::default(),
         }
+    }
+
+    /// This gateway with `edge`'s rate limits and persisted queries.
+    pub fn with_edge(self, edge: Edge) -> Self {
+        Self { edge, ..self }
+    }
+
+    /// Rate limits and persisted queries.
+    pub fn edge(&self) -> &Edge {
+        &self.edge
     }
 
     /// A `LeadFilter` given as JSON, validated as the GraphQL input is (for exports).

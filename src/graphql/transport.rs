@@ -137,6 +137,8 @@ pub struct HttpRequest<'a> {
     pub body: &'a [u8],
     /// The `X-Leadgate-Max-Credits` header: the request's enrichment credit budget.
     pub max_credits: Option<&'a str>,
+    /// The client's address, for the anonymous rate limit.
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// The header that caps what a request may spend on enrichment.
@@ -152,6 +154,9 @@ pub struct HttpReply {
     pub allow: Option<&'static str>,
     /// Value for a `WWW-Authenticate` header (401).
     pub www_authenticate: Option<&'static str>,
+    /// The rate-limit decision, for the `RateLimit`, `RateLimit-Policy` and `Retry-After`
+    /// headers.
+    pub rate: Option<crate::limits::Decision>,
 }
 
 #[derive(Serialize)]
@@ -192,6 +197,7 @@ pub fn error_reply(status: u16, media: MediaType, code: &'static str, message: &
         body,
         allow: None,
         www_authenticate: None,
+        rate: None,
     }
 }
 
@@ -228,6 +234,13 @@ pub async fn serve(gateway: &Gateway, req: HttpRequest<'_>, caller: Caller) -> H
         }
         match decode_get(req.query_string.unwrap_or_default()) {
             Ok(mut r) => {
+                if let Err(e) = gateway.edge().persisted.resolve(&mut r).await {
+                    return encode(
+                        media,
+                        &BatchResponse::Single(Response::from_errors(vec![e])),
+                        None,
+                    );
+                }
                 let operation = r.operation_name.clone();
                 if let Ok(doc) = r.parsed_query()
                     && is_mutation(doc, operation.as_deref())
@@ -260,7 +273,7 @@ pub async fn serve(gateway: &Gateway, req: HttpRequest<'_>, caller: Caller) -> H
             Err(message) => return bad_request(media, &message),
         }
     };
-    run_batch(gateway, media, batch, caller, header_budget).await
+    run_batch(gateway, media, batch, caller, header_budget, req.client).await
 }
 
 /// Runs a decoded request or batch and encodes the answer.
@@ -270,17 +283,28 @@ async fn run_batch(
     batch: BatchRequest,
     caller: Caller,
     header_budget: Option<u64>,
+    client: Option<std::net::IpAddr>,
 ) -> HttpReply {
-    let response = match batch {
-        BatchRequest::Single(r) => BatchResponse::Single(execute(gateway, r, caller, header_budget).await),
+    let (response, rate) = match batch {
+        BatchRequest::Single(r) => {
+            let (response, rate) = execute(gateway, r, caller, header_budget, client).await;
+            (BatchResponse::Single(response), rate)
+        }
         BatchRequest::Batch(rs) => {
             let runs = rs
                 .into_iter()
-                .map(|r| execute(gateway, r, caller.clone(), header_budget));
-            BatchResponse::Batch(futures_util::future::join_all(runs).await)
+                .map(|r| execute(gateway, r, caller.clone(), header_budget, client));
+            let (responses, rates): (Vec<_>, Vec<_>) =
+                futures_util::future::join_all(runs).await.into_iter().unzip();
+            // the headers tell of the tightest decision: a refusal, else the fewest remaining
+            let rate = rates
+                .into_iter()
+                .flatten()
+                .min_by_key(|d| (d.allowed, d.remaining));
+            (BatchResponse::Batch(responses), rate)
         }
     };
-    encode(media, &response)
+    encode(media, &response, rate)
 }
 
 /// A `multipart/form-data` POST (the GraphQL multipart request spec,
@@ -369,7 +393,7 @@ pub async fn serve_multipart(
         let max = gateway.limits().batch;
         return bad_request(media, &format!("a batch may contain at most {max} requests"));
     }
-    run_batch(gateway, media, batch, caller, header_budget).await
+    run_batch(gateway, media, batch, caller, header_budget, None).await
 }
 
 /// The `X-Leadgate-Max-Credits` header as a budget.
@@ -382,15 +406,25 @@ fn parse_budget(raw: Option<&str>) -> Result<Option<u64>, &'static str> {
 }
 
 /// Parses and checks one request, then runs it; failures before execution carry a code.
+/// Returns the rate-limit decision with the response (none when nothing was limited).
 async fn execute(
     gateway: &Gateway,
-    request: Request,
+    mut request: Request,
     caller: Caller,
     header_budget: Option<u64>,
-) -> Response {
-    let (request, scope) = match prepare_execution(gateway, request, caller, header_budget) {
+    client: Option<std::net::IpAddr>,
+) -> (Response, Option<crate::limits::Decision>) {
+    if let Err(e) = gateway.edge().persisted.resolve(&mut request).await {
+        return (Response::from_errors(vec![e]), None);
+    }
+    let subject = rate_subject(&caller, client);
+    let (mut request, scope) = match prepare_execution(gateway, request, caller, header_budget) {
         Ok(prepared) => prepared,
-        Err(response) => return *response,
+        Err(response) => return (*response, None),
+    };
+    let decision = match admit(gateway, &mut request, &subject).await {
+        Ok(decision) => decision,
+        Err((response, decision)) => return (*response, Some(decision)),
     };
     let mut response = gateway.schema().execute(request).await;
     label_request_errors(&mut response);
@@ -399,7 +433,82 @@ async fn execute(
             .extensions
             .insert("enrichment".to_owned(), super::enrichment::spend_extension(spend));
     }
-    response
+    (response, decision)
+}
+
+/// The rate-limit subject of a caller: its key or token, else its address.
+pub(super) fn rate_subject(caller: &Caller, client: Option<std::net::IpAddr>) -> RateSubject {
+    match &caller.0 {
+        Some(actor) => RateSubject::Caller {
+            kind: actor.limit_kind(),
+            key: actor.limit_key(),
+            role: actor.role,
+            own: actor.own_rate_limit(),
+            workspace: actor.workspace_id.to_string(),
+        },
+        None => RateSubject::Anonymous(client),
+    }
+}
+
+/// `limits::Subject`, owned, so it can outlive the caller moved into the request.
+pub(super) enum RateSubject {
+    Caller {
+        kind: &'static str,
+        key: String,
+        role: crate::domain::Role,
+        own: Option<crate::domain::RateLimit>,
+        workspace: String,
+    },
+    Anonymous(Option<std::net::IpAddr>),
+}
+
+/// Checks a prepared request against its rate limits: `Err` is the `RATE_LIMITED` response.
+pub(super) async fn admit(
+    gateway: &Gateway,
+    request: &mut Request,
+    subject: &RateSubject,
+) -> Result<Option<crate::limits::Decision>, (Box<Response>, crate::limits::Decision)> {
+    let subject = match subject {
+        RateSubject::Caller {
+            kind,
+            key,
+            role,
+            own,
+            workspace,
+        } => crate::limits::Subject::Caller {
+            kind,
+            key,
+            role: *role,
+            own: *own,
+            workspace: workspace.clone(),
+        },
+        RateSubject::Anonymous(address) => crate::limits::Subject::Anonymous(*address),
+    };
+    let edge = gateway.edge();
+    let rules = edge.policy.rules(&subject);
+    if rules.is_empty() {
+        return Ok(None);
+    }
+    let operation = request.operation_name.clone();
+    let variables = request.variables.clone();
+    let cost = match request.parsed_query() {
+        Ok(doc) => super::cost::estimate(doc, operation.as_deref(), &variables),
+        Err(_) => 1,
+    };
+    match edge.limiter.check(&rules, cost).await {
+        Some(decision) if !decision.allowed => {
+            let message = format!(
+                "rate limit exceeded ({} per {} s for this {}); retry after {} s",
+                decision.rate.count(),
+                decision.rate.period().as_secs(),
+                decision.policy,
+                decision.retry_after_secs()
+            );
+            let error = guard::with_code(ServerError::new(message, None), super::errors::RATE_LIMITED);
+            Err((Box::new(Response::from_errors(vec![error])), decision))
+        }
+        decision => Ok(decision),
+    }
 }
 
 /// Everything before execution, shared with the WebSocket transport: parse, the document
@@ -453,10 +562,13 @@ pub(super) fn label_request_errors(response: &mut Response) {
     }
 }
 
-fn encode(media: MediaType, response: &BatchResponse) -> HttpReply {
+fn encode(media: MediaType, response: &BatchResponse, rate: Option<crate::limits::Decision>) -> HttpReply {
+    let refused = rate.as_ref().is_some_and(|d| !d.allowed);
     let (status, body) = match response {
         BatchResponse::Single(r) => {
-            let status = if media == MediaType::GraphqlResponseJson && is_request_error(r) {
+            let status = if refused {
+                429
+            } else if media == MediaType::GraphqlResponseJson && is_request_error(r) {
                 400
             } else {
                 200
@@ -475,6 +587,7 @@ fn encode(media: MediaType, response: &BatchResponse) -> HttpReply {
             body,
             allow: None,
             www_authenticate: None,
+            rate,
         },
         Err(_) => error_reply(500, media, super::errors::INTERNAL, "internal error"),
     }
@@ -501,10 +614,8 @@ fn decode_get(query_string: &str) -> Result<Request, String> {
             _ => {}
         }
     }
-    let query = query
-        .filter(|q| !q.trim().is_empty())
-        .ok_or("the `query` parameter is required")?;
-    let mut request = Request::new(query);
+    let query = query.filter(|q| !q.trim().is_empty());
+    let mut request = Request::new(query.clone().unwrap_or_default());
     request.operation_name = operation_name;
     if let Some(v) = variables {
         let json: serde_json::Value =
@@ -515,6 +626,9 @@ fn decode_get(query_string: &str) -> Result<Request, String> {
         let json: serde_json::Value =
             serde_json::from_str(&e).map_err(|_| "`extensions` must be a JSON object".to_owned())?;
         request.extensions = async_graphql::Extensions(extensions_from(json)?);
+    }
+    if query.is_none() && !super::persisted::names_persisted_query(&request.extensions) {
+        return Err("the `query` parameter is required".into());
     }
     Ok(request)
 }
@@ -571,13 +685,11 @@ fn request_from(json: serde_json::Value) -> Result<Request, String> {
         return Err("the body must be a JSON object with a `query`".into());
     };
     let query = match map.remove("query") {
-        Some(serde_json::Value::String(q)) if !q.trim().is_empty() => q,
-        Some(serde_json::Value::String(_)) | None | Some(serde_json::Value::Null) => {
-            return Err("`query` is required".into());
-        }
+        Some(serde_json::Value::String(q)) if !q.trim().is_empty() => Some(q),
+        Some(serde_json::Value::String(_)) | None | Some(serde_json::Value::Null) => None,
         Some(_) => return Err("`query` must be a string".into()),
     };
-    let mut request = Request::new(query);
+    let mut request = Request::new(query.clone().unwrap_or_default());
     request.operation_name = match map.remove("operationName") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(s)) => Some(s),
@@ -588,6 +700,9 @@ fn request_from(json: serde_json::Value) -> Result<Request, String> {
     }
     if let Some(e) = map.remove("extensions") {
         request.extensions = async_graphql::Extensions(extensions_from(e)?);
+    }
+    if query.is_none() && !super::persisted::names_persisted_query(&request.extensions) {
+        return Err("`query` is required".into());
     }
     Ok(request)
 }

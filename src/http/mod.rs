@@ -8,7 +8,7 @@
 
 use crate::auth::Authenticator;
 use crate::graphql::transport::{self, HttpReply, HttpRequest, MediaType};
-use crate::graphql::ws::{ConnectionLimiter, Hub, TokenVerifier, WsConfig, WsContext};
+use crate::graphql::ws::{ConnectionLimiter, Drain, Hub, TokenVerifier, WsConfig, WsContext};
 use crate::graphql::{Caller, Gateway};
 use crate::service::{Actor, Services};
 use axum::Router;
@@ -40,6 +40,8 @@ pub struct HttpConfig {
     pub graphiql_token: Option<String>,
     /// GraphQL over WebSocket.
     pub ws: WsConfig,
+    /// Set when shutdown begins: `/readyz` answers 503 and WebSockets close with 1012.
+    pub drain: Drain,
 }
 
 struct AppState {
@@ -62,6 +64,7 @@ pub fn router(gateway: Gateway, auth: Authenticator, services: Services, config:
         limiter: ConnectionLimiter::new(config.ws.max_connections_per_token),
         hub: Hub::new(),
         config: config.ws.clone(),
+        drain: config.drain.clone(),
     });
     let state = Arc::new(AppState {
         gateway,
@@ -150,8 +153,19 @@ async fn graphql_get(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
+    request: axum::extract::Request,
 ) -> Response {
-    graphql(&state, &headers, true, query.as_deref(), &Bytes::new()).await
+    let client = client_address(&request);
+    graphql(&state, &headers, true, query.as_deref(), &Bytes::new(), client).await
+}
+
+/// The peer's address (the anonymous rate limit counts per address); a proxy's own address
+/// when one is in front.
+fn client_address(request: &axum::extract::Request) -> Option<std::net::IpAddr> {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
 }
 
 /// A POST: JSON bodies are read whole (within `max_body_bytes`); `multipart/form-data` (the
@@ -159,12 +173,13 @@ async fn graphql_get(
 /// to temporary files and stops at `max_upload_bytes`.
 async fn graphql_post(State(state): State<Arc<AppState>>, request: axum::extract::Request) -> Response {
     let headers = request.headers().clone();
+    let client = client_address(&request);
     if transport::is_multipart(header_str(&headers, header::CONTENT_TYPE)) {
         return graphql_multipart(&state, &headers, request.into_body()).await;
     }
     // `Bytes` applies the `DefaultBodyLimit` (413 past `max_body_bytes`)
     match Bytes::from_request(request, &()).await {
-        Ok(body) => graphql(&state, &headers, false, None, &body).await,
+        Ok(body) => graphql(&state, &headers, false, None, &body, client).await,
         Err(rejection) => rejection.into_response(),
     }
 }
@@ -201,6 +216,7 @@ async fn graphql(
     is_get: bool,
     query: Option<&str>,
     body: &Bytes,
+    client: Option<std::net::IpAddr>,
 ) -> Response {
     let accept = header_str(headers, header::ACCEPT);
     let caller = match caller(state, headers) {
@@ -220,6 +236,7 @@ async fn graphql(
         max_credits: headers
             .get(transport::MAX_CREDITS_HEADER)
             .and_then(|v| v.to_str().ok()),
+        client,
     };
     reply(transport::serve(&state.gateway, request, caller).await)
 }
@@ -247,7 +264,31 @@ fn reply(r: HttpReply) -> Response {
     if let Some(challenge) = r.www_authenticate {
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
     }
+    if let Some(rate) = &r.rate {
+        rate_headers(headers, rate);
+    }
     response
+}
+
+/// The rate-limit fields of draft-ietf-httpapi-ratelimit-headers (`RateLimit-Policy`: the
+/// quota and its window; `RateLimit`: what remains and seconds until it is whole again), and
+/// `Retry-After` on a refusal.
+fn rate_headers(headers: &mut HeaderMap, rate: &crate::limits::Decision) {
+    let policy = format!(
+        "\"{}\";q={};w={}",
+        rate.policy,
+        rate.rate.count(),
+        rate.rate.period().as_secs()
+    );
+    let current = format!("\"{}\";r={};t={}", rate.policy, rate.remaining, rate.reset_secs());
+    for (name, value) in [("ratelimit-policy", policy), ("ratelimit", current)] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    if !rate.allowed {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(rate.retry_after_secs()));
+    }
 }
 
 async fn graphiql(State(state): State<Arc<AppState>>) -> impl IntoResponse {
@@ -264,13 +305,22 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
         format!(
-            "{}{}{}{}{}{}",
+            "{}{}{}{}{}{}{}{}{}",
             state.services.jobs.queue().metrics().render_families(),
             state.services.exports.metrics().render_families(),
             state.services.enrichment.enricher().metrics().render(),
             state.services.crm.metrics().render(),
             state.services.campaigns.metrics().render(),
             document_cache_metrics(state.gateway.document_cache().stats()),
+            state.gateway.edge().persisted.render_metrics(),
+            state.gateway.edge().limiter.render_metrics(),
+            state
+                .gateway
+                .edge()
+                .limiter
+                .redis()
+                .map(|r| r.render_metrics())
+                .unwrap_or_default(),
         ),
     )
 }
@@ -455,6 +505,13 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    if state.config.drain.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"status":"unavailable","reason":"shutting down"}"#,
+        );
+    }
     match state.services.ping().await {
         Ok(()) => (
             StatusCode::OK,
@@ -505,7 +562,10 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -70,6 +70,21 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// The name of the caller's own rate limit: `key` for an API key, `token` for a JWT.
+    pub fn limit_kind(&self) -> &'static str {
+        "token"
+    }
+
+    /// What the caller's own rate limit counts against.
+    pub fn limit_key(&self) -> String {
+        format!("token:{}:{}", self.workspace_id, self.subject)
+    }
+
+    /// A rate of the caller's own, replacing the role's and the default.
+    pub fn own_rate_limit(&self) -> Option<crate::domain::RateLimit> {
+        None
+    }
+
     /// Fails with `Forbidden` unless the caller is an admin of its workspace.
     pub fn require_admin(&self) -> Result<(), ServiceError> {
         if self.role == Role::Admin {
@@ -154,6 +169,8 @@ pub struct Services {
     pub imports: ImportService,
     pub retention: RetentionService,
     pub erasure: ErasureService,
+    /// The Redis instances share, when one is configured (`cluster`).
+    pub redis: Option<crate::cluster::Redis>,
 }
 
 impl Services {
@@ -189,6 +206,7 @@ impl Services {
             leads,
             retention: RetentionService::new(store.clone(), queue.clone()),
             erasure: ErasureService::new(store.clone(), enricher, bus.clone()),
+            redis: None,
             workspaces: WorkspaceService::new(store.clone()),
             enrichment,
             imports: ImportService::new(store.clone(), bus.clone(), queue.clone()),

@@ -106,6 +106,18 @@ fn only_graphql_imports_async_graphql() {
     }
 }
 
+/// Every Redis command goes through `cluster::Redis`, with its timeout and fallback.
+#[test]
+fn only_cluster_speaks_redis() {
+    for module in [
+        "domain", "store", "service", "graphql", "http", "auth", "bulk", "enrich", "events", "crypto",
+        "jobs", "ops", "net", "limits", "crm", "mail",
+    ] {
+        let found = offenders(module, &["redis::"]);
+        assert!(found.is_empty(), "{found:?}");
+    }
+}
+
 #[test]
 fn only_http_imports_axum() {
     for module in [
@@ -234,6 +246,8 @@ fn every_setting_has_an_environment_variable() {
                 "mail_webhook_secret" | "mailgun_signing_key" => ("a-webhook-signing-secret".into(), false),
                 "sendgrid_public_key" => ("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQc=".into(), false),
                 "sendgrid_inbound_basic" => ("parse:secret".into(), false),
+                "redis_url" => ("rediss://default:secret@redis.example.com:6379".into(), false),
+                "persisted_queries_file" => ("operations.json".into(), false),
                 other => panic!("setting `{other}` has no default: add a value for it here"),
             },
         };
@@ -255,10 +269,12 @@ fn every_setting_has_an_environment_variable() {
 const LAYERS: &[(&str, &[&str])] = &[
     ("domain", &[]),
     ("net", &[]),
+    ("cluster", &[]),
+    ("limits", &["domain", "cluster"]),
     ("store", &["domain"]),
     ("crypto", &["domain"]),
     ("auth", &["domain"]),
-    ("enrich", &["domain", "store", "crypto", "net"]),
+    ("enrich", &["domain", "store", "crypto", "net", "cluster"]),
     ("crm", &["domain", "net"]),
     ("mail", &[]),
     ("jobs", &["domain", "store"]),
@@ -269,10 +285,11 @@ const LAYERS: &[(&str, &[&str])] = &[
         "service",
         &[
             "domain", "store", "crypto", "enrich", "crm", "mail", "jobs", "events", "bulk", "ops", "net",
+            "cluster",
         ],
     ),
-    ("graphql", &["domain", "service"]),
-    ("http", &["domain", "service", "graphql", "auth"]),
+    ("graphql", &["domain", "service", "limits", "cluster"]),
+    ("http", &["domain", "service", "graphql", "auth", "limits"]),
 ];
 
 /// The `crate::<module>` names in a file's code (comments left out).

@@ -125,6 +125,8 @@ pub struct TestApp {
     /// A second tenant, for isolation tests.
     pub other: Workspace,
     pub settings: Settings,
+    /// Starts this instance's graceful shutdown (`/readyz` unready, WebSockets closed).
+    pub drain: leadgate::graphql::ws::Drain,
     _db: Option<tempfile::TempDir>,
     _server: tokio::task::JoinHandle<()>,
 }
@@ -155,6 +157,9 @@ fn test_settings(url: String) -> Settings {
         master_key: Some(SecretString::from(MASTER_KEY)),
         // the fake receivers listen on 127.0.0.1, which the outbound guard refuses by default
         outbound_allow: vec![FAKES_NET.into()],
+        // the rate-limit tests turn limits on; the others send as fast as they like
+        rate_limit: "off".into(),
+        rate_limit_anonymous: "off".into(),
         ..Settings::default()
     }
 }
@@ -223,6 +228,7 @@ async fn start(
         workspace,
         other,
         settings,
+        drain: built.drain,
         _db: guard,
         _server: server,
     }
@@ -460,6 +466,7 @@ pub async fn spawn_second_app(first: &TestApp) -> TestApp {
         workspace: first.workspace.clone(),
         other: first.other.clone(),
         settings,
+        drain: built.drain,
         _db: None,
         _server: server,
     }
@@ -489,6 +496,23 @@ pub enum WsFrame {
 pub struct WsClient {
     pub protocol: Protocol,
     socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl WsClient {
+    /// Connects to `/graphql/ws` of the server at `base` (`http://host:port`) offering
+    /// `protocol` (for servers run as processes).
+    pub async fn connect(base: &str, protocol: Protocol) -> WsClient {
+        let url = format!("{}/graphql/ws", base.replacen("http://", "ws://", 1));
+        let mut request = url.into_client_request().expect("request");
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            protocol.name().parse().expect("header value"),
+        );
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("handshake");
+        WsClient { protocol, socket }
+    }
 }
 
 impl TestApp {

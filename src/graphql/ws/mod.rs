@@ -172,6 +172,15 @@ pub trait Engine: Send + Sync + 'static {
     /// Runs a prepared request: one response for a query or mutation, a stream for a
     /// subscription. A first response that failed before execution carries no data.
     fn execute_stream(&self, request: Request) -> BoxStream<'static, Response>;
+    /// Checks a prepared operation against the caller's rate limits; `Err` is the reason to
+    /// close with (4429).
+    fn admit<'a>(
+        &'a self,
+        _request: &'a mut Request,
+        _caller: &'a Caller,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 impl Engine for Gateway {
@@ -190,6 +199,23 @@ impl Engine for Gateway {
             })
             .boxed()
     }
+
+    fn admit<'a>(
+        &'a self,
+        request: &'a mut Request,
+        caller: &'a Caller,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let subject = super::transport::rate_subject(caller, None);
+            match super::transport::admit(self, request, &subject).await {
+                Ok(_) => Ok(()),
+                Err((_, decision)) => Err(format!(
+                    "Too many requests: rate limit exceeded; retry after {} s",
+                    decision.retry_after_secs()
+                )),
+            }
+        })
+    }
 }
 
 /// What every session on one server shares.
@@ -199,6 +225,40 @@ pub struct WsContext<E> {
     pub limiter: ConnectionLimiter,
     pub hub: Hub,
     pub config: WsConfig,
+    /// Set when the server begins to shut down: every session closes with 1012.
+    pub drain: Drain,
+}
+
+/// The start of a graceful shutdown, seen by every session and by `/readyz`; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Drain {
+    tx: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Self {
+            tx: Arc::new(tokio::sync::watch::Sender::new(false)),
+        }
+    }
+}
+
+impl Drain {
+    /// Begins draining: `/readyz` turns unready and WebSockets close with a code clients
+    /// reconnect after (1012, service restart).
+    pub fn start(&self) {
+        self.tx.send_replace(true);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        *self.tx.borrow()
+    }
+
+    /// Resolves once draining has begun.
+    pub async fn started(&self) {
+        let mut rx = self.tx.subscribe();
+        let _ = rx.wait_for(|draining| *draining).await;
+    }
 }
 
 /// Cuts a close reason to the 123 bytes a close frame allows, on a character boundary.

@@ -120,6 +120,9 @@ impl<E: Engine> Session<E> {
     pub async fn run(mut self, mut inbound: impl Stream<Item = Inbound> + Unpin) {
         let init_deadline = tokio::time::sleep(self.ctx.config.init_timeout);
         tokio::pin!(init_deadline);
+        let drain = self.ctx.drain.clone();
+        let draining = drain.started();
+        tokio::pin!(draining);
         let mut keepalive: Option<Interval> = None;
         loop {
             let awaiting_init = matches!(self.phase, Phase::AwaitingInit);
@@ -133,6 +136,8 @@ impl<E: Engine> Session<E> {
                     self.close(4408, "Connection initialisation timeout").await
                 }
                 () = tick(&mut keepalive) => self.send_text(json!({"type": "ka"})).await,
+                // a reconnecting client lands on an instance that is not shutting down
+                () = &mut draining => self.close(1012, "Service restart: reconnect").await,
             };
             if flow.is_break() {
                 break;
@@ -285,6 +290,14 @@ impl<E: Engine> Session<E> {
             Ok(request) => request,
             Err(errors) => return self.send_error(&id, errors).await,
         };
+        if let Err(reason) = self
+            .ctx
+            .engine
+            .admit(&mut request, &Caller(Some(actor.clone())))
+            .await
+        {
+            return self.close(4429, &reason).await;
+        }
         let (subscription, shareable) = match request.parsed_query() {
             Ok(doc) => (
                 operation_type(doc, operation_name.as_deref()) == Some(OperationType::Subscription),

@@ -134,6 +134,7 @@ fn context(config: WsConfig) -> Arc<WsContext<TestEngine>> {
         verify,
         limiter: ConnectionLimiter::new(config.max_connections_per_token),
         hub: Hub::new(),
+        drain: super::Drain::default(),
         config,
     })
 }
