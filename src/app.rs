@@ -24,7 +24,7 @@ use crate::service::{
     CAMPAIGN_SEGMENTS, CAMPAIGN_STEPS, CAMPAIGN_TICK, CRM_POLL, CRM_POLL_DUE, CRM_PUSH,
     CampaignSegmentsHandler, CampaignStepsHandler, CampaignTickHandler, CrmDispatcher, CrmPollDueHandler,
     CrmPollHandler, CrmPushHandler, ENRICH_LEADS, EnrichLeadsHandler, IMPORT_LEADS, ImportLeadsHandler,
-    RETENTION_RUN, RETENTION_SCHEDULE, RetentionRunHandler, RetentionScheduleHandler, Services,
+    KeyRingTask, RETENTION_RUN, RETENTION_SCHEDULE, RetentionRunHandler, RetentionScheduleHandler, Services,
 };
 use crate::store::{PoolOptions, Store};
 use anyhow::{Context, bail};
@@ -355,10 +355,12 @@ pub struct App {
     pub router: axum::Router,
     /// The in-process workers, unless `workers` is off.
     pub workers: Option<Workers>,
+    /// Keeps the API key ring current; `KeyRingTask::stop` ends it.
+    pub key_ring: KeyRingTask,
 }
 
 /// Builds the whole application on an opened store, with its job workers when `workers` is
-/// on.
+/// on, and the API key ring loaded and kept current.
 pub async fn assemble(
     settings: &Settings,
     services: Services,
@@ -366,6 +368,12 @@ pub async fn assemble(
     graphiql_token: Option<String>,
 ) -> anyhow::Result<App> {
     let registry = registry(settings, &services)?;
+    let key_ring = services
+        .api_keys
+        .ring()
+        .start()
+        .await
+        .context("cannot load the API keys")?;
     let workers = if settings.workers {
         Some(start_workers(settings, &services, registry).await?)
     } else {
@@ -386,6 +394,7 @@ pub async fn assemble(
         auth,
         router,
         workers,
+        key_ring,
     })
 }
 
@@ -426,6 +435,7 @@ async fn ensure_demo_campaign(services: &Services, ws: &Workspace) -> anyhow::Re
         subject: "demo".into(),
         workspace_id: ws.id,
         role: Role::Admin,
+        key: None,
     };
     let existing = services
         .campaigns

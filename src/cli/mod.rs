@@ -156,6 +156,7 @@ fn operator(ws: &Workspace) -> Actor {
         subject: "operator:cli".into(),
         workspace_id: ws.id,
         role: Role::Admin,
+        key: None,
     }
 }
 

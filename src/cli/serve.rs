@@ -165,7 +165,12 @@ pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Resul
         None
     };
     let services_mail = services.campaigns.describe_mail();
-    let App { router, workers, .. } = app::assemble(settings, services, auth, demo_token.clone()).await?;
+    let App {
+        router,
+        workers,
+        key_ring,
+        ..
+    } = app::assemble(settings, services, auth, demo_token.clone()).await?;
     let shutdown = crate::http::shutdown_signal();
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -201,6 +206,7 @@ pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Resul
     if let Some(workers) = workers {
         workers.shutdown().await;
     }
+    key_ring.stop().await;
     store.close().await;
     Ok(())
 }
