@@ -27,7 +27,7 @@ use crate::service::{
     CAMPAIGN_SEGMENTS, CAMPAIGN_STEPS, CAMPAIGN_TICK, CRM_POLL, CRM_POLL_DUE, CRM_PUSH,
     CampaignSegmentsHandler, CampaignStepsHandler, CampaignTickHandler, CrmDispatcher, CrmPollDueHandler,
     CrmPollHandler, CrmPushHandler, ENRICH_LEADS, EnrichLeadsHandler, IMPORT_LEADS, ImportLeadsHandler,
-    RETENTION_RUN, RETENTION_SCHEDULE, RetentionRunHandler, RetentionScheduleHandler, Services,
+    KeyRingTask, RETENTION_RUN, RETENTION_SCHEDULE, RetentionRunHandler, RetentionScheduleHandler, Services,
 };
 use crate::store::{PoolOptions, Store};
 use anyhow::{Context, bail};
@@ -362,10 +362,12 @@ pub struct App {
     pub workers: Option<Workers>,
     /// Started when shutdown begins (`/readyz` unready, WebSockets closed with 1012).
     pub drain: Drain,
+    /// Keeps the API key ring current; `KeyRingTask::stop` ends it.
+    pub key_ring: KeyRingTask,
 }
 
 /// Builds the whole application on an opened store, with its job workers when `workers` is
-/// on.
+/// on, and the API key ring loaded and kept current.
 pub async fn assemble(
     settings: &Settings,
     services: Services,
@@ -373,6 +375,12 @@ pub async fn assemble(
     graphiql_token: Option<String>,
 ) -> anyhow::Result<App> {
     let registry = registry(settings, &services)?;
+    let key_ring = services
+        .api_keys
+        .ring()
+        .start()
+        .await
+        .context("cannot load the API keys")?;
     let workers = if settings.workers {
         Some(start_workers(settings, &services, registry).await?)
     } else {
@@ -397,6 +405,7 @@ pub async fn assemble(
         router,
         workers,
         drain,
+        key_ring,
     })
 }
 
@@ -459,6 +468,7 @@ async fn ensure_demo_campaign(services: &Services, ws: &Workspace) -> anyhow::Re
         subject: "demo".into(),
         workspace_id: ws.id,
         role: Role::Admin,
+        key: None,
     };
     let existing = services
         .campaigns

@@ -64,6 +64,7 @@ async fn run(services: &Services, cmd: CampaignsCommand) -> anyhow::Result<()> {
                     subject: "cli".into(),
                     workspace_id: ws.id,
                     role: Role::Admin,
+                    key: None,
                 };
                 let mut page = KeysetPage::first(100);
                 loop {

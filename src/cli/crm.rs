@@ -68,6 +68,7 @@ fn operator(conn: &CrmConnection) -> Actor {
         subject: "cli".into(),
         workspace_id: conn.workspace_id,
         role: Role::Admin,
+        key: None,
     }
 }
 

@@ -2,7 +2,8 @@
 //! command (its settings loaded in one place, `Settings::load`, with its flags as the top
 //! layer; logging). Each command group lives in a file of its own: `serve` (serve, worker),
 //! `workspace` (workspace, token), `migrate` (migrate, schema, job-kinds), `seed`, `import`, `export`,
-//! `erase`, `backup` (backup, restore) and `crm` (list, sync, replay); `flags` holds the setting flags, `progress` the bars.
+//! `erase`, `backup` (backup, restore), `crm` (list, sync, replay) and `keys` (API keys: create, list,
+//! revoke); `flags` holds the setting flags, `progress` the bars.
 //! Output meant for scripts (a token, the schema) goes to stdout alone; the rest to stderr.
 
 mod backup;
@@ -12,6 +13,7 @@ mod erase;
 mod export;
 mod flags;
 mod import;
+mod keys;
 mod migrate;
 mod progress;
 mod seed;
@@ -84,6 +86,9 @@ pub enum Command {
     /// Campaigns: list them with their funnel, run the due steps now.
     #[command(subcommand)]
     Campaigns(campaigns::CampaignsCommand),
+    /// API keys of a workspace: create one (its secret printed once), list them, revoke one.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Mint a bearer token (printed alone on stdout).
     Token(TokenArgs),
     /// Insert synthetic leads into a workspace.
@@ -156,6 +161,7 @@ fn operator(ws: &Workspace) -> Actor {
         subject: "operator:cli".into(),
         workspace_id: ws.id,
         role: Role::Admin,
+        key: None,
     }
 }
 
@@ -204,6 +210,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             campaigns::campaigns(&settings, cmd).await
         }
+        Command::Keys(cmd) => keys::keys(&start(&global, cmd.settings(), false)?, cmd).await,
         Command::Token(args) => workspace::token(&start(&global, &args.settings, false)?, args).await,
         Command::Seed(args) => seed::seed(&start(&global, &args.settings, true)?, args).await,
         Command::Erase(args) => erase::erase(&start(&global, &args.settings, false)?, args).await,
@@ -350,6 +357,16 @@ mod tests {
                 set(&[&["filter"], COMMON, DATABASE, SEALING, OUTBOUND]),
             ),
             ("crm replay", set(&[COMMON, DATABASE, SEALING, OUTBOUND])),
+            (
+                "keys create",
+                set(&[
+                    &["workspace", "name", "role", "scope", "expires-at", "rate-limit"],
+                    COMMON,
+                    DATABASE,
+                ]),
+            ),
+            ("keys list", set(&[&["workspace"], COMMON, DATABASE])),
+            ("keys revoke", set(&data)),
             (
                 "token",
                 set(&[&["workspace", "role", "ttl", "subject"], COMMON, DATABASE, TOKENS]),

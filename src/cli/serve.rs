@@ -179,6 +179,7 @@ pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Resul
         router,
         workers,
         drain,
+        key_ring,
         ..
     } = app::assemble(settings, services, auth, demo_token.clone()).await?;
     let signal = crate::http::shutdown_signal();
@@ -236,6 +237,7 @@ pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Resul
     if let Some(workers) = workers {
         workers.shutdown().await;
     }
+    key_ring.stop().await;
     store.close().await;
     Ok(())
 }

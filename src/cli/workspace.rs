@@ -75,7 +75,7 @@ impl SettingFlags for TokenSettings {
     }
 }
 
-fn parse_role(raw: &str) -> Result<Role, String> {
+pub(super) fn parse_role(raw: &str) -> Result<Role, String> {
     Role::parse(raw).ok_or_else(|| format!("'{raw}' is not a role; use admin, member, viewer or partner"))
 }
 

@@ -74,6 +74,10 @@ uuid_id!(
     CrmConnectionId
 );
 uuid_id!(
+    /// Identifies an API key.
+    ApiKeyId
+);
+uuid_id!(
     /// Identifies one CRM sync run.
     CrmRunId
 );

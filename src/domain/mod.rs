@@ -4,6 +4,7 @@
 //! cannot hold an invalid value (`EmailAddress::parse`, `Phone::parse`, …); nothing downstream
 //! validates again. Neither GraphQL nor SQL derives live here: `graphql` and `store` convert.
 
+mod api_key;
 pub mod campaign;
 mod columns;
 mod crm;
@@ -24,6 +25,10 @@ mod values;
 mod webhook;
 mod workspace;
 
+pub use api_key::{
+    ApiKey, DISPLAY_PREFIX_LEN, KEY_BODY_LEN, KEY_PREFIX, KeyDigest, KeyRefusal, MAX_KEY_NAME, Scope, Scopes,
+    display_prefix, parse_key_name, parse_secret, secret_from_bytes,
+};
 pub use columns::{
     ColumnType, LEAD_COLUMNS, LeadColumn, Role as ColumnRole, Value, changed_fields, lead_column,
     lead_export_json, lead_from_columns, lead_from_snapshot, lead_from_values, lead_snapshot, personal_texts,
@@ -49,7 +54,7 @@ pub use filter::{
     SortField, SortValue, TagMatch, filter_from_json, filter_to_json,
 };
 pub use ids::{
-    CampaignId, CrmConnectionId, CrmRunId, DeliveryId, ErasureId, ImportId, LeadId, RetentionRunId,
+    ApiKeyId, CampaignId, CrmConnectionId, CrmRunId, DeliveryId, ErasureId, ImportId, LeadId, RetentionRunId,
     WebhookId, WorkspaceId,
 };
 pub use import::{

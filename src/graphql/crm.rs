@@ -545,7 +545,7 @@ pub async fn connection_node(
 ) -> async_graphql::Result<Option<CrmConnection>> {
     let services = ctx.data::<Services>()?;
     let actor = actor(ctx)?;
-    if actor.role != domain::Role::Admin {
+    if actor.require_admin().is_err() {
         return Ok(None);
     }
     match services.crm.get(actor, id).await {

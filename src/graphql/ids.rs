@@ -10,8 +10,8 @@
 
 use super::errors::bad_input;
 use crate::domain::{
-    CampaignId, CrmConnectionId, CrmRunId, Cursor, DeliveryId, Direction, ErasureId, ImportId, JobId, LeadId,
-    LeadOrder, RetentionRunId, SortField, SortValue, WorkspaceId,
+    ApiKeyId, CampaignId, CrmConnectionId, CrmRunId, Cursor, DeliveryId, Direction, ErasureId, ImportId,
+    JobId, LeadId, LeadOrder, RetentionRunId, SortField, SortValue, WorkspaceId,
 };
 use async_graphql::ID;
 use base64::Engine;
@@ -28,6 +28,7 @@ pub enum NodeType {
     Import,
     CrmConnection,
     Campaign,
+    ApiKey,
 }
 
 impl NodeType {
@@ -39,6 +40,7 @@ impl NodeType {
             NodeType::Import => "Import",
             NodeType::CrmConnection => "CrmIntegration",
             NodeType::Campaign => "Campaign",
+            NodeType::ApiKey => "ApiKey",
         }
     }
 }
@@ -62,6 +64,7 @@ pub fn decode_global_id(id: &str) -> async_graphql::Result<(NodeType, Uuid)> {
         "Import" => NodeType::Import,
         "CrmIntegration" => NodeType::CrmConnection,
         "Campaign" => NodeType::Campaign,
+        "ApiKey" => NodeType::ApiKey,
         _ => return Err(invalid()),
     };
     let uuid = Uuid::parse_str(raw).map_err(|_| invalid())?;
@@ -178,6 +181,7 @@ macro_rules! uuid_cursor_key {
 // cursors stay valid
 uuid_cursor_key!(ImportId => "im1", RetentionRunId => "rr1", ErasureId => "er1");
 uuid_cursor_key!(CrmConnectionId => "cc1", CrmRunId => "cr1", CampaignId => "cp1");
+uuid_cursor_key!(ApiKeyId => "ak1");
 
 impl CursorKey for JobId {
     const KIND: &'static str = "dj1";

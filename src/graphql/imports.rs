@@ -391,7 +391,7 @@ impl ImportMutation {
         input: Option<ImportLeadsInput>,
     ) -> async_graphql::Result<ImportLeadsPayload> {
         let actor = actor(ctx)?;
-        actor.require_lead_writer().map_err(to_gql)?;
+        actor.require_importer().map_err(to_gql)?;
         let upload = file
             .value(ctx)
             .map_err(|_| bad_input("`file` is not a file part of this request"))?;

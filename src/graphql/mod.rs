@@ -4,6 +4,7 @@
 //! `http` module is a thin transport around it. This is the only module that imports
 //! async-graphql. Resolvers call `service`, never the store.
 
+mod api_keys;
 mod campaigns;
 mod connection;
 mod cost;
@@ -47,6 +48,7 @@ pub struct QueryRoot(
     enrichment_api::EnrichmentQuery,
     subscription::EventQuery,
     webhooks::WebhookQuery,
+    api_keys::ApiKeyQuery,
     crm::CrmQuery,
     campaigns::CampaignQuery,
     jobs::JobsQuery,
@@ -61,6 +63,7 @@ pub struct MutationRoot(
     mutation::Mutation,
     enrichment_api::EnrichmentMutation,
     webhooks::WebhookMutation,
+    api_keys::ApiKeyMutation,
     crm::CrmMutation,
     campaigns::CampaignMutation,
     jobs::JobsMutation,

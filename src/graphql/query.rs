@@ -185,8 +185,8 @@ async fn resolve_nodes(ctx: &Context<'_>, ids: &[ID]) -> async_graphql::Result<V
                 .filter(|w| w.id.as_uuid() == uuid)
                 .cloned()
                 .map(|w| Node::Workspace(Workspace(w))),
-            // admin settings, not nodes: fetched through `webhookEndpoints`
-            NodeType::WebhookEndpoint => None,
+            // admin settings, not nodes: fetched through `webhookEndpoints` and `apiKeys`
+            NodeType::WebhookEndpoint | NodeType::ApiKey => None,
         })
         .collect())
 }

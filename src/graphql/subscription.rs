@@ -360,11 +360,7 @@ impl SubscriptionRoot {
         connection_id: Option<ID>,
         after: Option<EventCursor>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<CrmSyncEvent>> + use<>> {
-        if actor(ctx)?.role != domain::Role::Admin {
-            return Err(to_gql(crate::service::ServiceError::Forbidden(
-                "only admins may follow CRM syncs".into(),
-            )));
-        }
+        actor(ctx)?.require_admin().map_err(to_gql)?;
         let connection = connection_id
             .as_ref()
             .map(super::crm::connection_id)

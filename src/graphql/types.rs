@@ -413,7 +413,7 @@ impl Viewer {
     }
     /// Whether this caller may create and change leads.
     async fn can_write_leads(&self) -> bool {
-        self.actor.role.can_write_leads()
+        self.actor.can_write_leads()
     }
 }
 

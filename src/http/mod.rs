@@ -10,7 +10,10 @@ use crate::auth::Authenticator;
 use crate::graphql::transport::{self, HttpReply, HttpRequest, MediaType};
 use crate::graphql::ws::{ConnectionLimiter, Drain, Hub, TokenVerifier, WsConfig, WsContext};
 use crate::graphql::{Caller, Gateway};
-use crate::service::{Actor, Services};
+use crate::service::{Actor, KeyRing, Services};
+
+/// How every API key starts; a JWT never does (its header is base64 of `{`).
+const API_KEY_MARK: &str = "lg_";
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRequest, RawQuery, State};
@@ -57,7 +60,8 @@ pub fn router(gateway: Gateway, auth: Authenticator, services: Services, config:
     let timeout = config.request_timeout;
     let max_body = config.max_body_bytes;
     let verify_with = auth.clone();
-    let verify: TokenVerifier = Arc::new(move |token: &str| actor_for(&verify_with, token));
+    let keys = services.api_keys.ring().clone();
+    let verify: TokenVerifier = Arc::new(move |token: &str| actor_for(&verify_with, &keys, token));
     let ws = Arc::new(WsContext {
         engine: gateway.clone(),
         verify,
@@ -128,7 +132,7 @@ fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, String> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| "use `Authorization: Bearer <token>`".to_owned())?;
-    actor_for(&state.auth, token).map(|actor| Caller(Some(actor)))
+    actor_for(&state.auth, state.services.api_keys.ring(), token).map(|actor| Caller(Some(actor)))
 }
 
 /// The token of an `Authorization: Bearer …` value.
@@ -138,14 +142,18 @@ fn strip_bearer(value: &str) -> Option<&str> {
         .or_else(|| value.strip_prefix("bearer "))
 }
 
-/// The actor a token speaks for; the error is the reason, written to be shown (the auth
-/// errors never echo the token).
-fn actor_for(auth: &Authenticator, token: &str) -> Result<Actor, String> {
+/// The actor a token speaks for: an API key (`lg_…`) from the key ring, anything else as a
+/// JWT. The error is the reason, written to be shown (neither ever echoes the token).
+fn actor_for(auth: &Authenticator, keys: &KeyRing, token: &str) -> Result<Actor, String> {
+    if token.starts_with(API_KEY_MARK) {
+        return keys.verify(token).map_err(|e| e.to_string());
+    }
     let principal = auth.verify(token).map_err(|e| e.to_string())?;
     Ok(Actor {
         subject: principal.subject,
         workspace_id: principal.workspace_id,
         role: principal.role,
+        key: None,
     })
 }
 

@@ -1935,6 +1935,7 @@ fn system_actor(campaign: &Campaign) -> Actor {
         subject: format!("campaign:{}", campaign.id),
         workspace_id: campaign.workspace_id,
         role: Role::Admin,
+        key: None,
     }
 }
 

@@ -174,6 +174,7 @@ fn system_actor(conn: &CrmConnection) -> Actor {
         subject: format!("crm:{}", conn.id),
         workspace_id: conn.workspace_id,
         role: Role::Admin,
+        key: None,
     }
 }
 

@@ -498,6 +498,7 @@ impl EnrichmentService {
             subject: format!("job:{}", job.id),
             workspace_id: ws,
             role: crate::domain::Role::Member,
+            key: None,
         };
         let mut progress = EnrichProgress::default();
         for chunk in ids.chunks(100) {

@@ -1,7 +1,7 @@
 //! Reading the event log as a partner: resumable, workspace-scoped streams of events.
 
 use super::{Actor, ServiceError};
-use crate::domain::{Event, FieldErrorCode};
+use crate::domain::{Event, FieldErrorCode, Scope};
 use crate::events::{Bus, ReadError};
 use futures_util::{Stream, StreamExt};
 use std::sync::Arc;
@@ -18,12 +18,13 @@ impl EventService {
 
     /// The actor's workspace's events after `after` (an event number from an event's cursor),
     /// or from now on without it: in order, each once. Every role that may read leads may read
-    /// their events.
+    /// their events; an API key needs the SUBSCRIBE scope.
     pub async fn stream(
         &self,
         actor: &Actor,
         after: Option<i64>,
     ) -> Result<impl Stream<Item = Result<Arc<Event>, ServiceError>> + Send + use<>, ServiceError> {
+        actor.require_scope(Scope::Subscribe)?;
         let head = self.bus.head(actor.workspace_id).await?;
         let from = match after {
             Some(n) if n < 0 || n > head => {
@@ -53,6 +54,7 @@ impl EventService {
 
     /// The number of the newest event in the actor's workspace's log.
     pub async fn head(&self, actor: &Actor) -> Result<i64, ServiceError> {
+        actor.require_scope(Scope::Subscribe)?;
         Ok(self.bus.head(actor.workspace_id).await?)
     }
 

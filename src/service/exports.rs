@@ -6,7 +6,7 @@ use super::{Actor, ServiceError};
 use crate::bulk::export::{self, DEFAULT_BATCH, ExportRequest};
 /// The formats and extra columns an export can have, and one piece of its body.
 pub use crate::bulk::export::{Chunk, Extras, Format};
-use crate::domain::{LeadFilter, now};
+use crate::domain::{LeadFilter, Scope, now};
 use crate::store::Store;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
@@ -92,16 +92,17 @@ impl ExportService {
         &self.metrics
     }
 
-    /// Fails with `Forbidden` unless the actor's role may export.
+    /// Fails with `Forbidden` unless the actor's role may export (and a key holds READ_LEADS
+    /// and IMPORT_EXPORT).
     pub fn authorize(&self, actor: &Actor) -> Result<(), ServiceError> {
-        if actor.role.can_export() {
-            Ok(())
-        } else {
-            Err(ServiceError::Forbidden(format!(
+        if !actor.role.can_export() {
+            return Err(ServiceError::Forbidden(format!(
                 "the {} role cannot export leads",
                 actor.role.as_str()
-            )))
+            )));
         }
+        actor.require_lead_reader()?;
+        actor.require_scope(Scope::ImportExport)
     }
 
     /// Starts exporting the leads of the actor's workspace that match `filter`. Nothing is

@@ -12,7 +12,7 @@
 use super::{Actor, ServiceError};
 use crate::bulk::import::pipeline::{self, ImportOutcome, ImportRequest, PipelineError};
 use crate::domain::{
-    Import, ImportErrorRow, ImportId, Job, JobKind, KeysetPage, NewJob, Paged, RetryPolicy, now,
+    Import, ImportErrorRow, ImportId, Job, JobKind, KeysetPage, NewJob, Paged, RetryPolicy, Scope, now,
 };
 use crate::events::Bus;
 use crate::jobs::{Handler, JobContext, JobError, Queue};
@@ -52,6 +52,7 @@ impl ImportService {
 
     /// One import of the caller's workspace.
     pub async fn import(&self, actor: &Actor, id: ImportId) -> Result<Import, ServiceError> {
+        actor.require_scope(Scope::ImportExport)?;
         self.store
             .import(actor.workspace_id, id)
             .await?
@@ -64,6 +65,7 @@ impl ImportService {
         actor: &Actor,
         page: KeysetPage<ImportId>,
     ) -> Result<Paged<Import>, ServiceError> {
+        actor.require_scope(Scope::ImportExport)?;
         let page = page.capped(MAX_IMPORT_PAGE as usize);
         Ok(self.store.imports(actor.workspace_id, &page).await?)
     }
@@ -116,7 +118,7 @@ impl ImportService {
         mut request: ImportRequest,
         mut file: impl AsyncRead + Unpin + Send,
     ) -> Result<Import, ServiceError> {
-        actor.require_lead_writer()?;
+        actor.require_importer()?;
         request.workspace = actor.workspace_id;
         let mut import = Import::new(
             actor.workspace_id,
@@ -172,7 +174,7 @@ impl ImportService {
         restart: bool,
         mut progress: impl FnMut(&Import) + Send,
     ) -> Result<ImportOutcome, LocalImportError> {
-        actor.require_lead_writer()?;
+        actor.require_importer()?;
         request.workspace = actor.workspace_id;
         let import = pipeline::begin(&self.store, &request, restart)
             .await

@@ -47,11 +47,16 @@ impl LeadService {
 
     #[instrument(skip_all, fields(lead.id = %id))]
     pub async fn get(&self, actor: &Actor, id: LeadId) -> Result<Option<Lead>, ServiceError> {
+        actor.require_lead_reader()?;
         Ok(self.store.lead(actor.workspace_id, id).await?)
     }
 
     /// The leads among `ids` in the caller's workspace, in no particular order.
     pub async fn get_many(&self, actor: &Actor, ids: &[LeadId]) -> Result<Vec<Lead>, ServiceError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        actor.require_lead_reader()?;
         Ok(self.store.leads_by_ids(actor.workspace_id, ids).await?)
     }
 
@@ -65,6 +70,7 @@ impl LeadService {
         query: &LeadQuery,
         with_counts: bool,
     ) -> Result<LeadPage, ServiceError> {
+        actor.require_lead_reader()?;
         let (mut leads, counts) = if with_counts {
             self.store.list_leads_counted(actor.workspace_id, query).await?
         } else {
@@ -90,6 +96,7 @@ impl LeadService {
         cursor: &Cursor,
         side: Side,
     ) -> Result<bool, ServiceError> {
+        actor.require_lead_reader()?;
         Ok(self
             .store
             .any_lead_beside(actor.workspace_id, filter, cursor, side)
@@ -105,6 +112,7 @@ impl LeadService {
         filter: &LeadFilter,
         known: Option<LeadCounts>,
     ) -> Result<TotalCount, ServiceError> {
+        actor.require_lead_reader()?;
         if filter.is_unrestricted() {
             let counts = match known {
                 Some(c) => c,

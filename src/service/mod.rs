@@ -5,6 +5,7 @@
 //! the GraphQL layer turns into stable codes; validation and conflicts are `Invalid`, which it
 //! turns into `userErrors`.
 
+pub mod api_keys;
 pub mod campaign_metrics;
 pub mod campaigns;
 pub mod crm;
@@ -23,6 +24,7 @@ mod workspaces;
 pub use crate::crm::InboundRequest;
 /// Maintained lead counts of a workspace, as services report them.
 pub use crate::store::LeadCounts;
+pub use api_keys::{ApiKeyDraft, ApiKeyService, KeyRing, KeyRingTask};
 pub use campaigns::{
     CAMPAIGN_SEGMENTS, CAMPAIGN_STEPS, CAMPAIGN_TICK, CampaignDraft, CampaignSegmentsHandler,
     CampaignService, CampaignStepsHandler, CampaignTickHandler, RenderedEmail, RunReport, WallClock,
@@ -58,55 +60,108 @@ pub use crate::bulk::import::{Field as ImportField, Format as ImportFormat, OnDu
 pub use crate::enrich::controls::CircuitState;
 pub use crate::enrich::{EnrichError, Ledger, PlannedGroup, Resolution, Spend};
 
-use crate::domain::{FieldError, FieldErrorCode, Role, ValidationErrors, WorkspaceId};
+use crate::domain::{
+    ApiKeyId, FieldError, FieldErrorCode, RateLimit, Role, Scope, Scopes, ValidationErrors, WorkspaceId,
+};
 use crate::store::{Store, StoreError};
 
-/// Who is calling: the verified subject, its workspace and role.
+/// Who is calling: the verified subject, its workspace and role, and for an API key what the
+/// key grants.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Actor {
     pub subject: String,
     pub workspace_id: WorkspaceId,
     pub role: Role,
+    /// `Some` for an API key, whose scopes narrow what its role allows; `None` for a token,
+    /// which may do all its role allows.
+    pub key: Option<KeyGrant>,
+}
+
+/// What an API key adds to its role.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct KeyGrant {
+    pub id: ApiKeyId,
+    pub scopes: Scopes,
+    /// The key's own request rate, when it has one.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Actor {
-    /// The name of the caller's own rate limit: `key` for an API key, `token` for a JWT.
-    pub fn limit_kind(&self) -> &'static str {
-        "token"
+    /// Whether the caller's scopes include `scope` (a token's always do).
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        self.key.as_ref().is_none_or(|k| k.scopes.contains(scope))
     }
 
-    /// What the caller's own rate limit counts against.
-    pub fn limit_key(&self) -> String {
-        format!("token:{}:{}", self.workspace_id, self.subject)
-    }
-
-    /// A rate of the caller's own, replacing the role's and the default.
-    pub fn own_rate_limit(&self) -> Option<crate::domain::RateLimit> {
-        None
-    }
-
-    /// Fails with `Forbidden` unless the caller is an admin of its workspace.
-    pub fn require_admin(&self) -> Result<(), ServiceError> {
-        if self.role == Role::Admin {
+    /// Fails with `Forbidden`, naming the scope, unless the caller holds `scope`.
+    pub fn require_scope(&self, scope: Scope) -> Result<(), ServiceError> {
+        if self.has_scope(scope) {
             Ok(())
         } else {
             Err(ServiceError::Forbidden(format!(
+                "this API key lacks the {} scope",
+                scope.api_name()
+            )))
+        }
+    }
+
+    /// Fails with `Forbidden` unless the caller is an admin of its workspace (a key also needs
+    /// the ADMIN scope).
+    pub fn require_admin(&self) -> Result<(), ServiceError> {
+        if self.role != Role::Admin {
+            return Err(ServiceError::Forbidden(format!(
                 "only admins may change workspace settings; the {} role cannot",
                 self.role.as_str()
-            )))
+            )));
+        }
+        self.require_scope(Scope::Admin)
+    }
+
+    /// Fails with `Forbidden` unless the caller may read leads (every role may; a key needs
+    /// READ_LEADS).
+    pub fn require_lead_reader(&self) -> Result<(), ServiceError> {
+        self.require_scope(Scope::ReadLeads)
+    }
+
+    /// Fails with `Forbidden` unless the role may change leads (and a key holds WRITE_LEADS).
+    pub fn require_lead_writer(&self) -> Result<(), ServiceError> {
+        if !self.role.can_write_leads() {
+            return Err(ServiceError::Forbidden(format!(
+                "the {} role cannot change leads",
+                self.role.as_str()
+            )));
+        }
+        self.require_scope(Scope::WriteLeads)
+    }
+
+    /// Fails with `Forbidden` unless the caller may import leads: a lead writer (a key also
+    /// needs IMPORT_EXPORT).
+    pub fn require_importer(&self) -> Result<(), ServiceError> {
+        self.require_lead_writer()?;
+        self.require_scope(Scope::ImportExport)
+    }
+
+    /// Whether `require_lead_writer` passes.
+    pub fn can_write_leads(&self) -> bool {
+        self.require_lead_writer().is_ok()
+    }
+
+    /// The name of the caller's own rate limit: `key` for an API key, `token` for a JWT.
+    pub fn limit_kind(&self) -> &'static str {
+        if self.key.is_some() { "key" } else { "token" }
+    }
+
+    /// What rate limits count this caller's requests under: `key:<id>` for an API key,
+    /// `token:<workspace>:<subject>` for a token.
+    pub fn limit_key(&self) -> String {
+        match &self.key {
+            Some(key) => format!("key:{}", key.id),
+            None => format!("token:{}:{}", self.workspace_id, self.subject),
         }
     }
 
-    /// Fails with `Forbidden` unless the role may change leads.
-    pub fn require_lead_writer(&self) -> Result<(), ServiceError> {
-        if self.role.can_write_leads() {
-            Ok(())
-        } else {
-            Err(ServiceError::Forbidden(format!(
-                "the {} role cannot change leads",
-                self.role.as_str()
-            )))
-        }
+    /// The caller's own request rate (an API key's `rateLimit`), instead of the workspace's.
+    pub fn own_rate_limit(&self) -> Option<RateLimit> {
+        self.key.as_ref().and_then(|k| k.rate_limit)
     }
 }
 
@@ -162,6 +217,7 @@ pub struct Services {
     pub enrichment: EnrichmentService,
     pub events: EventService,
     pub webhooks: WebhookService,
+    pub api_keys: ApiKeyService,
     pub crm: CrmService,
     pub campaigns: CampaignService,
     pub jobs: JobService,
@@ -203,6 +259,7 @@ impl Services {
             ),
             crm,
             webhooks: WebhookService::new(store.clone(), sealer, bus.clone()),
+            api_keys: ApiKeyService::new(store.clone()),
             leads,
             retention: RetentionService::new(store.clone(), queue.clone()),
             erasure: ErasureService::new(store.clone(), enricher, bus.clone()),

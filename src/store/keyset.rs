@@ -1,5 +1,5 @@
 //! The one keyset page every secondary listing reads through (imports, import errors, dead
-//! jobs, webhook deliveries, retention runs, erasures), written once on the dialect seam so it
+//! jobs, webhook deliveries, retention runs, erasures, API keys), written once on the dialect seam so it
 //! runs alike on both backends. Leads have their own, index-tuned statements in `sql`.
 //!
 //! A listing supplies its `SELECT … FROM … WHERE <its conditions>` and its `KeyOrder` (the
@@ -12,8 +12,8 @@
 use super::dialect::{Row, Sql};
 use super::{Store, StoreResult};
 use crate::domain::{
-    CampaignId, CrmConnectionId, CrmRunId, DeliveryId, Direction, ErasureId, ImportId, JobId, KeysetPage,
-    PageDirection, Paged, RetentionRunId, Value,
+    ApiKeyId, CampaignId, CrmConnectionId, CrmRunId, DeliveryId, Direction, ErasureId, ImportId, JobId,
+    KeysetPage, PageDirection, Paged, RetentionRunId, Value,
 };
 
 /// How a listing is ordered: its unique key, compared as a row value, and the direction its
@@ -52,6 +52,7 @@ macro_rules! single_key {
     )*};
 }
 single_key!(
+    ApiKeyId,
     ImportId,
     RetentionRunId,
     ErasureId,

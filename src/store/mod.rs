@@ -3,13 +3,14 @@
 //!
 //! This is the only module that speaks SQL or names sqlx. Every repository method is written
 //! once, as a method of `Store`, in the module of its concern (`leads`, `enrichment`, `events`,
-//! `webhooks`, `crm`, `jobs`, `imports`, `retention`, `erasure`, `backup`); the few places where the
+//! `webhooks`, `crm`, `api_keys`, `jobs`, `imports`, `retention`, `erasure`, `backup`); the few places where the
 //! backends differ sit behind `dialect`. Every call that touches tenant data takes a
 //! `WorkspaceId`, and every statement filters on it. Lead columns come from
 //! `domain::LEAD_COLUMNS`; filters and keyset conditions are written once in `sql`, and every
 //! other listing pages through `keyset`.
 
 pub mod admin;
+mod api_keys;
 pub mod backup;
 mod campaigns;
 mod crm;

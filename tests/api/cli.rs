@@ -12,7 +12,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_leadgate");
 const SECRET: &str = "cli-test-secret-0123456789-0123456789-abcdef";
 
 /// Runs the binary to completion in `dir` with `LEADGATE_*` cleared except `env`.
-async fn run(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) async fn run(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args).current_dir(dir).env("LEADGATE_LOG", "warn");
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LEADGATE_")) {
@@ -24,11 +24,11 @@ async fn run(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Outp
     cmd.output().await.expect("run leadgate")
 }
 
-fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
@@ -327,6 +327,7 @@ async fn the_import_command_goes_through_the_import_service() {
             subject: "test".into(),
             workspace_id: ws.id,
             role: Role::Viewer,
+            key: None,
         };
         let imports = services
             .imports
@@ -562,6 +563,7 @@ async fn crm_sync_pushes_a_connections_leads_and_says_how_it_went() {
             subject: "test".into(),
             workspace_id: ws.id,
             role: Role::Admin,
+            key: None,
         };
         let conn = services
             .crm

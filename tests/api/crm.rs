@@ -69,6 +69,7 @@ fn admin(app: &TestApp) -> Actor {
         subject: "test-admin".into(),
         workspace_id: app.workspace.id,
         role: Role::Admin,
+        key: None,
     }
 }
 

@@ -485,6 +485,27 @@ const COLUMNS: &[(&str, &[(&str, Class)])] = &[
         ],
     ),
     (
+        "api_keys",
+        &[
+            ("id", NotPersonal),
+            ("workspace_id", NotPersonal),
+            ("name", NotPersonal),
+            ("prefix", NotPersonal),
+            ("secret_hash", NotPersonal),
+            ("previous_hash", NotPersonal),
+            ("previous_until", NotPersonal),
+            ("role", NotPersonal),
+            ("scopes", NotPersonal),
+            ("rate_limit", NotPersonal),
+            ("created_at", NotPersonal),
+            ("created_by", NotPersonal),
+            ("last_used_at", NotPersonal),
+            ("expires_at", NotPersonal),
+            ("revoked_at", NotPersonal),
+            ("version", NotPersonal),
+        ],
+    ),
+    (
         "enrichment_records",
         &[
             ("workspace_id", NotPersonal),
@@ -1147,6 +1168,7 @@ async fn an_imported_lead_is_erased_from_every_personal_column_imports_included(
             subject: "importer".into(),
             workspace_id: ws,
             role: Role::Member,
+            key: None,
         };
         let request = |name: &str| ImportRequest {
             workspace: ws,

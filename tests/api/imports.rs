@@ -889,6 +889,7 @@ async fn an_uploaded_file_is_imported_by_a_job_and_its_upload_deleted() {
             subject: "test".into(),
             workspace_id: app.workspace.id,
             role,
+            key: None,
         };
         let request = request(&app.workspace, OnDuplicate::Skip, false);
         // more than one upload chunk, so the job reads several back

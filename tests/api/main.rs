@@ -1,6 +1,7 @@
 //! The integration suite: one binary, each module a capability, every test run against
 //! SQLite and (when configured) PostgreSQL.
 
+mod api_keys;
 mod auth;
 mod backup;
 mod campaigns;

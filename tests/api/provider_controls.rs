@@ -854,9 +854,9 @@ async fn a_provider_over_its_rate_is_skipped_at_once() {
 }
 
 /// A `leadgate serve` process whose stdout and stderr are collected as they come.
-struct Serve {
+pub(crate) struct Serve {
     child: tokio::process::Child,
-    base: String,
+    pub(crate) base: String,
     output: Arc<Mutex<String>>,
     readers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -877,7 +877,7 @@ fn command(env: &[(&str, &str)]) -> tokio::process::Command {
 }
 
 impl Serve {
-    async fn start(env: &[(&str, &str)]) -> Self {
+    pub(crate) async fn start(env: &[(&str, &str)]) -> Self {
         let mut child = command(env).spawn().expect("spawn leadgate serve");
         let output = Arc::new(Mutex::new(String::new()));
         let mut readers = Vec::new();
@@ -918,7 +918,7 @@ impl Serve {
     }
 
     /// Stops the process (SIGTERM) and returns everything it printed.
-    async fn stop(mut self) -> String {
+    pub(crate) async fn stop(mut self) -> String {
         let pid = self.child.id().expect("running").to_string();
         let status = std::process::Command::new("kill")
             .args(["-TERM", &pid])

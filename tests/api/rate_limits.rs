@@ -226,6 +226,27 @@ async fn a_roles_rate_replaces_the_default() {
 }
 
 #[tokio::test]
+async fn an_api_keys_own_rate_replaces_the_default_and_is_counted_per_key() {
+    for backend in backends() {
+        let app = spawn_app_with(backend, |s| s.rate_limit = "100/hour".into()).await;
+        let (_, slow) = crate::api_keys::create_key_with(
+            &app,
+            json!({"name": "nightly sync", "role": "PARTNER", "scopes": ["READ_LEADS"], "rateLimit": "2/hour"}),
+        )
+        .await;
+        let (_, fast) = crate::api_keys::create_key_with(
+            &app,
+            json!({"name": "dashboard", "role": "VIEWER", "scopes": ["READ_LEADS"]}),
+        )
+        .await;
+        assert_eq!(admitted(&app, Some(&slow), 4).await, 2);
+        let refused = ask(&app, Some(&slow), SMALL).await;
+        assert_eq!(refused.header("ratelimit-policy"), Some("\"key\";q=2;w=3600"));
+        assert_eq!(admitted(&app, Some(&fast), 4).await, 4);
+    }
+}
+
+#[tokio::test]
 async fn malformed_rate_settings_are_refused_naming_the_setting() {
     for (field, value) in [
         ("rate_limit", "600"),

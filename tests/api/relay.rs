@@ -745,6 +745,20 @@ async fn listings(app: &TestApp) -> Vec<Listing> {
         crm_runs.push(run.id.as_uuid());
     }
 
+    // API keys, newest first
+    let mut api_keys = Vec::new();
+    for i in 0..ITEMS {
+        let data = app
+            .gql(
+                Role::Admin,
+                "mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { apiKey { id } userErrors { message } } }",
+                json!({"input": {"name": format!("key {i}"), "role": "VIEWER", "scopes": ["READ_LEADS"]}}),
+            )
+            .await;
+        api_keys.push(data["createApiKey"]["apiKey"]["id"].as_str().unwrap().to_owned());
+    }
+    api_keys.reverse();
+
     // campaigns, oldest first
     let mut campaigns = Vec::new();
     for i in 0..ITEMS {
@@ -847,6 +861,15 @@ async fn listings(app: &TestApp) -> Vec<Listing> {
             key: "id",
             max: 100,
             expected: connections,
+        },
+        Listing {
+            name: "apiKeys",
+            query: listing_query("", &format!("apiKeys({PAGE_ARGS})"), "", "id"),
+            vars: json!({}),
+            at: "/apiKeys",
+            key: "id",
+            max: 100,
+            expected: api_keys,
         },
         Listing {
             name: "campaigns",

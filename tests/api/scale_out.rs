@@ -266,6 +266,66 @@ async fn two_instances_and_a_worker_share_subscriptions_limits_and_jobs_and_rest
     }
     assert_eq!(admitted, 8);
 
+    // an API key revoked on B is refused on A within a second (bounded wait, no sleep)
+    let admin = token("admin", Role::Admin);
+    let (_, created) = post(
+        &client,
+        &base_a,
+        &admin,
+        json!({"query": "mutation { createApiKey(input: {name: \"partner\", role: PARTNER, scopes: [READ_LEADS]}) { apiKey { id } secret } }"}),
+    )
+    .await
+    .expect("create a key");
+    let secret = created["data"]["createApiKey"]["secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let key_id = created["data"]["createApiKey"]["apiKey"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    for base in [&base_a, &base_b] {
+        poll_until(
+            Duration::from_secs(5),
+            "the new key to work on every instance",
+            || {
+                let (client, secret) = (client.clone(), secret.clone());
+                async move {
+                    let (status, _) = post(
+                        &client,
+                        base,
+                        &secret,
+                        json!({"query": "{ leads(first: 1) { totalCount } }"}),
+                    )
+                    .await
+                    .ok()?;
+                    (status == 200).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+    let (status, body) = post(
+        &client,
+        &base_b,
+        &admin,
+        json!({"query": "mutation($id: ID!) { revokeApiKey(id: $id) { apiKey { revokedAt } } }", "variables": {"id": key_id}}),
+    )
+    .await
+    .expect("revoke on B");
+    assert_eq!(status, 200, "{body}");
+    poll_until(Duration::from_secs(5), "A to refuse the revoked key", || {
+        let (client, secret) = (client.clone(), secret.clone());
+        let base = base_a.clone();
+        async move {
+            let (status, body) = post(&client, &base, &secret, json!({"query": "{ __typename }"}))
+                .await
+                .ok()?;
+            (status == 401 && body.to_string().contains("revoked")).then_some(())
+        }
+    })
+    .await;
+
     // no job runs twice: A's workers and the worker process take 40 jobs between them
     let mut ids = Vec::new();
     for _ in 0..40 {

@@ -533,6 +533,7 @@ async fn a_delivery_to_an_address_refused_at_send_time_fails_once_with_the_reaso
                 subject: "tester".into(),
                 workspace_id: app.workspace.id,
                 role: Role::Admin,
+                key: None,
             };
             earlier
                 .create(&admin, &url, &["lead.created".to_owned()], None)

@@ -19,7 +19,7 @@
 
 use super::session::{Done, Ending};
 use super::{Outbound, result_json};
-use crate::domain::{Role, WorkspaceId};
+use crate::domain::{Role, Scopes, WorkspaceId};
 use async_graphql::Response;
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use futures_util::StreamExt;
@@ -36,6 +36,9 @@ use tokio::task::AbortHandle;
 pub(super) struct GroupKey {
     pub workspace: WorkspaceId,
     pub role: Role,
+    /// An API key's scopes (`None` for a token): a key joins only executions its scopes
+    /// were checked for.
+    pub scopes: Option<Scopes>,
     pub query: String,
     /// The variables as canonical JSON (keys sorted).
     pub variables: String,

@@ -336,6 +336,7 @@ impl<E: Engine> Session<E> {
             let key = GroupKey {
                 workspace: actor.workspace_id,
                 role: actor.role,
+                scopes: actor.key.as_ref().map(|k| k.scopes),
                 query: request.query.clone(),
                 variables: serde_json::to_string(&request.variables).unwrap_or_default(),
                 operation_name: request.operation_name.clone(),

@@ -117,11 +117,13 @@ fn context(config: WsConfig) -> Arc<WsContext<TestEngine>> {
             subject: token.to_owned(),
             workspace_id: workspace(1),
             role: Role::Member,
+            key: None,
         }),
         "elsewhere" => Ok(Actor {
             subject: token.to_owned(),
             workspace_id: workspace(2),
             role: Role::Member,
+            key: None,
         }),
         _ => Err("the token is not valid".to_owned()),
     });

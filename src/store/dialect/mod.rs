@@ -760,6 +760,11 @@ const UNIQUE: &[Unique] = &[
         field: "id",
     },
     Unique {
+        postgres: "api_keys_pkey",
+        sqlite: "api_keys.id",
+        field: "id",
+    },
+    Unique {
         postgres: "campaigns_pkey",
         sqlite: "campaigns.id",
         field: "id",

@@ -91,6 +91,21 @@ export const webhookDeliveries = graphql`
   }
 `;
 
+export const apiKeys = graphql`
+  query ConnectionsApiKeysQuery($first: Int, $after: String) {
+    apiKeys(first: $first, after: $after) @connection(key: "ConnectionsApiKeysQuery_apiKeys") {
+      edges {
+        node {
+          id
+          name
+          prefix
+          scopes
+        }
+      }
+    }
+  }
+`;
+
 export const crmConnections = graphql`
   query ConnectionsCrmConnectionsQuery($first: Int, $after: String) {
     crmConnections(first: $first, after: $after) @connection(key: "ConnectionsCrmConnectionsQuery_crmConnections") {
