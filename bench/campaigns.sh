@@ -11,7 +11,7 @@
 #
 # Results: bench/results/<UTC timestamp>-campaigns-<backend>.json and the server logs beside it.
 set -euo pipefail
-# throughput is measured without the servers' rate limits (bench/ratelimit.sh measures those)
+# throughput is measured without the servers' rate limits (bench/scale.sh measures those)
 export LEADGATE_RATE_LIMIT=${LEADGATE_RATE_LIMIT:-off} LEADGATE_RATE_LIMIT_ANONYMOUS=${LEADGATE_RATE_LIMIT_ANONYMOUS:-off}
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

@@ -10,7 +10,7 @@
 #   --backend       postgres (default; PostgreSQL at $PG_ADMIN_URL) or sqlite
 # Prints the harness's table; the JSON goes to bench/results/page50-ab-<UTC>.json.
 set -euo pipefail
-# throughput is measured without the servers' rate limits (bench/ratelimit.sh measures those)
+# throughput is measured without the servers' rate limits (bench/scale.sh measures those)
 export LEADGATE_RATE_LIMIT=${LEADGATE_RATE_LIMIT:-off} LEADGATE_RATE_LIMIT_ANONYMOUS=${LEADGATE_RATE_LIMIT_ANONYMOUS:-off}
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 AFTER= BEFORE= HARNESS= BACKEND=postgres LEADS=1000000 DURATION=15 ROUNDS=3

@@ -11,7 +11,7 @@
 # Needs oha (PATH or ~/.cargo/bin), psql, node. The JSON goes to
 # bench/results/peer-<UTC>.json; the database is dropped at the end unless --keep-db.
 set -euo pipefail
-# throughput is measured without the servers' rate limits (bench/ratelimit.sh measures those)
+# throughput is measured without the servers' rate limits (bench/scale.sh measures those)
 export LEADGATE_RATE_LIMIT=${LEADGATE_RATE_LIMIT:-off} LEADGATE_RATE_LIMIT_ANONYMOUS=${LEADGATE_RATE_LIMIT_ANONYMOUS:-off}
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 BIN= HARNESS= LEADS=1000000 WORKERS=2 ROUNDS=3 DURATION=15 KEEP=0

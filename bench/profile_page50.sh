@@ -4,7 +4,7 @@
 # `perf record` samples the server for 4 s (DWARF call graphs), and prints req/s and server CPU µs per request.
 # Usage: bench/profile_page50.sh BIN NAME   (perf data in bench/results/perf-NAME.data)
 set -euo pipefail
-# throughput is measured without the servers' rate limits (bench/ratelimit.sh measures those)
+# throughput is measured without the servers' rate limits (bench/scale.sh measures those)
 export LEADGATE_RATE_LIMIT=${LEADGATE_RATE_LIMIT:-off} LEADGATE_RATE_LIMIT_ANONYMOUS=${LEADGATE_RATE_LIMIT_ANONYMOUS:-off}
 OUT=$(cd "$(dirname "$0")" && pwd)/results
 mkdir -p "$OUT"

@@ -176,9 +176,12 @@ impl Server {
                 cmd.env_remove(key);
             }
         }
+        // fan-out is measured without rate limits (bench/scale.sh measures those)
         cmd.env("LEADGATE_DATABASE_URL", database_url)
             .env("LEADGATE_JWT_SECRET", JWT_SECRET)
             .env("LEADGATE_LOG", "error")
+            .env("LEADGATE_RATE_LIMIT", "off")
+            .env("LEADGATE_RATE_LIMIT_ANONYMOUS", "off")
             .kill_on_drop(true);
         cmd
     }

@@ -174,10 +174,14 @@ impl Leadgate {
                 cmd.env_remove(key);
             }
         }
+        // throughput is measured without rate limits (bench/scale.sh measures those); a
+        // benchmark's own env or --server-env may still set them
         cmd.current_dir(&self.results)
             .env("LEADGATE_DATABASE_URL", &self.database_url)
             .env("LEADGATE_JWT_SECRET", self.jwt_secret)
             .env("LEADGATE_LOG", "error")
+            .env("LEADGATE_RATE_LIMIT", "off")
+            .env("LEADGATE_RATE_LIMIT_ANONYMOUS", "off")
             .stdin(std::process::Stdio::null());
         cmd
     }

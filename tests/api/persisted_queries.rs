@@ -192,3 +192,26 @@ async fn a_manifest_with_a_wrong_id_stops_the_server_from_starting() {
         .to_string();
     assert!(err.contains("not the SHA-256"), "{err}");
 }
+
+#[tokio::test]
+async fn after_redis_is_flushed_a_hash_is_not_found_until_the_client_sends_the_query_again() {
+    let Some(redis) = redis_url_or_skip() else { return };
+    // a database of its own, so flushing it touches no other test
+    let mut url = url::Url::parse(&redis).expect("URL");
+    url.set_path("/12");
+    let url = url.to_string();
+    let a = spawn_app_with(backends()[0], |s| on_redis(s, &url)).await;
+    let b = spawn_second_app(&a).await;
+    let token = a.token(Role::Viewer);
+    assert_eq!(a.post(Some(&token), with_hash(DOC)).await.0, 200);
+    let client = redis::Client::open(url.as_str()).expect("client");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("connect");
+    let _: () = redis::cmd("FLUSHDB").query_async(&mut conn).await.expect("flush");
+    // A still knows it in memory; B never saw it and Redis forgot it
+    assert_eq!(a.post(Some(&token), by_hash(DOC)).await.0, 200);
+    let (_, body) = b.post(Some(&token), by_hash(DOC)).await;
+    assert_eq!(first_code(&body), "PERSISTED_QUERY_NOT_FOUND", "{body}");
+    // the client's answer to NotFound: the query with its hash, then the hash works again
+    assert_eq!(b.post(Some(&token), with_hash(DOC)).await.0, 200);
+    assert_eq!(b.post(Some(&token), by_hash(DOC)).await.0, 200);
+}

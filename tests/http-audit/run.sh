@@ -14,7 +14,10 @@ trap cleanup EXIT
 cp "$here/audit.mjs" "$work/"
 
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+# the audit checks the protocol, not rate limits: its ~100 quick requests would pass the
+# anonymous per-address limit
 (cd "$work" && env -u LEADGATE_JWT_SECRET LEADGATE_LOG=warn LEADGATE_DATABASE_URL="sqlite://$work/audit.db" \
+  LEADGATE_RATE_LIMIT=off LEADGATE_RATE_LIMIT_ANONYMOUS=off \
   "$bin" serve --demo --listen "127.0.0.1:$port" >"$work/out.txt" 2>"$work/err.txt") &
 server_pid=$!
 for _ in $(seq 1 120); do
