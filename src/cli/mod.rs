@@ -272,6 +272,16 @@ mod tests {
         "crm-push-delay-ms",
     ];
     const OUTBOUND: &[&str] = &["outbound-allow"];
+    const REDIS: &[&str] = &["redis-url", "redis-timeout-ms", "redis-prefix"];
+    const LIMITS: &[&str] = &[
+        "rate-limit",
+        "rate-limit-anonymous",
+        "rate-limit-workspace",
+        "rate-limit-role",
+        "persisted-queries",
+        "persisted-queries-file",
+        "shutdown-delay-ms",
+    ];
     const MAIL: &[&str] = &[
         "smtp-url",
         "mail-folder",
@@ -326,6 +336,8 @@ mod tests {
                     TOKENS,
                     SEALING,
                     HTTP,
+                    LIMITS,
+                    REDIS,
                     EXPORTS,
                     WS,
                     ENRICHMENT,
@@ -338,7 +350,7 @@ mod tests {
             (
                 "worker",
                 set(&[
-                    COMMON, DATABASE, SEALING, ENRICHMENT, EVENTS, OUTBOUND, MAIL, JOBS,
+                    COMMON, DATABASE, SEALING, REDIS, ENRICHMENT, EVENTS, OUTBOUND, MAIL, JOBS,
                 ]),
             ),
             ("campaigns list", set(&data)),
