@@ -397,6 +397,7 @@ pub async fn assemble(
         graphiql_token,
         ws: settings.ws_config(),
         drain: drain.clone(),
+        trusted_proxies: settings.trusted_proxies(),
     };
     let router = router(gateway, auth.clone(), services.clone(), http);
     Ok(App {

@@ -75,6 +75,11 @@ pub struct Settings {
     /// Frames queued for one WebSocket connection; a shared subscription that finds the
     /// queue full is ended with `SLOW_CONSUMER`.
     pub ws_send_queue: usize,
+    /// Load balancers and proxies in front of the servers, as CIDRs: for a request from one of
+    /// them the client is the nearest address in `X-Forwarded-For` that is not also one (the
+    /// anonymous rate limit counts per client). Empty: the peer is the client and
+    /// `X-Forwarded-For` is ignored, as anyone can send it.
+    pub trusted_proxies: Vec<String>,
     /// Redis shared by every instance: `redis://host:6379` or `rediss://…` (TLS, as hosted
     /// Redis services need), with `user:password@` and `/db` if needed. With one, rate limits,
     /// the enrichment cache's second level and single-flight, and persisted queries are shared
@@ -267,6 +272,7 @@ impl Default for Settings {
             ws_max_subscriptions: 50,
             ws_max_connections_per_token: 20,
             ws_send_queue: 256,
+            trusted_proxies: Vec::new(),
             redis_url: None,
             redis_timeout_ms: 250,
             redis_prefix: "leadgate:".into(),
@@ -446,6 +452,13 @@ impl Settings {
             .find_map(|raw| crate::net::parse_net(raw).err())
         {
             return invalid("outbound_allow", &e);
+        }
+        if let Some(e) = self
+            .trusted_proxies
+            .iter()
+            .find_map(|raw| crate::net::parse_net(raw).err())
+        {
+            return invalid("trusted_proxies", &e);
         }
         if let Err(e) =
             crate::jobs::schedule::CronSchedule::parse("retention_schedule", &self.retention_schedule, "UTC")
@@ -716,6 +729,14 @@ impl Settings {
                 .chain(demo.iter().copied())
                 .filter_map(|raw| crate::net::parse_net(raw).ok()),
         )
+    }
+
+    /// `trusted_proxies` as networks (checked by `validate`).
+    pub fn trusted_proxies(&self) -> Vec<crate::net::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|raw| crate::net::parse_net(raw).ok())
+            .collect()
     }
 
     /// The GraphQL document limits and policies.

@@ -97,6 +97,10 @@ pub struct HttpFlags {
     /// Most directives on one field.
     #[arg(long, value_name = "N")]
     pub max_directives: Option<usize>,
+    /// Proxies in front of the server, as CIDRs (repeat or comma-separate): their
+    /// X-Forwarded-For names the client.
+    #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
     /// Who may introspect the schema (default: authenticated; always with --demo).
     #[arg(long, value_enum)]
     pub introspection: Option<Introspection>,

@@ -274,6 +274,7 @@ mod tests {
     const OUTBOUND: &[&str] = &["outbound-allow"];
     const REDIS: &[&str] = &["redis-url", "redis-timeout-ms", "redis-prefix"];
     const LIMITS: &[&str] = &[
+        "trusted-proxies",
         "rate-limit",
         "rate-limit-anonymous",
         "rate-limit-workspace",

@@ -209,18 +209,7 @@ pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Resul
     );
     let _ = writeln!(out, "GraphiQL: http://{shown}/graphiql");
     banner.push(format!("Mail: {}", services_mail));
-    banner.push(match &redis {
-        Some(redis) if redis.ping().await => format!(
-            "Redis: {} (rate limits, enrichment cache and persisted queries shared)",
-            redis.describe()
-        ),
-        Some(redis) => format!(
-            "Redis: {} is not answering; limits and caches stay in this process until it does",
-            redis.describe()
-        ),
-        None => "Redis: none (rate limits and caches are per process; set LEADGATE_REDIS_URL to share them)"
-            .into(),
-    });
+    banner.push(redis_line(redis.as_ref()).await);
     for line in banner {
         let _ = writeln!(out, "{line}");
     }
@@ -251,9 +240,10 @@ pub(super) async fn worker(settings: &Settings) -> anyhow::Result<()> {
     let shutdown = crate::http::shutdown_signal();
     let workers = app::start_workers(settings, &services, registry).await?;
     // Best effort, as for `serve`.
+    let redis = redis_line(services.redis.as_ref()).await;
     let _ = writeln!(
         std::io::stdout().lock(),
-        "leadgate worker running ({} database; kinds: {kinds})",
+        "leadgate worker running ({} database; kinds: {kinds})\n{redis}",
         store.backend()
     );
     tracing::info!(backend = store.backend(), "worker running");
@@ -261,4 +251,21 @@ pub(super) async fn worker(settings: &Settings) -> anyhow::Result<()> {
     workers.shutdown().await;
     store.close().await;
     Ok(())
+}
+
+/// The banner's line about Redis: which one is shared, that it does not answer, or that there
+/// is none and what that means.
+async fn redis_line(redis: Option<&crate::cluster::Redis>) -> String {
+    match redis {
+        Some(redis) if redis.ping().await => format!(
+            "Redis: {} (rate limits, enrichment cache and persisted queries shared)",
+            redis.describe()
+        ),
+        Some(redis) => format!(
+            "Redis: {} is not answering; limits and caches stay in this process until it does",
+            redis.describe()
+        ),
+        None => "Redis: none (rate limits and caches are per process; set LEADGATE_REDIS_URL to share them)"
+            .into(),
+    }
 }

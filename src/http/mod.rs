@@ -45,6 +45,8 @@ pub struct HttpConfig {
     pub ws: WsConfig,
     /// Set when shutdown begins: `/readyz` answers 503 and WebSockets close with 1012.
     pub drain: Drain,
+    /// Proxies whose `X-Forwarded-For` names the client (`trusted_proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 struct AppState {
@@ -163,17 +165,48 @@ async fn graphql_get(
     RawQuery(query): RawQuery,
     request: axum::extract::Request,
 ) -> Response {
-    let client = client_address(&request);
+    let client = client_address(&request, &state.config.trusted_proxies);
     graphql(&state, &headers, true, query.as_deref(), &Bytes::new(), client).await
 }
 
-/// The peer's address (the anonymous rate limit counts per address); a proxy's own address
-/// when one is in front.
-fn client_address(request: &axum::extract::Request) -> Option<std::net::IpAddr> {
-    request
+/// The client's address (the anonymous rate limit counts per address): the peer, or, when the
+/// peer is a trusted proxy, the nearest address in `X-Forwarded-For` that is not one.
+fn client_address(request: &axum::extract::Request, trusted: &[ipnet::IpNet]) -> Option<std::net::IpAddr> {
+    let peer = request
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0.ip())
+        .map(|info| info.0.ip())?;
+    Some(forwarded_client(peer, request.headers(), trusted))
+}
+
+fn forwarded_client(
+    peer: std::net::IpAddr,
+    headers: &HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    // each proxy appends the address it received from: read from the nearest hop outwards
+    let mut client = peer;
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .rev()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.rsplit(','));
+    for hop in hops {
+        let Ok(ip) = hop.trim().parse::<std::net::IpAddr>() else {
+            // garbage from beyond the last trusted hop: the last good address stands
+            return client;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            return ip;
+        }
+    }
+    client
 }
 
 /// A POST: JSON bodies are read whole (within `max_body_bytes`); `multipart/form-data` (the
@@ -181,7 +214,7 @@ fn client_address(request: &axum::extract::Request) -> Option<std::net::IpAddr> 
 /// to temporary files and stops at `max_upload_bytes`.
 async fn graphql_post(State(state): State<Arc<AppState>>, request: axum::extract::Request) -> Response {
     let headers = request.headers().clone();
-    let client = client_address(&request);
+    let client = client_address(&request, &state.config.trusted_proxies);
     if transport::is_multipart(header_str(&headers, header::CONTENT_TYPE)) {
         return graphql_multipart(&state, &headers, request.into_body()).await;
     }
@@ -576,4 +609,56 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xff(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append("x-forwarded-for", HeaderValue::from_str(v).expect("value"));
+        }
+        headers
+    }
+
+    #[test]
+    fn the_client_is_the_nearest_untrusted_forwarded_address_and_only_behind_a_trusted_proxy() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+        let lb: std::net::IpAddr = "10.1.2.3".parse().expect("ip");
+        let outsider: std::net::IpAddr = "198.51.100.7".parse().expect("ip");
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("ip");
+        // a client's own X-Forwarded-For is ignored: anyone can send it
+        assert_eq!(
+            forwarded_client(outsider, &xff(&["203.0.113.1"]), &trusted),
+            outsider
+        );
+        // behind the load balancer: the address it saw
+        assert_eq!(
+            forwarded_client(lb, &xff(&["203.0.113.9"]), &trusted),
+            ip("203.0.113.9")
+        );
+        // a spoofed entry before the real one does not count; internal hops are skipped
+        assert_eq!(
+            forwarded_client(lb, &xff(&["1.1.1.1, 203.0.113.9, 10.9.9.9"]), &trusted),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            forwarded_client(lb, &xff(&["1.1.1.1", "203.0.113.9"]), &trusted),
+            ip("203.0.113.9"),
+            "several header lines: the last is the nearest"
+        );
+        // garbage: the last good address stands; none at all: the proxy itself
+        assert_eq!(
+            forwarded_client(lb, &xff(&["not-an-ip, 10.2.2.2"]), &trusted),
+            ip("10.2.2.2")
+        );
+        assert_eq!(forwarded_client(lb, &HeaderMap::new(), &trusted), lb);
+        assert_eq!(
+            forwarded_client(lb, &xff(&["203.0.113.9"]), &[]),
+            lb,
+            "no proxy trusted"
+        );
+    }
 }

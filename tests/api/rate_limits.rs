@@ -169,6 +169,39 @@ async fn anonymous_requests_are_limited_per_client_address() {
 }
 
 #[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_anonymous_limit() {
+    for backend in backends() {
+        let app = spawn_app_with(backend, |s| {
+            s.rate_limit_anonymous = "2/hour".into();
+            s.trusted_proxies = vec!["127.0.0.1/32".into()];
+        })
+        .await;
+        let from = |client: &'static str| {
+            let app = &app;
+            async move {
+                app.client
+                    .post(app.url("/graphql"))
+                    .header("content-type", "application/json")
+                    .header("x-forwarded-for", client)
+                    .body(json!({ "query": SMALL }).to_string())
+                    .send()
+                    .await
+                    .expect("request")
+                    .status()
+                    .as_u16()
+            }
+        };
+        let mut statuses = Vec::new();
+        for client in ["203.0.113.1", "203.0.113.1", "203.0.113.1", "203.0.113.2"] {
+            statuses.push(from(client).await);
+        }
+        assert_eq!(statuses, [200, 200, 429, 200], "{backend:?}");
+        // a spoofed address before the one the proxy appended does not buy a new limit
+        assert_eq!(from("198.51.100.9, 203.0.113.1").await, 429);
+    }
+}
+
+#[tokio::test]
 async fn a_workspace_limit_covers_all_its_callers_and_no_other_workspace() {
     for backend in backends() {
         let app = spawn_app_with(backend, |s| {
@@ -252,11 +285,13 @@ async fn malformed_rate_settings_are_refused_naming_the_setting() {
         ("rate_limit", "600"),
         ("rate_limit_anonymous", "10/fortnight"),
         ("rate_limit_workspace", "0/min"),
+        ("trusted_proxies", "intranet"),
     ] {
         let mut s = Settings::default();
         match field {
             "rate_limit" => s.rate_limit = value.into(),
             "rate_limit_anonymous" => s.rate_limit_anonymous = value.into(),
+            "trusted_proxies" => s.trusted_proxies = vec![value.into()],
             _ => s.rate_limit_workspace = value.into(),
         }
         let err = s.validate().expect_err(value).to_string();
