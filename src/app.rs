@@ -124,8 +124,15 @@ pub fn services(settings: &Settings, store: Store) -> anyhow::Result<Services> {
 }
 
 /// `services` with the enrichment pipeline's options given (tests hold its clock still).
-pub fn services_with(settings: &Settings, enrich: EnrichOptions, store: Store) -> anyhow::Result<Services> {
+pub fn services_with(
+    settings: &Settings,
+    mut enrich: EnrichOptions,
+    store: Store,
+) -> anyhow::Result<Services> {
     let redis = settings.redis()?;
+    if enrich.redis.is_none() {
+        enrich.redis = redis.clone();
+    }
     let bus = Bus::start(store.clone(), settings.bus_options());
     let enricher = enricher(settings, enrich, store.clone(), bus.clone())?;
     let mut services = Services::new(store, enricher, bus, sealer(settings)?);

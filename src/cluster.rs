@@ -165,6 +165,56 @@ impl Redis {
         Ok(self.query::<Option<String>>(cmd).await?.is_some())
     }
 
+    /// The values at `keys`, in order, in one round trip (`MGET`).
+    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Unavailable> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(keys);
+        self.query(cmd).await
+    }
+
+    /// Sets each `(key, value, ttl)` in one round trip (a pipeline of `SET … PX`).
+    pub async fn set_many(&self, entries: &[(String, Vec<u8>, Duration)]) -> Result<(), Unavailable> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (key, value, ttl) in entries {
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(value.as_slice())
+                .arg("PX")
+                .arg(millis(*ttl))
+                .ignore();
+        }
+        self.pipeline::<()>(pipe).await
+    }
+
+    /// `set_new` for each of `keys` in one round trip; whether each was set, in order.
+    pub async fn set_new_many(
+        &self,
+        keys: &[String],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<Vec<bool>, Unavailable> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("NX")
+                .arg("PX")
+                .arg(millis(ttl));
+        }
+        let set: Vec<Option<String>> = self.pipeline(pipe).await?;
+        Ok(set.into_iter().map(|s| s.is_some()).collect())
+    }
+
     /// Deletes `keys`.
     pub async fn delete(&self, keys: &[String]) -> Result<(), Unavailable> {
         if keys.is_empty() {
@@ -173,6 +223,12 @@ impl Redis {
         let mut cmd = redis::cmd("DEL");
         cmd.arg(keys);
         self.query::<()>(cmd).await
+    }
+
+    /// Runs `pipe` as one round trip, bounded by the timeout.
+    async fn pipeline<T: FromRedisValue + Send>(&self, pipe: redis::Pipeline) -> Result<T, Unavailable> {
+        let mut conn = self.connection()?;
+        self.finish(tokio::time::timeout(self.inner.options.timeout, pipe.query_async(&mut conn)).await)
     }
 
     /// The Prometheus text of the link's health.

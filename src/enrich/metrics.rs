@@ -33,7 +33,7 @@ pub struct SkipLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabels {
-    /// `memory` or `store`.
+    /// `memory`, `redis` (the cache instances share) or `store`.
     pub tier: &'static str,
     /// `hit` or `miss`.
     pub result: &'static str,

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod provider;
 pub mod providers;
+mod shared;
 
 pub use controls::Clock;
 pub use ledger::{Ledger, PlannedGroup, PlannedStep, Spend};

@@ -1,6 +1,15 @@
-//! The resolution pipeline for one group of many leads: in-process cache (moka) → stored
-//! records that are still fresh → single-flight across concurrent requests → the workspace's
-//! waterfall, provider by provider, with per-field merge and early stop.
+//! The resolution pipeline for one group of many leads: in-process cache (moka) → the cache
+//! instances share in Redis (`shared`, one `MGET` for the page; with `redis_url` only) → stored
+//! records that are still fresh → single-flight across concurrent requests (in process, then
+//! across instances by a claim in Redis) → the workspace's waterfall, provider by provider,
+//! with per-field merge and early stop.
+//!
+//! Why a second level and claims when records are stored in the database anyway: two
+//! instances that miss the same lead at the same moment would both pay the provider. An
+//! instance that finds the flight claimed by another polls Redis for the answer (every
+//! `FOLLOW_POLL`) until it lands, the claim goes, or the claim's lifetime (the waterfall's
+//! timeouts × tries, plus a margin) has passed — then it flies itself. Answers are written to
+//! Redis before claims are released. Redis down or slow: the in-process path, as without it.
 //!
 //! Per provider the waterfall skips what cannot be called now (disabled, no key, circuit open,
 //! no rate token, quota or budget spent) and moves on at once; otherwise it calls in batches of
@@ -14,6 +23,8 @@ use super::ledger::{Ledger, PlannedStep};
 use super::metrics::Metrics;
 use super::provider::{Answer, CallContext, Provider, ProviderError};
 use super::providers::sandbox::SandboxOptions;
+use super::shared::Shared;
+use crate::cluster::Redis;
 use crate::crypto::KeySealer;
 use crate::domain::{
     EnrichmentRecord, EnrichmentSettings, Event, Group, LEAD_ENRICHED, Lead, LeadId, NewEvent, Policy,
@@ -57,6 +68,12 @@ pub struct EnrichOptions {
     pub settings_ttl: Duration,
     /// What the rate gates read the time from.
     pub clock: Clock,
+    /// The Redis instances share, for the second cache level and single flight across
+    /// instances; `None` keeps both in this process.
+    pub redis: Option<Redis>,
+    /// Added to a flight's longest expected duration (each provider of the waterfall's
+    /// timeout × (retries + 1)) to bound how long a claim holds and another instance waits.
+    pub flight_margin: Duration,
 }
 
 impl Default for EnrichOptions {
@@ -75,6 +92,8 @@ impl Default for EnrichOptions {
             cache_bytes: 256 * 1024 * 1024,
             settings_ttl: Duration::from_secs(5),
             clock: Clock::system(),
+            redis: None,
+            flight_margin: Duration::from_secs(2),
         }
     }
 }
@@ -112,6 +131,15 @@ pub struct Resolution {
 
 type Key = (WorkspaceId, LeadId, Group);
 type Waiter = watch::Receiver<Option<Resolution>>;
+/// A key this request leads: its subject, what is known of it so far, and its followers.
+type Leading = (
+    Subject,
+    Option<EnrichmentRecord>,
+    watch::Sender<Option<Resolution>>,
+);
+
+/// How often an instance waiting for another's flight looks for its answer.
+const FOLLOW_POLL: Duration = Duration::from_millis(20);
 
 /// A workspace's enrichment settings and provider configs, as the pipeline uses them.
 #[derive(Clone, Debug)]
@@ -165,6 +193,7 @@ struct Inner {
     options: EnrichOptions,
     metrics: Metrics,
     cache: Cache<Key, Arc<EnrichmentRecord>>,
+    shared: Option<Shared>,
     setups: Cache<WorkspaceId, Arc<WorkspaceSetup>>,
     inflight: Mutex<HashMap<Key, Waiter>>,
     breakers: Mutex<HashMap<(WorkspaceId, ProviderKind), Arc<Breaker>>>,
@@ -262,6 +291,7 @@ impl Enricher {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .unwrap_or_default();
+        let shared = options.redis.clone().map(Shared::new);
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -271,6 +301,7 @@ impl Enricher {
                 options,
                 metrics,
                 cache,
+                shared,
                 setups,
                 inflight: Mutex::new(HashMap::new()),
                 breakers: Mutex::new(HashMap::new()),
@@ -311,10 +342,13 @@ impl Enricher {
         Ok(setup)
     }
 
-    /// Evicts every cached group of a lead (after it was erased).
-    pub fn forget_lead(&self, ws: WorkspaceId, lead: LeadId) {
+    /// Evicts every cached group of a lead, here and in Redis (after it was erased).
+    pub async fn forget_lead(&self, ws: WorkspaceId, lead: LeadId) {
         for group in Group::ALL {
             self.inner.cache.invalidate(&(ws, lead, group));
+        }
+        if let Some(shared) = &self.inner.shared {
+            shared.forget(ws, lead).await;
         }
     }
 
@@ -356,13 +390,9 @@ impl Enricher {
             wanted.to_vec()
         };
         let at = now();
-        let complete = |r: &EnrichmentRecord| -> bool {
-            policy == Policy::CacheOnly
-                || r.covers(&wanted)
-                || usable.iter().all(|p| r.tried.iter().any(|t| t == p.as_str()))
-        };
+        let complete = |r: &EnrichmentRecord| is_complete(r, policy, &wanted, &usable);
 
-        // 1. in-process cache, then 2. stored records
+        // 1. in-process cache
         let mut pending: Vec<(Arc<Lead>, Subject, Option<EnrichmentRecord>)> = Vec::new();
         let mut memory_hits = 0;
         for lead in leads {
@@ -407,6 +437,41 @@ impl Enricher {
                 None => true,
             });
         }
+        // 2. the cache instances share, one round trip for the page
+        if policy != Policy::Refresh
+            && !pending.is_empty()
+            && let Some(shared) = &self.inner.shared
+        {
+            let ids: Vec<LeadId> = pending.iter().map(|(l, _, _)| l.id).collect();
+            if let Some(found) = shared.read(ws, &ids, group).await {
+                let mut found = found.into_iter();
+                let mut redis_hits = 0;
+                pending.retain(|(lead, subject, _)| match found.next().flatten() {
+                    Some(rec)
+                        if rec.is_fresh(at)
+                            && rec.subject_hash == subject.fingerprint()
+                            && complete(&rec) =>
+                    {
+                        let rec = Arc::new(rec);
+                        self.inner.cache.insert((ws, lead.id, group), rec.clone());
+                        out.insert(
+                            lead.id,
+                            Resolution {
+                                record: Some(rec),
+                                error: None,
+                            },
+                        );
+                        redis_hits += 1;
+                        false
+                    }
+                    _ => true,
+                });
+                self.inner.metrics.cache("redis", true, redis_hits);
+                self.inner.metrics.cache("redis", false, pending.len() as u64);
+                ledger.note_cache_hits(redis_hits);
+            }
+        }
+        // 3. stored records
         if policy != Policy::Refresh && !pending.is_empty() {
             let ids: Vec<LeadId> = pending.iter().map(|(l, _, _)| l.id).collect();
             let stored = match self.inner.store.enrichment_records(ws, &ids, &[group]).await {
@@ -477,12 +542,9 @@ impl Enricher {
             return out;
         }
 
-        // 3. single flight: lead what nobody is resolving yet, follow the rest
-        let mut leading: Vec<(
-            Subject,
-            Option<EnrichmentRecord>,
-            watch::Sender<Option<Resolution>>,
-        )> = Vec::new();
+        // 4. single flight: lead what nobody in this process is resolving yet, follow the rest
+        // (`fly_shared` then claims the keys across instances)
+        let mut leading: Vec<Leading> = Vec::new();
         {
             let mut inflight = self.inner.inflight.lock().unwrap_or_else(|p| p.into_inner());
             for (lead, subject, partial) in pending {
@@ -523,7 +585,7 @@ impl Enricher {
             // the answers are stored and cached for the next request.
             let flight = tokio::spawn(
                 async move {
-                    this.fly(ws, &setup, group, policy, &wanted, &ledger, leading)
+                    this.fly_shared(ws, &setup, group, policy, &wanted, &ledger, leading)
                         .await
                 }
                 .instrument(tracing::Span::current()),
@@ -562,6 +624,184 @@ impl Enricher {
         tx.send_replace(Some(resolution));
     }
 
+    /// `fly`, minding other instances: each key is claimed in Redis first; keys another
+    /// instance has claimed are not flown here but waited for (its answer lands in Redis), and
+    /// flown here only if that instance ends its flight without an answer we can use or stays
+    /// away longer than a claim lasts. Without Redis, or while it is unavailable, plain `fly`.
+    #[allow(clippy::too_many_arguments)]
+    async fn fly_shared(
+        &self,
+        ws: WorkspaceId,
+        setup: &WorkspaceSetup,
+        group: Group,
+        policy: Policy,
+        wanted: &[&'static str],
+        ledger: &Arc<Ledger>,
+        leading: Vec<Leading>,
+    ) -> HashMap<LeadId, Resolution> {
+        let shared = match &self.inner.shared {
+            // a refresh asks again whatever is known, so it has nobody to wait for
+            Some(shared) if policy != Policy::Refresh => shared,
+            _ => return self.fly(ws, setup, group, policy, wanted, ledger, leading).await,
+        };
+        let ttl = self.claim_ttl(setup, group);
+        let token = format!("{:032x}", rand::random::<u128>());
+        let ids: Vec<LeadId> = leading.iter().map(|(s, _, _)| s.lead_id).collect();
+        let Some(claimed) = shared.claim(ws, &ids, group, &token, ttl).await else {
+            return self.fly(ws, setup, group, policy, wanted, ledger, leading).await;
+        };
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for (item, mine) in leading.into_iter().zip(claimed) {
+            if mine {
+                ours.push(item);
+            } else {
+                theirs.push(item);
+            }
+        }
+        let usable = setup.usable(group);
+        let own = async {
+            if ours.is_empty() {
+                return HashMap::new();
+            }
+            let ids: Vec<LeadId> = ours.iter().map(|(s, _, _)| s.lead_id).collect();
+            let results = self.fly(ws, setup, group, policy, wanted, ledger, ours).await;
+            shared.release(ws, &ids, group, &token).await;
+            results
+        };
+        let followed = self.follow(shared, ws, group, policy, wanted, &usable, ledger, theirs, ttl);
+        let (mut results, (answered, orphans)) = tokio::join!(own, followed);
+        results.extend(answered);
+        if !orphans.is_empty() {
+            let ids: Vec<LeadId> = orphans.iter().map(|(s, _, _)| s.lead_id).collect();
+            let claimed = shared.claim(ws, &ids, group, &token, ttl).await;
+            results.extend(self.fly(ws, setup, group, policy, wanted, ledger, orphans).await);
+            if claimed.is_some() {
+                shared.release(ws, &ids, group, &token).await;
+            }
+        }
+        results
+    }
+
+    /// Waits for flights another instance claimed: polls Redis every `FOLLOW_POLL` until each
+    /// key's answer is there and complete (then lands it here), its claim is gone, or `ttl`
+    /// has passed. The keys left are looked up in the store once (an answer that could not be
+    /// shared is stored all the same); what is still missing is returned, with any partial
+    /// record found, to be flown here.
+    #[allow(clippy::too_many_arguments)]
+    async fn follow(
+        &self,
+        shared: &Shared,
+        ws: WorkspaceId,
+        group: Group,
+        policy: Policy,
+        wanted: &[&'static str],
+        usable: &[ProviderKind],
+        ledger: &Arc<Ledger>,
+        mut waiting: Vec<Leading>,
+        ttl: Duration,
+    ) -> (HashMap<LeadId, Resolution>, Vec<Leading>) {
+        let mut answered = HashMap::new();
+        let mut orphans = Vec::new();
+        let started = Instant::now();
+        while !waiting.is_empty() {
+            tokio::time::sleep(FOLLOW_POLL).await;
+            let ids: Vec<LeadId> = waiting.iter().map(|(s, _, _)| s.lead_id).collect();
+            let Some(polled) = shared.poll(ws, &ids, group).await else {
+                orphans.append(&mut waiting);
+                break;
+            };
+            let gave_up = started.elapsed() >= ttl;
+            let at = now();
+            let mut still = Vec::new();
+            for (mut item, p) in waiting.into_iter().zip(polled) {
+                let found = p
+                    .record
+                    .filter(|r| r.is_fresh(at) && r.subject_hash == item.0.fingerprint());
+                match found {
+                    Some(rec) if is_complete(&rec, policy, wanted, usable) => {
+                        answered.insert(rec.lead_id, self.land_answer(ws, group, &item.2, rec));
+                    }
+                    partial => {
+                        if partial.is_some() {
+                            item.1 = partial;
+                        }
+                        if p.claimed && !gave_up {
+                            still.push(item);
+                        } else {
+                            orphans.push(item);
+                        }
+                    }
+                }
+            }
+            waiting = still;
+        }
+        if !orphans.is_empty() {
+            let ids: Vec<LeadId> = orphans.iter().map(|(s, _, _)| s.lead_id).collect();
+            match self.inner.store.enrichment_records(ws, &ids, &[group]).await {
+                Ok(stored) => {
+                    let at = now();
+                    let mut by_lead: HashMap<LeadId, EnrichmentRecord> =
+                        stored.into_iter().map(|r| (r.lead_id, r)).collect();
+                    orphans.retain_mut(|item| {
+                        let Some(rec) = by_lead
+                            .remove(&item.0.lead_id)
+                            .filter(|r| r.is_fresh(at) && r.subject_hash == item.0.fingerprint())
+                        else {
+                            return true;
+                        };
+                        if is_complete(&rec, policy, wanted, usable) {
+                            answered.insert(rec.lead_id, self.land_answer(ws, group, &item.2, rec));
+                            false
+                        } else {
+                            item.1 = Some(rec);
+                            true
+                        }
+                    });
+                }
+                Err(e) => tracing::error!(error = %e, "cannot read enrichment records"),
+            }
+        }
+        ledger.note_cache_hits(answered.len() as u64);
+        (answered, orphans)
+    }
+
+    /// Caches and lands an answer another instance fetched.
+    fn land_answer(
+        &self,
+        ws: WorkspaceId,
+        group: Group,
+        tx: &watch::Sender<Option<Resolution>>,
+        record: EnrichmentRecord,
+    ) -> Resolution {
+        let key = (ws, record.lead_id, group);
+        let record = Arc::new(record);
+        self.inner.cache.insert(key, record.clone());
+        let resolution = Resolution {
+            record: Some(record),
+            error: None,
+        };
+        self.land(&key, tx, resolution.clone());
+        resolution
+    }
+
+    /// How long a flight of the group's waterfall may take at most: each provider's timeout
+    /// for every try, plus the margin.
+    fn claim_ttl(&self, setup: &WorkspaceSetup, group: Group) -> Duration {
+        let options = &self.inner.options;
+        let per_try: Duration = setup
+            .settings
+            .waterfall(group)
+            .iter()
+            .map(|&kind| {
+                setup
+                    .config(kind)
+                    .timeout_ms
+                    .map_or(options.call_timeout, |ms| Duration::from_millis(u64::from(ms)))
+            })
+            .sum();
+        per_try * (options.retries + 1) + options.flight_margin
+    }
+
     /// Runs the waterfall for the leads this request leads, stores and caches the results,
     /// and lands every flight (also when something fails).
     #[allow(clippy::too_many_arguments)]
@@ -573,11 +813,7 @@ impl Enricher {
         policy: Policy,
         wanted: &[&'static str],
         ledger: &Arc<Ledger>,
-        leading: Vec<(
-            Subject,
-            Option<EnrichmentRecord>,
-            watch::Sender<Option<Resolution>>,
-        )>,
+        leading: Vec<Leading>,
     ) -> HashMap<LeadId, Resolution> {
         let at = now();
         let mut senders = Vec::with_capacity(leading.len());
@@ -650,6 +886,7 @@ impl Enricher {
         }
 
         let mut results = HashMap::with_capacity(work.len());
+        let mut to_share = Vec::new();
         for w in work {
             let covered = w.record.covers(wanted);
             let error = if covered { None } else { error_of(&w) };
@@ -658,6 +895,7 @@ impl Enricher {
                 self.inner
                     .cache
                     .insert((ws, record.lead_id, group), record.clone());
+                to_share.push(record.clone());
             }
             let has_data = !record.is_miss();
             let resolution = Resolution {
@@ -665,6 +903,11 @@ impl Enricher {
                 error,
             };
             results.insert(w.subject.lead_id, resolution);
+        }
+        // Before landing, so the claims released after this flight never leave another
+        // instance without the answer.
+        if let Some(shared) = &self.inner.shared {
+            shared.write(ws, &to_share).await;
         }
         guard.land_all(&results);
         results
@@ -1377,6 +1620,19 @@ fn error_of(w: &Work) -> Option<EnrichError> {
         .filter(|(k, _)| seen.insert(*k))
         .collect();
     Some(EnrichError::ProviderUnavailable(reasons))
+}
+
+/// Whether `r` answers the request: everything wanted is filled, or every usable provider was
+/// asked already, or nothing may be fetched anyway.
+fn is_complete(
+    r: &EnrichmentRecord,
+    policy: Policy,
+    wanted: &[&'static str],
+    usable: &[ProviderKind],
+) -> bool {
+    policy == Policy::CacheOnly
+        || r.covers(wanted)
+        || usable.iter().all(|p| r.tried.iter().any(|t| t == p.as_str()))
 }
 
 fn internal_for(leads: &[Arc<Lead>]) -> HashMap<LeadId, Resolution> {

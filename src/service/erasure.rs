@@ -51,7 +51,7 @@ impl ErasureService {
             crate::ops::erasure::erase_lead(&self.store, ws, id, &actor.subject, reason.as_deref())
                 .await?
                 .ok_or(ServiceError::NotFound("lead"))?;
-        self.enricher.forget_lead(ws, id);
+        self.enricher.forget_lead(ws, id).await;
         self.bus.publish(events);
         tracing::info!(erasure = %erasure.id, "lead erased on request");
         Ok(erasure)
