@@ -5,7 +5,9 @@
 #     Redis (alternating rounds; the median round's p50), and what the limits add;
 #   - two instances on one Redis limit, driven past it by 8 clients: admitted vs the limit;
 #   - persisted queries: a page query sent as full text vs as its hash, request bytes and
-#     server CPU per request.
+#     server CPU per request;
+#   - single flight: 100 concurrent requests for one cold lead spread over two instances
+#     sharing Redis (the sandbox provider answering in 300 ms): provider calls made.
 #
 #   bench/scale.sh [--backend sqlite|postgres] [--redis-url URL] [--requests N] [--rounds N]
 #                  [--limit N] [--duration S] [--apq-requests N]

@@ -1,6 +1,9 @@
 //! The scale-out benchmark (`bench/scale.sh`): what rate limiting adds to a request (off, in
 //! process, on Redis), how close two instances sharing one Redis limit stay to it, and what a
-//! persisted query saves (request bytes and server CPU per request, full text vs hash only).
+//! persisted query saves (request bytes and server CPU per request, full text vs hash only), and
+//! what 100 concurrent requests for one cold lead spread over two instances cost in provider
+//! calls (the built-in sandbox provider answering in 300 ms, counted from both servers'
+//! `leadgate_provider_calls_total`).
 //!
 //! Everything runs against release servers this program starts on a fresh SQLite database
 //! (or PostgreSQL with `--backend postgres`) and a Redis given by `--redis-url`, with a fresh
@@ -356,6 +359,116 @@ async fn main() -> anyhow::Result<()> {
         "cpu_us_per_request": round1(*c), "req_per_s": round2(*r)}))
             .collect::<Vec<_>>()
     );
+
+    // 4. single flight across instances: 100 concurrent requests for one cold lead
+    let admin = lg
+        .run(&[
+            "token",
+            "--workspace",
+            WORKSPACE,
+            "--role",
+            "admin",
+            "--ttl",
+            "12h",
+        ])
+        .await?
+        .trim()
+        .to_owned();
+    let flight_env = {
+        let mut env = redis("flight");
+        env.push(("LEADGATE_RATE_LIMIT", "off".into()));
+        env
+    };
+    let (a, b) = (
+        lg.serve(&flight_env, &log).await?,
+        lg.serve(&flight_env, &log).await?,
+    );
+    let gql = |base: String, token: String, query: &'static str, variables: serde_json::Value| {
+        let http = http.clone();
+        async move {
+            let body = json!({ "query": query, "variables": variables }).to_string();
+            let res = http
+                .post(format!("{base}/graphql"))
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await?;
+            let value: serde_json::Value = res.json().await?;
+            if value.get("errors").is_some() {
+                bail!("{query}: {value}");
+            }
+            anyhow::Ok(value)
+        }
+    };
+    gql(a.base.clone(), admin.clone(), "mutation($input: ConfigureProviderInput!) { configureProvider(input: $input) { userErrors { message } } }",
+        json!({"input": {"provider": "SANDBOX", "options": {"latencyMs": 300, "missRate": 0.0, "creditsPerHit": 1}}})).await?;
+    gql(
+        a.base.clone(),
+        admin.clone(),
+        "mutation { setWaterfall(group: PERSON, providers: [SANDBOX]) { userErrors { message } } }",
+        json!({}),
+    )
+    .await?;
+    let created = gql(
+        a.base.clone(),
+        token.clone(),
+        "mutation { createLead(input: {email: \"cold.lead@flight.example\"}) { lead { id } } }",
+        json!({}),
+    )
+    .await?;
+    let id = created["data"]["createLead"]["lead"]["id"]
+        .as_str()
+        .context("lead id")?
+        .to_owned();
+    let calls = |base: String| {
+        let http = http.clone();
+        async move {
+            let text = http.get(format!("{base}/metrics")).send().await?.text().await?;
+            let total: f64 = text
+                .lines()
+                .filter(|l| l.starts_with("leadgate_provider_calls_total{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            anyhow::Ok(total)
+        }
+    };
+    let before = calls(a.base.clone()).await? + calls(b.base.clone()).await?;
+    let started = Instant::now();
+    let requests = (0..100).map(|i| {
+        let base = if i % 2 == 0 {
+            a.base.clone()
+        } else {
+            b.base.clone()
+        };
+        gql(
+            base,
+            token.clone(),
+            "query($id: ID!) { lead(id: $id) { person { fullName } } }",
+            json!({"id": id}),
+        )
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    let flight_ms = started.elapsed().as_secs_f64() * 1e3;
+    let answered = answers
+        .iter()
+        .filter(|a| {
+            a.as_ref()
+                .is_ok_and(|v| v["data"]["lead"]["person"]["fullName"].is_string())
+        })
+        .count();
+    let provider_calls = calls(a.base.clone()).await? + calls(b.base.clone()).await? - before;
+    a.stop().await;
+    b.stop().await;
+    rows.push(row(
+        "single flight",
+        &format!("100 concurrent requests for one cold lead on 2 instances ({answered} answered, {flight_ms:.0} ms)"),
+        format!("{provider_calls:.0} provider call(s)"),
+        "1",
+        Some(provider_calls == 1.0 && answered == 100),
+    ));
+    json_out["single_flight"] = json!({ "requests": 100, "answered": answered, "provider_calls": provider_calls,
+        "elapsed_ms": flight_ms });
 
     println!("{}", table(&rows));
     let out = results.join(format!("{stamp}-scale-{}.json", args.backend));
