@@ -194,7 +194,16 @@ fn environment_variables() -> Vec<String> {
 fn docker_files_use_only_settings_the_cli_reads() {
     let vars = environment_variables();
     let command = leadgate::cli::command();
-    for file in ["docker/Dockerfile", "docker/compose.yml"] {
+    for file in [
+        "docker/Dockerfile",
+        "docker/compose.yml",
+        "deploy/base/configmap.yaml",
+        "deploy/base/serve-deployment.yaml",
+        "deploy/base/worker-deployment.yaml",
+        "deploy/base/migrate-job.yaml",
+        "deploy/overlays/staging/kustomization.yaml",
+        "deploy/overlays/production/kustomization.yaml",
+    ] {
         let text = std::fs::read_to_string(root().join(file)).unwrap();
         for (i, _) in text.match_indices("LEADGATE_") {
             let name: String = text[i..]
