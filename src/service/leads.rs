@@ -33,6 +33,9 @@ pub struct TotalCount {
     pub exact: bool,
 }
 
+/// How often a change without an expected version is applied again after a concurrent one.
+const CHANGE_ATTEMPTS: u32 = 32;
+
 #[derive(Clone, Debug)]
 pub struct LeadService {
     store: Store,
@@ -197,38 +200,47 @@ impl LeadService {
     }
 
     /// Loads, changes and writes back one lead with a compare-and-set on its version. A
-    /// change that alters nothing writes nothing and keeps the version.
+    /// change that alters nothing writes nothing and keeps the version. With an expected
+    /// version a concurrent change is the caller's `STALE_VERSION`; without one the change is
+    /// applied again to the lead as the other writer left it (up to `CHANGE_ATTEMPTS` times),
+    /// so concurrent updates of different fields both land and the last of the same field wins.
     async fn change(
         &self,
         actor: &Actor,
         id: LeadId,
         expected_version: Option<i64>,
-        edit: impl FnOnce(&mut Lead) -> bool,
+        edit: impl Fn(&mut Lead) -> bool,
     ) -> Result<Lead, ServiceError> {
-        let current = self
-            .store
-            .lead(actor.workspace_id, id)
-            .await?
-            .ok_or(ServiceError::NotFound("lead"))?;
-        if expected_version.is_some_and(|expected| expected != current.version) {
-            return Err(StoreError::VersionMismatch.into());
+        let mut attempt = 1;
+        loop {
+            let current = self
+                .store
+                .lead(actor.workspace_id, id)
+                .await?
+                .ok_or(ServiceError::NotFound("lead"))?;
+            if expected_version.is_some_and(|expected| expected != current.version) {
+                return Err(StoreError::VersionMismatch.into());
+            }
+            let mut lead = current.clone();
+            if !edit(&mut lead) {
+                return Ok(current);
+            }
+            lead.updated_at = now().max(current.updated_at);
+            lead.version = current.version + 1;
+            match self.store.update_lead(&lead, &current).await {
+                Ok(events) => {
+                    self.bus.publish(events);
+                    return Ok(lead);
+                }
+                Err(StoreError::VersionMismatch)
+                    if expected_version.is_none() && attempt < CHANGE_ATTEMPTS =>
+                {
+                    attempt += 1;
+                }
+                Err(StoreError::NotFound) => return Err(ServiceError::NotFound("lead")),
+                Err(other) => return Err(other.into()),
+            }
         }
-        let mut lead = current.clone();
-        if !edit(&mut lead) {
-            return Ok(current);
-        }
-        lead.updated_at = now().max(current.updated_at);
-        lead.version = current.version + 1;
-        let events = self
-            .store
-            .update_lead(&lead, &current)
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound => ServiceError::NotFound("lead"),
-                other => other.into(),
-            })?;
-        self.bus.publish(events);
-        Ok(lead)
     }
 
     /// Creates or updates up to `MAX_UPSERT` leads by email. Rows that fail validation are

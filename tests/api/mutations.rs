@@ -612,6 +612,40 @@ async fn update_lead_versions_increase_by_one_and_stale_versions_are_refused() {
     }
 }
 
+/// Without `expectedVersion` nobody asked for a compare-and-set: updates racing on one lead
+/// all land (each a version of its own), none gets `STALE_VERSION`.
+#[tokio::test]
+async fn concurrent_updates_without_an_expected_version_all_land() {
+    for backend in backends() {
+        let app = spawn_app(backend).await;
+        let lead = create_ok(&app, json!({"email": "ann@acme.io", "title": "CTO"})).await;
+        let id = lead["id"].clone();
+        let n = 16;
+        let payloads = futures_util::future::join_all(
+            (0..n).map(|i| update(&app, json!({"id": id, "title": format!("Title {i}")}))),
+        )
+        .await;
+        for payload in &payloads {
+            assert_eq!(payload["userErrors"], json!([]), "{backend:?} {payload}");
+        }
+        let mut versions: Vec<i64> = payloads
+            .iter()
+            .map(|p| p["lead"]["version"].as_i64().expect("version"))
+            .collect();
+        versions.sort_unstable();
+        assert_eq!(versions, (2..2 + n).collect::<Vec<i64>>(), "{backend:?}");
+        let last = payloads
+            .iter()
+            .find(|p| p["lead"]["version"] == json!(1 + n))
+            .expect("the last write");
+        assert_eq!(
+            fetch(&app, &id).await["title"],
+            last["lead"]["title"],
+            "{backend:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn update_lead_that_changes_nothing_keeps_the_version() {
     for backend in backends() {
