@@ -23,8 +23,6 @@ use std::time::{Duration, Instant};
 
 const JWT_SECRET: &str = "scale-benchmark-secret-that-is-long-enough-0123456789";
 const WORKSPACE: &str = "bench";
-const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
-const PG_DB: &str = "leadgate_bench_scale";
 
 #[derive(Parser)]
 struct Args {
@@ -107,34 +105,10 @@ async fn latency(base: &str, token: &str, n: usize) -> anyhow::Result<(f64, f64)
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let results = root.join("bench/results");
-    std::fs::create_dir_all(&results)?;
-    let bin = args.bin.clone().unwrap_or_else(|| {
-        std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| root.join("target"), PathBuf::from)
-            .join("release/leadgate")
-    });
+    let results = common::results_dir()?;
+    let bin = common::release_bin(args.bin.clone());
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-    let database_url = match args.backend.as_str() {
-        "sqlite" => {
-            let file = results.join("scale.sqlite");
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
-            }
-            format!("sqlite://{}", file.display())
-        }
-        "postgres" => {
-            common::psql(
-                PG_SERVER,
-                &format!("DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)"),
-            )
-            .await?;
-            common::psql(PG_SERVER, &format!("CREATE DATABASE {PG_DB}")).await?;
-            format!("{PG_SERVER}/{PG_DB}")
-        }
-        other => bail!("--backend is sqlite or postgres, not {other}"),
-    };
+    let database_url = common::fresh_database(&results, &args.backend, "scale").await?;
     let lg = Leadgate {
         bin: bin.clone(),
         results: results.clone(),

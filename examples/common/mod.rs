@@ -292,3 +292,45 @@ pub fn server_env(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
         })
         .collect()
 }
+
+/// `bench/results` under the repository, created if missing.
+pub fn results_dir() -> anyhow::Result<std::path::PathBuf> {
+    let results = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/results");
+    std::fs::create_dir_all(&results)?;
+    Ok(results)
+}
+
+/// The release `leadgate` binary: `given`, else `$CARGO_TARGET_DIR` (or `target`)`/release/leadgate`.
+pub fn release_bin(given: Option<std::path::PathBuf>) -> std::path::PathBuf {
+    given.unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(
+                || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
+                std::path::PathBuf::from,
+            )
+            .join("release/leadgate")
+    })
+}
+
+/// A fresh, empty database for a benchmark called `name`: the SQLite file
+/// `results/<name>.sqlite` (removed with its WAL first), or the PostgreSQL database
+/// `leadgate_bench_<name>` on 127.0.0.1 (dropped and created); its URL.
+pub async fn fresh_database(results: &std::path::Path, backend: &str, name: &str) -> anyhow::Result<String> {
+    const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+    match backend {
+        "sqlite" => {
+            let file = results.join(format!("{name}.sqlite"));
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+            }
+            Ok(format!("sqlite://{}", file.display()))
+        }
+        "postgres" => {
+            let db = format!("leadgate_bench_{name}");
+            psql(PG_SERVER, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await?;
+            psql(PG_SERVER, &format!("CREATE DATABASE {db}")).await?;
+            Ok(format!("{PG_SERVER}/{db}"))
+        }
+        other => anyhow::bail!("--backend is sqlite or postgres, not {other}"),
+    }
+}
