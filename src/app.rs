@@ -393,8 +393,12 @@ pub async fn assemble(
     } else {
         None
     };
-    let gateway =
-        Gateway::new(services.clone(), settings.graphql_limits()).with_edge(edge(settings, &services)?);
+    let gateway = Gateway::new(
+        services.clone(),
+        settings.graphql_limits(),
+        settings.graphql_metrics(),
+    )
+    .with_edge(edge(settings, &services)?);
     let drain = Drain::default();
     let http = HttpConfig {
         max_body_bytes: settings.max_body_bytes,

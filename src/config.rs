@@ -64,6 +64,9 @@ pub struct Settings {
     pub introspection: Option<Introspection>,
     /// Seconds a request may take before it is answered with 408.
     pub request_timeout_secs: u64,
+    /// Milliseconds after which a root field of a query or mutation (its resolver and everything
+    /// selected under it) counts in `leadgate_graphql_slow_resolvers_total`; 0 stops timing them.
+    pub slow_resolver_ms: u64,
     /// Milliseconds a WebSocket client may take to send `connection_init` (then 4408).
     pub ws_init_timeout_ms: u64,
     /// Milliseconds between `ka` keep-alive messages on legacy `graphql-ws` connections.
@@ -191,6 +194,10 @@ pub struct Settings {
     pub outbound_allow: Vec<String>,
     /// Whether `serve` runs job workers in-process (`--no-workers` turns them off).
     pub workers: bool,
+    /// Address `leadgate worker` serves `/metrics` and `/healthz` on (`0.0.0.0:9090`); unset:
+    /// none. `serve` has them on `listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Jobs one process runs at once.
     pub worker_concurrency: usize,
     /// Seconds a worker owns a job without a heartbeat; after that another worker may run it.
@@ -199,6 +206,9 @@ pub struct Settings {
     pub job_poll_interval_ms: u64,
     /// Milliseconds between reclaiming expired leases and checking schedules.
     pub job_maintenance_interval_ms: u64,
+    /// Milliseconds between samples of queue depth and the oldest queued job's age for
+    /// `/metrics` (one grouped count over the jobs table each time).
+    pub job_stats_interval_ms: u64,
     /// Hours succeeded jobs are kept before the hourly prune deletes them (dead jobs stay
     /// until an admin replays or discards them).
     pub job_retention_hours: u64,
@@ -267,6 +277,7 @@ impl Default for Settings {
             max_directives: 5,
             introspection: None,
             request_timeout_secs: 30,
+            slow_resolver_ms: 100,
             ws_init_timeout_ms: 10_000,
             ws_keepalive_ms: 12_000,
             ws_max_subscriptions: 50,
@@ -310,10 +321,12 @@ impl Default for Settings {
             webhook_disable_after: 5,
             outbound_allow: Vec::new(),
             workers: true,
+            metrics_listen: None,
             worker_concurrency: 8,
             job_visibility_timeout_secs: 60,
             job_poll_interval_ms: 1_000,
             job_maintenance_interval_ms: 5_000,
+            job_stats_interval_ms: 15_000,
             job_retention_hours: 7 * 24,
             retention_schedule: "30 3 * * *".into(),
             job_test_kinds: false,
@@ -537,6 +550,9 @@ impl Settings {
         if self.job_maintenance_interval_ms < 10 {
             return invalid("job_maintenance_interval_ms", "must be at least 10");
         }
+        if self.job_stats_interval_ms < 10 {
+            return invalid("job_stats_interval_ms", "must be at least 10");
+        }
         if let Some(key) = &self.master_key
             && crate::crypto::KeySealer::new(key).is_err()
         {
@@ -740,6 +756,13 @@ impl Settings {
     }
 
     /// The GraphQL document limits and policies.
+    /// The GraphQL metrics, root fields slower than `slow_resolver_ms` counted.
+    pub fn graphql_metrics(&self) -> crate::graphql::GraphqlMetrics {
+        let threshold =
+            (self.slow_resolver_ms > 0).then(|| std::time::Duration::from_millis(self.slow_resolver_ms));
+        crate::graphql::GraphqlMetrics::new(threshold)
+    }
+
     pub fn graphql_limits(&self) -> crate::graphql::Limits {
         use crate::graphql::IntrospectionPolicy as Policy;
         let introspection = match self.introspection {
@@ -770,6 +793,7 @@ impl Settings {
             visibility_timeout: Duration::from_secs(self.job_visibility_timeout_secs),
             poll_interval: Duration::from_millis(self.job_poll_interval_ms),
             maintenance_interval: Duration::from_millis(self.job_maintenance_interval_ms),
+            stats_interval: Duration::from_millis(self.job_stats_interval_ms),
             ..crate::jobs::worker::WorkerConfig::default()
         }
     }

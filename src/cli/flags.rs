@@ -79,6 +79,9 @@ pub struct HttpFlags {
     /// Seconds before a request is answered with 408.
     #[arg(long, value_name = "SECS")]
     pub request_timeout_secs: Option<u64>,
+    /// Milliseconds after which a root field counts as a slow resolver (0: not timed).
+    #[arg(long, value_name = "MS")]
+    pub slow_resolver_ms: Option<u64>,
     /// Largest GraphQL batch (JSON array of requests).
     #[arg(long, value_name = "N")]
     pub max_batch: Option<usize>,
@@ -287,6 +290,15 @@ pub struct MailFlags {
     pub sendgrid_inbound_basic: Option<SecretString>,
 }
 
+/// Where a worker serves its metrics: `worker` (`serve` has them on `--listen`).
+#[derive(Args, Clone, Debug, Default, Serialize)]
+#[command(next_help_heading = "Metrics")]
+pub struct MetricsFlags {
+    /// Address to serve /metrics and /healthz on (unset: none).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
 /// How job workers run, and the schedules they fire: `serve` and `worker`.
 #[derive(Args, Clone, Debug, Default, Serialize)]
 #[command(next_help_heading = "Jobs")]
@@ -303,6 +315,9 @@ pub struct JobFlags {
     /// Milliseconds between reclaiming expired leases and checking schedules.
     #[arg(long, value_name = "MS")]
     pub job_maintenance_interval_ms: Option<u64>,
+    /// Milliseconds between samples of queue depth and age for /metrics.
+    #[arg(long, value_name = "MS")]
+    pub job_stats_interval_ms: Option<u64>,
     /// Hours succeeded jobs are kept.
     #[arg(long, value_name = "HOURS")]
     pub job_retention_hours: Option<u64>,

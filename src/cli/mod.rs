@@ -235,6 +235,7 @@ mod tests {
         "max-body-bytes",
         "import-max-upload-mb",
         "request-timeout-secs",
+        "slow-resolver-ms",
         "max-batch",
         "max-depth",
         "max-complexity",
@@ -272,6 +273,7 @@ mod tests {
         "crm-push-delay-ms",
     ];
     const OUTBOUND: &[&str] = &["outbound-allow"];
+    const METRICS: &[&str] = &["metrics-listen"];
     const REDIS: &[&str] = &["redis-url", "redis-timeout-ms", "redis-prefix"];
     const LIMITS: &[&str] = &[
         "trusted-proxies",
@@ -298,6 +300,7 @@ mod tests {
         "job-visibility-timeout-secs",
         "job-poll-interval-ms",
         "job-maintenance-interval-ms",
+        "job-stats-interval-ms",
         "job-retention-hours",
         "retention-schedule",
         "job-test-kinds",
@@ -351,7 +354,7 @@ mod tests {
             (
                 "worker",
                 set(&[
-                    COMMON, DATABASE, SEALING, REDIS, ENRICHMENT, EVENTS, OUTBOUND, MAIL, JOBS,
+                    COMMON, DATABASE, SEALING, REDIS, ENRICHMENT, EVENTS, OUTBOUND, MAIL, JOBS, METRICS,
                 ]),
             ),
             ("campaigns list", set(&data)),

@@ -5,7 +5,7 @@
 
 use super::flags::{
     CommonFlags, DatabaseFlags, EnrichmentFlags, EventFlags, ExportFlags, HttpFlags, JobFlags, LimitFlags,
-    MailFlags, OutboundFlags, RedisFlags, SealingFlags, SettingFlags, TokenFlags, WsFlags,
+    MailFlags, MetricsFlags, OutboundFlags, RedisFlags, SealingFlags, SettingFlags, TokenFlags, WsFlags,
 };
 use crate::app::{self, App};
 use crate::config::Settings;
@@ -133,6 +133,9 @@ pub struct WorkerSettings {
     #[command(flatten)]
     #[serde(flatten)]
     pub jobs: JobFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub metrics: MetricsFlags,
 }
 
 impl SettingFlags for WorkerSettings {
@@ -239,18 +242,58 @@ pub(super) async fn worker(settings: &Settings) -> anyhow::Result<()> {
     let kinds = registry.kinds().join(", ");
     let shutdown = crate::http::shutdown_signal();
     let workers = app::start_workers(settings, &services, registry).await?;
+    let metrics = match settings.metrics_listen {
+        Some(addr) => Some(serve_worker_metrics(addr, &services).await?),
+        None => None,
+    };
     // Best effort, as for `serve`.
     let redis = redis_line(services.redis.as_ref()).await;
+    let metrics_line = match &metrics {
+        Some((addr, _, _)) => format!("Metrics: http://{addr}/metrics"),
+        None => "Metrics: not served (set LEADGATE_METRICS_LISTEN to serve /metrics)".into(),
+    };
     let _ = writeln!(
         std::io::stdout().lock(),
-        "leadgate worker running ({} database; kinds: {kinds})\n{redis}",
+        "leadgate worker running ({} database; kinds: {kinds})\n{redis}\n{metrics_line}",
         store.backend()
     );
     tracing::info!(backend = store.backend(), "worker running");
     shutdown.await;
     workers.shutdown().await;
+    if let Some((_, stop, server)) = metrics {
+        let _ = stop.send(());
+        let _ = server.await;
+    }
     store.close().await;
     Ok(())
+}
+
+/// Serves the worker's `/metrics` on `addr` until told to stop; returns the address it bound
+/// (shown as `127.0.0.1` when unspecified), the stop sender and the server task.
+async fn serve_worker_metrics(
+    addr: SocketAddr,
+    services: &crate::service::Services,
+) -> anyhow::Result<(
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+    let bound = listener.local_addr()?;
+    let shown = if bound.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], bound.port()))
+    } else {
+        bound
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let router = crate::http::worker_router(services.clone());
+    let server = tokio::spawn(crate::http::serve(listener, router, async move {
+        let _ = stopped.await;
+    }));
+    tracing::info!(addr = %bound, "serving metrics");
+    Ok((shown, stop, server))
 }
 
 /// The banner's line about Redis: which one is shared, that it does not answer, or that there

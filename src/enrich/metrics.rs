@@ -1,10 +1,13 @@
 //! Enrichment metrics in the Prometheus text format, one registry per application (so tests
-//! that run several apps in one process do not share counters). Labels are provider names and
-//! outcomes, never lead data or keys.
+//! that run several apps in one process do not share counters): provider calls, latency,
+//! credits and skips, cache lookups by tier, and each provider's circuit state (sampled by
+//! `Enricher::render_metrics`). Labels are provider names and outcomes, never lead data, keys
+//! or workspaces.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -48,6 +51,8 @@ pub struct Metrics {
     pub credits: Family<ProviderLabels, Counter>,
     pub skips: Family<SkipLabels, Counter>,
     pub cache: Family<CacheLabels, Counter>,
+    /// 0 closed, 1 half-open, 2 open: the worst of the provider's breakers (one per workspace).
+    pub circuit: Family<ProviderLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -66,6 +71,7 @@ impl Metrics {
         let credits = Family::<ProviderLabels, Counter>::default();
         let skips = Family::<SkipLabels, Counter>::default();
         let cache = Family::<CacheLabels, Counter>::default();
+        let circuit = Family::<ProviderLabels, Gauge>::default();
         registry.register("provider_calls", "Provider calls by outcome", calls.clone());
         registry.register(
             "provider_call_duration_seconds",
@@ -83,6 +89,11 @@ impl Metrics {
             "Enrichment cache lookups by tier and result",
             cache.clone(),
         );
+        registry.register(
+            "provider_circuit_state",
+            "Circuit state per provider, the worst over its workspaces: 0 closed, 1 half-open, 2 open",
+            circuit.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             calls,
@@ -90,6 +101,7 @@ impl Metrics {
             credits,
             skips,
             cache,
+            circuit,
         }
     }
 
@@ -125,10 +137,18 @@ impl Metrics {
         }
     }
 
-    /// The registry in the Prometheus text exposition format.
+    /// Sets a provider's circuit gauge: 0 closed, 1 half-open, 2 open.
+    pub fn set_circuit(&self, provider: &'static str, state: i64) {
+        self.circuit
+            .get_or_create(&ProviderLabels { provider })
+            .set(state);
+    }
+
+    /// The registry in the Prometheus text exposition format, without a closing `# EOF` (the
+    /// page embeds it among other families).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        if prometheus_client::encoding::text::encode_registry(&mut out, &self.registry).is_err() {
             out.clear();
         }
         out

@@ -316,6 +316,33 @@ impl Enricher {
         &self.inner.metrics
     }
 
+    /// The enrichment families, each provider's circuit gauge sampled now (a breaker turns
+    /// half-open by the clock, not by an event).
+    pub fn render_metrics(&self) -> String {
+        let breakers: Vec<(ProviderKind, Arc<Breaker>)> = self
+            .inner
+            .breakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|((_, kind), breaker)| (*kind, breaker.clone()))
+            .collect();
+        let mut worst: HashMap<ProviderKind, i64> = self.inner.providers.keys().map(|k| (*k, 0)).collect();
+        for (kind, breaker) in breakers {
+            let state = match breaker.state() {
+                CircuitState::Closed => 0,
+                CircuitState::HalfOpen => 1,
+                CircuitState::Open => 2,
+            };
+            let entry = worst.entry(kind).or_default();
+            *entry = (*entry).max(state);
+        }
+        for (kind, state) in worst {
+            self.inner.metrics.set_circuit(kind.as_str(), state);
+        }
+        self.inner.metrics.render()
+    }
+
     pub fn sealer(&self) -> Option<&KeySealer> {
         self.inner.sealer.as_ref()
     }

@@ -19,6 +19,7 @@ mod ids;
 mod imports;
 mod inputs;
 mod jobs;
+pub mod metrics;
 mod mutation;
 mod ops;
 pub mod persisted;
@@ -37,6 +38,8 @@ pub use query::Caller;
 
 use crate::service::Services;
 use async_graphql::{MergedObject, Schema, SchemaBuilder};
+pub use metrics::GraphqlMetrics;
+use metrics::Timed;
 pub use subscription::SubscriptionRoot;
 
 /// The query root: leads, enrichment, the event log, webhooks, the job queue, retention and
@@ -71,11 +74,17 @@ pub struct MutationRoot(
     imports::ImportMutation,
 );
 
-pub type LeadgateSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+/// The roots' fields are timed for the slow-resolver count (`metrics::Timed`).
+pub type LeadgateSchema = Schema<Timed<QueryRoot>, Timed<MutationRoot>, SubscriptionRoot>;
 
-fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
-    Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot)
-        .directive(enrichment_api::BudgetDirective)
+fn builder(
+    metrics: Option<&GraphqlMetrics>,
+) -> SchemaBuilder<Timed<QueryRoot>, Timed<MutationRoot>, SubscriptionRoot> {
+    let (query, mutation) = match metrics {
+        Some(m) => (m.timed(QueryRoot::default()), m.timed(MutationRoot::default())),
+        None => (Timed::default(), Timed::default()),
+    };
+    Schema::build(query, mutation, SubscriptionRoot).directive(enrichment_api::BudgetDirective)
 }
 
 /// Protective limits and policies applied to every operation; their defaults live in
@@ -119,6 +128,7 @@ pub struct Gateway {
     filters: export::FilterParser,
     documents: documents::DocumentCache,
     edge: Edge,
+    metrics: GraphqlMetrics,
 }
 
 /// What a gateway shares with other instances: rate limits and persisted queries.
@@ -141,10 +151,11 @@ impl Default for Edge {
 }
 
 impl Gateway {
-    /// Builds the schema around the services. No extensions are registered: with any,
-    /// async-graphql resolves every field on a slower path (see `guard`).
-    pub fn new(services: Services, limits: Limits) -> Self {
-        let mut schema = builder()
+    /// Builds the schema around the services, its root fields timed for `metrics`. No
+    /// extensions are registered: with any, async-graphql resolves every field on a slower path
+    /// (see `guard` and `metrics`).
+    pub fn new(services: Services, limits: Limits, metrics: GraphqlMetrics) -> Self {
+        let mut schema = builder(Some(&metrics))
             .data(services)
             .limit_depth(limits.depth)
             .limit_complexity(limits.complexity);
@@ -158,7 +169,13 @@ impl Gateway {
             filters: export::FilterParser::new(),
             documents: documents::DocumentCache::default(),
             edge: Edge::default(),
+            metrics,
         }
+    }
+
+    /// Operations, errors, latency, slow root fields and WebSockets counted (`/metrics`).
+    pub fn metrics(&self) -> &GraphqlMetrics {
+        &self.metrics
     }
 
     /// This gateway with `edge`'s rate limits and persisted queries.
@@ -192,7 +209,7 @@ impl Gateway {
 
 /// The schema in SDL, as committed in `schema.graphql`.
 pub fn sdl() -> String {
-    builder().finish().sdl()
+    builder(None).finish().sdl()
 }
 
 /// The operation a parsed document would run: the named one, or the only one.

@@ -235,11 +235,10 @@ pub async fn serve(gateway: &Gateway, req: HttpRequest<'_>, caller: Caller) -> H
         match decode_get(req.query_string.unwrap_or_default()) {
             Ok(mut r) => {
                 if let Err(e) = gateway.edge().persisted.resolve(&mut r).await {
-                    return encode(
-                        media,
-                        &BatchResponse::Single(Response::from_errors(vec![e])),
-                        None,
-                    );
+                    let response = Response::from_errors(vec![e]);
+                    let metrics = gateway.metrics();
+                    metrics.answered(&metrics.unread(r.operation_name.as_deref()), &response, None);
+                    return encode(media, &BatchResponse::Single(response), None);
                 }
                 let operation = r.operation_name.clone();
                 if let Ok(doc) = r.parsed_query()
@@ -414,20 +413,37 @@ async fn execute(
     header_budget: Option<u64>,
     client: Option<std::net::IpAddr>,
 ) -> (Response, Option<crate::limits::Decision>) {
+    let metrics = gateway.metrics();
     if let Err(e) = gateway.edge().persisted.resolve(&mut request).await {
-        return (Response::from_errors(vec![e]), None);
+        let response = Response::from_errors(vec![e]);
+        metrics.answered(
+            &metrics.unread(request.operation_name.as_deref()),
+            &response,
+            None,
+        );
+        return (response, None);
     }
     let subject = rate_subject(&caller, client);
+    let requested = request.operation_name.clone();
     let (mut request, scope) = match prepare_execution(gateway, request, caller, header_budget) {
         Ok(prepared) => prepared,
-        Err(response) => return (*response, None),
+        Err(response) => {
+            metrics.answered(&metrics.unread(requested.as_deref()), &response, None);
+            return (*response, None);
+        }
     };
+    let operation = metrics.operation_of(&mut request);
     let decision = match admit(gateway, &mut request, &subject).await {
         Ok(decision) => decision,
-        Err((response, decision)) => return (*response, Some(decision)),
+        Err((response, decision)) => {
+            metrics.answered(&operation, &response, None);
+            return (*response, Some(decision));
+        }
     };
+    let started = std::time::Instant::now();
     let mut response = gateway.schema().execute(request).await;
     label_request_errors(&mut response);
+    metrics.answered(&operation, &response, Some(started.elapsed()));
     if let Some(spend) = scope.spend() {
         response
             .extensions

@@ -22,6 +22,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 mod export;
 mod graphiql;
+pub mod metrics;
 mod ws;
 
 use std::sync::Arc;
@@ -51,6 +52,7 @@ pub struct HttpConfig {
 
 struct AppState {
     gateway: Gateway,
+    metrics: metrics::HttpMetrics,
     auth: Authenticator,
     services: Services,
     config: HttpConfig,
@@ -71,9 +73,12 @@ pub fn router(gateway: Gateway, auth: Authenticator, services: Services, config:
         hub: Hub::new(),
         config: config.ws.clone(),
         drain: config.drain.clone(),
+        metrics: gateway.metrics().clone(),
     });
+    let http_metrics = metrics::HttpMetrics::new();
     let state = Arc::new(AppState {
         gateway,
+        metrics: http_metrics.clone(),
         auth,
         services,
         config,
@@ -114,6 +119,11 @@ pub fn router(gateway: Gateway, auth: Authenticator, services: Services, config:
             }),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // outermost, so timeouts and caught panics are counted with their status
+        .layer(axum::middleware::from_fn_with_state(
+            http_metrics,
+            metrics::record,
+        ))
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -336,34 +346,50 @@ async fn graphiql(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     Html(graphiql::page("/graphql", state.config.graphiql_token.as_deref()))
 }
 
-/// Prometheus metrics (text exposition format): job queue depth, age and outcomes, exports,
-/// provider calls, latency, credits, skips and enrichment cache lookups, CRM requests,
-/// campaign steps, sends and mail events, then the parsed document cache. Labels never carry lead data or keys.
+/// Prometheus metrics (text exposition format): HTTP requests and latency by route, GraphQL
+/// operations, errors, latency, slow root fields and WebSockets, the parsed document cache,
+/// persisted queries and rate limits, then everything the services count
+/// (`Services::render_metrics`), build info and the process. Labels never carry lead data, keys
+/// or workspace ids.
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let edge = state.gateway.edge();
+    let body = [
+        state.metrics.render(),
+        state.gateway.metrics().render(),
+        document_cache_metrics(state.gateway.document_cache().stats()),
+        edge.persisted.render_metrics(),
+        edge.limiter.render_metrics(),
+        state.services.render_metrics(),
+        metrics::process_families(),
+    ]
+    .concat();
+    exposition(body)
+}
+
+fn exposition(body: String) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        format!(
-            "{}{}{}{}{}{}{}{}{}",
-            state.services.jobs.queue().metrics().render_families(),
-            state.services.exports.metrics().render_families(),
-            state.services.enrichment.enricher().metrics().render(),
-            state.services.crm.metrics().render(),
-            state.services.campaigns.metrics().render(),
-            document_cache_metrics(state.gateway.document_cache().stats()),
-            state.gateway.edge().persisted.render_metrics(),
-            state.gateway.edge().limiter.render_metrics(),
-            state
-                .gateway
-                .edge()
-                .limiter
-                .redis()
-                .map(|r| r.render_metrics())
-                .unwrap_or_default(),
-        ),
+        body,
     )
+        .into_response()
+}
+
+/// The router of `leadgate worker --metrics-listen`: `/metrics` (what the services count, build
+/// info and the process) and `/healthz`.
+pub fn worker_router(services: Services) -> Router {
+    let services = Arc::new(services);
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(services): State<Arc<Services>>| async move {
+                exposition([services.render_metrics(), metrics::process_families()].concat())
+            }),
+        )
+        .route("/healthz", get(healthz))
+        .with_state(services)
 }
 
 /// An inbound CRM webhook: the signature is its authentication (no token, no CSRF header);

@@ -131,8 +131,8 @@ impl JobMetrics {
         }
     }
 
-    /// The families in the Prometheus text format, without the closing `# EOF` (the page
-    /// that embeds them ends with it).
+    /// The families in the Prometheus text format, without a closing `# EOF` (the page
+    /// embeds them among other families).
     pub fn render_families(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode_registry(&mut out, &self.registry).is_err() {

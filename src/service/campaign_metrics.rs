@@ -102,10 +102,11 @@ impl CampaignMetrics {
             .inc();
     }
 
-    /// The registry in the Prometheus text exposition format.
+    /// The registry in the Prometheus text exposition format, without a closing `# EOF` (the
+    /// page embeds it among other families).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        if prometheus_client::encoding::text::encode_registry(&mut out, &self.registry).is_err() {
             out.clear();
         }
         out

@@ -280,4 +280,22 @@ impl Services {
     pub async fn ping(&self) -> Result<(), ServiceError> {
         self.store.ping().await.map_err(ServiceError::Internal)
     }
+
+    /// The families of everything below the edge, in the Prometheus text format: the job queue,
+    /// exports, enrichment (circuit states sampled now), CRM syncs, campaigns, the database
+    /// pools (sampled now) and Redis. `serve` adds its HTTP and GraphQL families; `worker`
+    /// serves these alone (`metrics_listen`).
+    pub fn render_metrics(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&self.jobs.queue().metrics().render_families());
+        out.push_str(&self.exports.metrics().render_families());
+        out.push_str(&self.enrichment.enricher().render_metrics());
+        out.push_str(&self.crm.metrics().render());
+        out.push_str(&self.campaigns.metrics().render());
+        out.push_str(&self.store.render_pool_metrics());
+        if let Some(redis) = &self.redis {
+            out.push_str(&redis.render_metrics());
+        }
+        out
+    }
 }

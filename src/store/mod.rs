@@ -22,6 +22,7 @@ mod imports;
 mod jobs;
 mod keyset;
 mod leads;
+pub mod metrics;
 mod retention;
 mod sql;
 mod webhooks;

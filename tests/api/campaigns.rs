@@ -106,7 +106,7 @@ fn two_emails(tag: &str) -> Value {
 }
 
 /// POSTs a generic mail event batch, signed.
-async fn post_generic(app: &TestApp, events: Value, secret: &str) -> (u16, Value) {
+pub(crate) async fn post_generic(app: &TestApp, events: Value, secret: &str) -> (u16, Value) {
     let body = json!({ "events": events }).to_string();
     let signature = leadgate::events::webhooks::sign(secret, Utc::now().timestamp(), body.as_bytes());
     let res = app

@@ -21,6 +21,7 @@ mod imports_graphql;
 mod jobs;
 mod limits;
 mod mutations;
+mod observability;
 mod persisted_queries;
 mod provider_controls;
 mod rate_limits;

@@ -30,6 +30,9 @@ const PROVENANCE: &str = "query($tag: String!) {
   leads(first: 100, filter: {tags: {anyOf: [$tag]}}) { edges { node { enrichment { field provider } } } }
 }";
 
+/// PDL's circuit gauge: 0 closed, 1 half-open, 2 open.
+const PDL_CIRCUIT: &str = r#"leadgate_provider_circuit_state{provider="pdl"}"#;
+
 const PROVIDERS: &str = "{ providers { name enabled disabledReason hasApiKey apiKeyLast4 circuit usage { period used limit remaining resetsAt } } }";
 
 /// An app on the fake PDL with short timeouts, one retry, and a breaker that stays closed
@@ -433,6 +436,10 @@ async fn the_circuit_opens_after_repeated_failures_and_an_open_circuit_sends_not
         configure(&app).await;
         app.set_waterfall("PERSON", &["PEOPLE_DATA_LABS"]).await;
         leads(&app, "flaky", 2).await;
+        assert!(
+            app.metrics().await.contains(&format!("{PDL_CIRCUIT} 0\n")),
+            "{backend:?}: closed before any call"
+        );
 
         for n in 1..=2 {
             let body = page(&app, "flaky", None).await;
@@ -443,6 +450,11 @@ async fn the_circuit_opens_after_repeated_failures_and_an_open_circuit_sends_not
             provider(&app, "PEOPLE_DATA_LABS").await["circuit"],
             "OPEN",
             "{backend:?}"
+        );
+        assert_eq!(
+            metric(&app.metrics().await, PDL_CIRCUIT),
+            2.0,
+            "{backend:?}: open"
         );
 
         // the provider recovers, but the open circuit does not call it
@@ -486,6 +498,11 @@ async fn after_the_cool_down_one_probe_closes_the_circuit() {
             "HALF_OPEN",
             "{backend:?}"
         );
+        assert_eq!(
+            metric(&app.metrics().await, PDL_CIRCUIT),
+            1.0,
+            "{backend:?}: half-open"
+        );
 
         // the provider recovers; one probe goes out and closes the circuit
         pdl.reset().await;
@@ -494,6 +511,10 @@ async fn after_the_cool_down_one_probe_closes_the_circuit() {
         assert_filled(&body);
         assert_eq!(fakes::bulk_sizes(&pdl).await, vec![2], "{backend:?}: one probe");
         assert_eq!(provider(&app, "PEOPLE_DATA_LABS").await["circuit"], "CLOSED");
+        assert!(
+            app.metrics().await.contains(&format!("{PDL_CIRCUIT} 0\n")),
+            "{backend:?}: closed again"
+        );
     }
 }
 

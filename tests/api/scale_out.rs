@@ -99,7 +99,7 @@ async fn start_worker(env: &[(&str, String)]) -> Child {
     child
 }
 
-fn sigterm(child: &Child) {
+pub(crate) fn sigterm(child: &Child) {
     let pid = child.id().expect("running").to_string();
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -108,7 +108,7 @@ fn sigterm(child: &Child) {
     assert!(status.success());
 }
 
-async fn exited(mut child: Child) {
+pub(crate) async fn exited(mut child: Child) {
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("the process stops after SIGTERM")

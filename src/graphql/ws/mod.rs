@@ -185,16 +185,31 @@ pub trait Engine: Send + Sync + 'static {
 
 impl Engine for Gateway {
     fn prepare(&self, request: Request, caller: Caller) -> Result<Request, Vec<ServerError>> {
+        let requested = request.operation_name.clone();
         prepare_execution(self, request, caller, None)
             .map(|(request, _scope)| request)
-            .map_err(|response| response.errors)
+            .map_err(|response| {
+                let metrics = self.metrics();
+                metrics.answered(&metrics.unread(requested.as_deref()), &response, None);
+                response.errors
+            })
     }
 
-    fn execute_stream(&self, request: Request) -> BoxStream<'static, Response> {
+    /// Counted once per execution (a `Hub` group shares one); a query or mutation is timed to
+    /// its response, a subscription not at all.
+    fn execute_stream(&self, mut request: Request) -> BoxStream<'static, Response> {
+        let metrics = self.metrics().clone();
+        let operation = metrics.operation_of(&mut request);
+        metrics.count(&operation);
+        let mut timed = (operation.kind() != "subscription").then(std::time::Instant::now);
         self.schema()
             .execute_stream(request)
-            .map(|mut response| {
+            .map(move |mut response| {
                 label_request_errors(&mut response);
+                metrics.errors(&response.errors);
+                if let Some(started) = timed.take() {
+                    metrics.took(&operation, started.elapsed());
+                }
                 response
             })
             .boxed()
@@ -209,10 +224,14 @@ impl Engine for Gateway {
             let subject = super::transport::rate_subject(caller, None);
             match super::transport::admit(self, request, &subject).await {
                 Ok(_) => Ok(()),
-                Err((_, decision)) => Err(format!(
-                    "Too many requests: rate limit exceeded; retry after {} s",
-                    decision.retry_after_secs()
-                )),
+                Err((response, decision)) => Err({
+                    let metrics = self.metrics();
+                    metrics.answered(&metrics.operation_of(request), &response, None);
+                    format!(
+                        "Too many requests: rate limit exceeded; retry after {} s",
+                        decision.retry_after_secs()
+                    )
+                }),
             }
         })
     }
@@ -227,6 +246,8 @@ pub struct WsContext<E> {
     pub config: WsConfig,
     /// Set when the server begins to shut down: every session closes with 1012.
     pub drain: Drain,
+    /// Where open connections and active subscriptions are counted.
+    pub metrics: super::GraphqlMetrics,
 }
 
 /// The start of a graceful shutdown, seen by every session and by `/readyz`; cheap to clone.

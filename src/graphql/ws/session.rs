@@ -14,6 +14,7 @@ use super::{
     SUBSCRIPTION_LIMIT, WsContext, close_reason, result_json,
 };
 use crate::graphql::guard::with_code;
+use crate::graphql::metrics::GaugeGuard;
 use crate::graphql::query::Caller;
 use crate::graphql::{is_request_error, operation_type};
 use crate::service::Actor;
@@ -67,6 +68,8 @@ struct Op {
     seq: u64,
     subscription: bool,
     running: Running,
+    /// Counts a subscription as active while it runs.
+    _active: Option<GaugeGuard>,
 }
 
 impl Drop for Op {
@@ -89,6 +92,8 @@ pub struct Session<E> {
     out: mpsc::Sender<Outbound>,
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
+    /// Counts the connection as open while the session lives.
+    _connection: GaugeGuard,
 }
 
 impl<E: Engine> Session<E> {
@@ -101,6 +106,7 @@ impl<E: Engine> Session<E> {
     ) -> (Self, mpsc::Receiver<Outbound>) {
         let (out, out_rx) = mpsc::channel(ctx.config.send_queue.max(1));
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let connection = ctx.metrics.connection(protocol.name());
         let session = Self {
             ctx,
             protocol,
@@ -111,6 +117,7 @@ impl<E: Engine> Session<E> {
             out,
             done_tx,
             done_rx,
+            _connection: connection,
         };
         (session, out_rx)
     }
@@ -365,12 +372,14 @@ impl<E: Engine> Session<E> {
             };
             Running::Private(tokio::spawn(private.run(stream)).abort_handle())
         };
+        let active = subscription.then(|| self.ctx.metrics.subscription(self.protocol.name()));
         self.ops.insert(
             id,
             Op {
                 seq,
                 subscription,
                 running,
+                _active: active,
             },
         );
     }

@@ -137,6 +137,7 @@ fn context(config: WsConfig) -> Arc<WsContext<TestEngine>> {
         limiter: ConnectionLimiter::new(config.max_connections_per_token),
         hub: Hub::new(),
         drain: super::Drain::default(),
+        metrics: crate::graphql::GraphqlMetrics::default(),
         config,
     })
 }

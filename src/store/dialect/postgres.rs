@@ -104,6 +104,8 @@ impl PgDb {
 /// Connections for reads, lent without a ping (see the module header).
 pub(crate) struct PgReaders {
     connect: Arc<PgConnectOptions>,
+    /// Connections this pool may hold (and reads it may run) at once.
+    capacity: usize,
     idle: Mutex<Vec<(PgConnection, Instant)>>,
     permits: tokio::sync::Semaphore,
 }
@@ -128,8 +130,18 @@ impl PgReaders {
     fn new(connect: Arc<PgConnectOptions>, connections: usize) -> Self {
         Self {
             connect,
+            capacity: connections,
             idle: Mutex::new(Vec::with_capacity(connections)),
             permits: tokio::sync::Semaphore::new(connections),
+        }
+    }
+
+    /// Connections idle, reads running, and the most that may run at once.
+    pub(crate) fn stats(&self) -> crate::store::metrics::PoolStats {
+        crate::store::metrics::PoolStats {
+            idle: self.lock().len() as u64,
+            in_use: self.capacity.saturating_sub(self.permits.available_permits()) as u64,
+            max: self.capacity as u64,
         }
     }
 

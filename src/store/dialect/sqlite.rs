@@ -98,6 +98,8 @@ fn reader_count(configured: u32) -> u32 {
 /// A small pool of read-only rusqlite connections to one database file.
 pub(crate) struct Readers {
     path: PathBuf,
+    /// Connections this pool may hold (and reads it may run) at once.
+    capacity: usize,
     idle: Mutex<Vec<Connection>>,
     /// Bounds concurrent reads, and so the number of connections, to the idle capacity: every
     /// connection opened is kept and reused.
@@ -175,9 +177,20 @@ impl Readers {
     pub(crate) fn new(path: &Path, connections: usize) -> Arc<Self> {
         Arc::new(Self {
             path: path.to_path_buf(),
+            capacity: connections.max(1),
             idle: Mutex::new(Vec::with_capacity(connections)),
             permits: tokio::sync::Semaphore::new(connections.max(1)),
         })
+    }
+
+    /// Connections idle, reads running, and the most that may run at once.
+    pub(crate) fn stats(&self) -> crate::store::metrics::PoolStats {
+        let idle = self.idle.lock().map_or(0, |idle| idle.len());
+        crate::store::metrics::PoolStats {
+            idle: idle as u64,
+            in_use: self.capacity.saturating_sub(self.permits.available_permits()) as u64,
+            max: self.capacity as u64,
+        }
     }
 
     pub(crate) fn open(&self) -> rusqlite::Result<Connection> {
