@@ -18,7 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 #[tokio::test]
-async fn draining_turns_readyz_unready_and_closes_websockets_with_a_reconnectable_code() {
+async fn draining_turns_readyz_unready_closes_websockets_with_1012_and_still_answers_scrapes() {
     for backend in backends() {
         let app = spawn_app_with(backend, |_| {}).await;
         let ready = app.client.get(app.url("/readyz")).send().await.expect("readyz");
@@ -45,6 +45,12 @@ async fn draining_turns_readyz_unready_and_closes_websockets_with_a_reconnectabl
             .post(Some(&app.token(Role::Viewer)), json!({"query": "{ __typename }"}))
             .await;
         assert_eq!(status, 200);
+        // Prometheus scraping a draining instance still gets its figures, counted up to now
+        let scraped = app.metrics().await;
+        assert!(
+            scraped.contains("leadgate_http_requests_total{") && scraped.contains("leadgate_build_info{"),
+            "{backend:?}: a scrape while draining lost the families"
+        );
     }
 }
 
