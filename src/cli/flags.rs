@@ -122,6 +122,20 @@ pub struct RedisFlags {
     pub redis_prefix: Option<String>,
 }
 
+/// Error reporting to Sentry: `serve` and `worker`.
+#[derive(Args, Clone, Debug, Default, Serialize)]
+#[command(next_help_heading = "Error reporting")]
+pub struct SentryFlags {
+    /// Sentry DSN (https://KEY@HOST/PROJECT): server errors and panics are reported there,
+    /// without lead data, tokens or keys; logs only without one.
+    #[arg(long, value_name = "DSN", value_parser = secret)]
+    #[serde(serialize_with = "expose")]
+    pub sentry_dsn: Option<SecretString>,
+    /// The environment Sentry files events under (default production).
+    #[arg(long, value_name = "NAME")]
+    pub sentry_environment: Option<String>,
+}
+
 /// Rate limits, persisted queries and shutdown: `serve`.
 #[derive(Args, Clone, Debug, Default, Serialize)]
 #[command(next_help_heading = "Limits")]

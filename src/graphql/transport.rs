@@ -31,6 +31,7 @@ use super::{Gateway, guard, is_mutation, is_request_error};
 use async_graphql::{BatchRequest, BatchResponse, Request, Response, ServerError, Variables};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use tracing::Instrument;
 
 pub const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 pub const APPLICATION_JSON: &str = "application/json";
@@ -418,22 +419,28 @@ async fn execute(
         return (Response::from_errors(vec![e]), None);
     }
     let subject = rate_subject(&caller, client);
+    let workspace = caller.0.as_ref().map(|actor| actor.workspace_id);
     let (mut request, scope) = match prepare_execution(gateway, request, caller, header_budget) {
         Ok(prepared) => prepared,
         Err(response) => return (*response, None),
     };
-    let decision = match admit(gateway, &mut request, &subject).await {
-        Ok(decision) => decision,
-        Err((response, decision)) => return (*response, Some(decision)),
-    };
-    let mut response = gateway.schema().execute(request).await;
-    label_request_errors(&mut response);
-    if let Some(spend) = scope.spend() {
-        response
-            .extensions
-            .insert("enrichment".to_owned(), super::enrichment::spend_extension(spend));
+    let span = super::operation_span(&mut request, workspace);
+    async move {
+        let decision = match admit(gateway, &mut request, &subject).await {
+            Ok(decision) => decision,
+            Err((response, decision)) => return (*response, Some(decision)),
+        };
+        let mut response = gateway.schema().execute(request).await;
+        label_request_errors(&mut response);
+        if let Some(spend) = scope.spend() {
+            response
+                .extensions
+                .insert("enrichment".to_owned(), super::enrichment::spend_extension(spend));
+        }
+        (response, decision)
     }
-    (response, decision)
+    .instrument(span)
+    .await
 }
 
 /// The rate-limit subject of a caller: its key or token, else its address.
