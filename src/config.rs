@@ -205,8 +205,8 @@ pub struct Settings {
     /// When retention runs: a five-field cron expression read in UTC. Each tick queues one
     /// run per workspace that has a retention policy.
     pub retention_schedule: String,
-    /// Registers the test job kinds `noop`, `sleep` and `flaky` (benchmarks, tests); only in a
-    /// build with the `test-kinds` feature.
+    /// Registers the test job kinds `noop`, `sleep`, `flaky` and `panic` (benchmarks, tests);
+    /// only in a build with the `test-kinds` feature.
     pub job_test_kinds: bool,
     /// Leads an export reads per statement (1 to 10,000).
     pub export_batch_size: usize,

@@ -323,9 +323,9 @@ pub struct JobFlags {
     /// When retention runs: five cron fields in UTC (default "30 3 * * *").
     #[arg(long, value_name = "CRON")]
     pub retention_schedule: Option<String>,
-    /// Register the test job kinds `noop`, `sleep` (`{"ms": N}`) and `flaky`
-    /// (`{"failures": N}` or `{"permanent": true}`), for benchmarks and tests; only in a build
-    /// with `--features test-kinds`.
+    /// Register the test job kinds `noop`, `sleep` (`{"ms": N}`), `flaky`
+    /// (`{"failures": N}` or `{"permanent": true}`) and `panic` (`{"message": "…"}`), for
+    /// benchmarks and tests; only in a build with `--features test-kinds`.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub job_test_kinds: Option<bool>,
     /// Five-field cron (UTC) for scheduled backups, e.g. "0 2 * * *"; unset: none.
