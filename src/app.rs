@@ -301,6 +301,8 @@ pub const JOB_KINDS: &[JobKindLine] = &[
     JobKindLine::new(test_kinds::SLEEP, |_, _| shared(test_kinds::Sleep)).when(|c| c.job_test_kinds),
     #[cfg(feature = "test-kinds")]
     JobKindLine::new(test_kinds::FLAKY, |_, _| shared(test_kinds::Flaky)).when(|c| c.job_test_kinds),
+    #[cfg(feature = "test-kinds")]
+    JobKindLine::new(test_kinds::PANIC, |_, _| shared(test_kinds::Panic)).when(|c| c.job_test_kinds),
 ];
 
 /// The job kinds `JOB_KINDS` turns on under `settings`, with their schedules, installed in the

@@ -215,8 +215,8 @@ pub struct Settings {
     /// When retention runs: a five-field cron expression read in UTC. Each tick queues one
     /// run per workspace that has a retention policy.
     pub retention_schedule: String,
-    /// Registers the test job kinds `noop`, `sleep` and `flaky` (benchmarks, tests); only in a
-    /// build with the `test-kinds` feature.
+    /// Registers the test job kinds `noop`, `sleep`, `flaky` and `panic` (benchmarks, tests);
+    /// only in a build with the `test-kinds` feature.
     pub job_test_kinds: bool,
     /// Leads an export reads per statement (1 to 10,000).
     pub export_batch_size: usize,
@@ -228,6 +228,14 @@ pub struct Settings {
     pub backup_dir: PathBuf,
     /// Scheduled backup files kept; older ones are deleted.
     pub backup_keep: usize,
+    /// Where `serve` and `worker` report server errors and panics: a Sentry DSN
+    /// (`https://PUBLIC_KEY@o0.ingest.sentry.io/PROJECT_ID`). Events carry the release, the
+    /// environment and ids (request, GraphQL operation, workspace, job), never lead data,
+    /// tokens or keys. Without one, errors go to the logs only.
+    #[serde(skip_serializing)]
+    pub sentry_dsn: Option<SecretString>,
+    /// The environment Sentry files this deployment's events under (`production`, `staging`).
+    pub sentry_environment: String,
     /// Log filter, e.g. `info` or `leadgate=debug,info`.
     pub log: String,
     /// `text` or `json`.
@@ -334,6 +342,8 @@ impl Default for Settings {
             backup_schedule: None,
             backup_dir: PathBuf::from("backups"),
             backup_keep: 7,
+            sentry_dsn: None,
+            sentry_environment: "production".into(),
             log: "info".into(),
             log_format: LogFormat::Text,
             demo: false,
@@ -415,6 +425,14 @@ impl Settings {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                 return invalid("redis_url", "must start with redis:// or rediss:// (TLS)");
             }
+        }
+        if let Some(dsn) = &self.sentry_dsn
+            && let Err(e) = crate::telemetry::sentry::check_dsn(dsn.expose_secret())
+        {
+            return invalid("sentry_dsn", &e);
+        }
+        if let Err(e) = crate::telemetry::sentry::check_environment(&self.sentry_environment) {
+            return invalid("sentry_environment", &e);
         }
         if self.smtp_pool == 0 {
             return invalid("smtp_pool", "must be at least 1");
@@ -1172,6 +1190,26 @@ mod tests {
         let s = load("", &[], &flags).unwrap();
         assert!(!format!("{s:?}").contains("hunter2"));
         assert!(s.jwt_secret.is_some());
+    }
+
+    #[test]
+    fn a_bad_sentry_dsn_names_the_setting_and_is_not_printed() {
+        let none = Flags::default();
+        let env = [("LEADGATE_SENTRY_DSN", "https://sekrit-key@sentry.example")];
+        let err = load("", &env, &none).unwrap_err().to_string();
+        assert!(
+            err.starts_with("setting `sentry_dsn` (from LEADGATE_SENTRY_DSN): is not a Sentry DSN"),
+            "{err}"
+        );
+        assert!(!err.contains("sekrit"), "{err}");
+        let env = [("LEADGATE_SENTRY_DSN", "https://sekrit-key@o1.ingest.sentry.io/42")];
+        let s = load("", &env, &none).unwrap();
+        assert!(!format!("{s:?}").contains("sekrit"));
+        assert_eq!(s.sentry_environment, "production");
+        let err = load("sentry_environment = \"pre prod\"", &[], &none)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`sentry_environment`"), "{err}");
     }
 
     #[test]

@@ -125,6 +125,20 @@ pub struct RedisFlags {
     pub redis_prefix: Option<String>,
 }
 
+/// Error reporting to Sentry: `serve` and `worker`.
+#[derive(Args, Clone, Debug, Default, Serialize)]
+#[command(next_help_heading = "Error reporting")]
+pub struct SentryFlags {
+    /// Sentry DSN (https://KEY@HOST/PROJECT): server errors and panics are reported there,
+    /// without lead data, tokens or keys; logs only without one.
+    #[arg(long, value_name = "DSN", value_parser = secret)]
+    #[serde(serialize_with = "expose")]
+    pub sentry_dsn: Option<SecretString>,
+    /// The environment Sentry files events under (default production).
+    #[arg(long, value_name = "NAME")]
+    pub sentry_environment: Option<String>,
+}
+
 /// Rate limits, persisted queries and shutdown: `serve`.
 #[derive(Args, Clone, Debug, Default, Serialize)]
 #[command(next_help_heading = "Limits")]
@@ -324,9 +338,9 @@ pub struct JobFlags {
     /// When retention runs: five cron fields in UTC (default "30 3 * * *").
     #[arg(long, value_name = "CRON")]
     pub retention_schedule: Option<String>,
-    /// Register the test job kinds `noop`, `sleep` (`{"ms": N}`) and `flaky`
-    /// (`{"failures": N}` or `{"permanent": true}`), for benchmarks and tests; only in a build
-    /// with `--features test-kinds`.
+    /// Register the test job kinds `noop`, `sleep` (`{"ms": N}`), `flaky`
+    /// (`{"failures": N}` or `{"permanent": true}`) and `panic` (`{"message": "…"}`), for
+    /// benchmarks and tests; only in a build with `--features test-kinds`.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub job_test_kinds: Option<bool>,
     /// Five-field cron (UTC) for scheduled backups, e.g. "0 2 * * *"; unset: none.

@@ -1,6 +1,7 @@
 //! The command line: the `Cli`, the `Command` enum and its dispatch, and the start of every
 //! command (its settings loaded in one place, `Settings::load`, with its flags as the top
-//! layer; logging). Each command group lives in a file of its own: `serve` (serve, worker),
+//! layer; logging; for `serve` and `worker`, error reporting to Sentry). Each command group
+//! lives in a file of its own: `serve` (serve, worker),
 //! `workspace` (workspace, token), `migrate` (migrate, schema, job-kinds), `seed`, `import`, `export`,
 //! `erase`, `backup` (backup, restore), `crm` (list, sync, replay) and `keys` (API keys: create, list,
 //! revoke); `flags` holds the setting flags, `progress` the bars.
@@ -35,6 +36,7 @@ pub use workspace::{TokenArgs, TokenSettings, WorkspaceCommand};
 use crate::config::{Flags, Settings};
 use crate::domain::{Role, Workspace};
 use crate::service::{Actor, ServiceError, Services};
+use crate::telemetry::sentry::ErrorReporting;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde::Serialize;
 
@@ -138,14 +140,40 @@ pub fn parse() -> Cli {
 /// Bulk commands log `quietly`, so that library warnings do not break up their progress bar
 /// (see `telemetry`).
 fn start(global: &GlobalFlags, flags: &impl SettingFlags, quiet: bool) -> anyhow::Result<Settings> {
+    let settings = load(global, flags)?;
+    crate::telemetry::init(&settings.log, settings.log_format, quiet, None);
+    Ok(settings)
+}
+
+/// `start` for the long-running commands (`serve`, `worker`), which also report errors to
+/// Sentry when `sentry_dsn` is set: reporting starts before logging and before anything is
+/// spawned, so that every thread reports.
+fn start_reporting(
+    global: &GlobalFlags,
+    flags: &impl SettingFlags,
+) -> anyhow::Result<(Settings, Option<ErrorReporting>)> {
+    let settings = load(global, flags)?;
+    let errors = ErrorReporting::start(&settings)?;
+    crate::telemetry::init(&settings.log, settings.log_format, false, errors.as_ref());
+    Ok((settings, errors))
+}
+
+/// A command's settings: the file, the environment and its flags over the ones given before it.
+fn load(global: &GlobalFlags, flags: &impl SettingFlags) -> anyhow::Result<Settings> {
     let config = flags
         .common()
         .config
         .as_deref()
         .or(global.common.config.as_deref());
-    let settings = Settings::load(config, &layer(global, flags)?)?;
-    crate::telemetry::init(&settings.log, settings.log_format, quiet);
-    Ok(settings)
+    Ok(Settings::load(config, &layer(global, flags)?)?)
+}
+
+/// Sends the errors still queued for Sentry (bounded) once a long-running command ended.
+async fn finish(errors: Option<ErrorReporting>, result: anyhow::Result<()>) -> anyhow::Result<()> {
+    if let Some(errors) = errors {
+        errors.shutdown().await;
+    }
+    result
 }
 
 /// The flags layer of a command's settings: the flags given before the command, then its own.
@@ -187,8 +215,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             migrate::job_kinds();
             Ok(())
         }
-        Command::Serve(args) => serve::serve(&start(&global, &args.settings, false)?, *args).await,
-        Command::Worker(args) => serve::worker(&start(&global, &args.settings, false)?).await,
+        Command::Serve(args) => {
+            let (settings, errors) = start_reporting(&global, &args.settings)?;
+            let result = serve::serve(&settings, *args, errors.as_ref()).await;
+            finish(errors, result).await
+        }
+        Command::Worker(args) => {
+            let (settings, errors) = start_reporting(&global, &args.settings)?;
+            let result = serve::worker(&settings, errors.as_ref()).await;
+            finish(errors, result).await
+        }
         Command::Migrate(flags) => migrate::migrate(&start(&global, &flags, false)?).await,
         Command::Workspace(cmd) => {
             let settings = start(&global, cmd.settings(), false)?;
@@ -295,6 +331,7 @@ mod tests {
         "sendgrid-public-key",
         "sendgrid-inbound-basic",
     ];
+    const SENTRY: &[&str] = &["sentry-dsn", "sentry-environment"];
     const JOBS: &[&str] = &[
         "worker-concurrency",
         "job-visibility-timeout-secs",
@@ -349,12 +386,14 @@ mod tests {
                     OUTBOUND,
                     MAIL,
                     JOBS,
+                    SENTRY,
                 ]),
             ),
             (
                 "worker",
                 set(&[
                     COMMON, DATABASE, SEALING, REDIS, ENRICHMENT, EVENTS, OUTBOUND, MAIL, JOBS, METRICS,
+                    SENTRY,
                 ]),
             ),
             ("campaigns list", set(&data)),

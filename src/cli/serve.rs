@@ -1,15 +1,17 @@
 //! `leadgate serve` (the HTTP server, with job workers in-process unless `--no-workers`) and
 //! `leadgate worker` (job workers only), with the setting flags each reads: the HTTP limits
 //! and WebSocket settings (serve), provider endpoints and enrichment tunables, events and
-//! webhooks, and the job workers (both).
+//! webhooks, the job workers and error reporting (both). Both say at start where errors go.
 
 use super::flags::{
     CommonFlags, DatabaseFlags, EnrichmentFlags, EventFlags, ExportFlags, HttpFlags, JobFlags, LimitFlags,
-    MailFlags, MetricsFlags, OutboundFlags, RedisFlags, SealingFlags, SettingFlags, TokenFlags, WsFlags,
+    MailFlags, MetricsFlags, OutboundFlags, RedisFlags, SealingFlags, SentryFlags, SettingFlags, TokenFlags,
+    WsFlags,
 };
 use crate::app::{self, App};
 use crate::config::Settings;
 use crate::domain::Role;
+use crate::telemetry::sentry::ErrorReporting;
 use anyhow::Context;
 use clap::Args;
 use serde::{Serialize, Serializer};
@@ -84,6 +86,9 @@ pub struct ServeSettings {
     #[command(flatten)]
     #[serde(flatten)]
     pub jobs: JobFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub sentry: SentryFlags,
 }
 
 impl SettingFlags for ServeSettings {
@@ -136,6 +141,9 @@ pub struct WorkerSettings {
     #[command(flatten)]
     #[serde(flatten)]
     pub metrics: MetricsFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub sentry: SentryFlags,
 }
 
 impl SettingFlags for WorkerSettings {
@@ -144,7 +152,11 @@ impl SettingFlags for WorkerSettings {
     }
 }
 
-pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Result<()> {
+pub(super) async fn serve(
+    settings: &Settings,
+    args: ServeArgs,
+    errors: Option<&ErrorReporting>,
+) -> anyhow::Result<()> {
     let demo = args.demo;
     // demo mode's own defaults (introspection, suggestions, loopback receivers) follow from this
     let settings = &Settings {
@@ -185,6 +197,10 @@ pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Resul
         key_ring,
         ..
     } = app::assemble(settings, services, auth, demo_token.clone()).await?;
+    let router = match errors {
+        Some(errors) => errors.around(router),
+        None => router,
+    };
     let signal = crate::http::shutdown_signal();
     let delay = Duration::from_millis(settings.shutdown_delay_ms);
     // unready first, so a load balancer stops sending, then close the listener and let
@@ -213,6 +229,8 @@ pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Resul
     let _ = writeln!(out, "GraphiQL: http://{shown}/graphiql");
     banner.push(format!("Mail: {}", services_mail));
     banner.push(redis_line(redis.as_ref()).await);
+    // the last line before the demo token: tests read the banner up to it
+    banner.push(errors_line(errors));
     for line in banner {
         let _ = writeln!(out, "{line}");
     }
@@ -234,7 +252,7 @@ pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Resul
     Ok(())
 }
 
-pub(super) async fn worker(settings: &Settings) -> anyhow::Result<()> {
+pub(super) async fn worker(settings: &Settings, errors: Option<&ErrorReporting>) -> anyhow::Result<()> {
     let store = app::open_store(settings).await?;
     app::check_master_key(settings, &store).await?;
     let services = app::services(settings, store.clone())?;
@@ -254,8 +272,9 @@ pub(super) async fn worker(settings: &Settings) -> anyhow::Result<()> {
     };
     let _ = writeln!(
         std::io::stdout().lock(),
-        "leadgate worker running ({} database; kinds: {kinds})\n{redis}\n{metrics_line}",
-        store.backend()
+        "leadgate worker running ({} database; kinds: {kinds})\n{redis}\n{metrics_line}\n{}",
+        store.backend(),
+        errors_line(errors)
     );
     tracing::info!(backend = store.backend(), "worker running");
     shutdown.await;
@@ -310,5 +329,14 @@ async fn redis_line(redis: Option<&crate::cluster::Redis>) -> String {
         ),
         None => "Redis: none (rate limits and caches are per process; set LEADGATE_REDIS_URL to share them)"
             .into(),
+    }
+}
+
+/// The banner's line about errors: where they are reported, or that the logs are all there is.
+/// Never the DSN, whose key is a secret.
+fn errors_line(errors: Option<&ErrorReporting>) -> String {
+    match errors {
+        Some(errors) => format!("Errors: {}", errors.describe()),
+        None => "Errors: logs only (set LEADGATE_SENTRY_DSN to report them to Sentry)".into(),
     }
 }

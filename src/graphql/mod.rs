@@ -226,6 +226,45 @@ fn selected_operation<'d>(
     }
 }
 
+/// The name of the operation a request runs: the one it names, or the only one its document
+/// names.
+fn operation_name<'r>(
+    doc: &'r async_graphql::parser::types::ExecutableDocument,
+    given: Option<&'r str>,
+) -> Option<&'r str> {
+    use async_graphql::parser::types::DocumentOperations;
+    match (&doc.operations, given) {
+        (_, Some(name)) => Some(name),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.keys().next().map(|n| n.as_str()),
+        _ => None,
+    }
+}
+
+/// The span an operation runs in. Its fields, the operation's name and the caller's workspace,
+/// are the ids an error report is tagged with (`telemetry::sentry`); never the caller's
+/// subject, which may be an email.
+fn operation_span(
+    request: &mut async_graphql::Request,
+    workspace: Option<crate::domain::WorkspaceId>,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "graphql",
+        operation = tracing::field::Empty,
+        workspace_id = workspace.map(tracing::field::display)
+    );
+    if !span.is_disabled() {
+        let given = request.operation_name.clone();
+        if let Some(name) = request
+            .parsed_query()
+            .ok()
+            .and_then(|doc| operation_name(doc, given.as_deref()))
+        {
+            span.record("operation", name);
+        }
+    }
+    span
+}
+
 /// The type of the operation a parsed document would run.
 fn operation_type(
     doc: &async_graphql::parser::types::ExecutableDocument,

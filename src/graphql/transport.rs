@@ -31,6 +31,7 @@ use super::{Gateway, guard, is_mutation, is_request_error};
 use async_graphql::{BatchRequest, BatchResponse, Request, Response, ServerError, Variables};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use tracing::Instrument;
 
 pub const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 pub const APPLICATION_JSON: &str = "application/json";
@@ -425,6 +426,7 @@ async fn execute(
     }
     let subject = rate_subject(&caller, client);
     let requested = request.operation_name.clone();
+    let workspace = caller.0.as_ref().map(|actor| actor.workspace_id);
     let (mut request, scope) = match prepare_execution(gateway, request, caller, header_budget) {
         Ok(prepared) => prepared,
         Err(response) => {
@@ -433,23 +435,28 @@ async fn execute(
         }
     };
     let operation = metrics.operation_of(&mut request);
-    let decision = match admit(gateway, &mut request, &subject).await {
-        Ok(decision) => decision,
-        Err((response, decision)) => {
-            metrics.answered(&operation, &response, None);
-            return (*response, Some(decision));
+    let span = super::operation_span(&mut request, workspace);
+    async move {
+        let decision = match admit(gateway, &mut request, &subject).await {
+            Ok(decision) => decision,
+            Err((response, decision)) => {
+                metrics.answered(&operation, &response, None);
+                return (*response, Some(decision));
+            }
+        };
+        let started = std::time::Instant::now();
+        let mut response = gateway.schema().execute(request).await;
+        label_request_errors(&mut response);
+        metrics.answered(&operation, &response, Some(started.elapsed()));
+        if let Some(spend) = scope.spend() {
+            response
+                .extensions
+                .insert("enrichment".to_owned(), super::enrichment::spend_extension(spend));
         }
-    };
-    let started = std::time::Instant::now();
-    let mut response = gateway.schema().execute(request).await;
-    label_request_errors(&mut response);
-    metrics.answered(&operation, &response, Some(started.elapsed()));
-    if let Some(spend) = scope.spend() {
-        response
-            .extensions
-            .insert("enrichment".to_owned(), super::enrichment::spend_extension(spend));
+        (response, decision)
     }
-    (response, decision)
+    .instrument(span)
+    .await
 }
 
 /// The rate-limit subject of a caller: its key or token, else its address.

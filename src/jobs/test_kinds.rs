@@ -1,8 +1,8 @@
-//! The test job kinds `noop`, `sleep` and `flaky`, for the process-level tests and the queue
-//! benchmark. Compiled only with the `test-kinds` cargo feature (the integration tests turn it
-//! on through the crate's dev-dependency on itself; the benchmarks build with
-//! `--features test-kinds`), so a default build cannot run them, and registered only when the
-//! `job_test_kinds` setting is on as well.
+//! The test job kinds `noop`, `sleep`, `flaky` and `panic`, for the process-level tests (error
+//! reporting among them) and the queue benchmark. Compiled only with the `test-kinds` cargo
+//! feature (the integration tests turn it on through the crate's dev-dependency on itself; the
+//! benchmarks build with `--features test-kinds`), so a default build cannot run them, and
+//! registered only when the `job_test_kinds` setting is on as well.
 
 use super::{Handler, JobContext, JobError};
 use crate::domain::{Jitter, Job, JobKind, RetryPolicy};
@@ -13,6 +13,7 @@ use std::time::Duration;
 pub const NOOP: JobKind = JobKind::new("noop");
 pub const SLEEP: JobKind = JobKind::new("sleep");
 pub const FLAKY: JobKind = JobKind::new("flaky");
+pub const PANIC: JobKind = JobKind::new("panic");
 
 /// Test kinds retry fast.
 fn quick_policy() -> RetryPolicy {
@@ -113,6 +114,32 @@ impl Handler for Flaky {
                 )));
             }
             Ok(())
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct PanicPayload {
+    message: String,
+}
+
+/// `panic`: `{"message": "…"}` panics with the message, as a handler with a bug would.
+pub struct Panic;
+
+impl Handler for Panic {
+    fn kind(&self) -> JobKind {
+        PANIC
+    }
+
+    fn policy(&self) -> RetryPolicy {
+        quick_policy()
+    }
+
+    fn run<'a>(&'a self, job: &'a Job, _ctx: &'a JobContext) -> BoxFuture<'a, Result<(), JobError>> {
+        Box::pin(async move {
+            let p: PanicPayload = serde_json::from_value(job.payload.clone())
+                .map_err(|e| JobError::Permanent(format!("bad panic payload: {e}")))?;
+            panic!("{}", p.message)
         })
     }
 }

@@ -16,6 +16,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 /// How a process runs its workers.
 #[derive(Clone, Debug)]
@@ -119,6 +120,17 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
     }
 }
 
+/// The span one attempt runs in: the job's id, kind and workspace, which error reports are
+/// tagged with (a panic in the handler included).
+fn job_span(job: &Job) -> tracing::Span {
+    tracing::info_span!(
+        "job",
+        job_id = %job.id,
+        job_kind = %job.kind,
+        workspace_id = job.workspace_id.map(tracing::field::display)
+    )
+}
+
 /// A finished attempt, for the claim loop.
 enum Outcome {
     Done(JobId, String),
@@ -147,7 +159,8 @@ impl Runtime {
                     Ok(jobs) => {
                         claimed_full = jobs.len() as u32 == want;
                         for job in jobs {
-                            running.spawn(self.clone().run_one(job));
+                            let span = job_span(&job);
+                            running.spawn(self.clone().run_one(job).instrument(span));
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
@@ -291,7 +304,8 @@ impl Runtime {
         match self.queue.store().fail_job(job, &failure, retry_at).await {
             Ok(true) if retry_at.is_none() => {
                 metrics.dead(&job.kind);
-                tracing::warn!(job = %job.id, kind = %job.kind, error = %message, "job is dead");
+                // an error: it waits for an admin, and error reporting sees it
+                tracing::error!(job = %job.id, kind = %job.kind, error = %message, "job is dead");
                 if let Some(h) = handler {
                     let dead = Job {
                         errors: job.history_with(&message, at),

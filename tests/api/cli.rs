@@ -57,7 +57,7 @@ async fn the_test_binary_lists_every_job_kind_with_the_test_kinds() {
         .map(|l| l.kind.to_string())
         .collect();
     assert_eq!(listed, kinds);
-    for test_kind in ["noop", "sleep", "flaky"] {
+    for test_kind in ["noop", "sleep", "flaky", "panic"] {
         assert!(listed.iter().any(|k| k == test_kind), "{test_kind}: {listed:?}");
     }
 }
@@ -359,10 +359,11 @@ pub struct Server {
     child: Child,
     pub base: String,
     token: Option<String>,
-    banner: String,
+    pub banner: String,
 }
 
-/// Starts `serve` with `args` and reads its banner up to the ready line(s).
+/// Starts `serve` with `args` and reads its banner to its end (the `Errors:` line), or to the
+/// demo's token.
 pub async fn start(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)], demo: bool) -> Server {
     let mut cmd = Command::new(BIN);
     cmd.arg("serve")
@@ -387,9 +388,10 @@ pub async fn start(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)], d
             banner.push('\n');
             if let Some(rest) = line.strip_prefix("leadgate is serving on ") {
                 base = rest.split_whitespace().next().map(str::to_owned);
-                if !demo {
-                    break;
-                }
+            }
+            // the banner's last line, before the demo's token
+            if !demo && line.starts_with("Errors: ") {
+                break;
             }
             if line.split('.').count() == 3 && !line.contains(' ') {
                 token = Some(line);
@@ -421,7 +423,7 @@ async fn graphql(base: &str, token: &str, query: &str) -> Value {
         .unwrap()
 }
 
-async fn terminate(mut server: Server) {
+pub async fn terminate(mut server: Server) {
     let pid = server.child.id().expect("running").to_string();
     let status = std::process::Command::new("kill")
         .args(["-TERM", &pid])

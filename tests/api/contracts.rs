@@ -258,6 +258,7 @@ fn every_setting_has_an_environment_variable() {
                 "redis_url" => ("rediss://default:secret@redis.example.com:6379".into(), false),
                 "persisted_queries_file" => ("operations.json".into(), false),
                 "metrics_listen" => ("0.0.0.0:9090".into(), false),
+                "sentry_dsn" => ("https://publickey@o1.ingest.sentry.io/42".into(), false),
                 other => panic!("setting `{other}` has no default: add a value for it here"),
             },
         };

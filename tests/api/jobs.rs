@@ -372,7 +372,7 @@ async fn the_registry_is_the_job_kind_list() {
     let without: Vec<&str> = listed
         .iter()
         .copied()
-        .filter(|k| !["noop", "sleep", "flaky"].contains(k))
+        .filter(|k| !["noop", "sleep", "flaky", "panic"].contains(k))
         .collect();
     assert_eq!(default.kinds(), without);
     assert!(
@@ -450,6 +450,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_leadgate");
 
 /// `leadgate worker` on `url` with the test kinds and a one-second lease.
 async fn start_worker(url: &str) -> Child {
+    start_worker_with(url, &[]).await.0
+}
+
+/// `start_worker` with `env` on top; returns the worker and its banner, read to its last line
+/// (`Errors: …`).
+pub(crate) async fn start_worker_with(url: &str, env: &[(&str, &str)]) -> (Child, String) {
     let mut cmd = Command::new(BIN);
     cmd.arg("worker").env("LEADGATE_LOG", "warn");
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LEADGATE_")) {
@@ -460,19 +466,27 @@ async fn start_worker(url: &str) -> Child {
         .env("LEADGATE_JOB_VISIBILITY_TIMEOUT_SECS", "1")
         .env("LEADGATE_JOB_POLL_INTERVAL_MS", "50")
         .env("LEADGATE_JOB_MAINTENANCE_INTERVAL_MS", "100")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true);
     let mut child = cmd.spawn().expect("spawn leadgate worker");
-    // Wait for the line that says the workers run.
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+    let mut banner = String::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.expect("worker stdout") {
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.starts_with("Errors: ") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
         .await
-        .expect("worker started in time")
-        .expect("worker stdout")
-        .expect("a line");
-    assert!(line.contains("leadgate worker running"), "{line}");
-    child
+        .expect("worker started in time");
+    assert!(banner.starts_with("leadgate worker running"), "{banner}");
+    (child, banner)
 }
 
 /// Stops a worker process as an operator would (SIGTERM) and waits until it has exited.

@@ -30,6 +30,7 @@ mod relay;
 mod retention;
 mod scale_out;
 mod security;
+mod sentry;
 mod shared_cache;
 mod store_contract;
 mod subscriptions;

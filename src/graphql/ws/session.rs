@@ -29,6 +29,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, Interval};
+use tracing::Instrument;
 
 type Flow = ControlFlow<()>;
 
@@ -333,7 +334,7 @@ impl<E: Engine> Session<E> {
         self.ops.values().filter(|op| op.subscription).count()
     }
 
-    fn start(&mut self, id: String, actor: Actor, request: Request, shared: bool, subscription: bool) {
+    fn start(&mut self, id: String, actor: Actor, mut request: Request, shared: bool, subscription: bool) {
         self.next_seq += 1;
         let seq = self.next_seq;
         let id_arc: Arc<str> = Arc::from(id.as_str());
@@ -361,6 +362,8 @@ impl<E: Engine> Session<E> {
                 _membership: self.ctx.hub.join(key, member, || engine.execute_stream(request)),
             }
         } else {
+            // a shared group serves many callers: only a private operation has one to name
+            let span = crate::graphql::operation_span(&mut request, Some(actor.workspace_id));
             let stream = self.ctx.engine.execute_stream(request);
             let private = Private {
                 id: id_arc,
@@ -370,7 +373,7 @@ impl<E: Engine> Session<E> {
                 out: self.out.clone(),
                 done: self.done_tx.clone(),
             };
-            Running::Private(tokio::spawn(private.run(stream)).abort_handle())
+            Running::Private(tokio::spawn(private.run(stream).instrument(span)).abort_handle())
         };
         let active = subscription.then(|| self.ctx.metrics.subscription(self.protocol.name()));
         self.ops.insert(
