@@ -273,6 +273,7 @@ mod tests {
     ];
     const OUTBOUND: &[&str] = &["outbound-allow"];
     const REDIS: &[&str] = &["redis-url", "redis-timeout-ms", "redis-prefix"];
+    const QUEUE: &[&str] = &["queue-url", "queue-prefix", "queue-prefetch"];
     const LIMITS: &[&str] = &[
         "trusted-proxies",
         "rate-limit",
@@ -346,12 +347,13 @@ mod tests {
                     OUTBOUND,
                     MAIL,
                     JOBS,
+                    QUEUE,
                 ]),
             ),
             (
                 "worker",
                 set(&[
-                    COMMON, DATABASE, SEALING, REDIS, ENRICHMENT, EVENTS, OUTBOUND, MAIL, JOBS,
+                    COMMON, DATABASE, SEALING, REDIS, ENRICHMENT, EVENTS, OUTBOUND, MAIL, JOBS, QUEUE,
                 ]),
             ),
             ("campaigns list", set(&data)),

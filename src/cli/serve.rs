@@ -5,7 +5,7 @@
 
 use super::flags::{
     CommonFlags, DatabaseFlags, EnrichmentFlags, EventFlags, ExportFlags, HttpFlags, JobFlags, LimitFlags,
-    MailFlags, OutboundFlags, RedisFlags, SealingFlags, SettingFlags, TokenFlags, WsFlags,
+    MailFlags, OutboundFlags, QueueFlags, RedisFlags, SealingFlags, SettingFlags, TokenFlags, WsFlags,
 };
 use crate::app::{self, App};
 use crate::config::Settings;
@@ -84,6 +84,9 @@ pub struct ServeSettings {
     #[command(flatten)]
     #[serde(flatten)]
     pub jobs: JobFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub queue: QueueFlags,
 }
 
 impl SettingFlags for ServeSettings {
@@ -133,6 +136,9 @@ pub struct WorkerSettings {
     #[command(flatten)]
     #[serde(flatten)]
     pub jobs: JobFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub queue: QueueFlags,
 }
 
 impl SettingFlags for WorkerSettings {
@@ -175,6 +181,7 @@ pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Resul
     };
     let services_mail = services.campaigns.describe_mail();
     let redis = services.redis.clone();
+    let queue = services.jobs.queue().clone();
     let App {
         router,
         workers,
@@ -210,6 +217,7 @@ pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Resul
     let _ = writeln!(out, "GraphiQL: http://{shown}/graphiql");
     banner.push(format!("Mail: {}", services_mail));
     banner.push(redis_line(redis.as_ref()).await);
+    banner.push(queue_line(&queue).await);
     for line in banner {
         let _ = writeln!(out, "{line}");
     }
@@ -226,6 +234,9 @@ pub(super) async fn serve(settings: &Settings, args: ServeArgs) -> anyhow::Resul
     if let Some(workers) = workers {
         workers.shutdown().await;
     }
+    if let Some(broker) = queue.broker() {
+        broker.close().await;
+    }
     key_ring.stop().await;
     store.close().await;
     Ok(())
@@ -241,16 +252,47 @@ pub(super) async fn worker(settings: &Settings) -> anyhow::Result<()> {
     let workers = app::start_workers(settings, &services, registry).await?;
     // Best effort, as for `serve`.
     let redis = redis_line(services.redis.as_ref()).await;
+    let queue = services.jobs.queue();
+    let jobs = queue_line(queue).await;
     let _ = writeln!(
         std::io::stdout().lock(),
-        "leadgate worker running ({} database; kinds: {kinds})\n{redis}",
+        "leadgate worker running ({} database; kinds: {kinds})\n{redis}\n{jobs}",
         store.backend()
     );
     tracing::info!(backend = store.backend(), "worker running");
     shutdown.await;
     workers.shutdown().await;
+    if let Some(broker) = queue.broker() {
+        broker.close().await;
+    }
     store.close().await;
     Ok(())
+}
+
+/// The banner's line about job delivery: RabbitMQ (connected, or not reachable and what that
+/// means), or the database queue.
+async fn queue_line(queue: &crate::jobs::Queue) -> String {
+    use crate::jobs::amqp::Status;
+    let Some(broker) = queue.broker() else {
+        return "Jobs: on the database queue (set LEADGATE_QUEUE_URL to deliver them through RabbitMQ)"
+            .into();
+    };
+    match broker.settled(Duration::from_secs(6)).await {
+        Status::Up => format!(
+            "Jobs: delivered by RabbitMQ at {} (queues `{}.*`); state, history and replay in the database",
+            broker.describe(),
+            broker.names().work
+        ),
+        Status::Down(error) => format!(
+            "Jobs: RabbitMQ at {} is not reachable ({error}); workers claim from the database queue \
+             and waiting jobs are published once it answers",
+            broker.describe()
+        ),
+        Status::Connecting => format!(
+            "Jobs: still connecting to RabbitMQ at {}; jobs wait in the database until it answers",
+            broker.describe()
+        ),
+    }
 }
 
 /// The banner's line about Redis: which one is shared, that it does not answer, or that there

@@ -450,6 +450,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_leadgate");
 
 /// `leadgate worker` on `url` with the test kinds and a one-second lease.
 async fn start_worker(url: &str) -> Child {
+    start_worker_with(url, &[]).await.0
+}
+
+/// `start_worker` with more settings in the environment; returns the process and its banner
+/// (the line that says the workers run, the Redis line, the jobs line).
+pub async fn start_worker_with(url: &str, env: &[(&str, &str)]) -> (Child, Vec<String>) {
     let mut cmd = Command::new(BIN);
     cmd.arg("worker").env("LEADGATE_LOG", "warn");
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LEADGATE_")) {
@@ -460,19 +466,25 @@ async fn start_worker(url: &str) -> Child {
         .env("LEADGATE_JOB_VISIBILITY_TIMEOUT_SECS", "1")
         .env("LEADGATE_JOB_POLL_INTERVAL_MS", "50")
         .env("LEADGATE_JOB_MAINTENANCE_INTERVAL_MS", "100")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true);
     let mut child = cmd.spawn().expect("spawn leadgate worker");
-    // Wait for the line that says the workers run.
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("worker started in time")
-        .expect("worker stdout")
-        .expect("a line");
-    assert!(line.contains("leadgate worker running"), "{line}");
-    child
+    let mut banner = Vec::new();
+    for _ in 0..3 {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("worker started in time")
+            .expect("worker stdout")
+            .expect("a banner line");
+        banner.push(line);
+    }
+    assert!(banner[0].contains("leadgate worker running"), "{banner:?}");
+    // keep reading, so the pipe never fills
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, banner)
 }
 
 /// Stops a worker process as an operator would (SIGTERM) and waits until it has exited.

@@ -23,6 +23,7 @@ mod limits;
 mod mutations;
 mod persisted_queries;
 mod provider_controls;
+mod rabbitmq;
 mod rate_limits;
 mod reference;
 mod relay;
