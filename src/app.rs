@@ -135,8 +135,14 @@ pub fn services_with(
     }
     let bus = Bus::start(store.clone(), settings.bus_options());
     let enricher = enricher(settings, enrich, store.clone(), bus.clone())?;
-    let mut services = Services::new(store, enricher, bus, sealer(settings)?);
+    let mut services = Services::new(store.clone(), enricher, bus, sealer(settings)?);
     services.redis = redis;
+    if let Some(options) = settings.broker_options(&format!("leadgate (pid {})", std::process::id())) {
+        let queue = services.jobs.queue();
+        let broker = crate::jobs::amqp::Broker::start(options, store, queue.metrics().clone())
+            .map_err(|message| anyhow::anyhow!("setting `queue_url`: {message}"))?;
+        queue.attach(broker);
+    }
     services.exports.set_batch_size(settings.export_batch_size);
     services.webhooks.set_outbound(settings.outbound_policy());
     services.crm.set_outbound(settings.outbound_policy());

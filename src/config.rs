@@ -93,6 +93,18 @@ pub struct Settings {
     pub redis_timeout_ms: u64,
     /// Prefix of every Redis key, so deployments can share a Redis.
     pub redis_prefix: String,
+    /// RabbitMQ that delivers jobs: `amqp://user:password@host:5672/vhost` or `amqps://…`
+    /// (TLS). Unset: workers claim jobs from the database queue. Either way job state, history
+    /// and replay stay in the database; while the broker is unreachable, enqueueing goes on,
+    /// workers claim from the database queue, and what waited is published once it is back.
+    #[serde(skip_serializing)]
+    pub queue_url: Option<SecretString>,
+    /// Prefix of the exchanges and queues leadgate declares on the broker (`<prefix>.jobs`,
+    /// `<prefix>.jobs.dead`, …), so deployments can share a virtual host.
+    pub queue_prefix: String,
+    /// Job messages one worker process holds unacknowledged (its consumer's prefetch): at
+    /// least `worker_concurrency`, so that finished jobs' acknowledgements overlap new work.
+    pub queue_prefetch: u16,
     /// The rate each API key or token gets unless its key or role says otherwise, in cost
     /// units per period (`600/min`, `20/s`; a request costs 1, plus 1 per 100 fields it may
     /// return); `off` for none.
@@ -295,6 +307,9 @@ impl Default for Settings {
             redis_url: None,
             redis_timeout_ms: 250,
             redis_prefix: "leadgate:".into(),
+            queue_url: None,
+            queue_prefix: "leadgate".into(),
+            queue_prefetch: 64,
             rate_limit: "600/min".into(),
             rate_limit_anonymous: "60/min".into(),
             rate_limit_workspace: "off".into(),
@@ -433,6 +448,18 @@ impl Settings {
         }
         if let Err(e) = crate::telemetry::sentry::check_environment(&self.sentry_environment) {
             return invalid("sentry_environment", &e);
+        }
+        if let Some(url) = &self.queue_url {
+            crate::jobs::amqp::check_url(url.expose_secret()).or_else(|m| invalid("queue_url", &m))?;
+        }
+        if !crate::jobs::amqp::valid_prefix(&self.queue_prefix) {
+            return invalid(
+                "queue_prefix",
+                "must be 1 to 100 letters, digits, `.`, `-` or `_`",
+            );
+        }
+        if self.queue_prefetch == 0 {
+            return invalid("queue_prefetch", "must be at least 1");
         }
         if self.smtp_pool == 0 {
             return invalid("smtp_pool", "must be at least 1");
@@ -688,6 +715,20 @@ impl Settings {
                 setting: "redis_url",
                 message,
                 from: None,
+            })
+    }
+
+    /// The broker that delivers jobs, if `queue_url` names one; `connection_name` is what the
+    /// broker lists the connection as (e.g. `leadgate worker`).
+    pub fn broker_options(&self, connection_name: &str) -> Option<crate::jobs::amqp::BrokerOptions> {
+        self.queue_url
+            .as_ref()
+            .map(|url| crate::jobs::amqp::BrokerOptions {
+                url: url.expose_secret().to_owned(),
+                prefix: self.queue_prefix.clone(),
+                prefetch: self.queue_prefetch,
+                connect_timeout: std::time::Duration::from_secs(5),
+                connection_name: connection_name.to_owned(),
             })
     }
 

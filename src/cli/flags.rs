@@ -139,6 +139,22 @@ pub struct SentryFlags {
     pub sentry_environment: Option<String>,
 }
 
+/// RabbitMQ, which delivers jobs when configured: `serve` and `worker`.
+#[derive(Args, Clone, Debug, Default, Serialize)]
+#[command(next_help_heading = "RabbitMQ")]
+pub struct QueueFlags {
+    /// amqp://user:pass@host:5672/vhost or amqps://… (TLS); delivers jobs through RabbitMQ.
+    #[arg(long, value_name = "URL", value_parser = secret)]
+    #[serde(serialize_with = "expose")]
+    pub queue_url: Option<SecretString>,
+    /// Prefix of the exchanges and queues on the broker.
+    #[arg(long, value_name = "PREFIX")]
+    pub queue_prefix: Option<String>,
+    /// Job messages a worker process holds unacknowledged.
+    #[arg(long, value_name = "N")]
+    pub queue_prefetch: Option<u16>,
+}
+
 /// Rate limits, persisted queries and shutdown: `serve`.
 #[derive(Args, Clone, Debug, Default, Serialize)]
 #[command(next_help_heading = "Limits")]

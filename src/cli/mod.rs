@@ -311,6 +311,7 @@ mod tests {
     const OUTBOUND: &[&str] = &["outbound-allow"];
     const METRICS: &[&str] = &["metrics-listen"];
     const REDIS: &[&str] = &["redis-url", "redis-timeout-ms", "redis-prefix"];
+    const QUEUE: &[&str] = &["queue-url", "queue-prefix", "queue-prefetch"];
     const LIMITS: &[&str] = &[
         "trusted-proxies",
         "rate-limit",
@@ -387,13 +388,14 @@ mod tests {
                     MAIL,
                     JOBS,
                     SENTRY,
+                    QUEUE,
                 ]),
             ),
             (
                 "worker",
                 set(&[
                     COMMON, DATABASE, SEALING, REDIS, ENRICHMENT, EVENTS, OUTBOUND, MAIL, JOBS, METRICS,
-                    SENTRY,
+                    SENTRY, QUEUE,
                 ]),
             ),
             ("campaigns list", set(&data)),

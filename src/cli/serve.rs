@@ -5,8 +5,8 @@
 
 use super::flags::{
     CommonFlags, DatabaseFlags, EnrichmentFlags, EventFlags, ExportFlags, HttpFlags, JobFlags, LimitFlags,
-    MailFlags, MetricsFlags, OutboundFlags, RedisFlags, SealingFlags, SentryFlags, SettingFlags, TokenFlags,
-    WsFlags,
+    MailFlags, MetricsFlags, OutboundFlags, QueueFlags, RedisFlags, SealingFlags, SentryFlags, SettingFlags,
+    TokenFlags, WsFlags,
 };
 use crate::app::{self, App};
 use crate::config::Settings;
@@ -89,6 +89,9 @@ pub struct ServeSettings {
     #[command(flatten)]
     #[serde(flatten)]
     pub sentry: SentryFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub queue: QueueFlags,
 }
 
 impl SettingFlags for ServeSettings {
@@ -144,6 +147,9 @@ pub struct WorkerSettings {
     #[command(flatten)]
     #[serde(flatten)]
     pub sentry: SentryFlags,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub queue: QueueFlags,
 }
 
 impl SettingFlags for WorkerSettings {
@@ -190,6 +196,7 @@ pub(super) async fn serve(
     };
     let services_mail = services.campaigns.describe_mail();
     let redis = services.redis.clone();
+    let queue = services.jobs.queue().clone();
     let App {
         router,
         workers,
@@ -229,6 +236,7 @@ pub(super) async fn serve(
     let _ = writeln!(out, "GraphiQL: http://{shown}/graphiql");
     banner.push(format!("Mail: {}", services_mail));
     banner.push(redis_line(redis.as_ref()).await);
+    banner.push(queue_line(&queue).await);
     // the last line before the demo token: tests read the banner up to it
     banner.push(errors_line(errors));
     for line in banner {
@@ -246,6 +254,9 @@ pub(super) async fn serve(
     crate::http::serve(listener, router, shutdown).await?;
     if let Some(workers) = workers {
         workers.shutdown().await;
+    }
+    if let Some(broker) = queue.broker() {
+        broker.close().await;
     }
     key_ring.stop().await;
     store.close().await;
@@ -266,13 +277,15 @@ pub(super) async fn worker(settings: &Settings, errors: Option<&ErrorReporting>)
     };
     // Best effort, as for `serve`.
     let redis = redis_line(services.redis.as_ref()).await;
+    let queue = services.jobs.queue();
+    let jobs = queue_line(queue).await;
     let metrics_line = match &metrics {
         Some((addr, _, _)) => format!("Metrics: http://{addr}/metrics"),
         None => "Metrics: not served (set LEADGATE_METRICS_LISTEN to serve /metrics)".into(),
     };
     let _ = writeln!(
         std::io::stdout().lock(),
-        "leadgate worker running ({} database; kinds: {kinds})\n{redis}\n{metrics_line}\n{}",
+        "leadgate worker running ({} database; kinds: {kinds})\n{redis}\n{jobs}\n{metrics_line}\n{}",
         store.backend(),
         errors_line(errors)
     );
@@ -282,6 +295,9 @@ pub(super) async fn worker(settings: &Settings, errors: Option<&ErrorReporting>)
     if let Some((_, stop, server)) = metrics {
         let _ = stop.send(());
         let _ = server.await;
+    }
+    if let Some(broker) = queue.broker() {
+        broker.close().await;
     }
     store.close().await;
     Ok(())
@@ -313,6 +329,32 @@ async fn serve_worker_metrics(
     }));
     tracing::info!(addr = %bound, "serving metrics");
     Ok((shown, stop, server))
+}
+
+/// The banner's line about job delivery: RabbitMQ (connected, or not reachable and what that
+/// means), or the database queue.
+async fn queue_line(queue: &crate::jobs::Queue) -> String {
+    use crate::jobs::amqp::Status;
+    let Some(broker) = queue.broker() else {
+        return "Jobs: on the database queue (set LEADGATE_QUEUE_URL to deliver them through RabbitMQ)"
+            .into();
+    };
+    match broker.settled(Duration::from_secs(6)).await {
+        Status::Up => format!(
+            "Jobs: delivered by RabbitMQ at {} (queues `{}.*`); state, history and replay in the database",
+            broker.describe(),
+            broker.names().work
+        ),
+        Status::Down(error) => format!(
+            "Jobs: RabbitMQ at {} is not reachable ({error}); workers claim from the database queue \
+             and waiting jobs are published once it answers",
+            broker.describe()
+        ),
+        Status::Connecting => format!(
+            "Jobs: still connecting to RabbitMQ at {}; jobs wait in the database until it answers",
+            broker.describe()
+        ),
+    }
 }
 
 /// The banner's line about Redis: which one is shared, that it does not answer, or that there

@@ -1,7 +1,9 @@
 //! Job queue metrics, one registry per application, rendered on `/metrics` before the
 //! enrichment families: depth by kind and state and the age of the oldest queued job (sampled
-//! periodically by the workers), outcomes by kind, and run durations. Labels are kinds and
-//! states, never payloads.
+//! periodically by the workers), outcomes by kind, and run durations. With RabbitMQ
+//! (`jobs::amqp`): messages published (by route), confirmed, nacked, relayed, consumed, acked,
+//! redelivered, dead-lettered (by reason) and dropped as duplicates, and whether the broker is
+//! connected. Labels are kinds, states, routes and reasons, never payloads.
 
 use crate::domain::{QueueStat, Timestamp};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -26,6 +28,34 @@ pub struct DepthLabels {
     pub state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// `work` (due now) or `delay` (through a delay queue).
+    pub route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// `dead` (out of attempts or failed for good), `poison` (no job message) or `unknown`
+    /// (names no job).
+    pub reason: &'static str,
+}
+
+/// The broker's message counters.
+#[derive(Clone, Default)]
+struct BrokerFamilies {
+    published: Family<RouteLabels, Counter>,
+    confirmed: Counter,
+    nacked: Counter,
+    relayed: Counter,
+    consumed: Counter,
+    acked: Counter,
+    redelivered: Counter,
+    dead_lettered: Family<ReasonLabels, Counter>,
+    duplicates: Counter,
+    connected: Gauge,
+}
+
 /// The job metric families.
 #[derive(Clone)]
 pub struct JobMetrics {
@@ -36,6 +66,7 @@ pub struct JobMetrics {
     failed: Family<KindLabels, Counter>,
     dead: Family<KindLabels, Counter>,
     duration: Family<KindLabels, Histogram>,
+    broker: BrokerFamilies,
 }
 
 impl Default for JobMetrics {
@@ -77,7 +108,60 @@ impl JobMetrics {
             "Time one job attempt ran",
             duration.clone(),
         );
+        let broker = BrokerFamilies::default();
+        let b = &broker;
+        registry.register(
+            "queue_messages_published",
+            "Job messages handed to RabbitMQ, by route",
+            b.published.clone(),
+        );
+        registry.register(
+            "queue_messages_confirmed",
+            "Job messages RabbitMQ confirmed",
+            b.confirmed.clone(),
+        );
+        registry.register(
+            "queue_messages_nacked",
+            "Job messages RabbitMQ refused or returned as unroutable",
+            b.nacked.clone(),
+        );
+        registry.register(
+            "queue_messages_relayed",
+            "Job messages the relay published for rows that had none",
+            b.relayed.clone(),
+        );
+        registry.register(
+            "queue_messages_consumed",
+            "Job messages delivered to this process's workers",
+            b.consumed.clone(),
+        );
+        registry.register(
+            "queue_messages_acked",
+            "Job messages acknowledged",
+            b.acked.clone(),
+        );
+        registry.register(
+            "queue_messages_redelivered",
+            "Job messages delivered again after a consumer did not acknowledge them",
+            b.redelivered.clone(),
+        );
+        registry.register(
+            "queue_messages_dead_lettered",
+            "Job messages rejected into the dead-letter queue, by reason",
+            b.dead_lettered.clone(),
+        );
+        registry.register(
+            "queue_messages_duplicate",
+            "Job messages for jobs already done or taken, acknowledged and dropped",
+            b.duplicates.clone(),
+        );
+        registry.register(
+            "queue_broker_connected",
+            "1 while this process is connected to RabbitMQ",
+            b.connected.clone(),
+        );
         Self {
+            broker,
             registry: Arc::new(registry),
             depth,
             oldest_age,
@@ -110,6 +194,49 @@ impl JobMetrics {
 
     pub fn dead(&self, kind: &str) {
         self.dead.get_or_create(&Self::kind(kind)).inc();
+    }
+
+    pub fn published(&self, route: &'static str) {
+        self.broker.published.get_or_create(&RouteLabels { route }).inc();
+    }
+
+    pub fn confirmed(&self) {
+        self.broker.confirmed.inc();
+    }
+
+    pub fn nacked(&self) {
+        self.broker.nacked.inc();
+    }
+
+    pub fn relayed(&self, n: u64) {
+        self.broker.relayed.inc_by(n);
+    }
+
+    pub fn consumed(&self) {
+        self.broker.consumed.inc();
+    }
+
+    pub fn acked(&self) {
+        self.broker.acked.inc();
+    }
+
+    pub fn redelivered(&self) {
+        self.broker.redelivered.inc();
+    }
+
+    pub fn dead_lettered(&self, reason: &'static str) {
+        self.broker
+            .dead_lettered
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    pub fn duplicate(&self) {
+        self.broker.duplicates.inc();
+    }
+
+    pub fn broker_connected(&self, up: bool) {
+        self.broker.connected.set(i64::from(up));
     }
 
     /// Replaces the sampled depth and age gauges with a fresh sample taken at `now`.

@@ -14,7 +14,12 @@
 //! `every_job_kind_the_code_names_is_registered`) can read every kind the code can enqueue
 //! from the source and fail when one is not in the list. A new kind is its handler and one line
 //! there. The test kinds (`test_kinds`) exist only with the `test-kinds` cargo feature.
+//!
+//! Delivery is the database queue unless a `amqp::Broker` is attached to the `Queue`
+//! (`queue_url`): then enqueues also publish a message per job and workers consume RabbitMQ,
+//! falling back to claiming from the database while the broker is down (`amqp`'s header).
 
+pub mod amqp;
 pub mod builtin;
 pub mod metrics;
 pub mod schedule;
@@ -109,6 +114,8 @@ pub struct Queue {
     /// The registered kinds and their attempts, from the registry once installed.
     attempts: Arc<OnceLock<HashMap<&'static str, (JobKind, u32)>>>,
     metrics: JobMetrics,
+    /// RabbitMQ, when it delivers the jobs.
+    broker: Arc<OnceLock<amqp::Broker>>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -124,7 +131,19 @@ impl Queue {
             wake: Arc::new(Notify::new()),
             attempts: Arc::new(OnceLock::new()),
             metrics: JobMetrics::new(),
+            broker: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// Delivers jobs through `broker` from now on (every clone of this queue); the first
+    /// broker attached wins.
+    pub fn attach(&self, broker: amqp::Broker) {
+        let _ = self.broker.set(broker);
+    }
+
+    /// The broker that delivers jobs, if one is attached.
+    pub fn broker(&self) -> Option<&amqp::Broker> {
+        self.broker.get()
     }
 
     /// Enqueues `job` (see `Store::enqueue_job` for unique keys); attempts default to the
@@ -133,9 +152,53 @@ impl Queue {
         let attempts = job
             .max_attempts
             .unwrap_or_else(|| self.default_attempts(job.kind.as_str()));
-        let enqueued = self.store.enqueue_job(&job, attempts, now()).await?;
+        let at = now();
+        let enqueued = self.store.enqueue_job(&job, attempts, at).await?;
+        self.announce(&job, enqueued, at);
         self.wake.notify_waiters();
         Ok(enqueued)
+    }
+
+    /// Enqueues several jobs in one transaction (one commit); each as `enqueue`.
+    pub async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
+        let with_attempts: Vec<(NewJob, u32)> = jobs
+            .into_iter()
+            .map(|job| {
+                let attempts = job
+                    .max_attempts
+                    .unwrap_or_else(|| self.default_attempts(job.kind.as_str()));
+                (job, attempts)
+            })
+            .collect();
+        let at = now();
+        let enqueued = self.store.enqueue_jobs(&with_attempts, at).await?;
+        for ((job, _), e) in with_attempts.iter().zip(&enqueued) {
+            self.announce(job, *e, at);
+        }
+        self.wake.notify_waiters();
+        Ok(enqueued)
+    }
+
+    /// Publishes a message for a row just written, when a broker delivers jobs: a new job, or
+    /// a debounced one whose payload and time were replaced.
+    fn announce(&self, job: &NewJob, enqueued: Enqueued, at: Timestamp) {
+        let changed = enqueued.created || job.on_duplicate == crate::domain::Duplicate::Replace;
+        if let Some(broker) = self.broker()
+            && changed
+        {
+            broker.announce_row(enqueued.id, job.kind.as_str(), job.run_at.unwrap_or(at), at);
+        }
+    }
+
+    /// Jobs put back in the queue outside `enqueue` (a replay, a cron tick): publishes their
+    /// messages when a broker delivers jobs, and wakes this process's workers.
+    pub fn requeued(&self, jobs: &[crate::store::Unpublished], at: Timestamp) {
+        if let Some(broker) = self.broker() {
+            for job in jobs {
+                broker.announce_row(job.id, &job.kind, job.run_at, at);
+            }
+        }
+        self.wake.notify_waiters();
     }
 
     /// Whether a handler for `kind` is registered (false before the registry is installed).

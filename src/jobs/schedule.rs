@@ -141,6 +141,7 @@ impl Scheduler {
     pub async fn tick(&self, now: Timestamp) -> Result<u32, ScheduleError> {
         let store = self.queue.store();
         let mut fired = 0;
+        let mut queued = Vec::new();
         for s in store.schedules().await? {
             if !s.enabled || s.next_run_at > now {
                 continue;
@@ -159,16 +160,22 @@ impl Scheduler {
             let mut job = NewJob::new(kind, s.payload.clone());
             job.run_at = Some(s.next_run_at.min(now));
             let attempts = self.queue.default_attempts(&s.kind);
-            if store
+            if let Some(enqueued) = store
                 .fire_schedule(&s.name, s.next_run_at, next, &job, attempts, now)
                 .await?
-                .is_some()
             {
                 fired += 1;
+                if enqueued.created {
+                    queued.push(crate::store::Unpublished {
+                        id: enqueued.id,
+                        kind: kind.to_string(),
+                        run_at: job.run_at.unwrap_or(now),
+                    });
+                }
             }
         }
         if fired > 0 {
-            self.queue.wake().notify_waiters();
+            self.queue.requeued(&queued, now);
         }
         Ok(fired)
     }

@@ -85,10 +85,15 @@ struct FlakyPayload {
     /// Fail permanently instead.
     #[serde(default)]
     permanent: bool,
+    /// Ask for the retry after this many milliseconds (`JobError::RetryAfter`) instead of the
+    /// kind's backoff.
+    #[serde(default)]
+    retry_after_ms: Option<u64>,
 }
 
 /// `flaky`: `{"failures": N}` fails transiently until its error history holds N failures
-/// (replays included), then succeeds; `{"permanent": true}` fails permanently.
+/// (replays included), then succeeds (`"retryAfterMs": M` asks for each retry after M ms);
+/// `{"permanent": true}` fails permanently.
 pub struct Flaky;
 
 impl Handler for Flaky {
@@ -108,10 +113,11 @@ impl Handler for Flaky {
                 return Err(JobError::Permanent("flaky: told to fail for good".into()));
             }
             if job.errors.len() < p.failures {
-                return Err(JobError::Transient(format!(
-                    "flaky: attempt {} fails",
-                    job.attempts
-                )));
+                let error = format!("flaky: attempt {} fails", job.attempts);
+                return Err(match p.retry_after_ms {
+                    Some(ms) => JobError::RetryAfter(Duration::from_millis(ms), error),
+                    None => JobError::Transient(error),
+                });
             }
             Ok(())
         })

@@ -59,15 +59,16 @@ impl JobService {
     pub async fn replay(&self, actor: &Actor, selection: JobSelection) -> Result<u64, ServiceError> {
         actor.require_admin()?;
         self.check_selection(&selection)?;
-        let n = self
+        let at = now();
+        let replayed = self
             .queue
             .store()
-            .replay_jobs(scope(actor), &selection, now())
+            .replay_jobs(scope(actor), &selection, at)
             .await?;
-        if n > 0 {
-            self.queue.wake().notify_waiters();
+        if !replayed.is_empty() {
+            self.queue.requeued(&replayed, at);
         }
-        Ok(n)
+        Ok(replayed.len() as u64)
     }
 
     /// Deletes the selected dead jobs of the workspace; returns how many.

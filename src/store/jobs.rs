@@ -17,11 +17,17 @@
 //! are a partial unique index over queued and running jobs (`ON CONFLICT … WHERE`). A cron tick
 //! fires once across instances because firing is a compare-and-set on the stored `next_run_at` in
 //! the same transaction as the enqueue; after downtime only the latest missed tick fires.
+//!
+//! **With a broker** (`jobs::amqp`) the rows stay the truth and messages only carry ids:
+//! `claim_jobs_by_id` takes the rows a delivery names if they are still queued and due,
+//! `published_at` records that a message for a row's current wait reached the broker, and the
+//! relay takes rows without one (`take_unpublished_jobs`, or `take_stale_jobs` when a message
+//! went missing). Everything that puts a row back in the queue clears `published_at`.
 
 use super::dialect::{Conn, Row, Sql};
 use super::events::append_events;
 use super::keyset::KeyOrder;
-use super::{Lease, Reclaimed, Store, StoreError, StoreResult};
+use super::{Lease, Reclaimed, Store, StoreError, StoreResult, Unpublished};
 use crate::domain::{
     Duplicate, Enqueued, Job, JobFailure, JobId, JobScope, JobSelection, JobState, KeysetPage, NewJob, Paged,
     QueueStat, Schedule, Timestamp, WorkspaceId,
@@ -81,6 +87,18 @@ fn schedule_from_row(r: &Row) -> StoreResult<Schedule> {
 
 fn jobs_from_rows(rows: &[Row]) -> StoreResult<Vec<Job>> {
     rows.iter().map(job_from_row).collect()
+}
+
+fn unpublished_from_rows(rows: &[Row]) -> StoreResult<Vec<Unpublished>> {
+    rows.iter()
+        .map(|r| {
+            Ok(Unpublished {
+                id: JobId::from_i64(r.get(0)?),
+                kind: r.get(1)?,
+                run_at: r.get(2)?,
+            })
+        })
+        .collect()
 }
 
 /// Only a running job still held with `token`: a worker that lost its lease changes
@@ -156,7 +174,7 @@ async fn replace_queued(
     job: &NewJob,
     at: Timestamp,
 ) -> StoreResult<Option<JobId>> {
-    let mut qb = conn.sql("UPDATE jobs SET payload = ");
+    let mut qb = conn.sql("UPDATE jobs SET published_at = NULL, payload = ");
     qb.bind(job.payload.to_string());
     qb.push(", priority = ");
     qb.bind(i64::from(job.priority));
@@ -222,7 +240,8 @@ async fn record_failure(
         return Ok(false);
     };
     let errors = serde_json::to_string(errors).map_err(|e| StoreError::Database(Box::new(e)))?;
-    let mut qb = conn.sql("UPDATE jobs SET lease_token = NULL, lease_until = NULL, errors = ");
+    let mut qb =
+        conn.sql("UPDATE jobs SET lease_token = NULL, lease_until = NULL, published_at = NULL, errors = ");
     qb.bind(errors);
     qb.push(", updated_at = ");
     qb.bind(at);
@@ -286,6 +305,139 @@ impl Store {
                 .then(a.id.cmp(&b.id))
         });
         Ok(jobs)
+    }
+
+    /// Enqueues several jobs in one transaction (one commit for all); each as `enqueue_job`.
+    pub async fn enqueue_jobs(&self, jobs: &[(NewJob, u32)], at: Timestamp) -> StoreResult<Vec<Enqueued>> {
+        let mut tx = self.begin().await?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for (job, max_attempts) in jobs {
+            out.push(enqueue_on(&mut tx, job, *max_attempts, at).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Claims the named jobs that are still queued and due, whatever their kind (a broker
+    /// delivered their ids; a kind without a handler is then failed by the worker, visibly):
+    /// one statement, so of two workers holding the same id only one gets the row.
+    pub async fn claim_jobs_by_id(
+        &self,
+        ids: &[JobId],
+        lease: &Lease,
+        at: Timestamp,
+    ) -> StoreResult<Vec<Job>> {
+        let mut jobs = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb =
+                self.sql("UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_token = ");
+            qb.bind(lease.token.clone());
+            qb.push(", lease_until = ");
+            qb.bind(lease.until);
+            qb.push(", published_at = NULL, updated_at = ");
+            qb.bind(at);
+            qb.push(" WHERE state = 'queued' AND run_at <= ");
+            qb.bind(at);
+            qb.push(" AND id IN (");
+            push_ids(&mut qb, chunk);
+            qb.push(") RETURNING ");
+            qb.push(JOB_COLUMNS);
+            let rows = self.write_all(qb).await?;
+            jobs.extend(jobs_from_rows(&rows)?);
+        }
+        Ok(jobs)
+    }
+
+    /// Takes up to `limit` queued jobs due by `until`, last written before `written_before`,
+    /// that have no message at the broker, marking them published at `at` (so a second relay
+    /// does not take them too); the caller publishes them and hands back those it could not
+    /// (`unpublish_jobs`).
+    pub async fn take_unpublished_jobs(
+        &self,
+        until: Timestamp,
+        written_before: Timestamp,
+        limit: u32,
+        at: Timestamp,
+    ) -> StoreResult<Vec<Unpublished>> {
+        self.take_for_publishing(limit, at, |qb| {
+            qb.push(" AND published_at IS NULL AND run_at <= ");
+            qb.bind(until);
+            qb.push(" AND updated_at <= ");
+            qb.bind(written_before);
+        })
+        .await
+    }
+
+    /// Takes up to `limit` jobs due since `before` whose message was handed to the broker
+    /// before then and has not led to a claim (lost with a broker, or held by a consumer that
+    /// is busy), marking them published again at `at`.
+    pub async fn take_stale_jobs(
+        &self,
+        before: Timestamp,
+        limit: u32,
+        at: Timestamp,
+    ) -> StoreResult<Vec<Unpublished>> {
+        self.take_for_publishing(limit, at, |qb| {
+            qb.push(" AND run_at <= ");
+            qb.bind(before);
+            qb.push(" AND published_at <= ");
+            qb.bind(before);
+        })
+        .await
+    }
+
+    /// Marks up to `limit` queued jobs that `conditions` (` AND …`) select as published at
+    /// `at`, in one statement, and returns them.
+    async fn take_for_publishing(
+        &self,
+        limit: u32,
+        at: Timestamp,
+        conditions: impl FnOnce(&mut Sql),
+    ) -> StoreResult<Vec<Unpublished>> {
+        let mut qb = self.sql("UPDATE jobs SET published_at = ");
+        qb.bind(at);
+        qb.push(" WHERE id IN (SELECT id FROM jobs WHERE state = 'queued'");
+        conditions(&mut qb);
+        qb.push(" ORDER BY run_at, id LIMIT ");
+        qb.bind(i64::from(limit));
+        qb.push(self.dialect().skip_locked());
+        qb.push(") RETURNING id, kind, run_at");
+        let rows = self.write_all(qb).await?;
+        unpublished_from_rows(&rows)
+    }
+
+    /// Records that the broker confirmed messages for these queued jobs, unless a job changed
+    /// after `sent` (then its current wait needs a message of its own).
+    pub async fn mark_jobs_published(
+        &self,
+        ids: &[JobId],
+        sent: Timestamp,
+        at: Timestamp,
+    ) -> StoreResult<u64> {
+        let mut marked = 0;
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = self.sql("UPDATE jobs SET published_at = ");
+            qb.bind(at);
+            qb.push(" WHERE state = 'queued' AND published_at IS NULL AND updated_at <= ");
+            qb.bind(sent);
+            qb.push(" AND id IN (");
+            push_ids(&mut qb, chunk);
+            qb.push(")");
+            marked += self.execute(qb).await?;
+        }
+        Ok(marked)
+    }
+
+    /// Hands queued jobs back to the relay: their message was not confirmed.
+    pub async fn unpublish_jobs(&self, ids: &[JobId]) -> StoreResult<u64> {
+        let mut done = 0;
+        for chunk in ids.chunks(CHUNK) {
+            let mut qb = self.sql("UPDATE jobs SET published_at = NULL WHERE state = 'queued' AND id IN (");
+            push_ids(&mut qb, chunk);
+            qb.push(")");
+            done += self.execute(qb).await?;
+        }
+        Ok(done)
     }
 
     pub async fn heartbeat_job(
@@ -455,15 +607,16 @@ impl Store {
             .await
     }
 
+    /// Queues the selected dead jobs again; returns them as queued (they need a message).
     pub async fn replay_jobs(
         &self,
         scope: JobScope,
         selection: &JobSelection,
         at: Timestamp,
-    ) -> StoreResult<u64> {
+    ) -> StoreResult<Vec<Unpublished>> {
         let mut qb = self.sql("UPDATE jobs SET state = 'queued', attempts = 0, run_at = ");
         qb.bind(at);
-        qb.push(", finished_at = NULL, lease_token = NULL, lease_until = NULL, updated_at = ");
+        qb.push(", finished_at = NULL, lease_token = NULL, lease_until = NULL, published_at = NULL, updated_at = ");
         qb.bind(at);
         qb.push(" WHERE state = 'dead'");
         push_selection(&mut qb, scope, selection);
@@ -471,8 +624,9 @@ impl Store {
             " AND (unique_key IS NULL OR NOT EXISTS (SELECT 1 FROM jobs live \
              WHERE live.unique_key = jobs.unique_key AND live.state IN ('queued', 'running')))",
         );
-        let done = self.execute(qb).await?;
-        Ok(done)
+        qb.push(" RETURNING id, kind, run_at");
+        let rows = self.write_all(qb).await?;
+        unpublished_from_rows(&rows)
     }
 
     pub async fn discard_jobs(&self, scope: JobScope, selection: &JobSelection) -> StoreResult<u64> {

@@ -32,7 +32,7 @@ pub use crm::{CrmOutcome, PendingLink, WebhookReceipt};
 pub use dialect::Dialect;
 pub use dialect::postgres::EventListener;
 
-use crate::domain::{Import, ImportErrorRow, Job, Lead, Timestamp};
+use crate::domain::{Import, ImportErrorRow, Job, JobId, Lead, Timestamp};
 use dialect::postgres::PgDb;
 use dialect::sqlite::SqliteDb;
 
@@ -107,6 +107,15 @@ pub struct ImportChunk<'a> {
 pub struct Lease {
     pub token: String,
     pub until: Timestamp,
+}
+
+/// A queued job that needs a message at the broker (`take_unpublished_jobs`).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Unpublished {
+    pub id: JobId,
+    pub kind: String,
+    /// When the job is due: the message waits in a delay queue until then.
+    pub run_at: Timestamp,
 }
 
 /// What `reclaim_expired_jobs` did with jobs whose worker stopped heartbeating.

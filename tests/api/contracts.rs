@@ -118,6 +118,23 @@ fn only_cluster_speaks_redis() {
     }
 }
 
+/// RabbitMQ is `jobs::amqp`'s business: no other file names its client.
+#[test]
+fn only_jobs_amqp_speaks_amqp() {
+    let amqp = root().join("src/jobs/amqp");
+    let mut found = Vec::new();
+    for path in rust_files(&root().join("src")) {
+        if path.starts_with(&amqp) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        if text.contains("lapin") {
+            found.push(path.strip_prefix(root()).unwrap().display().to_string());
+        }
+    }
+    assert!(found.is_empty(), "{found:?}");
+}
+
 #[test]
 fn only_http_imports_axum() {
     for module in [
@@ -256,6 +273,7 @@ fn every_setting_has_an_environment_variable() {
                 "sendgrid_public_key" => ("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQc=".into(), false),
                 "sendgrid_inbound_basic" => ("parse:secret".into(), false),
                 "redis_url" => ("rediss://default:secret@redis.example.com:6379".into(), false),
+                "queue_url" => ("amqps://leadgate:secret@mq.example.com/prod".into(), false),
                 "persisted_queries_file" => ("operations.json".into(), false),
                 "metrics_listen" => ("0.0.0.0:9090".into(), false),
                 "sentry_dsn" => ("https://publickey@o1.ingest.sentry.io/42".into(), false),

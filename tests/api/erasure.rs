@@ -637,6 +637,7 @@ const COLUMNS: &[(&str, &[(&str, Class)])] = &[
             ("created_at", NotPersonal),
             ("updated_at", NotPersonal),
             ("finished_at", NotPersonal),
+            ("published_at", NotPersonal),
         ],
     ),
     (

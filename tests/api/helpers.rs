@@ -13,6 +13,7 @@ use leadgate::service::Services;
 use leadgate::store::{PoolOptions, Store};
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -439,10 +440,99 @@ where
     }
 }
 
+// ---- Outside services: RabbitMQ, and a proxy to cut a service off ----
+
+/// `LEADGATE_TEST_AMQP_URL` (e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`), per
+/// `service_url_or_skip`: `None` (skipped, said on stderr) outside CI when unset, a failure in CI.
+pub fn amqp_url_or_skip() -> Option<String> {
+    service_url_or_skip("LEADGATE_TEST_AMQP_URL", "RabbitMQ")
+}
+
+/// A TCP proxy on 127.0.0.1 in front of a service (Redis, RabbitMQ) that can drop every
+/// connection and refuse new ones, or hold them without answering.
+pub struct Proxy {
+    port: u16,
+    state: Arc<std::sync::Mutex<ProxyState>>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+pub enum Mode {
+    Pass,
+    Refuse,
+    Stall,
+}
+
+struct ProxyState {
+    mode: Mode,
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+impl Proxy {
+    /// Starts forwarding to `upstream` (`host:port`).
+    pub async fn start(upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let state = Arc::new(std::sync::Mutex::new(ProxyState {
+            mode: Mode::Pass,
+            tasks: Vec::new(),
+        }));
+        let shared = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let mode = shared.lock().expect("lock").mode;
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
+                    match mode {
+                        Mode::Refuse => drop(inbound),
+                        Mode::Stall => {
+                            let mut sink = [0u8; 1024];
+                            use tokio::io::AsyncReadExt;
+                            while let Ok(n) = inbound.read(&mut sink).await {
+                                if n == 0 {
+                                    break;
+                                }
+                            }
+                        }
+                        Mode::Pass => {
+                            if let Ok(mut out) = tokio::net::TcpStream::connect(&upstream).await {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                            }
+                        }
+                    }
+                });
+                shared.lock().expect("lock").tasks.push(task.abort_handle());
+            }
+        });
+        Self { port, state }
+    }
+
+    /// Drops every open connection and treats new ones as `mode` says.
+    pub fn set(&self, mode: Mode) {
+        let mut state = self.state.lock().expect("lock");
+        state.mode = mode;
+        for task in state.tasks.drain(..) {
+            task.abort();
+        }
+    }
+
+    /// `127.0.0.1:<port>`, where clients connect.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
 /// A second server instance on the same database as `first`, with the same settings and
 /// workspaces, as two leadgate processes sharing one PostgreSQL would be.
 pub async fn spawn_second_app(first: &TestApp) -> TestApp {
-    let settings = first.settings.clone();
+    spawn_instance_with(first, first.settings.clone()).await
+}
+
+/// Another instance on the same database as `first` (and with its workspaces), with `settings`
+/// (e.g. `first`'s with workers turned on).
+pub async fn spawn_instance_with(first: &TestApp, settings: Settings) -> TestApp {
     let store = app::open_store(&settings).await.expect("store");
     let auth = app::authenticator(&settings, &store, false)
         .await

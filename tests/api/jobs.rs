@@ -453,9 +453,10 @@ async fn start_worker(url: &str) -> Child {
     start_worker_with(url, &[]).await.0
 }
 
-/// `start_worker` with `env` on top; returns the worker and its banner, read to its last line
-/// (`Errors: …`).
-pub(crate) async fn start_worker_with(url: &str, env: &[(&str, &str)]) -> (Child, String) {
+/// `start_worker` with `env` on top; returns the worker and its banner lines, read to its last
+/// (`Errors: …`): the line that says the workers run, the Redis line, the jobs line, the
+/// metrics line, the errors line.
+pub(crate) async fn start_worker_with(url: &str, env: &[(&str, &str)]) -> (Child, Vec<String>) {
     let mut cmd = Command::new(BIN);
     cmd.arg("worker").env("LEADGATE_LOG", "warn");
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LEADGATE_")) {
@@ -472,12 +473,12 @@ pub(crate) async fn start_worker_with(url: &str, env: &[(&str, &str)]) -> (Child
     let mut child = cmd.spawn().expect("spawn leadgate worker");
     use tokio::io::{AsyncBufReadExt, BufReader};
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut banner = String::new();
+    let mut banner = Vec::new();
     let read = async {
         while let Some(line) = lines.next_line().await.expect("worker stdout") {
-            banner.push_str(&line);
-            banner.push('\n');
-            if line.starts_with("Errors: ") {
+            let last = line.starts_with("Errors: ");
+            banner.push(line);
+            if last {
                 break;
             }
         }
@@ -485,7 +486,9 @@ pub(crate) async fn start_worker_with(url: &str, env: &[(&str, &str)]) -> (Child
     tokio::time::timeout(Duration::from_secs(30), read)
         .await
         .expect("worker started in time");
-    assert!(banner.starts_with("leadgate worker running"), "{banner}");
+    assert!(banner[0].starts_with("leadgate worker running"), "{banner:?}");
+    // keep reading, so the pipe never fills
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, banner)
 }
 

@@ -24,6 +24,7 @@ mod mutations;
 mod observability;
 mod persisted_queries;
 mod provider_controls;
+mod rabbitmq;
 mod rate_limits;
 mod reference;
 mod relay;

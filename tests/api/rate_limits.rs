@@ -5,14 +5,13 @@
 //! Rates are per hour so nothing is earned back while a test runs: every count is exact.
 
 use crate::helpers::{
-    Protocol, TestApp, backends, first_code, metric, poll_until, service_url_or_skip, spawn_app_with,
-    spawn_second_app,
+    Mode, Protocol, Proxy, TestApp, backends, first_code, metric, poll_until, service_url_or_skip,
+    spawn_app_with, spawn_second_app,
 };
 use leadgate::config::Settings;
 use leadgate::domain::Role;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// `LEADGATE_TEST_REDIS_URL`, per `service_url_or_skip`.
@@ -360,80 +359,6 @@ async fn two_instances_on_one_redis_admit_one_limit_between_them() {
     }
 }
 
-/// A TCP proxy in front of Redis that can drop every connection and refuse new ones, or hold
-/// them without answering.
-struct Proxy {
-    port: u16,
-    state: Arc<std::sync::Mutex<ProxyState>>,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Mode {
-    Pass,
-    Refuse,
-    Stall,
-}
-
-struct ProxyState {
-    mode: Mode,
-    tasks: Vec<tokio::task::AbortHandle>,
-}
-
-impl Proxy {
-    async fn start(upstream: String) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let state = Arc::new(std::sync::Mutex::new(ProxyState {
-            mode: Mode::Pass,
-            tasks: Vec::new(),
-        }));
-        let shared = state.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    return;
-                };
-                let mode = shared.lock().expect("lock").mode;
-                let upstream = upstream.clone();
-                let task = tokio::spawn(async move {
-                    match mode {
-                        Mode::Refuse => drop(inbound),
-                        Mode::Stall => {
-                            let mut sink = [0u8; 1024];
-                            use tokio::io::AsyncReadExt;
-                            while let Ok(n) = inbound.read(&mut sink).await {
-                                if n == 0 {
-                                    break;
-                                }
-                            }
-                        }
-                        Mode::Pass => {
-                            if let Ok(mut out) = tokio::net::TcpStream::connect(&upstream).await {
-                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
-                            }
-                        }
-                    }
-                });
-                shared.lock().expect("lock").tasks.push(task.abort_handle());
-            }
-        });
-        Self { port, state }
-    }
-
-    /// Drops every open connection and treats new ones as `mode` says.
-    fn set(&self, mode: Mode) {
-        let mut state = self.state.lock().expect("lock");
-        state.mode = mode;
-        for task in state.tasks.drain(..) {
-            task.abort();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
 fn host_port(url: &str) -> String {
     let parsed = url::Url::parse(url).expect("Redis URL");
     format!(
@@ -449,7 +374,7 @@ async fn redis_down_slow_and_back_degrades_to_this_process_and_recovers() {
     for backend in backends() {
         let proxy = Proxy::start(host_port(&redis)).await;
         let app = spawn_app_with(backend, |s| {
-            on_redis(s, &proxy.url());
+            on_redis(s, &format!("redis://{}", proxy.addr()));
             s.redis_timeout_ms = 200;
             s.rate_limit = "4/hour".into();
         })

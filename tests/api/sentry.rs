@@ -212,7 +212,8 @@ async fn worker_reporting_to(app: &TestApp, dsn: &str) -> (tokio::process::Child
     let mut env = reporting_env(dsn);
     env.push(("LEADGATE_JOB_VISIBILITY_TIMEOUT_SECS", "600".to_owned()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    crate::jobs::start_worker_with(&app.settings.database_url, &env).await
+    let (worker, banner) = crate::jobs::start_worker_with(&app.settings.database_url, &env).await;
+    (worker, banner.join("\n"))
 }
 
 /// Makes every campaign of `app`'s database unreadable: its state becomes `text`, which the

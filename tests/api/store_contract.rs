@@ -1881,7 +1881,7 @@ mod jobs {
                 ids: vec![ids[3]],
                 kind: None,
             };
-            assert_eq!(store.replay_jobs(scope, &foreign, at).await.unwrap(), 0);
+            assert_eq!(store.replay_jobs(scope, &foreign, at).await.unwrap().len(), 0);
             assert_eq!(store.discard_jobs(scope, &foreign).await.unwrap(), 0);
 
             let by_kind = JobSelection {
@@ -1889,7 +1889,7 @@ mod jobs {
                 kind: Some("a".into()),
             };
             assert_eq!(
-                store.replay_jobs(scope, &by_kind, at).await.unwrap(),
+                store.replay_jobs(scope, &by_kind, at).await.unwrap().len(),
                 2,
                 "{backend:?}"
             );

@@ -6,15 +6,23 @@
 //! A claim leases jobs for `visibility_timeout`; heartbeats extend it every third of that.
 //! A worker that dies stops heartbeating, so another one reclaims its jobs once the lease
 //! ends: at-least-once delivery.
+//!
+//! With a broker attached to the queue (`jobs::amqp`) the jobs come from RabbitMQ deliveries
+//! (`broker`: the consume loop) and the relay runs beside the workers; the database claim loop
+//! then claims only while the broker is down. Both share the `concurrency` slots.
 
+mod broker;
+
+use super::amqp::consumer::Ack;
+use super::amqp::relay::{self, RelayConfig};
 use super::schedule::Scheduler;
 use super::{Handler, JobContext, JobError, Queue, Registry};
-use crate::domain::{Job, JobFailure, JobId, JobScope, now};
+use crate::domain::{Job, JobFailure, JobId, JobScope, Timestamp, now};
 use crate::store::{Lease, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -68,16 +76,34 @@ impl Workers {
         let scheduler = Scheduler::new(queue.clone(), registry.schedules())?;
         scheduler.register(now()).await?;
         let (stop, stopped) = watch::channel(false);
+        let broker = queue.broker().cloned();
         let runtime = Arc::new(Runtime {
+            slots: Arc::new(Semaphore::new(config.concurrency.max(1))),
             queue,
             registry,
             config,
         });
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(runtime.clone().claim_loop(stopped.clone())),
             tokio::spawn(runtime.clone().maintenance_loop(scheduler, stopped.clone())),
-            tokio::spawn(runtime.stats_loop(stopped)),
+            tokio::spawn(runtime.clone().stats_loop(stopped.clone())),
         ];
+        if let Some(broker) = broker {
+            let config = RelayConfig {
+                interval: runtime.config.poll_interval,
+                grace: relay::GRACE,
+                stale_after: runtime.config.visibility_timeout,
+            };
+            let mut rx = stopped.clone();
+            let store = runtime.queue.store().clone();
+            tasks.push(tokio::spawn(relay::run(
+                broker.clone(),
+                store,
+                config,
+                async move { stopped_signal(&mut rx).await },
+            )));
+            tasks.push(tokio::spawn(runtime.consume_loop(broker, stopped)));
+        }
         Ok(Self { stop, tasks })
     }
 
@@ -106,6 +132,12 @@ struct Runtime {
     queue: Queue,
     registry: Registry,
     config: WorkerConfig,
+    /// One permit per job running, whichever loop started it.
+    slots: Arc<Semaphore>,
+}
+
+async fn stopped_signal(rx: &mut watch::Receiver<bool>) {
+    stopped(rx).await
 }
 
 /// Resolves once shutdown was asked for; never when the handle was dropped without asking.
@@ -133,11 +165,57 @@ fn job_span(job: &Job) -> tracing::Span {
 
 /// A finished attempt, for the claim loop.
 enum Outcome {
+    /// Succeeded: to be recorded (in a batch) under this lease token.
     Done(JobId, String),
-    Settled,
+    /// Failed, and recorded as such.
+    Settled(Settlement),
+}
+
+/// What recording a failed attempt did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Settlement {
+    /// Queued again, due at this time.
+    Retry(Timestamp),
+    /// Moved to the dead state.
+    Dead,
+    /// Not recorded: the lease was lost, or the database failed (the lease then expires).
+    NotRecorded,
+}
+
+/// A succeeded job for the completer, and the delivery to acknowledge once it is recorded.
+struct Finished {
+    id: JobId,
+    token: String,
+    ack: Option<Ack>,
+}
+
+/// Up to `n` free slots, taken now.
+fn take_slots(slots: &Arc<Semaphore>, n: usize) -> Vec<OwnedSemaphorePermit> {
+    (0..n)
+        .map_while(|_| slots.clone().try_acquire_owned().ok())
+        .collect()
+}
+
+/// Resolves when the broker's link changes; never without a broker.
+async fn link_changed(rx: &mut Option<watch::Receiver<super::amqp::Link>>) {
+    match rx {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
 
 impl Runtime {
+    /// Whether RabbitMQ delivers the jobs now (a broker is attached and not down).
+    fn broker_delivers(&self) -> bool {
+        self.queue.broker().is_some_and(|b| !b.is_down())
+    }
+
+    /// Claims due jobs from the database: always without a broker, only while it is down
+    /// with one.
     async fn claim_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let kinds = self.registry.kinds();
         let concurrency = self.config.concurrency.max(1);
@@ -146,37 +224,49 @@ impl Runtime {
         let completer = tokio::spawn(self.clone().complete_loop(done_rx));
         let mut running: JoinSet<Outcome> = JoinSet::new();
         let wake = self.queue.wake().clone();
+        let mut link = self.queue.broker().map(|b| b.watch());
         loop {
             // Armed before claiming, so an enqueue during the claim is not missed.
             let notified = wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let free = concurrency - running.len();
+            let free = self.slots.available_permits();
             let mut claimed_full = false;
-            if free >= refill_at || running.is_empty() {
-                let want = (free as u32).min(self.config.batch_size.max(1));
-                match self.claim(&kinds, want).await {
+            if !self.broker_delivers() && free > 0 && (free >= refill_at || running.is_empty()) {
+                let want = free.min(self.config.batch_size.max(1) as usize);
+                let mut slots = take_slots(&self.slots, want);
+                match self.claim(&kinds, slots.len() as u32).await {
                     Ok(jobs) => {
-                        claimed_full = jobs.len() as u32 == want;
+                        claimed_full = !slots.is_empty() && jobs.len() == slots.len();
                         for job in jobs {
+                            let Some(slot) = slots.pop() else { break };
+                            let runtime = self.clone();
                             let span = job_span(&job);
-                            running.spawn(self.clone().run_one(job).instrument(span));
+                            running.spawn(
+                                async move {
+                                    let outcome = runtime.run_one(job).await;
+                                    drop(slot);
+                                    outcome
+                                }
+                                .instrument(span),
+                            );
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
                 }
             }
-            if claimed_full && running.len() < concurrency {
+            if claimed_full && self.slots.available_permits() > 0 {
                 continue;
             }
             tokio::select! {
                 Some(finished) = running.join_next() => {
                     if let Ok(Outcome::Done(id, token)) = finished {
-                        let _ = done_tx.send((id, token));
+                        let _ = done_tx.send(Finished { id, token, ack: None });
                     }
                 }
                 _ = notified => {}
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = link_changed(&mut link) => {}
                 _ = stopped(&mut stop) => break,
             }
         }
@@ -195,12 +285,12 @@ impl Runtime {
     }
 
     /// Waits for running jobs up to the grace period; hands back the rest.
-    async fn drain(&self, mut running: JoinSet<Outcome>, done: &mpsc::UnboundedSender<(JobId, String)>) {
+    async fn drain(&self, mut running: JoinSet<Outcome>, done: &mpsc::UnboundedSender<Finished>) {
         let deadline = tokio::time::Instant::now() + self.config.shutdown_grace;
         while !running.is_empty() {
             match tokio::time::timeout_at(deadline, running.join_next()).await {
                 Ok(Some(Ok(Outcome::Done(id, token)))) => {
-                    let _ = done.send((id, token));
+                    let _ = done.send(Finished { id, token, ack: None });
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => break,
@@ -217,30 +307,41 @@ impl Runtime {
         }
     }
 
-    /// Marks finished jobs succeeded, many per statement.
-    async fn complete_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<(JobId, String)>) {
+    /// Marks finished jobs succeeded, many per statement, then acknowledges their deliveries.
+    async fn complete_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Finished>) {
         let mut batch = Vec::with_capacity(256);
+        let mut acking = JoinSet::new();
         while rx.recv_many(&mut batch, 256).await > 0 {
-            if let Err(e) = self.queue.store().complete_jobs(&batch, now()).await {
+            while acking.try_join_next().is_some() {}
+            let done: Vec<(JobId, String)> = batch.iter().map(|f| (f.id, f.token.clone())).collect();
+            if let Err(e) = self.queue.store().complete_jobs(&done, now()).await {
+                // acknowledged anyway: the row decides, and its lease expiry requeues it
                 tracing::warn!(error = %e, jobs = batch.len(), "recording completed jobs failed; their leases will expire");
             }
-            batch.clear();
+            let acks: Vec<Ack> = batch.drain(..).filter_map(|f| f.ack).collect();
+            if !acks.is_empty() {
+                // beside the next batch: an ack on a connection that died waits for a timeout
+                acking.spawn(futures_util::future::join_all(acks.into_iter().map(Ack::ack)));
+            }
         }
+        // the last acknowledgements go out before the channel closes
+        while acking.join_next().await.is_some() {}
     }
 
     /// Runs one attempt with heartbeats; settles failures itself.
     async fn run_one(self: Arc<Self>, job: Job) -> Outcome {
         let Some(token) = job.lease_token.clone() else {
-            return Outcome::Settled;
+            return Outcome::Settled(Settlement::NotRecorded);
         };
         let Some(handler) = self.registry.handler(&job.kind).cloned() else {
-            self.settle(
-                &job,
-                JobError::Permanent(format!("no handler for kind {}", job.kind)),
-                None,
-            )
-            .await;
-            return Outcome::Settled;
+            let settled = self
+                .settle(
+                    &job,
+                    JobError::Permanent(format!("no handler for kind {}", job.kind)),
+                    None,
+                )
+                .await;
+            return Outcome::Settled(settled);
         };
         let lost = Arc::new(AtomicBool::new(false));
         let ctx = JobContext::new(self.queue.store().clone(), job.id, token.clone(), lost.clone());
@@ -256,10 +357,7 @@ impl Runtime {
                 metrics.completed(&job.kind, 1);
                 Outcome::Done(job.id, token)
             }
-            Err(e) => {
-                self.settle(&job, e, Some(&handler)).await;
-                Outcome::Settled
-            }
+            Err(e) => Outcome::Settled(self.settle(&job, e, Some(&handler)).await),
         }
     }
 
@@ -284,7 +382,7 @@ impl Runtime {
     }
 
     /// Records a failed attempt: retry with backoff, or dead (then `on_dead`).
-    async fn settle(&self, job: &Job, error: JobError, handler: Option<&Arc<dyn Handler>>) {
+    async fn settle(&self, job: &Job, error: JobError, handler: Option<&Arc<dyn Handler>>) -> Settlement {
         let metrics = self.queue.metrics();
         metrics.failed(&job.kind);
         let at = now();
@@ -314,14 +412,20 @@ impl Runtime {
                     };
                     h.on_dead(&dead, &message).await;
                 }
+                Settlement::Dead
             }
             Ok(true) => {
-                tracing::debug!(job = %job.id, kind = %job.kind, error = %message, "job will be retried")
+                tracing::debug!(job = %job.id, kind = %job.kind, error = %message, "job will be retried");
+                retry_at.map_or(Settlement::Dead, Settlement::Retry)
             }
             Ok(false) => {
-                tracing::info!(job = %job.id, "job's lease was lost before its failure was recorded")
+                tracing::info!(job = %job.id, "job's lease was lost before its failure was recorded");
+                Settlement::NotRecorded
             }
-            Err(e) => tracing::warn!(error = %e, job = %job.id, "recording a job failure failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, job = %job.id, "recording a job failure failed");
+                Settlement::NotRecorded
+            }
         }
     }
 
