@@ -336,10 +336,13 @@ impl Store {
             qb.bind(lease.until);
             qb.push(", published_at = NULL, updated_at = ");
             qb.bind(at);
-            qb.push(" WHERE state = 'queued' AND run_at <= ");
+            // rows locked in id order, so that claims never wait on each other in a circle
+            qb.push(" WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND run_at <= ");
             qb.bind(at);
             qb.push(" AND id IN (");
             push_ids(&mut qb, chunk);
+            qb.push(") ORDER BY id");
+            qb.push(self.dialect().for_update());
             qb.push(") RETURNING ");
             qb.push(JOB_COLUMNS);
             let rows = self.write_all(qb).await?;
@@ -407,7 +410,9 @@ impl Store {
     }
 
     /// Records that the broker confirmed messages for these queued jobs, unless a job changed
-    /// after `sent` (then its current wait needs a message of its own).
+    /// after `sent` (then its current wait needs a message of its own). Rows another
+    /// statement holds are skipped: a worker is claiming them (the mark would be cleared), or
+    /// a relay is taking them (it marks them itself).
     pub async fn mark_jobs_published(
         &self,
         ids: &[JobId],
@@ -418,22 +423,33 @@ impl Store {
         for chunk in ids.chunks(CHUNK) {
             let mut qb = self.sql("UPDATE jobs SET published_at = ");
             qb.bind(at);
-            qb.push(" WHERE state = 'queued' AND published_at IS NULL AND updated_at <= ");
+            qb.push(
+                " WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND published_at IS NULL \
+                 AND updated_at <= ",
+            );
             qb.bind(sent);
             qb.push(" AND id IN (");
             push_ids(&mut qb, chunk);
+            qb.push(")");
+            qb.push(self.dialect().skip_locked());
             qb.push(")");
             marked += self.execute(qb).await?;
         }
         Ok(marked)
     }
 
-    /// Hands queued jobs back to the relay: their message was not confirmed.
+    /// Hands queued jobs back to the relay: their message was not confirmed. Rows another
+    /// statement holds are skipped (a claim or a relay is already moving them on).
     pub async fn unpublish_jobs(&self, ids: &[JobId]) -> StoreResult<u64> {
         let mut done = 0;
         for chunk in ids.chunks(CHUNK) {
-            let mut qb = self.sql("UPDATE jobs SET published_at = NULL WHERE state = 'queued' AND id IN (");
+            let mut qb = self.sql(
+                "UPDATE jobs SET published_at = NULL WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' \
+                 AND id IN (",
+            );
             push_ids(&mut qb, chunk);
+            qb.push(")");
+            qb.push(self.dialect().skip_locked());
             qb.push(")");
             done += self.execute(qb).await?;
         }
