@@ -79,14 +79,8 @@ struct Run {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let results = root.join("bench/results");
-    std::fs::create_dir_all(&results)?;
-    let bin = args.bin.clone().unwrap_or_else(|| {
-        std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| root.join("target"), PathBuf::from)
-            .join("release/leadgate")
-    });
+    let results = common::results_dir()?;
+    let bin = common::release_bin(args.bin.clone());
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let mut runs = Vec::new();
     for mode in &args.modes {
