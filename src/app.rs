@@ -16,6 +16,7 @@ use crate::graphql::persisted;
 use crate::graphql::ws::Drain;
 use crate::graphql::{Edge, Gateway};
 use crate::http::{HttpConfig, router};
+use crate::jobs::amqp::events::EventExportConfig;
 use crate::jobs::schedule::ScheduleSpec;
 #[cfg(feature = "test-kinds")]
 use crate::jobs::test_kinds;
@@ -339,7 +340,8 @@ pub fn registry(settings: &Settings, services: &Services) -> anyhow::Result<Regi
 }
 
 /// Starts this process's job workers (claim loop, lease reclaim, schedules, metrics) and,
-/// beside them, the dispatcher that queues webhook deliveries.
+/// beside them, the dispatchers that queue webhook deliveries and CRM pushes and, with
+/// `queue_events`, the exporter that publishes the event log to RabbitMQ.
 pub async fn start_workers(
     settings: &Settings,
     services: &Services,
@@ -353,6 +355,15 @@ pub async fn start_workers(
     workers.run_beside(|stop| dispatcher.run(stop));
     let crm = CrmDispatcher::new(services.crm.clone());
     workers.run_beside(|stop| crm.run(stop));
+    if settings.queue_events
+        && let Some(broker) = services.jobs.queue().broker()
+    {
+        let (broker, store) = (broker.clone(), services.store.clone());
+        let wake = services.events.bus().watch();
+        workers.run_beside(|stop| {
+            crate::jobs::amqp::events::run(broker, store, EventExportConfig::default(), wake, stop)
+        });
+    }
     Ok(workers)
 }
 

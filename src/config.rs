@@ -105,6 +105,10 @@ pub struct Settings {
     /// Job messages one worker process holds unacknowledged (its consumer's prefetch): at
     /// least `worker_concurrency`, so that finished jobs' acknowledgements overlap new work.
     pub queue_prefetch: u16,
+    /// Publish the event log (lead, enrichment, import, CRM, campaign, job and webhook events)
+    /// to the topic exchange `<prefix>.events` on the broker at `queue_url`, routed by
+    /// `<type>.<workspace id>`, at least once and in order per workspace. Needs `queue_url`.
+    pub queue_events: bool,
     /// The rate each API key or token gets unless its key or role says otherwise, in cost
     /// units per period (`600/min`, `20/s`; a request costs 1, plus 1 per 100 fields it may
     /// return); `off` for none.
@@ -310,6 +314,7 @@ impl Default for Settings {
             queue_url: None,
             queue_prefix: "leadgate".into(),
             queue_prefetch: 64,
+            queue_events: false,
             rate_limit: "600/min".into(),
             rate_limit_anonymous: "60/min".into(),
             rate_limit_workspace: "off".into(),
@@ -460,6 +465,12 @@ impl Settings {
         }
         if self.queue_prefetch == 0 {
             return invalid("queue_prefetch", "must be at least 1");
+        }
+        if self.queue_events && self.queue_url.is_none() {
+            return invalid(
+                "queue_events",
+                "publishes to the broker at `queue_url`, which is not set",
+            );
         }
         if self.smtp_pool == 0 {
             return invalid("smtp_pool", "must be at least 1");
@@ -904,6 +915,25 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn events_on_the_broker_need_a_broker() {
+        let alone = Settings {
+            queue_events: true,
+            ..Settings::default()
+        };
+        let err = alone.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`queue_events`") && err.contains("`queue_url`"),
+            "{err}"
+        );
+        let with_broker = Settings {
+            queue_events: true,
+            queue_url: Some(SecretString::from("amqp://guest:guest@127.0.0.1:5672/%2f")),
+            ..Settings::default()
+        };
+        with_broker.validate().unwrap();
     }
 
     #[test]

@@ -153,6 +153,9 @@ pub struct QueueFlags {
     /// Job messages a worker process holds unacknowledged.
     #[arg(long, value_name = "N")]
     pub queue_prefetch: Option<u16>,
+    /// Publish domain events to the topic exchange <prefix>.events.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub queue_events: Option<bool>,
 }
 
 /// Rate limits, persisted queries and shutdown: `serve`.

@@ -311,7 +311,7 @@ mod tests {
     const OUTBOUND: &[&str] = &["outbound-allow"];
     const METRICS: &[&str] = &["metrics-listen"];
     const REDIS: &[&str] = &["redis-url", "redis-timeout-ms", "redis-prefix"];
-    const QUEUE: &[&str] = &["queue-url", "queue-prefix", "queue-prefetch"];
+    const QUEUE: &[&str] = &["queue-url", "queue-prefix", "queue-prefetch", "queue-events"];
     const LIMITS: &[&str] = &[
         "trusted-proxies",
         "rate-limit",

@@ -236,7 +236,7 @@ pub(super) async fn serve(
     let _ = writeln!(out, "GraphiQL: http://{shown}/graphiql");
     banner.push(format!("Mail: {}", services_mail));
     banner.push(redis_line(redis.as_ref()).await);
-    banner.push(queue_line(&queue).await);
+    banner.push(queue_line(&queue, settings.queue_events).await);
     // the last line before the demo token: tests read the banner up to it
     banner.push(errors_line(errors));
     for line in banner {
@@ -278,7 +278,7 @@ pub(super) async fn worker(settings: &Settings, errors: Option<&ErrorReporting>)
     // Best effort, as for `serve`.
     let redis = redis_line(services.redis.as_ref()).await;
     let queue = services.jobs.queue();
-    let jobs = queue_line(queue).await;
+    let jobs = queue_line(queue, settings.queue_events).await;
     let metrics_line = match &metrics {
         Some((addr, _, _)) => format!("Metrics: http://{addr}/metrics"),
         None => "Metrics: not served (set LEADGATE_METRICS_LISTEN to serve /metrics)".into(),
@@ -332,14 +332,14 @@ async fn serve_worker_metrics(
 }
 
 /// The banner's line about job delivery: RabbitMQ (connected, or not reachable and what that
-/// means), or the database queue.
-async fn queue_line(queue: &crate::jobs::Queue) -> String {
+/// means), or the database queue; and where domain events go when `events` is on.
+async fn queue_line(queue: &crate::jobs::Queue, events: bool) -> String {
     use crate::jobs::amqp::Status;
     let Some(broker) = queue.broker() else {
         return "Jobs: on the database queue (set LEADGATE_QUEUE_URL to deliver them through RabbitMQ)"
             .into();
     };
-    match broker.settled(Duration::from_secs(6)).await {
+    let jobs = match broker.settled(Duration::from_secs(6)).await {
         Status::Up => format!(
             "Jobs: delivered by RabbitMQ at {} (queues `{}.*`); state, history and replay in the database",
             broker.describe(),
@@ -354,6 +354,14 @@ async fn queue_line(queue: &crate::jobs::Queue) -> String {
             "Jobs: still connecting to RabbitMQ at {}; jobs wait in the database until it answers",
             broker.describe()
         ),
+    };
+    if events {
+        format!(
+            "{jobs}\nEvents: published to the topic exchange `{}` by the processes that run workers",
+            broker.names().events
+        )
+    } else {
+        jobs
     }
 }
 

@@ -118,6 +118,26 @@ pub struct Event {
     pub at: Timestamp,
 }
 
+impl Event {
+    /// Stable wherever the event is delivered (webhooks, the broker), so receivers can drop
+    /// duplicates: `<workspace>:<number>`.
+    pub fn public_id(&self) -> String {
+        format!("{}:{}", self.workspace_id, self.seq)
+    }
+
+    /// The event as delivered to receivers outside (webhook bodies, broker messages).
+    pub fn envelope(&self) -> Value {
+        serde_json::json!({
+            "id": self.public_id(),
+            "type": self.kind,
+            "sequence": self.seq,
+            "workspaceId": self.workspace_id.to_string(),
+            "createdAt": self.at,
+            "data": self.payload,
+        })
+    }
+}
+
 /// What a lead event says: the lead after the change and the fields that changed.
 #[derive(Clone, PartialEq, Debug)]
 pub struct LeadChange {

@@ -101,23 +101,14 @@ pub fn secret_purpose(endpoint: WebhookId) -> String {
     format!("webhook:{endpoint}")
 }
 
-/// The JSON body delivered for an event.
+/// The JSON body delivered for an event (`Event::envelope`).
 pub fn body(event: &Event) -> Vec<u8> {
-    serde_json::json!({
-        "id": event_id(event),
-        "type": event.kind,
-        "sequence": event.seq,
-        "workspaceId": event.workspace_id.to_string(),
-        "createdAt": event.at,
-        "data": event.payload,
-    })
-    .to_string()
-    .into_bytes()
+    event.envelope().to_string().into_bytes()
 }
 
 /// Stable across attempts, so receivers can drop duplicates: `<workspace>:<number>`.
 pub fn event_id(event: &Event) -> String {
-    format!("{}:{}", event.workspace_id, event.seq)
+    event.public_id()
 }
 
 /// What an attempt came to.

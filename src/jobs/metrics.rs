@@ -2,8 +2,8 @@
 //! enrichment families: depth by kind and state and the age of the oldest queued job (sampled
 //! periodically by the workers), outcomes by kind, and run durations. With RabbitMQ
 //! (`jobs::amqp`): messages published (by route), confirmed, nacked, relayed, consumed, acked,
-//! redelivered, dead-lettered (by reason) and dropped as duplicates, and whether the broker is
-//! connected. Labels are kinds, states, routes and reasons, never payloads.
+//! redelivered, dead-lettered (by reason) and dropped as duplicates, whether the broker is
+//! connected, and domain events published to the events exchange and still waiting. Labels are kinds, states, routes and reasons, never payloads.
 
 use crate::domain::{QueueStat, Timestamp};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -54,6 +54,8 @@ struct BrokerFamilies {
     dead_lettered: Family<ReasonLabels, Counter>,
     duplicates: Counter,
     connected: Gauge,
+    events_published: Counter,
+    events_pending: Gauge,
 }
 
 /// The job metric families.
@@ -160,6 +162,16 @@ impl JobMetrics {
             "1 while this process is connected to RabbitMQ",
             b.connected.clone(),
         );
+        registry.register(
+            "queue_events_published",
+            "Domain events RabbitMQ confirmed on the events exchange",
+            b.events_published.clone(),
+        );
+        registry.register(
+            "queue_events_pending",
+            "Events in the log not yet published to the events exchange (as the publishing process last saw)",
+            b.events_pending.clone(),
+        );
         Self {
             broker,
             registry: Arc::new(registry),
@@ -233,6 +245,14 @@ impl JobMetrics {
 
     pub fn duplicate(&self) {
         self.broker.duplicates.inc();
+    }
+
+    pub fn events_published(&self, n: u64) {
+        self.broker.events_published.inc_by(n);
+    }
+
+    pub fn events_pending(&self, n: i64) {
+        self.broker.events_pending.set(n);
     }
 
     pub fn broker_connected(&self, up: bool) {

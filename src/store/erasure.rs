@@ -13,7 +13,7 @@
 //! an unfinished import that names the person is deleted and the import cancelled);
 //! `workspaces` (counts); `erasure_tombstones` and `erasures` (added). The contract test
 //! `every_column_is_classified_for_erasure` holds this list against both catalogs. `provider_usage`, `provider_configs`,
-//! `enrichment_settings`, `webhook_endpoints`, `api_keys`, `schedules`, `settings`, the retention tables and the
+//! `enrichment_settings`, `webhook_endpoints`, `api_keys`, `schedules`, `settings`, `leases`, `event_exports`, the retention tables and the
 //! other `crm_*` tables (ids, counts, our own words) hold no lead data.
 //!
 //! **Erasure redacts free text by value.** Texts that may quote a person (job error history,

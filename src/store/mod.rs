@@ -17,6 +17,7 @@ mod crm;
 pub mod dialect;
 mod enrichment;
 mod erasure;
+mod event_export;
 mod events;
 mod imports;
 mod jobs;
@@ -31,6 +32,7 @@ pub use campaigns::{Next, PlannedSend, SendGate, StepOutcome, StopKind, Suppress
 pub use crm::{CrmOutcome, PendingLink, WebhookReceipt};
 pub use dialect::Dialect;
 pub use dialect::postgres::EventListener;
+pub use event_export::EVENT_EXPORT_LEASE;
 
 use crate::domain::{Import, ImportErrorRow, Job, JobId, Lead, Timestamp};
 use dialect::postgres::PgDb;

@@ -281,8 +281,18 @@ fn every_setting_has_an_environment_variable() {
             },
         };
         let var = env_var(field);
+        // a setting that only makes sense with another gets that one too
+        let needs = match *field {
+            "queue_events" => Some(("LEADGATE_QUEUE_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")),
+            _ => None,
+        };
         let loaded = Settings::load_with_env(Some(&file), &Flags::default(), &|name| {
-            (name == var).then(|| text.clone().into())
+            if name == var {
+                return Some(text.clone().into());
+            }
+            needs
+                .filter(|(other, _)| *other == name)
+                .map(|(_, value)| value.into())
         })
         .unwrap_or_else(|e| panic!("{var}={text}: {e}"));
         let loaded: toml::Table = toml::from_str(&toml::to_string(&loaded).unwrap()).unwrap();

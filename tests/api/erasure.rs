@@ -554,6 +554,22 @@ const COLUMNS: &[(&str, &[(&str, Class)])] = &[
         ],
     ),
     (
+        "event_exports",
+        &[
+            ("workspace_id", NotPersonal),
+            ("cursor", NotPersonal),
+            ("updated_at", NotPersonal),
+        ],
+    ),
+    (
+        "leases",
+        &[
+            ("name", NotPersonal),
+            ("owner", NotPersonal),
+            ("expires_at", NotPersonal),
+        ],
+    ),
+    (
         "events",
         &[
             ("id", NotPersonal),

@@ -128,6 +128,8 @@ pub struct TestApp {
     pub settings: Settings,
     /// Starts this instance's graceful shutdown (`/readyz` unready, WebSockets closed).
     pub drain: leadgate::graphql::ws::Drain,
+    /// This instance's job workers, when it runs them (`shutdown_workers` stops them).
+    workers: std::sync::Arc<tokio::sync::Mutex<Option<leadgate::jobs::worker::Workers>>>,
     _db: Option<tempfile::TempDir>,
     _server: tokio::task::JoinHandle<()>,
 }
@@ -230,12 +232,20 @@ async fn start(
         other,
         settings,
         drain: built.drain,
+        workers: std::sync::Arc::new(tokio::sync::Mutex::new(built.workers)),
         _db: guard,
         _server: server,
     }
 }
 
 impl TestApp {
+    /// Stops this instance's workers and what runs beside them, as a shutting-down process does.
+    pub async fn shutdown_workers(&self) {
+        if let Some(workers) = self.workers.lock().await.take() {
+            workers.shutdown().await;
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -557,6 +567,7 @@ pub async fn spawn_instance_with(first: &TestApp, settings: Settings) -> TestApp
         other: first.other.clone(),
         settings,
         drain: built.drain,
+        workers: std::sync::Arc::new(tokio::sync::Mutex::new(built.workers)),
         _db: None,
         _server: server,
     }

@@ -15,7 +15,9 @@ use crate::helpers::{
 use crate::jobs::start_worker_with;
 use leadgate::config::Settings;
 use leadgate::domain::{Job, JobId, JobScope, JobState, NewJob, Role, now};
-use leadgate::jobs::amqp::testing::{delete_topology, publish_raw, queue_depth};
+use leadgate::jobs::amqp::testing::{
+    Received, bind_events, delete_queue, delete_topology, publish_raw, queue_depth, take,
+};
 use leadgate::jobs::amqp::{Names, Status};
 use leadgate::jobs::test_kinds::{FLAKY, NOOP, SLEEP};
 use leadgate::store::{PoolOptions, Store};
@@ -560,5 +562,206 @@ async fn a_broker_down_at_start_is_said_and_jobs_run_on_the_database_queue() {
             .id;
         let job = until_state(&store, id, JobState::Succeeded).await;
         assert_eq!(job.attempts, 1, "{backend:?}");
+    }
+}
+
+// ---- domain events on the topic exchange ----
+
+/// An app with workers on RabbitMQ that publishes domain events, connected; and the prefix.
+async fn publishing_app(backend: Backend, url: &str) -> (TestApp, String) {
+    let prefix = fresh_prefix();
+    let app = spawn_app_with(backend, |s| {
+        on_rabbitmq(s, url, &prefix);
+        s.queue_events = true;
+    })
+    .await;
+    connected(&app).await;
+    (app, prefix)
+}
+
+async fn received(url: &str, queue: &str, n: usize) -> Vec<Received> {
+    take(url, queue, n, WAIT).await.expect("events from the broker")
+}
+
+/// `(type, sequence)` of each message, checking that its routing key, message id, type property
+/// and body agree with each other and name `ws`.
+fn described(messages: &[Received], ws: &str) -> Vec<(String, i64)> {
+    messages
+        .iter()
+        .map(|m| {
+            let kind = m.body["type"].as_str().expect("type").to_owned();
+            let seq = m.body["sequence"].as_i64().expect("sequence");
+            assert_eq!(m.routing_key, format!("{kind}.{ws}"), "{m:?}");
+            assert_eq!(
+                m.message_id.as_deref(),
+                Some(format!("{ws}:{seq}").as_str()),
+                "{m:?}"
+            );
+            assert_eq!(m.body["id"], format!("{ws}:{seq}"), "{m:?}");
+            assert_eq!(m.kind.as_deref(), Some(kind.as_str()), "{m:?}");
+            assert_eq!(m.body["workspaceId"], ws, "{m:?}");
+            (kind, seq)
+        })
+        .collect()
+}
+
+/// The sequence numbers of the next `n` messages of `queue`, checked as `described` does.
+async fn sequences(url: &str, queue: &str, n: usize, ws: &str) -> Vec<i64> {
+    described(&received(url, queue, n).await, ws)
+        .into_iter()
+        .map(|(_, seq)| seq)
+        .collect()
+}
+
+#[tokio::test]
+async fn domain_events_reach_the_topic_exchange_in_order_routed_by_type_and_workspace() {
+    let Some(url) = amqp_url_or_skip() else { return };
+    for backend in backends() {
+        let (app, prefix) = publishing_app(backend, &url).await;
+        let ws = app.workspace.id.to_string();
+        let leads = bind_events(&url, &prefix, "lead.#").await.unwrap();
+        let acme = bind_events(&url, &prefix, &format!("#.{ws}")).await.unwrap();
+        let other = bind_events(&url, &prefix, &format!("#.{}", app.other.id))
+            .await
+            .unwrap();
+
+        let first = app
+            .create_lead(json!({"email": "ada@engines.example", "firstName": "Ada"}))
+            .await;
+        app.create_lead(json!({"email": "grace@navy.example"})).await;
+        let updated = app
+            .gql(
+                Role::Member,
+                "mutation($id: ID!) { updateLead(input: {id: $id, patch: {companyName: \"Engines\"}}) { userErrors { code } } }",
+                json!({ "id": first["id"] }),
+            )
+            .await;
+        assert_eq!(updated["updateLead"]["userErrors"], json!([]), "{updated}");
+        // a job of the workspace that fails for good: a `job.dead` event, no lead in it
+        let dead = enqueue(
+            &app,
+            NewJob::new(FLAKY, json!({ "permanent": true })).in_workspace(app.workspace.id),
+        )
+        .await;
+        until_state(&app.services.store, dead, JobState::Dead).await;
+
+        let lead_events = received(&url, &leads, 3).await;
+        assert_eq!(
+            described(&lead_events, &ws),
+            vec![
+                ("lead.created".to_owned(), 1),
+                ("lead.created".to_owned(), 2),
+                ("lead.updated".to_owned(), 3)
+            ],
+            "{backend:?}"
+        );
+        assert_eq!(
+            lead_events[0].body["data"]["lead"]["email"],
+            "ada@engines.example"
+        );
+        assert_eq!(
+            lead_events[2].body["data"]["changedFields"],
+            json!(["companyName"])
+        );
+        let all = received(&url, &acme, 4).await;
+        let kinds: Vec<String> = described(&all, &ws).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            kinds,
+            ["lead.created", "lead.created", "lead.updated", "job.dead"],
+            "{backend:?}"
+        );
+        // the other workspace's binding got nothing: a lead there arrives first
+        let theirs = app
+            .post(
+                Some(&app.token_in(&app.other, Role::Member)),
+                json!({"query": "mutation { createLead(input: {email: \"x@globex.example\"}) { userErrors { code } } }"}),
+            )
+            .await;
+        assert_eq!(theirs.0, 200, "{theirs:?}");
+        let other_events = received(&url, &other, 1).await;
+        assert_eq!(
+            described(&other_events, &app.other.id.to_string()),
+            vec![("lead.created".to_owned(), 1)]
+        );
+        assert!(sample(&app, "leadgate_queue_events_published_total").await >= 5.0);
+        for q in [leads, acme, other] {
+            delete_queue(&url, &q).await.unwrap();
+        }
+        clean_up(&url, &prefix).await;
+    }
+}
+
+#[tokio::test]
+async fn events_committed_while_the_broker_is_down_are_published_in_order_once_it_is_back() {
+    let Some(url) = amqp_url_or_skip() else { return };
+    for backend in backends() {
+        let proxy = Proxy::start(host_port(&url)).await;
+        let (app, prefix) = publishing_app(backend, &through(&url, &proxy.addr())).await;
+        let ws = app.workspace.id.to_string();
+        let queue = bind_events(&url, &prefix, "#").await.unwrap();
+        app.create_lead(json!({"email": "before@down.example"})).await;
+        assert_eq!(
+            described(&received(&url, &queue, 1).await, &ws),
+            vec![("lead.created".to_owned(), 1)]
+        );
+
+        proxy.set(Mode::Refuse);
+        let broker = app.services.jobs.queue().broker().unwrap();
+        poll_until(WAIT, "the broker to be down", || async move {
+            broker.is_down().then_some(())
+        })
+        .await;
+        for i in 0..12 {
+            app.create_lead(json!({ "email": format!("during{i}@down.example") }))
+                .await;
+        }
+        proxy.set(Mode::Pass);
+        connected(&app).await;
+        app.create_lead(json!({"email": "after@down.example"})).await;
+        // every event once, in order: the 13 after the first, and nothing before the last
+        let seqs = sequences(&url, &queue, 13, &ws).await;
+        assert_eq!(seqs, (2..=14).collect::<Vec<_>>(), "{backend:?}");
+        delete_queue(&url, &queue).await.unwrap();
+        clean_up(&url, &prefix).await;
+    }
+}
+
+#[tokio::test]
+async fn one_process_publishes_at_a_time_and_another_takes_over_when_it_stops() {
+    let Some(url) = amqp_url_or_skip() else { return };
+    for backend in backends() {
+        let (first, prefix) = publishing_app(backend, &url).await;
+        let second = spawn_second_app(&first).await;
+        connected(&second).await;
+        let ws = first.workspace.id.to_string();
+        let queue = bind_events(&url, &prefix, "#").await.unwrap();
+        for i in 0..20 {
+            let app = if i % 2 == 0 { &first } else { &second };
+            app.create_lead(json!({ "email": format!("lead{i}@both.example") }))
+                .await;
+        }
+        // in order and each once: a single publisher keeps the order, so 1..=20 with no repeat
+        let seqs = sequences(&url, &queue, 20, &ws).await;
+        assert_eq!(seqs, (1..=20).collect::<Vec<_>>(), "{backend:?}");
+        let published = sample(&first, "leadgate_queue_events_published_total").await
+            + sample(&second, "leadgate_queue_events_published_total").await;
+        assert_eq!(published, 20.0, "{backend:?}: one of them published, once");
+
+        // whichever published stops; the other takes over at once (the lease is given up)
+        let (stopping, staying) = if sample(&first, "leadgate_queue_events_published_total").await > 0.0 {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        stopping.shutdown_workers().await;
+        for i in 20..25 {
+            staying
+                .create_lead(json!({ "email": format!("lead{i}@both.example") }))
+                .await;
+        }
+        let seqs = sequences(&url, &queue, 5, &ws).await;
+        assert_eq!(seqs, (21..=25).collect::<Vec<_>>(), "{backend:?}");
+        delete_queue(&url, &queue).await.unwrap();
+        clean_up(&url, &prefix).await;
     }
 }

@@ -33,6 +33,7 @@
 //! `<prefix>.jobs.dead` (at most `DEAD_MAX` messages, the oldest dropped first).
 
 pub mod consumer;
+pub mod events;
 pub mod message;
 mod publisher;
 pub mod relay;
@@ -137,6 +138,8 @@ pub struct Names {
     pub dead_exchange: String,
     /// The queue that keeps them.
     pub dead: String,
+    /// The topic exchange domain events are published to (`queue_events`).
+    pub events: String,
     prefix: String,
 }
 
@@ -146,6 +149,7 @@ impl Names {
             work: format!("{prefix}.jobs"),
             dead_exchange: format!("{prefix}.jobs.dlx"),
             dead: format!("{prefix}.jobs.dead"),
+            events: format!("{prefix}.events"),
             prefix: prefix.to_owned(),
         }
     }
@@ -164,7 +168,7 @@ impl Names {
 
     /// Every exchange.
     pub fn exchanges(&self) -> Vec<String> {
-        vec![self.work.clone(), self.dead_exchange.clone()]
+        vec![self.work.clone(), self.dead_exchange.clone(), self.events.clone()]
     }
 }
 
@@ -569,6 +573,113 @@ pub mod testing {
         Ok(q.message_count())
     }
 
+    /// A message as a consumer of the events exchange sees it.
+    #[derive(Clone, Debug)]
+    pub struct Received {
+        pub routing_key: String,
+        pub message_id: Option<String>,
+        pub kind: Option<String>,
+        pub body: serde_json::Value,
+    }
+
+    /// Declares the events exchange of `prefix` as leadgate does and a queue of its own bound
+    /// to it with `binding`, as a downstream consumer would; returns the queue's name.
+    pub async fn bind_events(url: &str, prefix: &str, binding: &str) -> Result<String, String> {
+        use lapin::ExchangeKind;
+        use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
+        let (conn, ch) = channel(url).await?;
+        let names = Names::new(prefix);
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        ch.exchange_declare(
+            names.events.as_str().into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let queue = format!("{}.consumer.{}", names.events, uuid::Uuid::now_v7().simple());
+        ch.queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        ch.queue_bind(
+            queue.as_str().into(),
+            names.events.as_str().into(),
+            binding.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let _ = conn.close(200, "bound".into()).await;
+        Ok(queue)
+    }
+
+    /// The next `n` messages of `queue` (acknowledged), or an error naming how many arrived
+    /// when `within` passes first.
+    pub async fn take(
+        url: &str,
+        queue: &str,
+        n: usize,
+        within: std::time::Duration,
+    ) -> Result<Vec<Received>, String> {
+        use futures_util::StreamExt;
+        use lapin::options::{BasicAckOptions, BasicConsumeOptions};
+        let (conn, ch) = channel(url).await?;
+        let mut consumer = ch
+            .basic_consume(
+                queue.into(),
+                "test-consumer".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let deadline = tokio::time::Instant::now() + within;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let next = match tokio::time::timeout_at(deadline, consumer.next()).await {
+                Ok(Some(Ok(delivery))) => delivery,
+                Ok(Some(Err(e))) => return Err(e.to_string()),
+                Ok(None) => return Err("the consumer was cancelled".into()),
+                Err(_) => {
+                    let _ = conn.close(200, "gave up".into()).await;
+                    return Err(format!(
+                        "{} of {n} messages within {within:?}: {out:?}",
+                        out.len()
+                    ));
+                }
+            };
+            let p = &next.properties;
+            out.push(Received {
+                routing_key: next.routing_key.to_string(),
+                message_id: p.message_id().as_ref().map(|s| s.to_string()),
+                kind: p.kind().as_ref().map(|s| s.to_string()),
+                body: serde_json::from_slice(&next.data).map_err(|e| e.to_string())?,
+            });
+            next.ack(BasicAckOptions::default())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let _ = conn.close(200, "took".into()).await;
+        Ok(out)
+    }
+
+    /// Deletes one queue (a consumer's, from `bind_events`).
+    pub async fn delete_queue(url: &str, queue: &str) -> Result<(), String> {
+        let (conn, ch) = channel(url).await?;
+        let _ = ch.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
+        let _ = conn.close(200, "deleted".into()).await;
+        Ok(())
+    }
+
     /// Deletes every exchange and queue of `prefix`.
     pub async fn delete_topology(url: &str, prefix: &str) -> Result<(), String> {
         let (conn, ch) = channel(url).await?;
@@ -669,6 +780,7 @@ mod tests {
         assert_eq!(n.work, "lg.jobs");
         assert_eq!(n.dead, "lg.jobs.dead");
         assert_eq!(n.delay(400), "lg.jobs.delay.400");
+        assert_eq!(n.events, "lg.events");
         assert_eq!(n.queues().len(), 2 + message::DELAY_TIERS_MS.len());
     }
 }
