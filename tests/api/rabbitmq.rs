@@ -632,7 +632,7 @@ async fn domain_events_reach_the_topic_exchange_in_order_routed_by_type_and_work
         let updated = app
             .gql(
                 Role::Member,
-                "mutation($id: ID!) { updateLead(input: {id: $id, patch: {companyName: \"Engines\"}}) { userErrors { code } } }",
+                "mutation($id: ID!) { updateLead(input: {id: $id, companyName: \"Engines\"}) { userErrors { code } } }",
                 json!({ "id": first["id"] }),
             )
             .await;

@@ -765,6 +765,16 @@ const UNIQUE: &[Unique] = &[
         field: "id",
     },
     Unique {
+        postgres: "leases_pkey",
+        sqlite: "leases.name",
+        field: "name",
+    },
+    Unique {
+        postgres: "event_exports_pkey",
+        sqlite: "event_exports.workspace_id",
+        field: "workspaceId",
+    },
+    Unique {
         postgres: "campaigns_pkey",
         sqlite: "campaigns.id",
         field: "id",
