@@ -27,9 +27,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
-const PG_DB: &str = "leadgate_bench_amqp";
-
 #[derive(Parser, Debug)]
 struct Args {
     /// `sqlite` (a file under bench/results) or `postgres` (a database on the local server).
@@ -87,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
         if !["database", "rabbitmq"].contains(&mode.as_str()) {
             bail!("--modes takes database and rabbitmq, not {mode}");
         }
-        let database_url = fresh_database(&args.backend, &results).await?;
+        let database_url = common::fresh_database(&results, &args.backend, "amqp").await?;
         let prefix = format!("bench.{stamp}.{mode}");
         eprintln!("== {mode} on {}", args.backend);
         let run = run_mode(&args, &bin, mode, &database_url, &prefix).await?;
@@ -160,28 +157,6 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&out, serde_json::to_string_pretty(&body)?).context("write results")?;
     eprintln!("== results: {}", out.display());
     Ok(())
-}
-
-async fn fresh_database(backend: &str, results: &std::path::Path) -> anyhow::Result<String> {
-    match backend {
-        "sqlite" => {
-            let file = results.join("queue-amqp.sqlite");
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
-            }
-            Ok(format!("sqlite://{}", file.display()))
-        }
-        "postgres" => {
-            common::psql(
-                PG_SERVER,
-                &format!("DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)"),
-            )
-            .await?;
-            common::psql(PG_SERVER, &format!("CREATE DATABASE {PG_DB}")).await?;
-            Ok(format!("{PG_SERVER}/{PG_DB}"))
-        }
-        other => bail!("--backend is sqlite or postgres, not {other}"),
-    }
 }
 
 async fn run_mode(

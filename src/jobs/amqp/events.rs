@@ -25,12 +25,12 @@
 //! - Messages already published cannot be recalled by an erasure; events written after it
 //!   carry the lead's id only.
 
-use super::{Broker, RPC_TIMEOUT, text};
+use super::{Broker, RPC_TIMEOUT, declare_events, text};
 use crate::domain::{Event, WorkspaceId, now};
 use crate::store::{EVENT_EXPORT_LEASE, Store, StoreError};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
+use lapin::{BasicProperties, Channel, Confirmation};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,10 +68,11 @@ pub async fn run(
     broker: Broker,
     store: Store,
     config: EventExportConfig,
-    mut wake: broadcast::Receiver<Arc<Event>>,
+    wake: broadcast::Receiver<Arc<Event>>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
+    let mut wake = Some(wake);
     let mut exporter = Exporter {
         owner: format!("pid {} {}", std::process::id(), uuid::Uuid::now_v7().simple()),
         broker,
@@ -86,13 +87,13 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = &mut stop => break,
-            woken = wake.recv() => {
+            woken = next_wake(&mut wake) => {
                 if matches!(woken, Err(broadcast::error::RecvError::Closed)) {
                     // the bus is gone: only the tick wakes us from now on
-                    wake = broadcast::channel(1).1;
+                    wake = None;
                 }
                 // one pass covers everything committed so far
-                while wake.try_recv().is_ok() {}
+                while wake.as_mut().is_some_and(|rx| rx.try_recv().is_ok()) {}
             }
             _ = tick.tick() => {}
         }
@@ -109,6 +110,16 @@ pub async fn run(
         }
     }
     exporter.release().await;
+}
+
+/// The next wake-up from the bus; never once the bus is gone.
+async fn next_wake(
+    wake: &mut Option<broadcast::Receiver<Arc<Event>>>,
+) -> Result<Arc<Event>, broadcast::error::RecvError> {
+    match wake {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 struct Exporter {
@@ -179,12 +190,12 @@ impl Exporter {
         for (ws, mut at, head) in behind {
             while at < head {
                 let events = self.store.events_after(ws, at, BATCH).await?;
-                let Some(last) = events.last().map(|e| e.seq) else {
+                if events.is_empty() {
                     // pruned before they were published
                     self.store.advance_event_export(ws, head, now()).await?;
                     pending -= head - at;
                     break;
-                };
+                }
                 let confirmed = self.publish(&events).await;
                 if confirmed > 0 {
                     let to = events[confirmed - 1].seq;
@@ -199,7 +210,6 @@ impl Exporter {
                     self.channel = None;
                     return Ok(());
                 }
-                at = at.max(last);
                 // a long catch-up keeps the lease
                 if !self.lease().await? {
                     return Ok(());
@@ -217,20 +227,11 @@ impl Exporter {
             return Some(ch.clone());
         }
         let conn = self.broker.connection_now()?;
-        let exchange = self.broker.names().events.clone();
+        let names = self.broker.names();
         let setup = async {
             let ch = conn.create_channel().await?;
             ch.confirm_select(ConfirmSelectOptions::default()).await?;
-            ch.exchange_declare(
-                exchange.as_str().into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+            declare_events(&ch, names).await?;
             Ok::<_, lapin::Error>(ch)
         };
         match tokio::time::timeout(RPC_TIMEOUT, setup).await {

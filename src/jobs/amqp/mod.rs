@@ -448,6 +448,21 @@ fn text(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
 }
 
+/// Declares the topic exchange domain events are published to (`events`).
+pub(crate) async fn declare_events(ch: &lapin::Channel, names: &Names) -> lapin::Result<()> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    ch.exchange_declare(
+        names.events.as_str().into(),
+        ExchangeKind::Topic,
+        durable,
+        FieldTable::default(),
+    )
+    .await
+}
+
 /// Declares the exchanges and queues (idempotent: the same arguments every time).
 async fn declare(conn: &Connection, names: &Names) -> lapin::Result<()> {
     let ch = conn.create_channel().await?;
@@ -585,22 +600,12 @@ pub mod testing {
     /// Declares the events exchange of `prefix` as leadgate does and a queue of its own bound
     /// to it with `binding`, as a downstream consumer would; returns the queue's name.
     pub async fn bind_events(url: &str, prefix: &str, binding: &str) -> Result<String, String> {
-        use lapin::ExchangeKind;
-        use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
+        use lapin::options::QueueBindOptions;
         let (conn, ch) = channel(url).await?;
         let names = Names::new(prefix);
-        let durable = ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
-        };
-        ch.exchange_declare(
-            names.events.as_str().into(),
-            ExchangeKind::Topic,
-            durable,
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        super::declare_events(&ch, &names)
+            .await
+            .map_err(|e| e.to_string())?;
         let queue = format!("{}.consumer.{}", names.events, uuid::Uuid::now_v7().simple());
         ch.queue_declare(
             queue.as_str().into(),
