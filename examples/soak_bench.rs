@@ -6,7 +6,8 @@
 //! about every other time, since created leads join the pool), `updateLead` (20 %) and
 //! `createLead` (10 %), spread evenly over both instances; beside it `--subscribers` WebSocket
 //! clients (half per instance, the two subprotocols alternating) hold `leadChanged` and count
-//! the events they are sent.
+//! the events they are sent. They connect before the probe, so the capacity is that of the
+//! whole mix, subscription fan-out included.
 //!
 //! The soak is open loop: operation k is due at start + k / rate, and its latency runs from
 //! when it was due (so a stall shows as latency instead of hiding as fewer requests). Each
@@ -61,7 +62,7 @@ struct Args {
     /// The soak's rate as a share of the probe's throughput.
     #[arg(long, default_value_t = 0.7)]
     load: f64,
-    /// WebSocket subscribers held through the soak.
+    /// WebSocket subscribers held through the probe and the soak.
     #[arg(long, default_value_t = 20)]
     subscribers: usize,
     /// Leads seeded before the run.
@@ -371,7 +372,28 @@ async fn main() -> anyhow::Result<()> {
         stamp: stamp.clone(),
     });
 
-    // 1. capacity: closed loop, the same mix, no subscribers
+    // 1. subscribers, held through the probe and the soak: capacity is that of the whole mix
+    let events = Arc::new(AtomicU64::new(0));
+    let sub_errors = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let mut subs = Vec::new();
+    for s in 0..args.subscribers {
+        let protocol = if s % 4 < 2 {
+            "graphql-transport-ws"
+        } else {
+            "graphql-ws"
+        };
+        subs.push(tokio::spawn(subscriber(
+            servers[s % 2].base.clone(),
+            token.clone(),
+            protocol,
+            events.clone(),
+            sub_errors.clone(),
+            stop.clone(),
+        )));
+    }
+
+    // 2. capacity: closed loop, the same mix, with the subscribers
     eprintln!("== probe: {} clients for {} s", args.probe_clients, args.probe);
     let probe_done = Arc::new(AtomicU64::new(0));
     let probe_errors = Arc::new(AtomicU64::new(0));
@@ -403,27 +425,6 @@ async fn main() -> anyhow::Result<()> {
         "== capacity {capacity:.0} ops/s; soaking at {rate:.0} ops/s for {} s",
         args.duration
     );
-
-    // 2. subscribers
-    let events = Arc::new(AtomicU64::new(0));
-    let sub_errors = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let mut subs = Vec::new();
-    for s in 0..args.subscribers {
-        let protocol = if s % 4 < 2 {
-            "graphql-transport-ws"
-        } else {
-            "graphql-ws"
-        };
-        subs.push(tokio::spawn(subscriber(
-            servers[s % 2].base.clone(),
-            token.clone(),
-            protocol,
-            events.clone(),
-            sub_errors.clone(),
-            stop.clone(),
-        )));
-    }
 
     // 3. the soak, open loop
     let minutes = args.duration.div_ceil(60) as usize;

@@ -76,7 +76,9 @@ pub struct Settings {
     /// WebSocket connections allowed at once for one token (more close with 1008).
     pub ws_max_connections_per_token: usize,
     /// Frames queued for one WebSocket connection; a shared subscription that finds the
-    /// queue full is ended with `SLOW_CONSUMER`.
+    /// queue full is ended with `SLOW_CONSUMER`. The default holds two of the event bus's
+    /// catch-up reads (500 events each), so a burst read from the log after a busy moment
+    /// never ends a client that keeps up.
     pub ws_send_queue: usize,
     /// Load balancers and proxies in front of the servers, as CIDRs: for a request from one of
     /// them the client is the nearest address in `X-Forwarded-For` that is not also one (the
@@ -306,7 +308,7 @@ impl Default for Settings {
             ws_keepalive_ms: 12_000,
             ws_max_subscriptions: 50,
             ws_max_connections_per_token: 20,
-            ws_send_queue: 256,
+            ws_send_queue: 1024,
             trusted_proxies: Vec::new(),
             redis_url: None,
             redis_timeout_ms: 250,
