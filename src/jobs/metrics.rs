@@ -232,6 +232,10 @@ impl JobMetrics {
         self.broker.acked.inc();
     }
 
+    pub fn acked_many(&self, count: u64) {
+        self.broker.acked.inc_by(count);
+    }
+
     pub fn redelivered(&self) {
         self.broker.redelivered.inc();
     }

@@ -176,6 +176,21 @@ async fn many_jobs_on_several_workers_run_once_each_through_rabbitmq() {
             sample(&first, r#"leadgate_queue_messages_published_total{route="work"}"#).await >= 400.0,
             "{backend:?}"
         );
+        // every delivery is settled with the broker (cumulative acks included), none held back
+        let apps = [&first, &second, &third];
+        let want = ids.len() as f64;
+        let acked = poll_until(WAIT, "every delivery to be acked", || async move {
+            let mut acked = 0.0;
+            for app in apps {
+                acked += sample(app, "leadgate_queue_messages_acked_total").await;
+            }
+            (acked >= want).then_some(acked)
+        })
+        .await;
+        assert!(
+            acked <= consumed,
+            "{backend:?}: {acked} acks for {consumed} deliveries"
+        );
         clean_up(&url, &prefix).await;
     }
 }

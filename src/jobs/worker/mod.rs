@@ -321,7 +321,7 @@ impl Runtime {
             let acks: Vec<Ack> = batch.drain(..).filter_map(|f| f.ack).collect();
             if !acks.is_empty() {
                 // beside the next batch: an ack on a connection that died waits for a timeout
-                acking.spawn(futures_util::future::join_all(acks.into_iter().map(Ack::ack)));
+                acking.spawn(Ack::ack_all(acks));
             }
         }
         // the last acknowledgements go out before the channel closes
