@@ -591,7 +591,20 @@ async fn publishing_app(backend: Backend, url: &str) -> (TestApp, String) {
     })
     .await;
     connected(&app).await;
+    exporting(&app).await;
     (app, prefix)
+}
+
+/// Waits until the exporter has switched on (its first pass starts every workspace at its
+/// newest event, so an event committed before that is never published).
+async fn exporting(app: &TestApp) {
+    let store = &app.services.store;
+    let ws = app.workspace.id;
+    poll_until(WAIT, "the event exporter to switch on", || async move {
+        let positions = store.event_export_positions().await.expect("export positions");
+        positions.iter().any(|(w, _)| *w == ws).then_some(())
+    })
+    .await;
 }
 
 async fn received(url: &str, queue: &str, n: usize) -> Vec<Received> {
