@@ -8,9 +8,9 @@
 //! every run of done deliveries at the front goes out as one `basic.ack` with `multiple` (one
 //! frame and one hand-off to the client's I/O thread for a whole batch instead of one per
 //! job). Held deliveries behind a long-running job are acked one by one once more than `HOLD`
-//! (or a quarter of the prefetch) wait, so they never fill the prefetch window. Every settlement of a channel happens under
-//! its ledger's lock, in order, so a cumulative ack never covers a tag that another frame is
-//! about to settle.
+//! (or a quarter of the prefetch) wait, so they never fill the prefetch window. Every
+//! settlement of a channel happens under its ledger's lock, in order, so a cumulative ack never
+//! covers a tag that another frame is about to settle.
 
 use super::{Broker, JobMessage, RPC_TIMEOUT};
 use crate::jobs::metrics::JobMetrics;
@@ -166,29 +166,38 @@ impl Ack {
     /// Rejected without requeue: the dead-letter exchange takes it to `<prefix>.jobs.dead`.
     /// `reason` is the metric label (`dead`, `poison`, `unknown`).
     pub async fn dead_letter(self, reason: &'static str) {
-        let mut settling = self.ledger.lock().await;
-        if self.acker.usable() {
-            let reject = self.acker.reject(BasicRejectOptions { requeue: false });
-            if let Ok(Ok(true)) = timeout(RPC_TIMEOUT, reject).await {
-                self.metrics.dead_lettered(reason);
-            }
+        if self
+            .alone(|a| a.reject(BasicRejectOptions { requeue: false }))
+            .await
+        {
+            self.metrics.dead_lettered(reason);
         }
-        settling.gone.insert(self.tag);
-        settling.flush(&self.metrics).await;
     }
 
     /// Back to the queue for another consumer (at shutdown).
     pub async fn requeue(self) {
-        let mut settling = self.ledger.lock().await;
-        if self.acker.usable() {
-            let nack = self.acker.nack(BasicNackOptions {
+        self.alone(|a| {
+            a.nack(BasicNackOptions {
                 requeue: true,
                 ..BasicNackOptions::default()
-            });
-            let _ = timeout(RPC_TIMEOUT, nack).await;
-        }
+            })
+        })
+        .await;
+    }
+
+    /// Settles this delivery on its own frame (`send`) under the ledger's lock, then lets the
+    /// ledger move past it; true when the broker took the frame.
+    async fn alone<'a, F, Fut>(&'a self, send: F) -> bool
+    where
+        F: FnOnce(&'a Acker) -> Fut,
+        Fut: std::future::Future<Output = lapin::Result<bool>>,
+    {
+        let mut settling = self.ledger.lock().await;
+        let sent =
+            self.acker.usable() && matches!(timeout(RPC_TIMEOUT, send(&self.acker)).await, Ok(Ok(true)));
         settling.gone.insert(self.tag);
         settling.flush(&self.metrics).await;
+        sent
     }
 }
 
