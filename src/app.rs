@@ -412,6 +412,8 @@ pub async fn assemble(
     } else {
         None
     };
+    // the console's charts: the job queue of every workspace seen in the last hour, each minute
+    tokio::spawn(services.history.clone().run_sampler(services.store.clone()));
     let gateway = Gateway::new(
         services.clone(),
         settings.graphql_limits(),

@@ -69,7 +69,8 @@ pub struct GlobalFlags {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the HTTP server (GraphQL at /graphql, GraphiQL at /graphiql) and job workers.
+    /// Run the HTTP server (GraphQL at /graphql, GraphiQL at /graphiql, the console at /console)
+    /// and job workers.
     Serve(Box<ServeArgs>),
     /// Run only job workers, no HTTP, until SIGTERM; several may run at once.
     Worker(Box<WorkerArgs>),

@@ -234,6 +234,7 @@ pub(super) async fn serve(
         store.backend()
     );
     let _ = writeln!(out, "GraphiQL: http://{shown}/graphiql");
+    let _ = writeln!(out, "Console: http://{shown}/console");
     banner.push(format!("Mail: {}", services_mail));
     banner.push(redis_line(redis.as_ref()).await);
     banner.push(queue_line(&queue, settings.queue_events).await);

@@ -30,7 +30,7 @@ pub enum ApiKeyScope {
 }
 
 impl ApiKeyScope {
-    fn from_domain(s: domain::Scope) -> Self {
+    pub(super) fn from_domain(s: domain::Scope) -> Self {
         match s {
             domain::Scope::ReadLeads => Self::ReadLeads,
             domain::Scope::WriteLeads => Self::WriteLeads,

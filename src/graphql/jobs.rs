@@ -235,6 +235,63 @@ impl JobsQuery {
         actor(ctx)?.require_admin().map_err(to_gql)?;
         Ok(JobQueue)
     }
+
+    /// This server's per-minute aggregates of the caller's workspace for the last `minutes`
+    /// minutes (1–60), oldest first, one entry per minute including idle ones; the last is
+    /// the minute in progress (admins only). Kept in memory by each instance for an hour, so
+    /// behind a load balancer it is the share of the instance that answers.
+    async fn metrics_history(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 60)] minutes: i32,
+    ) -> async_graphql::Result<Vec<MetricsMinute>> {
+        let services = ctx.data::<Services>()?;
+        let minutes = usize::try_from(minutes).unwrap_or(0);
+        let history = services
+            .metrics_history(actor(ctx)?, minutes)
+            .await
+            .map_err(to_gql)?;
+        Ok(history.into_iter().map(MetricsMinute::from).collect())
+    }
+}
+
+/// One minute of a workspace's traffic on this server.
+#[derive(SimpleObject)]
+pub struct MetricsMinute {
+    /// Start of the minute (UTC).
+    pub at: DateTime<Utc>,
+    /// GraphQL requests answered over HTTP.
+    pub requests: i64,
+    /// Requests answered with at least one error (refusals included).
+    pub errors: i64,
+    /// 99th percentile of request latency in milliseconds, within 25 %; null when there were
+    /// no requests.
+    pub p99_ms: Option<f64>,
+    /// Enrichment credits spent by requests and bulk refreshes.
+    pub credits_spent: i64,
+    /// Queued jobs when sampled (once a minute); null when not sampled that minute.
+    pub queue_depth: Option<i64>,
+    /// Age of the oldest due queued job in seconds when sampled; null when not sampled or
+    /// none is queued.
+    pub oldest_queued_age_seconds: Option<f64>,
+    /// Dead jobs when sampled; null when not sampled that minute.
+    pub dead_jobs: Option<i64>,
+}
+
+impl From<service::history::MinuteStats> for MetricsMinute {
+    fn from(m: service::history::MinuteStats) -> Self {
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        Self {
+            at: m.at,
+            requests: count(m.requests),
+            errors: count(m.errors),
+            p99_ms: m.p99_ms,
+            credits_spent: count(m.credits_spent),
+            queue_depth: m.queue.map(|q| count(q.queued)),
+            oldest_queued_age_seconds: m.queue.and_then(|q| q.oldest_queued_age).map(|a| a.as_secs_f64()),
+            dead_jobs: m.queue.map(|q| count(q.dead)),
+        }
+    }
 }
 
 /// The result of `replayJobs`.

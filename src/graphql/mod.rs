@@ -129,6 +129,8 @@ pub struct Gateway {
     documents: documents::DocumentCache,
     edge: Edge,
     metrics: GraphqlMetrics,
+    /// The per-minute history of each workspace's requests (`metricsHistory`).
+    history: crate::service::History,
 }
 
 /// What a gateway shares with other instances: rate limits and persisted queries.
@@ -155,6 +157,7 @@ impl Gateway {
     /// extensions are registered: with any, async-graphql resolves every field on a slower path
     /// (see `guard` and `metrics`).
     pub fn new(services: Services, limits: Limits, metrics: GraphqlMetrics) -> Self {
+        let history = services.history.clone();
         let mut schema = builder(Some(&metrics))
             .data(services)
             .limit_depth(limits.depth)
@@ -170,7 +173,13 @@ impl Gateway {
             documents: documents::DocumentCache::default(),
             edge: Edge::default(),
             metrics,
+            history,
         }
+    }
+
+    /// The per-minute history requests are counted in.
+    pub fn history(&self) -> &crate::service::History {
+        &self.history
     }
 
     /// Operations, errors, latency, slow root fields and WebSockets counted (`/metrics`).

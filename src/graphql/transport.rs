@@ -427,10 +427,16 @@ async fn execute(
     let subject = rate_subject(&caller, client);
     let requested = request.operation_name.clone();
     let workspace = caller.0.as_ref().map(|actor| actor.workspace_id);
+    let refused = |workspace: Option<crate::domain::WorkspaceId>| {
+        if let Some(ws) = workspace {
+            gateway.history().request(ws, std::time::Duration::ZERO, true);
+        }
+    };
     let (mut request, scope) = match prepare_execution(gateway, request, caller, header_budget) {
         Ok(prepared) => prepared,
         Err(response) => {
             metrics.answered(&metrics.unread(requested.as_deref()), &response, None);
+            refused(workspace);
             return (*response, None);
         }
     };
@@ -441,13 +447,22 @@ async fn execute(
             Ok(decision) => decision,
             Err((response, decision)) => {
                 metrics.answered(&operation, &response, None);
+                refused(workspace);
                 return (*response, Some(decision));
             }
         };
         let started = std::time::Instant::now();
         let mut response = gateway.schema().execute(request).await;
         label_request_errors(&mut response);
-        metrics.answered(&operation, &response, Some(started.elapsed()));
+        let took = started.elapsed();
+        metrics.answered(&operation, &response, Some(took));
+        if let Some(ws) = workspace {
+            let history = gateway.history();
+            history.request(ws, took, !response.errors.is_empty());
+            if let Some(spend) = scope.spend() {
+                history.credits(ws, spend.credits_spent);
+            }
+        }
         if let Some(spend) = scope.spend() {
             response
                 .extensions

@@ -415,6 +415,15 @@ impl Viewer {
     async fn can_write_leads(&self) -> bool {
         self.actor.can_write_leads()
     }
+    /// What the caller may do: the scopes of an API key that its role allows, or for a JWT
+    /// every scope its role allows. Workspace settings need `ADMIN`.
+    async fn scopes(&self) -> Vec<super::api_keys::ApiKeyScope> {
+        self.actor
+            .scopes()
+            .into_iter()
+            .map(super::api_keys::ApiKeyScope::from_domain)
+            .collect()
+    }
 }
 
 /// An object with a globally unique id (Relay Global Object Identification).

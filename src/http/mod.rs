@@ -1,4 +1,5 @@
 //! The HTTP edge (axum): `/graphql` (GET and POST), `/graphql/ws` (WebSocket), `/graphiql`,
+//! `/console` (the operator console, `console`),
 //! `/export/leads.csv` and `.ndjson` (streamed exports), `/webhooks/crm/{id}` (inbound CRM
 //! webhooks), `/healthz`, `/readyz`, `/metrics`,
 //! request ids, body and time limits, and graceful shutdown.
@@ -20,6 +21,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+mod console;
 mod export;
 mod graphiql;
 pub mod metrics;
@@ -88,6 +90,10 @@ pub fn router(gateway: Gateway, auth: Authenticator, services: Services, config:
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/ws", get(ws::graphql_ws))
         .route("/graphiql", get(graphiql))
+        .route("/console", get(console_page))
+        .route("/console/", get(console_page))
+        .route("/console/app.js", get(console::script))
+        .route("/console/app.css", get(console::style))
         .route("/export/leads.csv", get(export::leads_csv))
         .route("/export/leads.ndjson", get(export::leads_ndjson))
         .route("/imports/{id}/errors.csv", get(export::import_errors_csv))
@@ -344,6 +350,11 @@ fn rate_headers(headers: &mut HeaderMap, rate: &crate::limits::Decision) {
 
 async fn graphiql(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     Html(graphiql::page("/graphql", state.config.graphiql_token.as_deref()))
+}
+
+/// The operator console; in demo mode its sign-in page offers the demo token.
+async fn console_page(State(state): State<Arc<AppState>>) -> Response {
+    console::page(state.config.graphiql_token.as_deref())
 }
 
 /// Prometheus metrics (text exposition format): HTTP requests and latency by route, GraphQL

@@ -128,14 +128,17 @@ pub struct EnrichmentService {
     store: Store,
     enricher: Enricher,
     queue: Queue,
+    history: super::History,
 }
 
 impl EnrichmentService {
-    pub fn new(store: Store, enricher: Enricher, queue: Queue) -> Self {
+    /// `history` counts the credits bulk refreshes spend.
+    pub fn new(store: Store, enricher: Enricher, queue: Queue, history: super::History) -> Self {
         Self {
             store,
             enricher,
             queue,
+            history,
         }
     }
 
@@ -530,7 +533,9 @@ impl EnrichmentService {
             let missing = (chunk.len() - leads.len()) as u64;
             progress.processed += chunk.len() as u64;
             progress.failed += missing * groups.len() as u64;
-            progress.credits += ledger.spend().credits_spent;
+            let credits = ledger.spend().credits_spent;
+            progress.credits += credits;
+            self.history.credits(actor.workspace_id, credits);
             let report = serde_json::to_value(progress).map_err(|e| JobError::Permanent(e.to_string()))?;
             ctx.progress(report).await?;
         }

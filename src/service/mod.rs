@@ -13,6 +13,7 @@ mod enrichment;
 mod erasure;
 mod events;
 mod exports;
+pub mod history;
 mod imports;
 mod jobs;
 mod leads;
@@ -40,6 +41,7 @@ pub use enrichment::{
 pub use erasure::{ErasureService, MAX_ERASURE_PAGE};
 pub use events::EventService;
 pub use exports::{Chunk, Export, ExportMetrics, ExportService, Extras, Format};
+pub use history::History;
 pub use imports::{
     IMPORT_LEADS, ImportLeadsHandler, ImportService, LocalImportError, MAX_ERROR_PAGE, MAX_IMPORT_PAGE,
     UPLOAD_CHUNK,
@@ -140,6 +142,22 @@ impl Actor {
         self.require_scope(Scope::ImportExport)
     }
 
+    /// The scopes this caller may act in: those it holds (a token holds all) that its role
+    /// allows — `ADMIN` for admins only, `WRITE_LEADS` for roles that write leads,
+    /// `IMPORT_EXPORT` for roles that import or export.
+    pub fn scopes(&self) -> Vec<Scope> {
+        Scope::ALL
+            .into_iter()
+            .filter(|scope| self.has_scope(*scope))
+            .filter(|scope| match scope {
+                Scope::Admin => self.role == Role::Admin,
+                Scope::WriteLeads => self.role.can_write_leads(),
+                Scope::ImportExport => self.role.can_write_leads() || self.role.can_export(),
+                Scope::ReadLeads | Scope::Subscribe => true,
+            })
+            .collect()
+    }
+
     /// Whether `require_lead_writer` passes.
     pub fn can_write_leads(&self) -> bool {
         self.require_lead_writer().is_ok()
@@ -227,6 +245,8 @@ pub struct Services {
     pub erasure: ErasureService,
     /// The Redis instances share, when one is configured (`cluster`).
     pub redis: Option<crate::cluster::Redis>,
+    /// The last hour of each workspace's traffic on this server (`metricsHistory`).
+    pub history: History,
 }
 
 impl Services {
@@ -247,7 +267,9 @@ impl Services {
             leads.clone(),
             bus.clone(),
         );
-        let enrichment = EnrichmentService::new(store.clone(), enricher.clone(), queue.clone());
+        let history = History::default();
+        let enrichment =
+            EnrichmentService::new(store.clone(), enricher.clone(), queue.clone(), history.clone());
         Self {
             campaigns: CampaignService::new(
                 store.clone(),
@@ -264,6 +286,7 @@ impl Services {
             retention: RetentionService::new(store.clone(), queue.clone()),
             erasure: ErasureService::new(store.clone(), enricher, bus.clone()),
             redis: None,
+            history,
             workspaces: WorkspaceService::new(store.clone()),
             enrichment,
             imports: ImportService::new(store.clone(), bus.clone(), queue.clone()),
@@ -276,6 +299,28 @@ impl Services {
 }
 
 impl Services {
+    /// The last `minutes` minutes (1 to 60) of the caller's workspace on this server, oldest
+    /// first, the job queue sampled now (admins only).
+    pub async fn metrics_history(
+        &self,
+        actor: &Actor,
+        minutes: usize,
+    ) -> Result<Vec<history::MinuteStats>, ServiceError> {
+        actor.require_admin()?;
+        if !(1..=history::MINUTES).contains(&minutes) {
+            return Err(ServiceError::invalid(
+                "minutes",
+                FieldErrorCode::Invalid,
+                format!("minutes must be 1 to {}", history::MINUTES),
+            ));
+        }
+        self.history
+            .sample_queue(&self.store, actor.workspace_id)
+            .await
+            .map_err(ServiceError::Internal)?;
+        Ok(self.history.read(actor.workspace_id, minutes))
+    }
+
     /// Checks that the database answers, for readiness probes.
     pub async fn ping(&self) -> Result<(), ServiceError> {
         self.store.ping().await.map_err(ServiceError::Internal)

@@ -469,6 +469,17 @@ async fn serve_demo_is_ready_at_once_idempotent_and_stops_on_sigterm() {
             .await
             .unwrap();
         assert!(page.contains(&token), "GraphiQL presets the demo token");
+        assert!(server.banner.contains("Console: http://"), "{}", server.banner);
+        let console = reqwest::get(format!("{}/console", server.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            console.contains(&format!(r#"<meta name="leadgate-demo-token" content="{token}">"#)),
+            "the console offers the demo token"
+        );
 
         // `token` against the same database reuses the secret the demo stored
         let out = run(

@@ -142,6 +142,16 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
     spawn(backend, None, adjust).await
 }
 
+/// An app whose workers also run the test job kinds and poll the queue every 50 ms.
+pub async fn spawn_app_with_test_jobs(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |s| {
+        s.job_test_kinds = true;
+        s.job_poll_interval_ms = 50;
+        s.job_maintenance_interval_ms = 100;
+    })
+    .await
+}
+
 /// `spawn_app_with`, with the enrichment pipeline's rate gates reading `clock`.
 pub async fn spawn_app_with_clock(
     backend: Backend,

@@ -3,7 +3,9 @@
 //! once across schedulers, and real `leadgate worker` processes (a killed worker's job is
 //! finished by another after its lease expires; two workers fire a cron tick once).
 
-use crate::helpers::{Backend, TestApp, backends, first_code, fresh_database, poll_until, spawn_app_with};
+use crate::helpers::{
+    Backend, TestApp, backends, first_code, fresh_database, poll_until, spawn_app_with_test_jobs,
+};
 use leadgate::domain::{Duplicate, Job, JobId, JobKind, JobScope, JobState, NewJob, Role, Schedule, now};
 use leadgate::jobs::Queue;
 use leadgate::jobs::schedule::{ScheduleSpec, Scheduler};
@@ -14,12 +16,7 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 
 async fn app(backend: Backend) -> TestApp {
-    spawn_app_with(backend, |s| {
-        s.job_test_kinds = true;
-        s.job_poll_interval_ms = 50;
-        s.job_maintenance_interval_ms = 100;
-    })
-    .await
+    spawn_app_with_test_jobs(backend).await
 }
 
 fn queue(app: &TestApp) -> &Queue {

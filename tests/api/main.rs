@@ -6,6 +6,7 @@ mod auth;
 mod backup;
 mod campaigns;
 mod cli;
+mod console;
 mod contracts;
 mod crm;
 mod enrichment;
