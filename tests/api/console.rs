@@ -260,6 +260,12 @@ async fn an_admin_manages_keys_replays_a_dead_job_and_imports_a_file_in_the_cons
             )
             .await;
         browser.screenshot("overview").await;
+        browser
+            .client
+            .execute("document.querySelector('[data-chart]').scrollIntoView()", vec![])
+            .await
+            .expect("scroll");
+        browser.screenshot("overview-charts").await;
         browser.no_errors("the overview").await;
 
         // create a key: its secret is shown once and works
@@ -278,6 +284,20 @@ async fn an_admin_manages_keys_replays_a_dead_job_and_imports_a_file_in_the_cons
             .await
             .expect("role");
         browser.click("input[name='scope'][value='READ_LEADS']").await;
+        browser.fill("#key-rate-limit", "very fast").await;
+        browser.click("#create-key").await;
+        let explained = browser
+            .until(
+                "the rate limit's error beside its field",
+                "const f = document.querySelector('#key-rate-limit').closest('.field'); const e = f && f.querySelector('.field-error[role=alert]'); return e && e.textContent",
+            )
+            .await;
+        assert!(
+            explained.as_str().is_some_and(|t| t.contains("rate")),
+            "{label}: a refused input is explained beside its control: {explained}"
+        );
+        browser.no_errors("a refused key").await;
+        browser.fill("#key-rate-limit", "600/min").await;
         browser.click("#create-key").await;
         let secret = browser
             .until(
