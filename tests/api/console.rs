@@ -400,6 +400,13 @@ async fn an_admin_manages_keys_replays_a_dead_job_and_imports_a_file_in_the_cons
             )
             .await;
         browser.wait_for("#import-errors").await;
+        let metrics = app.metrics().await;
+        assert!(
+            metrics.contains(
+                r#"leadgate_graphql_operations_total{operation="ImportProgress",type="subscription"} 1"#
+            ),
+            "{label}: the progress came over the WebSocket subscription"
+        );
         browser.screenshot("imports").await;
         let data = app
             .gql(Role::Admin, "{ leads(first: 10) { totalCount } }", json!({}))
