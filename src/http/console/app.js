@@ -1256,7 +1256,11 @@
                 `${fmtNum(day.used)} / ${fmtNum(day.limit)}`, ' ',
                 h('meter', { min: 0, max: Math.max(day.limit, 1), value: day.used, high: Math.max(day.limit, 1) * 0.8, 'aria-label': `${p.name} credits used today` }),
                 day.remaining <= 0 ? [' ', chip('cap reached', 'bad')] : null);
-            }), ps.some((p) => p.enabled) ? null : h('li', { class: 'muted' }, 'No provider is enabled.'))),
+            }), ps.some((p) => p.enabled) ? null : h('li', { class: 'muted' }, 'No provider is enabled.')),
+            metrics && metrics.value
+              ? h('p', { class: 'muted small', 'data-credits-hour': '' },
+                `${fmtNum(metrics.value.metricsHistory.reduce((a, m) => a + m.creditsSpent, 0))} credits spent in the last hour (this server)`)
+              : null),
         );
       }
       cards.replaceChildren(...list);
