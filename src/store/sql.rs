@@ -154,15 +154,19 @@ fn push_keyset(qb: &mut Sql, field: SortField, op: &str, cursor: &Cursor) {
 
 /// `SELECT … FROM leads l WHERE … ORDER BY … LIMIT limit + 1` for one keyset page.
 /// With `with_counts`, each row also carries the workspace's maintained counts (columns 21
-/// and 22), so a page that shows `totalCount` needs no second round trip.
+/// and 22), so a page that shows `totalCount` needs no second round trip. They are scalar
+/// subqueries, not a join: with a join SQLite's planner may put `workspaces` outside and then
+/// read and sort every lead of the workspace for a page of 50.
 pub(crate) fn page_query(dialect: Dialect, ws: WorkspaceId, q: &LeadQuery, with_counts: bool) -> Sql {
     let select = lead_select();
     let mut qb = Sql::new(
         dialect,
         if with_counts {
             format!(
-                "SELECT {select}, w.lead_count, w.archived_lead_count \
-             FROM leads l JOIN workspaces w ON w.id = l.workspace_id"
+                "SELECT {select}, \
+                 (SELECT w.lead_count FROM workspaces w WHERE w.id = l.workspace_id), \
+                 (SELECT w.archived_lead_count FROM workspaces w WHERE w.id = l.workspace_id) \
+                 FROM leads l"
             )
         } else {
             format!("SELECT {select} FROM leads l")
