@@ -126,6 +126,7 @@ def main():
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    args.bin = os.path.abspath(args.bin)
 
     docs = documents()
     with tempfile.TemporaryDirectory() as workdir:
