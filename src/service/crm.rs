@@ -725,12 +725,15 @@ impl CrmService {
             .request(&conn.id.to_string(), conn.kind.as_str(), label, took);
     }
 
+    /// Counts a run's records and lists the run (`crmSyncRuns`, a `crm.sync` event) unless it
+    /// did nothing and `keep_empty` is off.
     async fn finish_run(
         &self,
         conn: &CrmConnection,
         trigger: SyncTrigger,
         started: Timestamp,
         counts: SyncCounts,
+        keep_empty: bool,
     ) {
         let crm = conn.kind.as_str();
         let id = conn.id.to_string();
@@ -738,7 +741,7 @@ impl CrmService {
         self.metrics.records(&id, crm, "pulled", counts.pulled);
         self.metrics.records(&id, crm, "failed", counts.failed);
         self.metrics.records(&id, crm, "skipped", counts.skipped);
-        if counts == SyncCounts::default() {
+        if counts == SyncCounts::default() && !keep_empty {
             return;
         }
         let at = now();
@@ -812,7 +815,8 @@ impl CrmService {
         let started = now();
         let mut counts = SyncCounts::default();
         let result = self.push_all(&conn, &mut creds, &mut counts, ctx).await;
-        self.finish_run(&conn, SyncTrigger::Push, started, counts).await;
+        self.finish_run(&conn, SyncTrigger::Push, started, counts, false)
+            .await;
         result
     }
 
@@ -1182,7 +1186,7 @@ impl CrmService {
         }
         let applied: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
         self.store.remember_crm_events(conn.id, &applied, now()).await?;
-        self.finish_run(conn, trigger, started, counts).await;
+        self.finish_run(conn, trigger, started, counts, false).await;
         Ok((counts, failures, duplicates))
     }
 
@@ -1491,7 +1495,10 @@ impl CrmService {
             }
         }
         .await;
-        self.finish_run(&conn, SyncTrigger::Poll, started, counts).await;
+        // a poll an admin asked for is listed even when nothing changed: it is their answer
+        let requested = job.payload.get("requested").and_then(|v| v.as_bool()) == Some(true);
+        self.finish_run(&conn, SyncTrigger::Poll, started, counts, requested)
+            .await;
         result
     }
 
@@ -1518,14 +1525,19 @@ impl CrmService {
         Ok(queued)
     }
 
-    /// Polls one connection now (the command line and tests).
+    /// Polls one connection now (`pollCrmConnection`, the command line): a poll already queued
+    /// is brought forward and becomes this one. Its run is listed even when nothing changed.
     /// Returns false when a poll of it was already queued or running.
     pub async fn poll_now(&self, actor: &Actor, id: CrmConnectionId) -> Result<bool, ServiceError> {
         actor.require_admin()?;
         let conn = self.get(actor, id).await?;
-        let job = NewJob::new(CRM_POLL, serde_json::json!({"connectionId": conn.id}))
-            .in_workspace(conn.workspace_id)
-            .unique(format!("crm.poll:{}", conn.id), Duplicate::Keep);
+        let mut job = NewJob::new(
+            CRM_POLL,
+            serde_json::json!({"connectionId": conn.id, "requested": true}),
+        )
+        .in_workspace(conn.workspace_id)
+        .unique(format!("crm.poll:{}", conn.id), Duplicate::Replace);
+        job.run_at = Some(now());
         Ok(self.queue.enqueue(job).await?.created)
     }
 }

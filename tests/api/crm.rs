@@ -915,3 +915,37 @@ async fn webhooks_for_polled_or_unknown_connections_and_pipedrive_without_creden
         assert_eq!(malformed.status(), 400);
     }
 }
+
+#[tokio::test]
+async fn a_poll_an_admin_asks_for_is_listed_even_when_nothing_changed() {
+    for backend in backends() {
+        let app = spawn_app(backend).await;
+        let fake = FakeHubSpot::start().await;
+        let conn = connect(&app, hubspot_input(&fake)).await;
+        let polled = app
+            .gql(
+                Role::Admin,
+                "mutation($id: ID!) { pollCrmConnection(id: $id) { queued } }",
+                json!({"id": conn}),
+            )
+            .await;
+        assert_eq!(polled["pollCrmConnection"]["queued"], true, "{polled}");
+        let run = poll_until(WAIT, "the requested poll's run", || async {
+            let data = app
+                .gql(
+                    Role::Admin,
+                    "query($id: ID) { crmSyncRuns(connectionId: $id, first: 5) { nodes { trigger pushed pulled failed skipped finishedAt } } }",
+                    json!({"id": conn}),
+                )
+                .await;
+            data["crmSyncRuns"]["nodes"].as_array()?.first().cloned()
+        })
+        .await;
+        assert_eq!(run["trigger"], "POLL", "{backend:?}: {run}");
+        assert_eq!(
+            (&run["pushed"], &run["pulled"], &run["failed"], &run["skipped"]),
+            (&json!(0), &json!(0), &json!(0), &json!(0))
+        );
+        assert!(run["finishedAt"].is_string(), "{run}");
+    }
+}
