@@ -414,11 +414,65 @@ async fn an_admin_manages_keys_replays_a_dead_job_and_imports_a_file_in_the_cons
         assert_eq!(data["leads"]["totalCount"], 2, "{label}");
         browser.no_errors("the imports page").await;
 
-        for page in ["providers", "crm", "campaigns"] {
-            browser.go(page).await;
-            browser.screenshot(page).await;
-            browser.no_errors(page).await;
-        }
+        browser.go("providers").await;
+        browser.screenshot("providers").await;
+        browser.no_errors("the providers page").await;
+
+        // a CRM connection synced from the console: its run is listed when it ends
+        let hubspot = crate::fake_crm::FakeHubSpot::start().await;
+        let created = app
+            .gql(
+                Role::Admin,
+                "mutation($input: CreateCrmConnectionInput!) { createCrmConnection(input: $input) { userErrors { message } } }",
+                json!({"input": {
+                    "kind": "HUBSPOT", "name": "Sales HubSpot", "apiBaseUrl": hubspot.url(),
+                    "credentials": {"accessToken": hubspot.token, "clientSecret": hubspot.secret},
+                }}),
+            )
+            .await;
+        assert_eq!(created["createCrmConnection"]["userErrors"], json!([]));
+        browser.go("crm").await;
+        browser
+            .click("#crm-table tbody tr[data-id] button[data-action='poll']")
+            .await;
+        browser
+            .until(
+                "the poll's run in the table",
+                "return [...document.querySelectorAll('#crm-runs-table tbody tr')].some(r => /poll/i.test(r.textContent))",
+            )
+            .await;
+        browser.screenshot("crm").await;
+        browser.no_errors("the CRM page").await;
+
+        // a campaign activated, then paused, from its row
+        let campaign = app
+            .gql(
+                Role::Admin,
+                "mutation($input: CreateCampaignInput!) { createCampaign(input: $input) { userErrors { message } } }",
+                json!({"input": {
+                    "name": "Welcome", "segment": {"filter": {"tags": {"anyOf": ["new"]}}},
+                    "senders": ["Sales <sales@example.com>"],
+                    "steps": [{"key": "hello", "email": {"subject": "Hi", "body": "Hello {{ unsubscribeUrl }}"}}],
+                }}),
+            )
+            .await;
+        assert_eq!(campaign["createCampaign"]["userErrors"], json!([]));
+        browser.go("campaigns").await;
+        let row = "#campaigns-table tbody tr[data-id]";
+        browser
+            .click(&format!("{row} button[data-action='activate']"))
+            .await;
+        browser.click(&format!("{row} button[data-action='pause']")).await;
+        browser
+            .until(
+                "the campaign to be paused",
+                &format!(
+                    "const r = document.querySelector(\"{row}\"); return r && /paused/i.test(r.textContent) && r.querySelector(\"button[data-action='activate']\")"
+                ),
+            )
+            .await;
+        browser.screenshot("campaigns").await;
+        browser.no_errors("the campaigns page").await;
 
         // a phone: nothing wider than the screen
         browser.client.set_window_size(390, 844).await.expect("resize");

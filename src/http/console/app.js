@@ -217,6 +217,11 @@
       pollCrmConnection(id: $id) { queued }
     }`;
 
+  const CRM_SYNC_CHANGED = gql`
+    subscription CrmSyncChanged {
+      crmSyncChanged { connectionId trigger }
+    }`;
+
   const CAMPAIGNS = gql`
     query Campaigns($first: Int, $after: String, $last: Int, $before: String) {
       campaigns(first: $first, after: $after, last: $last, before: $before) {
@@ -2254,8 +2259,25 @@
         status.textContent = data.pollCrmConnection.queued
           ? `A sync of ${c.name} is queued; its run appears below when it ends.`
           : `A sync of ${c.name} was already queued or running.`;
-        ctx.later(3000, () => runs.reload().catch((e) => report(runs.host, e)));
+        // without the live feed below, look once a little later
+        if (!live) ctx.later(3000, () => runs.reload().catch((e) => report(runs.host, e)));
       }).catch((e) => report(connections.host, e));
+    }
+
+    // Runs as they finish, over the WebSocket, while this page is shown: each one reloads the
+    // runs and the connections (their counts and last poll).
+    let live = false;
+    if (has('SUBSCRIBE')) {
+      live = true;
+      const sub = subscribe(CRM_SYNC_CHANGED, {}, {
+        onNext() {
+          runs.reload().catch((e) => report(runs.host, e));
+          connections.reload().catch((e) => report(connections.host, e));
+        },
+        onError() { live = false; },
+        onComplete() { live = false; },
+      });
+      ctx.onLeave(() => sub.close());
     }
 
     filter.addEventListener('change', () => {
