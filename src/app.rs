@@ -412,7 +412,7 @@ pub async fn assemble(
     } else {
         None
     };
-    // the console's charts: the job queue of every workspace seen in the last hour, each minute
+    // the console's charts: the job queue of each workspace whose history is read, each minute
     tokio::spawn(services.history.clone().run_sampler(services.store.clone()));
     let gateway = Gateway::new(
         services.clone(),

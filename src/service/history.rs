@@ -5,8 +5,9 @@
 //! operations alike), those answered with an error, their latency (a log-scale histogram, so
 //! the p99 of a minute costs 48 counters, and the slowest request, which bounds it), and
 //! enrichment credits spent (by requests and by bulk refresh jobs). Beside these, the job
-//! queue's gauges — queued jobs, the age of the oldest due one, dead jobs — are sampled once
-//! a minute for every workspace seen in the last hour, and again whenever the history is read.
+//! queue's gauges — queued jobs, the age of the oldest due one, dead jobs — are sampled when
+//! the history is read and then once a minute for an hour, for the workspaces whose history
+//! someone reads (an open console): one small query each, none for the others.
 //!
 //! It is per process and in memory: a restart starts it empty, and behind a load balancer each
 //! instance shows its share of the traffic (Prometheus is the place for the sum). Memory is
@@ -152,6 +153,8 @@ impl Ring {
 #[derive(Clone)]
 pub struct History {
     workspaces: moka::sync::Cache<WorkspaceId, Arc<Mutex<Ring>>>,
+    /// Workspaces whose history was read in the last hour: their queue is sampled.
+    watched: moka::sync::Cache<WorkspaceId, ()>,
     clock: Clock,
 }
 
@@ -175,6 +178,10 @@ impl History {
             workspaces: moka::sync::Cache::builder()
                 .max_capacity(MAX_WORKSPACES)
                 .time_to_idle(Duration::from_secs(MINUTES as u64 * 60))
+                .build(),
+            watched: moka::sync::Cache::builder()
+                .max_capacity(MAX_WORKSPACES)
+                .time_to_live(Duration::from_secs(MINUTES as u64 * 60))
                 .build(),
             clock,
         }
@@ -248,13 +255,20 @@ impl History {
         out
     }
 
-    /// The workspaces seen in the last hour.
-    fn tracked(&self) -> Vec<WorkspaceId> {
-        self.workspaces.iter().map(|(ws, _)| *ws).collect()
+    /// The workspaces whose history was read in the last hour.
+    fn watched(&self) -> Vec<WorkspaceId> {
+        self.watched.iter().map(|(ws, _)| *ws).collect()
+    }
+
+    /// Reads the queue of `workspace` from `store` into the minute in progress, and keeps
+    /// sampling it once a minute for the next hour (`run_sampler`).
+    pub async fn watch(&self, store: &Store, workspace: WorkspaceId) -> crate::store::StoreResult<()> {
+        self.watched.insert(workspace, ());
+        self.sample_queue(store, workspace).await
     }
 
     /// Reads the queue of `workspace` from `store` into the minute in progress.
-    pub async fn sample_queue(&self, store: &Store, workspace: WorkspaceId) -> crate::store::StoreResult<()> {
+    async fn sample_queue(&self, store: &Store, workspace: WorkspaceId) -> crate::store::StoreResult<()> {
         let stats = store.job_stats(JobScope::Workspace(workspace)).await?;
         let now = (self.clock)();
         let mut gauges = QueueGauges {
@@ -279,14 +293,13 @@ impl History {
         Ok(())
     }
 
-    /// Samples the queue of every workspace seen in the last hour, once a minute, until the
-    /// process ends.
+    /// Samples the queue of every watched workspace once a minute, until the process ends.
     pub async fn run_sampler(self, store: Store) {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            for workspace in self.tracked() {
+            for workspace in self.watched() {
                 if let Err(e) = self.sample_queue(&store, workspace).await {
                     tracing::warn!(error = %e, "cannot sample the job queue for the console history");
                     break;

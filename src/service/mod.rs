@@ -315,7 +315,7 @@ impl Services {
             ));
         }
         self.history
-            .sample_queue(&self.store, actor.workspace_id)
+            .watch(&self.store, actor.workspace_id)
             .await
             .map_err(ServiceError::Internal)?;
         Ok(self.history.read(actor.workspace_id, minutes))
