@@ -427,7 +427,8 @@ async fn execute(
     let subject = rate_subject(&caller, client);
     let requested = request.operation_name.clone();
     let workspace = caller.0.as_ref().map(|actor| actor.workspace_id);
-    let refused = |workspace: Option<crate::domain::WorkspaceId>| {
+    // a refused request counts in its workspace's history as an error
+    let refused = || {
         if let Some(ws) = workspace {
             gateway.history().request(ws, std::time::Duration::ZERO, true);
         }
@@ -436,7 +437,7 @@ async fn execute(
         Ok(prepared) => prepared,
         Err(response) => {
             metrics.answered(&metrics.unread(requested.as_deref()), &response, None);
-            refused(workspace);
+            refused();
             return (*response, None);
         }
     };
@@ -447,7 +448,7 @@ async fn execute(
             Ok(decision) => decision,
             Err((response, decision)) => {
                 metrics.answered(&operation, &response, None);
-                refused(workspace);
+                refused();
                 return (*response, Some(decision));
             }
         };
@@ -456,14 +457,13 @@ async fn execute(
         label_request_errors(&mut response);
         let took = started.elapsed();
         metrics.answered(&operation, &response, Some(took));
+        let spend = scope.spend();
         if let Some(ws) = workspace {
             let history = gateway.history();
             history.request(ws, took, !response.errors.is_empty());
-            if let Some(spend) = scope.spend() {
-                history.credits(ws, spend.credits_spent);
-            }
+            history.credits(ws, spend.map_or(0, |s| s.credits_spent));
         }
-        if let Some(spend) = scope.spend() {
+        if let Some(spend) = spend {
             response
                 .extensions
                 .insert("enrichment".to_owned(), super::enrichment::spend_extension(spend));

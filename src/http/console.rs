@@ -9,6 +9,8 @@
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use std::sync::LazyLock;
 
@@ -33,7 +35,7 @@ struct Asset {
 impl Asset {
     fn new(body: &'static str, content_type: &'static str) -> Self {
         let digest = Sha256::digest(body.as_bytes());
-        let etag = format!("\"{}\"", hex(&digest[..12]));
+        let etag = format!("\"{}\"", URL_SAFE_NO_PAD.encode(&digest[..12]));
         Self {
             body,
             content_type,
@@ -45,10 +47,6 @@ impl Asset {
 // computed once from constants: read-only, not mutable state
 static SCRIPT: LazyLock<Asset> = LazyLock::new(|| Asset::new(APP_JS, "text/javascript; charset=utf-8"));
 static STYLE: LazyLock<Asset> = LazyLock::new(|| Asset::new(APP_CSS, "text/css; charset=utf-8"));
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn secure(headers: &mut HeaderMap) {
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));

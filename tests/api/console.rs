@@ -596,12 +596,7 @@ fn total(history: &Value, field: &str) -> i64 {
 async fn metrics_history_counts_each_workspaces_requests_errors_credits_and_queue() {
     for backend in backends() {
         let app = app(backend).await;
-        app.configure_provider(json!({
-            "provider": "SANDBOX",
-            "options": {"latencyMs": 0, "missRate": 0.0, "creditsPerHit": 2},
-        }))
-        .await;
-        app.set_waterfall("PERSON", &["SANDBOX"]).await;
+        app.use_sandbox(&["PERSON"], 2).await;
         app.create_leads(vec![
             json!({"email": "ada@example.com", "firstName": "Ada"}),
             json!({"email": "alan@example.com", "firstName": "Alan"}),

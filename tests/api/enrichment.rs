@@ -109,18 +109,6 @@ fn lead_uuid(id: &str) -> uuid::Uuid {
     uuid::Uuid::parse_str(text.strip_prefix("Lead:").expect("a Lead id")).unwrap()
 }
 
-/// The sandbox answers every group at `credits` per hit, with no latency and no misses.
-async fn use_sandbox(app: &TestApp, groups: &[&str], credits: u32) {
-    app.configure_provider(json!({
-        "provider": "SANDBOX",
-        "options": {"latencyMs": 0, "missRate": 0.0, "creditsPerHit": credits},
-    }))
-    .await;
-    for group in groups {
-        app.set_waterfall(group, &["SANDBOX"]).await;
-    }
-}
-
 async fn give_keys(app: &TestApp) {
     app.configure_provider(json!({"provider": "PEOPLE_DATA_LABS", "apiKey": PDL_KEY}))
         .await;
@@ -250,7 +238,7 @@ async fn waterfall_merges_per_field_in_order_and_provenance_names_each_fields_pr
 async fn provenance_in_the_same_response_names_the_providers_just_asked() {
     for backend in backends() {
         let app = spawn_app_with(backend, |_| {}).await;
-        use_sandbox(&app, &["PERSON"], 1).await;
+        app.use_sandbox(&["PERSON"], 1).await;
         app.create_leads(vec![lead("jane.doe@acme.io", "same")]).await;
         let body = app
             .gql_body(
@@ -544,7 +532,7 @@ fn null_person_edges(body: &Value) -> Vec<usize> {
 async fn a_request_budget_stops_provider_calls_mid_page_and_the_rest_still_resolves() {
     for backend in backends() {
         let app = spawn_app_with(backend, |_| {}).await;
-        use_sandbox(&app, &["PERSON"], 1).await;
+        app.use_sandbox(&["PERSON"], 1).await;
         app.create_leads(leads("budget", 10)).await;
         let fields = "person(policy: $policy) { fullName }";
         let vars = json!({"tag": "budget"});
@@ -731,7 +719,7 @@ async fn enrichment_plan_reports_calls_and_credits_without_spending() {
         .await;
         app.configure_provider(json!({"provider": "PEOPLE_DATA_LABS", "apiKey": PDL_KEY}))
             .await;
-        use_sandbox(&app, &[], 2).await;
+        app.use_sandbox(&[], 2).await;
         // Apollo has no key: listed, but not available.
         app.set_waterfall("PERSON", &["PEOPLE_DATA_LABS", "APOLLO", "SANDBOX"])
             .await;
@@ -808,7 +796,7 @@ const JOB: &str = "query($id: ID!) { enrichmentJob(id: $id) { id state groups po
 async fn enrich_leads_runs_a_background_job_to_success() {
     for backend in backends() {
         let app = spawn_app_with(backend, |_| {}).await;
-        use_sandbox(&app, &["PERSON", "COMPANY"], 1).await;
+        app.use_sandbox(&["PERSON", "COMPANY"], 1).await;
         let mut ids = app.create_leads(leads("job", 3)).await;
         // A lead of another workspace counts as failed, and is not touched.
         let (_, other) = app
@@ -919,7 +907,7 @@ async fn enrich_leads_runs_a_background_job_to_success() {
 async fn each_fetched_lead_and_group_appends_one_lead_enriched_event_without_personal_data() {
     for backend in backends() {
         let app = spawn_app_with(backend, |_| {}).await;
-        use_sandbox(&app, &["PERSON", "COMPANY"], 1).await;
+        app.use_sandbox(&["PERSON", "COMPANY"], 1).await;
         let people = [
             ("Ada", "Lovelace", "ada.lovelace@engines.example"),
             ("Grace", "Hopper", "grace.hopper@navy.example"),
@@ -1025,7 +1013,7 @@ async fn admin_mutations_reject_malformed_input_and_change_nothing() {
             "provider": "PEOPLE_DATA_LABS", "apiKey": PDL_KEY, "dailyCreditCap": 10,
         }))
         .await;
-        use_sandbox(&app, &["PERSON"], 1).await;
+        app.use_sandbox(&["PERSON"], 1).await;
         let before = app.gql(Role::Admin, SNAPSHOT, json!({})).await;
         assert_eq!(
             before["providers"][2]["apiKeyLast4"], "3456",
@@ -1247,7 +1235,7 @@ async fn another_workspace_never_sees_cached_enrichment_or_settings() {
             "provider": "PEOPLE_DATA_LABS", "apiKey": PDL_KEY, "dailyCreditCap": 10,
         }))
         .await;
-        use_sandbox(&app, &["PERSON"], 1).await;
+        app.use_sandbox(&["PERSON"], 1).await;
         app.gql(
             Role::Admin,
             "mutation { setDefaultEnrichmentPolicy(policy: REFRESH) { userErrors { code } } }",
@@ -1358,7 +1346,7 @@ async fn another_workspace_never_sees_cached_enrichment_or_settings() {
 async fn the_stored_phone_never_enriches_and_phone_enrichment_is_fetched_once_per_page() {
     for backend in backends() {
         let app = spawn_app_with(backend, |_| {}).await;
-        use_sandbox(&app, &["PHONE"], 1).await;
+        app.use_sandbox(&["PHONE"], 1).await;
         app.create_leads(leads("phones", 20)).await;
 
         let stored = app

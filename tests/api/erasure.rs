@@ -114,12 +114,7 @@ pub fn mentions<'a>(rows: &'a [(String, String)], needles: &[&str]) -> Vec<&'a (
 }
 
 async fn use_sandbox(app: &TestApp) {
-    app.configure_provider(json!({
-        "provider": "SANDBOX",
-        "options": {"latencyMs": 0, "missRate": 0.0, "creditsPerHit": 1},
-    }))
-    .await;
-    app.set_waterfall("PERSON", &["SANDBOX"]).await;
+    app.use_sandbox(&["PERSON"], 1).await;
 }
 
 async fn create_person(app: &TestApp) -> String {

@@ -400,6 +400,18 @@ impl TestApp {
         assert_eq!(data["setWaterfall"]["userErrors"], json!([]), "{data}");
     }
 
+    /// The sandbox answers `groups` first, at `credits` per hit, with no latency and no misses.
+    pub async fn use_sandbox(&self, groups: &[&str], credits: u32) {
+        self.configure_provider(json!({
+            "provider": "SANDBOX",
+            "options": {"latencyMs": 0, "missRate": 0.0, "creditsPerHit": credits},
+        }))
+        .await;
+        for group in groups {
+            self.set_waterfall(group, &["SANDBOX"]).await;
+        }
+    }
+
     /// Creates leads with one `upsertLeads`; returns their ids in input order.
     pub async fn create_leads(&self, leads: Vec<Value>) -> Vec<String> {
         let data = self
